@@ -1,0 +1,19 @@
+//! mmcurate: a curation pipeline for multimodal training corpora.
+//!
+//! The modules follow the data flow, in the order a sample meets them:
+//! `config` → `plan` → `source` → `decode` → `measure` → `decide` → `write`, with `pipeline`
+//! running the stages together and `cli` as the binary's edge. Stages talk through a few plain
+//! types: [`source::Sample`], [`measure::Measurements`] and [`decide::Decision`].
+
+pub mod cli;
+pub mod config;
+pub mod decide;
+pub mod decode;
+pub mod measure;
+pub mod pipeline;
+pub mod plan;
+pub mod source;
+pub mod write;
+
+/// The tool's version, recorded in every manifest and shard `.json`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

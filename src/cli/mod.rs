@@ -1,0 +1,224 @@
+//! The `mmcurate` command line: `run`, `plan` and `inspect`. This is the binary's edge: it
+//! sets up logging and progress, prints results, and turns errors into exit codes
+//! (0 success, 1 the run failed, 2 bad usage or config).
+
+mod inspect;
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::Config;
+use crate::pipeline::{self, progress::Progress, RunSummary};
+
+#[derive(Parser)]
+#[command(
+    name = "mmcurate",
+    version,
+    about = "Curate multimodal training corpora into WebDataset shards with a provenance ledger"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Only warnings and errors; no progress bars.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a curation job.
+    Run {
+        /// The job's TOML config.
+        config: PathBuf,
+        /// Override a config key, e.g. --set run.threads=4 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Validate the config and list the inputs it resolves to; writes nothing.
+    Plan {
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Summarise an output folder, a shard (.tar) or a ledger (.parquet).
+    Inspect {
+        /// A local path, file:// or s3:// URI.
+        path: String,
+    },
+}
+
+/// Runs the command line; the exit code is the process's.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let progress = if cli.quiet {
+        Progress::hidden()
+    } else {
+        Progress::for_terminal()
+    };
+    init_logging(cli.quiet, &progress);
+    match cli.command {
+        Command::Run { config, set } => {
+            let Some(config) = load_config(&config, &set) else {
+                return ExitCode::from(2);
+            };
+            match pipeline::run(&config, &progress) {
+                Ok(summary) => {
+                    print_summary(&summary);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!("the run failed: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Plan { config, set } => {
+            let Some(config) = load_config(&config, &set) else {
+                return ExitCode::from(2);
+            };
+            match pipeline::plan_only(&config) {
+                Ok(plan) => {
+                    print_plan(&config, &plan);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Inspect { path } => match inspect::inspect(&path) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn load_config(path: &std::path::Path, set: &[String]) -> Option<Config> {
+    match Config::load(path, set) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            tracing::error!("{e}");
+            None
+        }
+    }
+}
+
+/// Log lines go to stderr through the progress bars' `suspend`, so bars are redrawn below them.
+fn init_logging(quiet: bool, progress: &Progress) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let multi = progress.multi().clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(move || SuspendingWriter {
+            multi: multi.clone(),
+            buffer: Vec::new(),
+        })
+        .try_init();
+}
+
+struct SuspendingWriter {
+    multi: indicatif::MultiProgress,
+    buffer: Vec<u8>,
+}
+
+impl Write for SuspendingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for SuspendingWriter {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.buffer);
+        self.multi.suspend(|| {
+            let _ = std::io::stderr().write_all(&buffer);
+        });
+    }
+}
+
+fn print_plan(config: &Config, plan: &crate::plan::Plan) {
+    println!(
+        "config ok: run {:?} → {}",
+        config.run.name, config.run.output
+    );
+    for input in &plan.inputs {
+        let samples = input
+            .expected_samples()
+            .map_or("samples counted while reading".to_string(), |n| {
+                format!("{n} samples")
+            });
+        println!(
+            "input {}: {} ({}): {} objects, {}, {}",
+            input.index,
+            input.config.uri,
+            input.config.format.as_str(),
+            input.objects.len(),
+            human_bytes(input.total_bytes()),
+            samples
+        );
+    }
+}
+
+fn print_summary(summary: &RunSummary) {
+    let m = &summary.manifest;
+    let c = &m.counts;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nmmcurate run {:?} finished in {:.1} s → {}\n",
+        m.run.name, summary.seconds, m.run.output
+    ));
+    let row = |out: &mut String, label: &str, value: String| {
+        out.push_str(&format!("  {label:<34} {value:>10}\n"));
+    };
+    row(&mut out, "inputs", m.inputs.len().to_string());
+    row(&mut out, "samples", c.samples.to_string());
+    row(&mut out, "kept", c.kept.to_string());
+    row(&mut out, "dropped", c.dropped.to_string());
+    for (reason, n) in &c.dropped_by_reason {
+        row(&mut out, &format!("  {reason}"), n.to_string());
+    }
+    let bytes: u64 = m.shards.iter().map(|s| s.bytes).sum();
+    row(
+        &mut out,
+        "shards",
+        format!("{} ({})", m.shards.len(), human_bytes(bytes)),
+    );
+    row(
+        &mut out,
+        "throughput (samples/s)",
+        format!("{:.1}", c.samples as f64 / summary.seconds.max(1e-9)),
+    );
+    let stages: Vec<String> = ["plan", "measure", "decide", "write"]
+        .iter()
+        .filter_map(|s| m.stage_seconds.get(*s).map(|t| format!("{s} {t:.2}s")))
+        .collect();
+    out.push_str(&format!("  stage time: {}\n", stages.join(" · ")));
+    print!("{out}");
+}
+
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    bytesize::ByteSize(bytes).display().si().to_string()
+}

@@ -1,0 +1,629 @@
+//! The run configuration: TOML in, a typed and validated [`Config`] out.
+//!
+//! Every key has a documented default (README, "Config reference"). `--set a.b=c` overrides are
+//! applied to the TOML tree before it is typed, so they go through the same checks. Validation
+//! happens here, before any work starts; an error names the key, the value and what is allowed.
+//! This module does not touch the network: whether inputs exist is the `plan` stage's job.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+mod bytesize_serde;
+pub use bytesize_serde::ByteSize;
+
+/// A configuration problem, reported before any work starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Type { key: String, message: String },
+    #[error("config key `{key}` = {value}: {allowed}")]
+    Invalid {
+        key: String,
+        value: String,
+        allowed: String,
+    },
+    #[error("--set {arg}: {message}")]
+    Override { arg: String, message: String },
+}
+
+/// The whole run configuration, with every default filled in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub run: RunConfig,
+    #[serde(default)]
+    pub inputs: Vec<InputConfig>,
+    #[serde(default)]
+    pub filters: FiltersConfig,
+    #[serde(default)]
+    pub dedup: DedupConfig,
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// A name for the run, recorded in the manifest.
+    #[serde(default = "default_run_name")]
+    pub name: String,
+    /// Where shards, ledger and manifest go: a local path, `file://…` or `s3://bucket/prefix`.
+    pub output: String,
+    /// Worker threads for decoding and measuring; 0 means one per core.
+    #[serde(default)]
+    pub threads: usize,
+    /// Local folder for staging candidate samples between measuring and writing. Default: a
+    /// `.staging` folder inside a local output, or the system temporary folder for S3 output.
+    #[serde(default)]
+    pub staging_dir: Option<String>,
+}
+
+fn default_run_name() -> String {
+    "mmcurate".to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// Every object under a prefix; captions from `.txt` / `.json` sidecars with the same stem.
+    Files,
+    /// Existing WebDataset `.tar` shards, streamed.
+    Webdataset,
+    /// JSONL or Parquet rows naming object URIs.
+    Manifest,
+}
+
+impl InputFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Files => "files",
+            InputFormat::Webdataset => "webdataset",
+            InputFormat::Manifest => "manifest",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// A local path, `file://…` or `s3://bucket/prefix`: a folder/prefix or a single object.
+    pub uri: String,
+    #[serde(default = "default_format")]
+    pub format: InputFormat,
+    /// Manifest column holding each object's URI.
+    #[serde(default = "default_url_column")]
+    pub url_column: String,
+    /// Manifest column holding each object's caption.
+    #[serde(default = "default_caption_column")]
+    pub caption_column: String,
+}
+
+fn default_format() -> InputFormat {
+    InputFormat::Files
+}
+fn default_url_column() -> String {
+    "url".to_string()
+}
+fn default_caption_column() -> String {
+    "caption".to_string()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FiltersConfig {
+    #[serde(default)]
+    pub image: ImageFilters,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFilters {
+    /// Drop images whose shorter side is below this many pixels.
+    #[serde(default = "default_min_side")]
+    pub min_side: u32,
+    /// Refuse images whose header declares more pixels than this, before decoding them.
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+    /// Drop images whose longer side is more than this many times the shorter side.
+    #[serde(default = "default_max_aspect_ratio")]
+    pub max_aspect_ratio: f64,
+    /// Drop images whose sharpness (Laplacian variance at a 512-px shorter side) is below this.
+    #[serde(default)]
+    pub min_sharpness: f64,
+    /// Drop images whose mean luminance (0–255) is below this.
+    #[serde(default)]
+    pub min_brightness: f64,
+    /// Drop images whose mean luminance (0–255) is above this.
+    #[serde(default = "default_max_brightness")]
+    pub max_brightness: f64,
+}
+
+fn default_min_side() -> u32 {
+    64
+}
+fn default_max_pixels() -> u64 {
+    100_000_000
+}
+fn default_max_aspect_ratio() -> f64 {
+    10.0
+}
+fn default_max_brightness() -> f64 {
+    255.0
+}
+
+impl Default for ImageFilters {
+    fn default() -> Self {
+        ImageFilters {
+            min_side: default_min_side(),
+            max_pixels: default_max_pixels(),
+            max_aspect_ratio: default_max_aspect_ratio(),
+            min_sharpness: 0.0,
+            min_brightness: 0.0,
+            max_brightness: default_max_brightness(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    /// Drop byte-identical copies (same sha256).
+    #[serde(default = "default_true")]
+    pub exact: bool,
+    /// Near duplicates: pHashes within this many differing bits (0–64); 0 turns it off.
+    #[serde(default = "default_phash_max_distance")]
+    pub phash_max_distance: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_phash_max_distance() -> u32 {
+    4
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig {
+            exact: true,
+            phash_max_distance: default_phash_max_distance(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Start a new shard after this many samples.
+    #[serde(default = "default_max_samples_per_shard")]
+    pub max_samples_per_shard: u64,
+    /// Start a new shard before it would grow past this size ("512MB", "1GiB" or bytes).
+    #[serde(default = "default_max_bytes_per_shard")]
+    pub max_bytes_per_shard: ByteSize,
+}
+
+fn default_max_samples_per_shard() -> u64 {
+    10_000
+}
+fn default_max_bytes_per_shard() -> ByteSize {
+    ByteSize(1 << 30)
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            max_samples_per_shard: default_max_samples_per_shard(),
+            max_bytes_per_shard: default_max_bytes_per_shard(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file, applies `--set KEY=VALUE` overrides, types and validates it.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml_str(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Like [`Config::load`], from TOML text; `origin` names it in errors.
+    pub fn from_toml_str(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+    ) -> Result<Config, ConfigError> {
+        let tree: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        let mut tree = toml::Value::Table(tree);
+        for arg in overrides {
+            apply_override(&mut tree, arg)?;
+        }
+        let config: Config =
+            serde_path_to_error::deserialize(tree).map_err(|e| ConfigError::Type {
+                key: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value against what it allows; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &str, value: impl std::fmt::Display, allowed: &str) -> ConfigError {
+            ConfigError::Invalid {
+                key: key.to_string(),
+                value: value.to_string(),
+                allowed: allowed.to_string(),
+            }
+        }
+        check_uri("run.output", &self.run.output)?;
+        if self.run.name.trim().is_empty() {
+            return Err(invalid("run.name", "\"\"", "must not be empty"));
+        }
+        if self.run.threads > 4096 {
+            return Err(invalid(
+                "run.threads",
+                self.run.threads,
+                "must be 0 (one per core) to 4096",
+            ));
+        }
+        if self.inputs.is_empty() {
+            return Err(invalid(
+                "inputs",
+                "[]",
+                "at least one [[inputs]] table with a `uri` is required",
+            ));
+        }
+        for (i, input) in self.inputs.iter().enumerate() {
+            check_uri(&format!("inputs[{i}].uri"), &input.uri)?;
+            if input.url_column.is_empty() {
+                return Err(invalid(
+                    &format!("inputs[{i}].url_column"),
+                    "\"\"",
+                    "must name a column",
+                ));
+            }
+        }
+        let f = &self.filters.image;
+        if f.min_side == 0 {
+            return Err(invalid(
+                "filters.image.min_side",
+                0,
+                "must be at least 1 pixel",
+            ));
+        }
+        if f.max_pixels == 0 {
+            return Err(invalid(
+                "filters.image.max_pixels",
+                0,
+                "must be at least 1 pixel",
+            ));
+        }
+        if !(f.max_aspect_ratio >= 1.0 && f.max_aspect_ratio.is_finite()) {
+            return Err(invalid(
+                "filters.image.max_aspect_ratio",
+                f.max_aspect_ratio,
+                "must be a finite number >= 1.0",
+            ));
+        }
+        if !(f.min_sharpness >= 0.0 && f.min_sharpness.is_finite()) {
+            return Err(invalid(
+                "filters.image.min_sharpness",
+                f.min_sharpness,
+                "must be a finite number >= 0 (0 turns the filter off)",
+            ));
+        }
+        for (key, value) in [
+            ("filters.image.min_brightness", f.min_brightness),
+            ("filters.image.max_brightness", f.max_brightness),
+        ] {
+            if !(0.0..=255.0).contains(&value) {
+                return Err(invalid(
+                    key,
+                    value,
+                    "must be between 0 and 255 (mean luminance)",
+                ));
+            }
+        }
+        if f.min_brightness > f.max_brightness {
+            return Err(invalid(
+                "filters.image.min_brightness",
+                f.min_brightness,
+                &format!(
+                    "must not exceed filters.image.max_brightness ({})",
+                    f.max_brightness
+                ),
+            ));
+        }
+        if self.dedup.phash_max_distance > 64 {
+            return Err(invalid(
+                "dedup.phash_max_distance",
+                self.dedup.phash_max_distance,
+                "must be 0 (off) to 64 bits",
+            ));
+        }
+        if self.output.max_samples_per_shard == 0 {
+            return Err(invalid(
+                "output.max_samples_per_shard",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if self.output.max_bytes_per_shard.0 < 10 * 1024 {
+            return Err(invalid(
+                "output.max_bytes_per_shard",
+                self.output.max_bytes_per_shard,
+                "must be at least 10KiB",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The resolved configuration as canonical JSON (every default filled in) and its sha256,
+    /// as recorded in the run manifest.
+    pub fn resolved_json_and_sha256(&self) -> (serde_json::Value, String) {
+        let value = serde_json::to_value(self).expect("config serialises to JSON");
+        let canonical = serde_json::to_vec(&value).expect("JSON value serialises");
+        (value, hex::encode(Sha256::digest(&canonical)))
+    }
+
+    /// Worker threads to use: `run.threads`, or one per core when it is 0.
+    pub fn worker_threads(&self) -> usize {
+        if self.run.threads > 0 {
+            self.run.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// Accepts a local path, `file://` or `s3://bucket[/prefix]`.
+fn check_uri(key: &str, uri: &str) -> Result<(), ConfigError> {
+    let bad = |allowed: &str| ConfigError::Invalid {
+        key: key.to_string(),
+        value: format!("{uri:?}"),
+        allowed: allowed.to_string(),
+    };
+    if uri.trim().is_empty() {
+        return Err(bad(
+            "must be a local path, file://PATH or s3://BUCKET/PREFIX",
+        ));
+    }
+    if let Some((scheme, rest)) = uri.split_once("://") {
+        match scheme {
+            "file" => {
+                if !rest.starts_with('/') {
+                    return Err(bad(
+                        "a file:// URI must hold an absolute path (file:///data/x)",
+                    ));
+                }
+            }
+            "s3" => {
+                if rest.split('/').next().unwrap_or("").is_empty() {
+                    return Err(bad("an s3:// URI must name a bucket (s3://BUCKET/PREFIX)"));
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "unsupported scheme: use a local path, file://PATH or s3://BUCKET/PREFIX",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies one `KEY=VALUE` override to the TOML tree. The value is read as a TOML value when
+/// it parses as one (`3`, `true`, `"x"`, `[1,2]`), else taken as a plain string. Array items
+/// are addressed by index: `inputs.0.uri=...`.
+fn apply_override(tree: &mut toml::Value, arg: &str) -> Result<(), ConfigError> {
+    let err = |message: &str| ConfigError::Override {
+        arg: arg.to_string(),
+        message: message.to_string(),
+    };
+    let (key, raw) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected KEY=VALUE, e.g. --set run.threads=4"))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(err(
+            "the key must be a dotted path such as filters.image.min_side",
+        ));
+    }
+    let value = match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let segments: Vec<&str> = key.split('.').collect();
+    let mut node = tree;
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        node = match node {
+            toml::Value::Table(table) => {
+                if last {
+                    table.insert(segment.to_string(), value);
+                    return Ok(());
+                }
+                table
+                    .entry(segment.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            }
+            toml::Value::Array(items) => {
+                let index: usize = segment
+                    .parse()
+                    .map_err(|_| err(&format!("`{segment}` must be an index into the array")))?;
+                let len = items.len();
+                let item = items.get_mut(index).ok_or_else(|| {
+                    err(&format!(
+                        "index {index} is out of range (the array has {len} items)"
+                    ))
+                })?;
+                if last {
+                    *item = value;
+                    return Ok(());
+                }
+                item
+            }
+            _ => {
+                return Err(err(&format!(
+                    "`{segment}` is inside a value that is not a table"
+                )))
+            }
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[run]
+output = "out"
+[[inputs]]
+uri = "data/images"
+"#;
+
+    fn load(text: &str, sets: &[&str]) -> Result<Config, String> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::from_toml_str(text, "test.toml", &sets).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_fill_every_key() {
+        let c = load(MINIMAL, &[]).unwrap();
+        assert_eq!(c.run.name, "mmcurate");
+        assert_eq!(c.inputs[0].format, InputFormat::Files);
+        assert_eq!(c.inputs[0].url_column, "url");
+        assert_eq!(c.filters.image.min_side, 64);
+        assert_eq!(c.filters.image.max_pixels, 100_000_000);
+        assert!(c.dedup.exact);
+        assert_eq!(c.dedup.phash_max_distance, 4);
+        assert_eq!(c.output.max_samples_per_shard, 10_000);
+        assert_eq!(c.output.max_bytes_per_shard, ByteSize(1 << 30));
+    }
+
+    #[test]
+    fn overrides_reach_any_key_and_are_validated() {
+        let c = load(
+            MINIMAL,
+            &[
+                "run.threads=3",
+                "filters.image.min_sharpness=12.5",
+                "output.max_bytes_per_shard=512MB",
+                "inputs.0.format=webdataset",
+                "run.name=nightly",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.run.threads, 3);
+        assert_eq!(c.filters.image.min_sharpness, 12.5);
+        assert_eq!(c.output.max_bytes_per_shard, ByteSize(512_000_000));
+        assert_eq!(c.inputs[0].format, InputFormat::Webdataset);
+        assert_eq!(c.run.name, "nightly");
+
+        let e = load(MINIMAL, &["dedup.phash_max_distance=65"]).unwrap_err();
+        assert_eq!(
+            e,
+            "config key `dedup.phash_max_distance` = 65: must be 0 (off) to 64 bits"
+        );
+        let e = load(MINIMAL, &["inputs.3.uri=x"]).unwrap_err();
+        assert!(
+            e.contains("index 3 is out of range (the array has 1 items)"),
+            "{e}"
+        );
+        let e = load(MINIMAL, &["novalue"]).unwrap_err();
+        assert!(e.contains("expected KEY=VALUE"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_key_value_and_what_is_allowed() {
+        let e = load(&MINIMAL.replace("data/images", "ftp://x/y"), &[]).unwrap_err();
+        assert!(
+            e.starts_with("config key `inputs[0].uri` = \"ftp://x/y\": unsupported scheme"),
+            "{e}"
+        );
+
+        let e = load(MINIMAL, &["inputs.0.format=zip"]).unwrap_err();
+        assert!(
+            e.starts_with("config key `inputs[0].format`: unknown variant `zip`"),
+            "{e}"
+        );
+        assert!(e.contains("`files`, `webdataset`, `manifest`"), "{e}");
+
+        let e = load(MINIMAL, &["filters.image.min_sid=3"]).unwrap_err();
+        assert!(
+            e.starts_with("config key `filters.image`: unknown field `min_sid`"),
+            "{e}"
+        );
+
+        let e = load(MINIMAL, &["filters.image.min_side=\"big\""]).unwrap_err();
+        assert!(
+            e.starts_with("config key `filters.image.min_side`: invalid type: string \"big\""),
+            "{e}"
+        );
+
+        let e = load(
+            MINIMAL,
+            &[
+                "filters.image.min_brightness=200",
+                "filters.image.max_brightness=100",
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "config key `filters.image.min_brightness` = 200: must not exceed filters.image.max_brightness (100)"
+        );
+
+        let e = load(MINIMAL, &["output.max_bytes_per_shard=\"lots\""]).unwrap_err();
+        assert!(
+            e.contains("`output.max_bytes_per_shard`") && e.contains("\"lots\" is not a size"),
+            "{e}"
+        );
+
+        let e = load("[run]\noutput = \"o\"\n", &[]).unwrap_err();
+        assert!(
+            e.starts_with("config key `inputs` = []: at least one [[inputs]]"),
+            "{e}"
+        );
+
+        let e = load("[run]\n", &[]).unwrap_err();
+        assert!(e.contains("missing field `output`"), "{e}");
+
+        let e = load("[run\n", &[]).unwrap_err();
+        assert!(
+            e.starts_with("config file test.toml is not valid TOML"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn resolved_config_hash_is_stable_and_sensitive() {
+        let a = load(MINIMAL, &[]).unwrap().resolved_json_and_sha256();
+        let b = load(MINIMAL, &[]).unwrap().resolved_json_and_sha256();
+        let c = load(MINIMAL, &["run.threads=2"])
+            .unwrap()
+            .resolved_json_and_sha256();
+        assert_eq!(a.1, b.1);
+        assert_ne!(a.1, c.1);
+        assert_eq!(a.0["filters"]["image"]["min_side"], 64);
+    }
+}

@@ -1,0 +1,238 @@
+//! Global deduplication over the whole run: exact copies by sha256, then near copies by pHash.
+//!
+//! Duplicates form groups (connected components of the "is a copy of" pairs, by union-find),
+//! and one sample per group is kept by [`keep_order`]: the sharpest, then the one with the most
+//! pixels, then the lowest id. Every other member is dropped, naming the kept sample and its
+//! distance to it. The result does not depend on the order samples arrived in.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use super::hamming_index::pairs_within;
+use super::{Drop, Reason, Stage};
+
+/// What dedup needs to know about a sample that passed the per-sample filters.
+#[derive(Debug, Clone)]
+pub struct Candidate<'a> {
+    pub id: &'a str,
+    pub sha256: &'a str,
+    pub phash: u64,
+    pub sharpness: f64,
+    pub pixels: u64,
+}
+
+/// The keep rule: `Less` means `a` is the better sample to keep.
+pub fn keep_order(a: &Candidate, b: &Candidate) -> Ordering {
+    b.sharpness
+        .total_cmp(&a.sharpness)
+        .then(b.pixels.cmp(&a.pixels))
+        .then(a.id.cmp(b.id))
+}
+
+/// Disjoint sets with path halving and union by size.
+struct UnionFind {
+    parent: Vec<u32>,
+    size: Vec<u32>,
+}
+
+impl UnionFind {
+    fn new(n: usize) -> Self {
+        UnionFind {
+            parent: (0..n as u32).collect(),
+            size: vec![1; n],
+        }
+    }
+
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let grandparent = self.parent[self.parent[x as usize] as usize];
+            self.parent[x as usize] = grandparent;
+            x = grandparent;
+        }
+        x
+    }
+
+    fn union(&mut self, a: u32, b: u32) {
+        let (mut a, mut b) = (self.find(a), self.find(b));
+        if a == b {
+            return;
+        }
+        if self.size[a as usize] < self.size[b as usize] {
+            std::mem::swap(&mut a, &mut b);
+        }
+        self.parent[b as usize] = a;
+        self.size[a as usize] += self.size[b as usize];
+    }
+
+    /// Groups of more than one member, each sorted by index.
+    fn groups(mut self) -> Vec<Vec<u32>> {
+        let mut by_root: HashMap<u32, Vec<u32>> = HashMap::new();
+        for i in 0..self.parent.len() as u32 {
+            let root = self.find(i);
+            by_root.entry(root).or_default().push(i);
+        }
+        let mut groups: Vec<Vec<u32>> = by_root.into_values().filter(|g| g.len() > 1).collect();
+        groups.sort_unstable();
+        groups
+    }
+}
+
+/// In each group, keeps the best by [`keep_order`] and drops the rest with `describe`'s detail.
+fn drop_all_but_best(
+    candidates: &[Candidate],
+    groups: Vec<Vec<u32>>,
+    mut describe: impl FnMut(&Candidate, &Candidate, usize) -> Drop,
+) -> Vec<Option<Drop>> {
+    let mut drops = vec![None; candidates.len()];
+    for group in groups {
+        let best = *group
+            .iter()
+            .min_by(|&&a, &&b| keep_order(&candidates[a as usize], &candidates[b as usize]))
+            .expect("groups are not empty");
+        for &member in &group {
+            if member != best {
+                drops[member as usize] = Some(describe(
+                    &candidates[member as usize],
+                    &candidates[best as usize],
+                    group.len(),
+                ));
+            }
+        }
+    }
+    drops
+}
+
+/// Byte-identical copies: for each candidate, `Some(drop)` if another copy is kept instead.
+pub fn exact_duplicates(candidates: &[Candidate]) -> Vec<Option<Drop>> {
+    let mut by_sha: HashMap<&str, Vec<u32>> = HashMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        by_sha.entry(c.sha256).or_default().push(i as u32);
+    }
+    let mut groups: Vec<Vec<u32>> = by_sha.into_values().filter(|g| g.len() > 1).collect();
+    groups.sort_unstable();
+    drop_all_but_best(candidates, groups, |_, kept, size| Drop {
+        stage: Stage::Dedup,
+        reason: Reason::ExactDuplicate,
+        detail: format!(
+            "byte-identical to {} (sha256 {}…; {size} copies, one kept)",
+            kept.id,
+            &kept.sha256[..12.min(kept.sha256.len())]
+        ),
+        duplicate_of: Some(kept.id.to_string()),
+        duplicate_distance: Some(0.0),
+    })
+}
+
+/// Near copies: pHashes within `max_distance` bits are linked, linked samples form groups.
+pub fn near_duplicates(candidates: &[Candidate], max_distance: u32) -> Vec<Option<Drop>> {
+    let hashes: Vec<u64> = candidates.iter().map(|c| c.phash).collect();
+    let pairs = pairs_within(&hashes, max_distance);
+    let mut sets = UnionFind::new(candidates.len());
+    for &(i, j, _) in &pairs {
+        sets.union(i, j);
+    }
+    drop_all_but_best(candidates, sets.groups(), |dropped, kept, size| {
+        let distance = (dropped.phash ^ kept.phash).count_ones();
+        let via = if distance > max_distance {
+            format!("; linked to it through other members of a group of {size}")
+        } else if size > 2 {
+            format!("; group of {size}")
+        } else {
+            String::new()
+        };
+        Drop {
+            stage: Stage::Dedup,
+            reason: Reason::NearDuplicate,
+            detail: format!(
+                "near duplicate of {}: pHash Hamming distance {distance} (phash_max_distance {max_distance}){via}",
+                kept.id
+            ),
+            duplicate_of: Some(kept.id.to_string()),
+            duplicate_distance: Some(distance as f64),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate<'a>(
+        id: &'a str,
+        sha: &'a str,
+        phash: u64,
+        sharpness: f64,
+        pixels: u64,
+    ) -> Candidate<'a> {
+        Candidate {
+            id,
+            sha256: sha,
+            phash,
+            sharpness,
+            pixels,
+        }
+    }
+
+    #[test]
+    fn exact_copies_keep_one_by_the_rule() {
+        let c = vec![
+            candidate("0:b.jpg", "aaaa", 1, 10.0, 100),
+            candidate("0:a.jpg", "aaaa", 1, 10.0, 100),
+            candidate("0:c.jpg", "bbbb", 1, 10.0, 100),
+        ];
+        let drops = exact_duplicates(&c);
+        assert!(drops[1].is_none() && drops[2].is_none());
+        let d = drops[0].as_ref().unwrap();
+        assert_eq!(d.reason, Reason::ExactDuplicate);
+        assert_eq!(d.duplicate_of.as_deref(), Some("0:a.jpg"));
+        assert_eq!(d.duplicate_distance, Some(0.0));
+    }
+
+    #[test]
+    fn near_copies_keep_the_sharpest_then_largest() {
+        let c = vec![
+            candidate("0:small", "1", 0b0000, 50.0, 100),
+            candidate("0:large", "2", 0b0011, 50.0, 400),
+            candidate("0:sharp", "3", 0b0001, 80.0, 100),
+            candidate("0:other", "4", u64::MAX, 10.0, 100),
+        ];
+        let drops = near_duplicates(&c, 2);
+        assert!(drops[2].is_none() && drops[3].is_none());
+        let small = drops[0].as_ref().unwrap();
+        assert_eq!(small.duplicate_of.as_deref(), Some("0:sharp"));
+        assert_eq!(small.duplicate_distance, Some(1.0));
+        assert_eq!(
+            drops[1].as_ref().unwrap().detail,
+            "near duplicate of 0:sharp: pHash Hamming distance 1 (phash_max_distance 2); group of 3"
+        );
+    }
+
+    #[test]
+    fn decisions_do_not_depend_on_input_order() {
+        let ids: Vec<String> = (0..200).map(|i| format!("0:{i:04}")).collect();
+        let make = |order: &[usize]| -> Vec<(String, Option<String>)> {
+            let c: Vec<Candidate> = order
+                .iter()
+                .map(|&i| {
+                    candidate(
+                        &ids[i],
+                        "x",
+                        (i as u64 / 3) * 0x0101_0101,
+                        (i % 7) as f64,
+                        10,
+                    )
+                })
+                .collect();
+            let mut out: Vec<(String, Option<String>)> = near_duplicates(&c, 3)
+                .into_iter()
+                .zip(&c)
+                .map(|(d, c)| (c.id.to_string(), d.and_then(|d| d.duplicate_of)))
+                .collect();
+            out.sort();
+            out
+        };
+        let forward: Vec<usize> = (0..200).collect();
+        let backward: Vec<usize> = (0..200).rev().collect();
+        assert_eq!(make(&forward), make(&backward));
+    }
+}

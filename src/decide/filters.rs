@@ -1,0 +1,143 @@
+//! Per-sample filters. Header checks run before decoding (cheap, and they keep oversized
+//! images from being decoded at all); quality checks run on the measurements.
+
+use super::{Drop, Reason, Stage};
+use crate::config::ImageFilters;
+use crate::decode::ImageInfo;
+use crate::measure::ImageQuality;
+
+/// Checks what the header says: pixel count, shorter side, aspect ratio.
+pub fn check_header(info: &ImageInfo, limits: &ImageFilters) -> Option<Drop> {
+    let (w, h) = (info.width, info.height);
+    if info.pixels() > limits.max_pixels {
+        return Some(Drop::new(
+            Stage::Filter,
+            Reason::TooManyPixels,
+            format!(
+                "{w}x{h} = {} pixels > max_pixels {}; not decoded",
+                info.pixels(),
+                limits.max_pixels
+            ),
+        ));
+    }
+    if w.min(h) < limits.min_side {
+        return Some(Drop::new(
+            Stage::Filter,
+            Reason::TooSmall,
+            format!(
+                "{w}x{h}: shorter side {} < min_side {}",
+                w.min(h),
+                limits.min_side
+            ),
+        ));
+    }
+    let aspect = w.max(h) as f64 / w.min(h) as f64;
+    if aspect > limits.max_aspect_ratio {
+        return Some(Drop::new(
+            Stage::Filter,
+            Reason::AspectRatio,
+            format!(
+                "{w}x{h}: aspect ratio {aspect:.2} > max_aspect_ratio {}",
+                limits.max_aspect_ratio
+            ),
+        ));
+    }
+    None
+}
+
+/// Checks the measured quality: sharpness, then brightness.
+pub fn check_quality(q: &ImageQuality, limits: &ImageFilters) -> Option<Drop> {
+    if q.sharpness < limits.min_sharpness {
+        return Some(Drop::new(
+            Stage::Filter,
+            Reason::TooBlurry,
+            format!(
+                "sharpness {:.2} < min_sharpness {}",
+                q.sharpness, limits.min_sharpness
+            ),
+        ));
+    }
+    if q.brightness < limits.min_brightness {
+        return Some(Drop::new(
+            Stage::Filter,
+            Reason::TooDark,
+            format!(
+                "brightness {:.2} < min_brightness {}",
+                q.brightness, limits.min_brightness
+            ),
+        ));
+    }
+    if q.brightness > limits.max_brightness {
+        return Some(Drop::new(
+            Stage::Filter,
+            Reason::TooBright,
+            format!(
+                "brightness {:.2} > max_brightness {}",
+                q.brightness, limits.max_brightness
+            ),
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::ImageFormat;
+
+    fn info(width: u32, height: u32) -> ImageInfo {
+        ImageInfo {
+            format: ImageFormat::Png,
+            width,
+            height,
+        }
+    }
+
+    #[test]
+    fn header_checks_in_order() {
+        let limits = ImageFilters {
+            max_pixels: 1000,
+            min_side: 10,
+            max_aspect_ratio: 3.0,
+            ..ImageFilters::default()
+        };
+        let reason = |w, h| check_header(&info(w, h), &limits).map(|d| d.reason);
+        assert_eq!(reason(100, 11), Some(Reason::TooManyPixels));
+        assert_eq!(reason(9, 50), Some(Reason::TooSmall));
+        assert_eq!(reason(40, 10), Some(Reason::AspectRatio));
+        assert_eq!(reason(30, 10), None);
+        assert_eq!(
+            check_header(&info(9, 50), &limits).unwrap().detail,
+            "9x50: shorter side 9 < min_side 10"
+        );
+    }
+
+    #[test]
+    fn quality_checks_report_value_and_limit() {
+        let limits = ImageFilters {
+            min_sharpness: 30.0,
+            min_brightness: 20.0,
+            max_brightness: 235.0,
+            ..ImageFilters::default()
+        };
+        let q = |sharpness, brightness| ImageQuality {
+            sharpness,
+            brightness,
+            clipped_fraction: 0.0,
+            phash: 0,
+            dhash: 0,
+        };
+        let blurry = check_quality(&q(3.14159, 100.0), &limits).unwrap();
+        assert_eq!(blurry.reason, Reason::TooBlurry);
+        assert_eq!(blurry.detail, "sharpness 3.14 < min_sharpness 30");
+        assert_eq!(
+            check_quality(&q(50.0, 12.0), &limits).unwrap().reason,
+            Reason::TooDark
+        );
+        assert_eq!(
+            check_quality(&q(50.0, 240.0), &limits).unwrap().reason,
+            Reason::TooBright
+        );
+        assert_eq!(check_quality(&q(50.0, 100.0), &limits), None);
+    }
+}

@@ -1,0 +1,130 @@
+//! Deciding which samples to keep: per-sample filters (size, aspect ratio, sharpness,
+//! brightness) and global deduplication over the whole run (exact by sha256, then near by
+//! pHash). Every drop says which stage dropped it, why, and the numbers behind it.
+//!
+//! This stage works on measurements only; it never reads or decodes bytes.
+
+pub mod dedup;
+pub mod filters;
+pub mod hamming_index;
+
+use serde::Serialize;
+
+/// The verdict on one sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Keep,
+    Drop(Drop),
+}
+
+impl Decision {
+    pub fn is_keep(&self) -> bool {
+        matches!(self, Decision::Keep)
+    }
+
+    pub fn dropped(&self) -> Option<&Drop> {
+        match self {
+            Decision::Keep => None,
+            Decision::Drop(d) => Some(d),
+        }
+    }
+}
+
+/// Why a sample was dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drop {
+    pub stage: Stage,
+    pub reason: Reason,
+    /// Human-readable specifics: the decoder's message, the measured value and the limit, or
+    /// the sample this one duplicates and at what distance.
+    pub detail: String,
+    /// For duplicates: the id of the sample that was kept instead.
+    pub duplicate_of: Option<String>,
+    /// For duplicates: Hamming distance of the pHashes (0 for exact copies).
+    pub duplicate_distance: Option<f64>,
+}
+
+impl Drop {
+    pub fn new(stage: Stage, reason: Reason, detail: impl Into<String>) -> Drop {
+        Drop {
+            stage,
+            reason,
+            detail: detail.into(),
+            duplicate_of: None,
+            duplicate_distance: None,
+        }
+    }
+}
+
+/// The pipeline stage that dropped a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Source,
+    Decode,
+    Filter,
+    Dedup,
+}
+
+/// Why a sample was dropped; the ledger's `drop_reason` column holds [`Reason::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The bytes could not be fetched from the store.
+    FetchFailed,
+    /// The sample has no media part (e.g. a tar sample with only `.txt`).
+    NoMedia,
+    /// The media part is 0 bytes.
+    EmptyFile,
+    /// The bytes are not an image of a known format (e.g. text named `.jpg`).
+    NotAnImage,
+    /// The decoder failed (corrupt or truncated file); the detail has its message.
+    Unreadable,
+    /// The header declares more pixels than `max_pixels`; it was not decoded.
+    TooManyPixels,
+    /// The shorter side is below `min_side`.
+    TooSmall,
+    /// The aspect ratio is above `max_aspect_ratio`.
+    AspectRatio,
+    /// Sharpness is below `min_sharpness`.
+    TooBlurry,
+    /// Mean luminance is below `min_brightness`.
+    TooDark,
+    /// Mean luminance is above `max_brightness`.
+    TooBright,
+    /// Byte-identical to a kept sample.
+    ExactDuplicate,
+    /// pHash within `phash_max_distance` of a kept sample.
+    NearDuplicate,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Source => "source",
+            Stage::Decode => "decode",
+            Stage::Filter => "filter",
+            Stage::Dedup => "dedup",
+        }
+    }
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::FetchFailed => "fetch_failed",
+            Reason::NoMedia => "no_media",
+            Reason::EmptyFile => "empty_file",
+            Reason::NotAnImage => "not_an_image",
+            Reason::Unreadable => "unreadable",
+            Reason::TooManyPixels => "too_many_pixels",
+            Reason::TooSmall => "too_small",
+            Reason::AspectRatio => "aspect_ratio",
+            Reason::TooBlurry => "too_blurry",
+            Reason::TooDark => "too_dark",
+            Reason::TooBright => "too_bright",
+            Reason::ExactDuplicate => "exact_duplicate",
+            Reason::NearDuplicate => "near_duplicate",
+        }
+    }
+}

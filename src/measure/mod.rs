@@ -1,0 +1,100 @@
+//! Measuring samples: what an image is (format, size, sha256) and how good it is (sharpness,
+//! brightness, clipping), plus the perceptual hashes dedup needs (pHash, dHash).
+//!
+//! Pixel work sits behind [`QualityKernels`] so that a GPU backend can implement it; the CPU
+//! implementation here is the reference. This module records numbers and decides nothing.
+
+pub mod hash;
+pub mod quality;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::decode::LumaImage;
+
+/// The algorithms behind the numbers, recorded with every measurement so a later run can tell
+/// whether a stored value is still comparable. Bump a part when its computation changes.
+pub const MEASURE_VERSION: &str =
+    "mmcurate-measure/1 sharpness=laplacian3x3-var@512 brightness=mean-luma@512 phash=imagehash-dct32 dhash=imagehash-9x8";
+
+/// Every metric of a sample; `None` when it was not computed (e.g. the image did not decode).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Measurements {
+    /// Size of the media part in bytes.
+    pub size_bytes: u64,
+    /// sha256 of the media part's bytes, hex.
+    pub sha256: Option<String>,
+    /// Format detected from the bytes (`jpg`, `png`, …).
+    pub format: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Variance of the 3x3 Laplacian of the luminance at a 512-pixel shorter side.
+    pub sharpness: Option<f64>,
+    /// Mean luminance, 0–255.
+    pub brightness: Option<f64>,
+    /// Fraction of pixels whose luminance is 0 or 255.
+    pub clipped_fraction: Option<f64>,
+    /// 64-bit DCT perceptual hash, as `imagehash.phash` builds it.
+    #[serde(serialize_with = "hex64")]
+    pub phash: Option<u64>,
+    /// 64-bit difference hash, as `imagehash.dhash` builds it.
+    #[serde(serialize_with = "hex64")]
+    pub dhash: Option<u64>,
+}
+
+fn hex64<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_str(&format!("{v:016x}")),
+        None => s.serialize_none(),
+    }
+}
+
+/// What the pixel kernels compute for one image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageQuality {
+    pub sharpness: f64,
+    pub brightness: f64,
+    pub clipped_fraction: f64,
+    pub phash: u64,
+    pub dhash: u64,
+}
+
+/// The shorter side of the image that sharpness and brightness are measured on.
+pub const ANALYSIS_SHORT_SIDE: u32 = 512;
+
+/// Pixel kernels: one CPU reference implementation, and room for a GPU one.
+pub trait QualityKernels: Send + Sync {
+    fn measure(&self, luma: &LumaImage) -> ImageQuality;
+}
+
+/// The CPU reference kernels.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuKernels;
+
+impl QualityKernels for CpuKernels {
+    fn measure(&self, luma: &LumaImage) -> ImageQuality {
+        let analysis = quality::resize_shorter_side(luma, ANALYSIS_SHORT_SIDE);
+        let analysis = analysis.as_ref().unwrap_or(luma);
+        let (brightness, clipped_fraction) = quality::brightness_and_clipping(analysis);
+        // Hashes come from the decoded image when it is small, else from the analysis image:
+        // the result differs by at most a bit or two from resampling the full image, at a
+        // fraction of the cost.
+        let hash_source = if luma.width.min(luma.height) <= ANALYSIS_SHORT_SIDE {
+            luma
+        } else {
+            analysis
+        };
+        ImageQuality {
+            sharpness: quality::laplacian_variance(analysis),
+            brightness,
+            clipped_fraction,
+            phash: hash::phash(hash_source),
+            dhash: hash::dhash(hash_source),
+        }
+    }
+}
+
+/// sha256 of some bytes, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

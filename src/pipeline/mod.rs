@@ -1,0 +1,557 @@
+//! Running the stages together: plan → (source → decode → measure → per-sample filters,
+//! streamed over worker threads, candidates staged) → global decisions → write.
+//!
+//! Sources are asynchronous (`object_store` on a tokio runtime) and feed a bounded channel;
+//! worker threads decode and measure. Dedup needs the whole run, so it waits for every sample
+//! to be measured; then kept samples are written from staging in id order, which is what makes
+//! the output independent of thread count and arrival order.
+
+pub mod progress;
+
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::{Config, DedupConfig};
+use crate::decide::dedup::{exact_duplicates, near_duplicates, Candidate};
+use crate::decide::filters::{check_header, check_quality};
+use crate::decide::{Decision, Drop, Reason, Stage};
+use crate::decode::{probe, CpuDecoder, DecodeError, ImageDecoder};
+use crate::measure::{
+    sha256_hex, CpuKernels, Measurements, QualityKernels, ANALYSIS_SHORT_SIDE, MEASURE_VERSION,
+};
+use crate::plan::{self, Plan, Units};
+use crate::source::{files, manifest, webdataset, Sample, SourceError, Stores};
+use crate::write::manifest::{Counts, InputRecord, RunInfo, RunManifest, ToolInfo};
+use crate::write::staging::{StagedPart, Staging};
+use crate::write::{self, Record, WriteError};
+use progress::Progress;
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("staging folder {path}: {source}")]
+    Staging {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the I/O runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Objects fetched at once per input (files and manifest rows).
+const FETCH_CONCURRENCY: usize = 32;
+/// Shards streamed at once per input.
+const SHARD_CONCURRENCY: usize = 2;
+
+/// The finished run: its manifest, as written to `<output>/manifest.json`.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub manifest: RunManifest,
+    pub seconds: f64,
+}
+
+/// Resolves the inputs and returns the plan, without fetching any media (`mmcurate plan`).
+pub fn plan_only(config: &Config) -> Result<Plan, RunError> {
+    let runtime = io_runtime(config)?;
+    let stores = Stores::new();
+    Ok(runtime.block_on(plan::resolve(config, &stores))?)
+}
+
+fn io_runtime(config: &Config) -> Result<tokio::runtime::Runtime, RunError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads().clamp(2, 8))
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)
+}
+
+/// Runs a whole curation job.
+pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let runtime = io_runtime(config)?;
+    let handle = runtime.handle().clone();
+    let stores = Stores::new();
+    let mut stage_seconds = BTreeMap::new();
+
+    let plan = runtime.block_on(plan::resolve(config, &stores))?;
+    let output = stores.open_for_output(&config.run.output)?;
+    runtime.block_on(check_output(&output))?;
+    runtime.block_on(write::clear_success_marker(&output))?;
+    stage_seconds.insert("plan".to_string(), started.elapsed().as_secs_f64());
+    tracing::info!(
+        "planned {} input(s): {} unit(s) of work, {} sample(s) expected",
+        plan.inputs.len(),
+        plan.unit_count(),
+        plan.expected_samples()
+            .map_or("an unknown number of".to_string(), |n| n.to_string())
+    );
+
+    let staging_dir = staging_dir(config);
+    let staging = Staging::create(&staging_dir).map_err(|source| RunError::Staging {
+        path: staging_dir.display().to_string(),
+        source,
+    })?;
+    let measure_started = Instant::now();
+    let (mut records, input_errors) =
+        measure_all(&plan, config, &handle, &stores, &staging, progress)?;
+    stage_seconds.insert(
+        "measure".to_string(),
+        measure_started.elapsed().as_secs_f64(),
+    );
+
+    let decide_started = Instant::now();
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    decide_duplicates(&mut records, &config.dedup);
+    stage_seconds.insert("decide".to_string(), decide_started.elapsed().as_secs_f64());
+
+    let write_started = Instant::now();
+    let kept = records.iter().filter(|r| r.decision.is_keep()).count() as u64;
+    let reader = staging.finish().map_err(|source| RunError::Staging {
+        path: staging_dir.display().to_string(),
+        source,
+    })?;
+    let bar = progress.stage("write", Some(kept));
+    let written = write::write_shards_and_ledger(
+        &output,
+        &mut records,
+        &reader,
+        &config.output,
+        &handle,
+        || bar.inc(),
+    )?;
+    bar.finish();
+    drop(reader);
+    if staging_dir.ends_with(".staging") {
+        let _ = std::fs::remove_dir(&staging_dir);
+    }
+
+    let (config_json, config_sha256) = config.resolved_json_and_sha256();
+    let mut counts = Counts {
+        samples: records.len() as u64,
+        kept,
+        dropped: records.len() as u64 - kept,
+        ..Counts::default()
+    };
+    for drop in records.iter().filter_map(|r| r.decision.dropped()) {
+        *counts
+            .dropped_by_stage
+            .entry(drop.stage.as_str().to_string())
+            .or_default() += 1;
+        *counts
+            .dropped_by_reason
+            .entry(drop.reason.as_str().to_string())
+            .or_default() += 1;
+    }
+    let inputs = plan
+        .inputs
+        .iter()
+        .map(|input| InputRecord {
+            uri: input.config.uri.clone(),
+            format: input.config.format.as_str().to_string(),
+            object_count: input.objects.len() as u64,
+            total_bytes: input.total_bytes(),
+            listing_sha256: input.listing_sha256(),
+            objects: match input.units {
+                Units::Files(_) => None,
+                _ => Some(input.objects.clone()),
+            },
+            errors: input_errors
+                .iter()
+                .filter(|(i, _)| *i == input.index)
+                .map(|(_, e)| e.clone())
+                .collect(),
+        })
+        .collect();
+    stage_seconds.insert("write".to_string(), write_started.elapsed().as_secs_f64());
+    let manifest = RunManifest {
+        tool: ToolInfo::current(),
+        run: RunInfo {
+            name: config.run.name.clone(),
+            output: output.uri(),
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            device: "cpu".to_string(),
+            threads: config.worker_threads(),
+        },
+        config: config_json,
+        config_sha256,
+        inputs,
+        counts,
+        shards: written.shards,
+        ledger: written.ledger,
+        measure_version: MEASURE_VERSION.to_string(),
+        stage_seconds,
+    };
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
+    runtime.block_on(async {
+        write::put(&output, "manifest.json", manifest_bytes).await?;
+        write::put(&output, "_SUCCESS", Vec::new()).await
+    })?;
+    Ok(RunSummary {
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Lists the output location once, so that an unreachable bucket fails before any work.
+async fn check_output(output: &crate::source::Location) -> Result<(), SourceError> {
+    use object_store::ObjectStoreExt;
+    let probe = crate::write::shards::relative_path(&output.path, "_SUCCESS");
+    match output.store.head(&probe).await {
+        Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(SourceError::Unreachable {
+            uri: output.uri(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn staging_dir(config: &Config) -> PathBuf {
+    if let Some(dir) = &config.run.staging_dir {
+        return PathBuf::from(dir);
+    }
+    let output = &config.run.output;
+    if output.starts_with("s3://") {
+        std::env::temp_dir().join(format!("mmcurate-staging-{}", std::process::id()))
+    } else {
+        PathBuf::from(output.strip_prefix("file://").unwrap_or(output)).join(".staging")
+    }
+}
+
+/// Streams every input through decode and measure on `threads` workers. Returns one record
+/// per sample (in no particular order) and the input errors, by input index.
+#[allow(clippy::type_complexity)]
+fn measure_all(
+    plan: &Plan,
+    config: &Config,
+    runtime: &tokio::runtime::Handle,
+    stores: &Stores,
+    staging: &Staging,
+    progress: &Progress,
+) -> Result<(Vec<Record>, Vec<(usize, String)>), RunError> {
+    let threads = config.worker_threads();
+    let (sender, receiver) = async_channel::bounded::<Sample>(threads * 8);
+    let errors: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
+    let read_bar = progress.stage("read", Some(plan.unit_count()));
+    let measure_bar = progress.stage("measure", plan.expected_samples());
+
+    let records = std::thread::scope(|scope| -> Result<Vec<Record>, RunError> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let receiver = receiver.clone();
+                let measure_bar = &measure_bar;
+                scope.spawn(move || -> Result<Vec<Record>, std::io::Error> {
+                    let decoder = CpuDecoder;
+                    let kernels = CpuKernels;
+                    let mut out = Vec::new();
+                    while let Ok(sample) = receiver.recv_blocking() {
+                        let record = measure_sample(sample, config, &decoder, &kernels, staging)?;
+                        match record.decision.dropped() {
+                            Some(d) => measure_bar.inc_dropped(d.reason.as_str()),
+                            None => measure_bar.inc(),
+                        }
+                        out.push(record);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        drop(receiver);
+        read_inputs(
+            plan,
+            runtime,
+            stores,
+            sender,
+            &errors,
+            &read_bar,
+            &measure_bar,
+        );
+        let mut records = Vec::new();
+        for worker in workers {
+            let part = worker
+                .join()
+                .expect("measure workers catch panics per sample")
+                .map_err(|source| RunError::Staging {
+                    path: "staging file".to_string(),
+                    source,
+                })?;
+            records.extend(part);
+        }
+        Ok(records)
+    })?;
+    read_bar.finish();
+    measure_bar.finish();
+    let errors = std::mem::take(&mut *errors.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((records, errors))
+}
+
+/// Fetches every unit of every input into the channel; returns when all are sent.
+fn read_inputs(
+    plan: &Plan,
+    runtime: &tokio::runtime::Handle,
+    stores: &Stores,
+    sender: async_channel::Sender<Sample>,
+    errors: &Mutex<Vec<(usize, String)>>,
+    read_bar: &progress::StageBar,
+    measure_bar: &progress::StageBar,
+) {
+    for input in &plan.inputs {
+        let base = &input.base;
+        let index = input.index;
+        match &input.units {
+            Units::Files(units) => runtime.block_on(
+                futures::stream::iter(units)
+                    .map(|unit| files::fetch(base, index, unit))
+                    .buffer_unordered(FETCH_CONCURRENCY)
+                    .for_each(|sample| {
+                        read_bar.inc();
+                        let sender = sender.clone();
+                        async move {
+                            let _ = sender.send(sample).await;
+                        }
+                    }),
+            ),
+            Units::Manifests(manifests) => {
+                for m in manifests {
+                    runtime.block_on(
+                        futures::stream::iter(&m.rows)
+                            .map(|row| {
+                                manifest::fetch_row(stores, &m.location, &m.relative, index, row)
+                            })
+                            .buffer_unordered(FETCH_CONCURRENCY)
+                            .for_each(|sample| {
+                                read_bar.inc();
+                                let sender = sender.clone();
+                                async move {
+                                    let _ = sender.send(sample).await;
+                                }
+                            }),
+                    )
+                }
+            }
+            Units::Shards(shards) => {
+                let next = Mutex::new(shards.iter());
+                std::thread::scope(|scope| {
+                    for _ in 0..SHARD_CONCURRENCY.min(shards.len()) {
+                        scope.spawn(|| loop {
+                            let Some(shard) = next.lock().unwrap_or_else(|p| p.into_inner()).next()
+                            else {
+                                break;
+                            };
+                            let location = base.at(shard.location.clone());
+                            let relative = base.relative(&shard.location);
+                            let result = webdataset::read_shard(
+                                &location,
+                                &relative,
+                                index,
+                                runtime,
+                                |sample| {
+                                    measure_bar.add_expected(1);
+                                    let _ = sender.send_blocking(sample);
+                                },
+                            );
+                            if let Err(message) = result {
+                                tracing::error!("{message}");
+                                errors
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push((index, message));
+                            }
+                            read_bar.inc();
+                        });
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Decodes, measures and filters one sample; stages its parts if it may be kept. Only an I/O
+/// error on the staging file is an error: everything about the sample itself is a decision.
+fn measure_sample(
+    sample: Sample,
+    config: &Config,
+    decoder: &dyn ImageDecoder,
+    kernels: &dyn QualityKernels,
+    staging: &Staging,
+) -> Result<Record, std::io::Error> {
+    let mut measurements = Measurements::default();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        judge(&sample, config, decoder, kernels, &mut measurements)
+    }));
+    let (decision, media_ext) = match outcome {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            let drop = Drop::new(
+                Stage::Decode,
+                Reason::Unreadable,
+                format!("decoder crashed: {message}"),
+            );
+            (Decision::Drop(drop), None)
+        }
+    };
+    let staged = if decision.is_keep() {
+        stage_parts(&sample, media_ext.as_deref(), staging)?
+    } else {
+        Vec::new()
+    };
+    Ok(Record {
+        id: sample.id,
+        key: sample.key,
+        name: sample.name,
+        origin: sample.origin,
+        measurements,
+        decision,
+        staged,
+        shard: None,
+    })
+}
+
+/// The per-sample decision, cheap checks first; fills `m` as it goes. Returns the output
+/// extension of the media part (from the detected format) for samples that pass.
+fn judge(
+    sample: &Sample,
+    config: &Config,
+    decoder: &dyn ImageDecoder,
+    kernels: &dyn QualityKernels,
+    m: &mut Measurements,
+) -> (Decision, Option<String>) {
+    let drop =
+        |stage, reason, detail: String| (Decision::Drop(Drop::new(stage, reason, detail)), None);
+    if let Some(error) = &sample.fetch_error {
+        return drop(Stage::Source, Reason::FetchFailed, error.clone());
+    }
+    let Some(media) = sample.media_bytes() else {
+        let parts: Vec<&str> = sample.parts.iter().map(|p| p.ext.as_str()).collect();
+        return drop(
+            Stage::Source,
+            Reason::NoMedia,
+            format!(
+                "no image part among the sample's parts ({})",
+                parts.join(", ")
+            ),
+        );
+    };
+    m.size_bytes = media.len() as u64;
+    if media.is_empty() {
+        return drop(
+            Stage::Decode,
+            Reason::EmptyFile,
+            DecodeError::Empty.to_string(),
+        );
+    }
+    m.sha256 = Some(sha256_hex(media));
+    let info = match probe(media) {
+        Ok(info) => info,
+        Err(e @ DecodeError::NotAnImage(_)) => {
+            return drop(Stage::Decode, Reason::NotAnImage, e.to_string())
+        }
+        Err(e) => return drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+    };
+    m.format = Some(info.extension().to_string());
+    m.width = Some(info.width);
+    m.height = Some(info.height);
+    let filters = &config.filters.image;
+    if let Some(d) = check_header(&info, filters) {
+        return (Decision::Drop(d), None);
+    }
+    let luma = match decoder.decode_luma(media, &info, ANALYSIS_SHORT_SIDE) {
+        Ok(luma) => luma,
+        Err(e) => return drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+    };
+    let quality = kernels.measure(&luma);
+    m.sharpness = Some(quality.sharpness);
+    m.brightness = Some(quality.brightness);
+    m.clipped_fraction = Some(quality.clipped_fraction);
+    m.phash = Some(quality.phash);
+    m.dhash = Some(quality.dhash);
+    if let Some(d) = check_quality(&quality, filters) {
+        return (Decision::Drop(d), None);
+    }
+    (Decision::Keep, Some(info.extension().to_string()))
+}
+
+/// Stages the parts in output order: media (named by its detected format, unless another part
+/// already has that name), caption `.txt`, the source `.json`, then any other parts.
+fn stage_parts(
+    sample: &Sample,
+    media_ext: Option<&str>,
+    staging: &Staging,
+) -> std::io::Result<Vec<StagedPart>> {
+    let media_in = sample.media.as_deref().unwrap_or_default();
+    let media_out = match media_ext {
+        Some(ext) if ext == media_in || sample.part(ext).is_none() => ext,
+        _ => media_in,
+    };
+    let caption = sample.caption.as_deref().map(str::as_bytes);
+    let mut parts: Vec<(&str, &[u8])> = Vec::with_capacity(sample.parts.len() + 1);
+    if let Some(media) = sample.media_bytes() {
+        parts.push((media_out, media));
+    }
+    match (sample.part("txt"), caption) {
+        (Some(txt), _) => parts.push(("txt", &txt.bytes)),
+        (None, Some(caption)) => parts.push(("txt", caption)),
+        (None, None) => {}
+    }
+    if let Some(json) = sample.part("json") {
+        parts.push(("json", &json.bytes));
+    }
+    for part in &sample.parts {
+        if part.ext != media_in && part.ext != "txt" && part.ext != "json" {
+            parts.push((&part.ext, &part.bytes));
+        }
+    }
+    staging.put(parts)
+}
+
+/// Global dedup over the samples still kept: exact copies first, then pHash neighbours.
+fn decide_duplicates(records: &mut [Record], dedup: &DedupConfig) {
+    let run = |records: &mut [Record], find: &dyn Fn(&[Candidate]) -> Vec<Option<Drop>>| {
+        let kept: Vec<usize> = (0..records.len())
+            .filter(|&i| records[i].decision.is_keep())
+            .collect();
+        let drops = {
+            let candidates: Vec<Candidate> = kept
+                .iter()
+                .map(|&i| {
+                    let m = &records[i].measurements;
+                    Candidate {
+                        id: &records[i].id,
+                        sha256: m.sha256.as_deref().unwrap_or_default(),
+                        phash: m.phash.unwrap_or_default(),
+                        sharpness: m.sharpness.unwrap_or_default(),
+                        pixels: m.width.unwrap_or(0) as u64 * m.height.unwrap_or(0) as u64,
+                    }
+                })
+                .collect();
+            find(&candidates)
+        };
+        for (&i, drop) in kept.iter().zip(drops) {
+            if let Some(drop) = drop {
+                records[i].decision = Decision::Drop(drop);
+                records[i].staged.clear();
+            }
+        }
+    };
+    if dedup.exact {
+        run(records, &|c| exact_duplicates(c));
+    }
+    if dedup.phash_max_distance > 0 {
+        let d = dedup.phash_max_distance;
+        run(records, &|c| near_duplicates(c, d));
+    }
+}

@@ -1,0 +1,115 @@
+//! The `files` input: every object under a prefix is a sample, except `.txt` and `.json`
+//! objects, which are sidecars of the media object with the same stem (`a.jpg` + `a.txt`).
+
+use object_store::{ObjectMeta, ObjectStoreExt};
+use std::collections::BTreeMap;
+
+use super::{sanitize_key, split_extension, Location, Origin, Part, Sample};
+
+/// One media object and its sidecars, as found by listing.
+#[derive(Debug, Clone)]
+pub struct FileUnit {
+    pub media: ObjectMeta,
+    pub sidecars: Vec<ObjectMeta>,
+}
+
+const SIDECAR_EXTENSIONS: &[&str] = &["txt", "json"];
+
+/// Groups a listing into media objects with their sidecars, in path order. Hidden files and
+/// object_store's in-progress upload files (`name#N`) are skipped. Returns the units and the
+/// sidecars that have no media object beside them.
+pub fn group(base: &Location, mut objects: Vec<ObjectMeta>) -> (Vec<FileUnit>, Vec<ObjectMeta>) {
+    objects.retain(|o| {
+        let name = o.location.filename().unwrap_or_default();
+        !name.starts_with('.') && !name.contains('#')
+    });
+    objects.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut sidecars: BTreeMap<String, Vec<ObjectMeta>> = BTreeMap::new();
+    let mut media = Vec::new();
+    for object in objects {
+        let rel = base.relative(&object.location);
+        let (stem, ext) = split_extension(&rel);
+        if SIDECAR_EXTENSIONS.contains(&ext.as_str()) {
+            sidecars.entry(stem.to_string()).or_default().push(object);
+        } else {
+            media.push(object);
+        }
+    }
+    let mut used = std::collections::BTreeSet::new();
+    let units = media
+        .into_iter()
+        .map(|media| {
+            let rel = base.relative(&media.location);
+            let stem = split_extension(&rel).0.to_string();
+            let found = sidecars.get(&stem).cloned().unwrap_or_default();
+            used.insert(stem);
+            FileUnit {
+                media,
+                sidecars: found,
+            }
+        })
+        .collect();
+    let orphans = sidecars
+        .into_iter()
+        .filter(|(stem, _)| !used.contains(stem))
+        .flat_map(|(_, v)| v)
+        .collect();
+    (units, orphans)
+}
+
+/// Fetches a media object and its sidecars into a [`Sample`]. A failed fetch of the media
+/// object gives a sample with `fetch_error` set; a failed sidecar only loses that sidecar
+/// (and is noted in `fetch_error` too, so it is visible in the ledger).
+pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Sample {
+    let rel = base.relative(&unit.media.location);
+    let (stem, ext) = split_extension(&rel);
+    let mut sample = Sample {
+        id: format!("{input_index}:{rel}"),
+        key: sanitize_key(stem),
+        name: rel.clone(),
+        origin: Origin {
+            uri: base.uri_of(&unit.media.location),
+            etag: unit.media.e_tag.clone(),
+            ..Origin::default()
+        },
+        parts: Vec::new(),
+        media: Some(ext.clone()),
+        caption: None,
+        fetch_error: None,
+    };
+    match get_bytes(base, &unit.media.location).await {
+        Ok(bytes) => sample.parts.push(Part { ext, bytes }),
+        Err(e) => {
+            sample.fetch_error = Some(e);
+            return sample;
+        }
+    }
+    for sidecar in &unit.sidecars {
+        let (_, ext) = split_extension(sidecar.location.as_ref());
+        match get_bytes(base, &sidecar.location).await {
+            Ok(bytes) => {
+                if ext == "json" {
+                    sample.caption = caption_from_json(&bytes);
+                }
+                sample.parts.push(Part { ext, bytes });
+            }
+            Err(e) => sample.fetch_error = Some(format!("sidecar: {e}")),
+        }
+    }
+    sample
+}
+
+/// The whole object as bytes, or the store's error message.
+pub async fn get_bytes(
+    base: &Location,
+    path: &object_store::path::Path,
+) -> Result<bytes::Bytes, String> {
+    let result = base.store.get(path).await.map_err(|e| e.to_string())?;
+    result.bytes().await.map_err(|e| e.to_string())
+}
+
+/// The `caption` string field of a JSON object, if there is one.
+pub fn caption_from_json(bytes: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    value.get("caption")?.as_str().map(str::to_string)
+}

@@ -1,0 +1,223 @@
+//! The `manifest` input: JSONL or Parquet rows, each naming an object by URI (`url_column`),
+//! usually with a caption (`caption_column`). Every other column is carried into the sample's
+//! `.json`. Relative URIs are resolved against the manifest's own folder.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::files::get_bytes;
+use object_store::ObjectStoreExt;
+
+use super::{sanitize_key, split_extension, Location, Origin, Part, Sample, SourceError, Stores};
+
+/// One manifest row, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestRow {
+    /// 0-based row number in the manifest.
+    pub row: u64,
+    /// The URI in `url_column`, if the row has a non-empty string there.
+    pub url: Option<String>,
+    pub caption: Option<String>,
+    /// The row's other columns.
+    pub columns: Map<String, Value>,
+}
+
+/// Parses a manifest's bytes: Parquet when they start with `PAR1`, else JSON Lines.
+/// Fails when no row has `url_column`, naming the columns that exist.
+pub fn parse(
+    uri: &str,
+    bytes: Bytes,
+    url_column: &str,
+    caption_column: &str,
+) -> Result<Vec<ManifestRow>, SourceError> {
+    let err = |message: String| SourceError::Manifest {
+        uri: uri.to_string(),
+        message,
+    };
+    let objects: Vec<Map<String, Value>> = if bytes.starts_with(b"PAR1") {
+        parquet_rows(bytes).map_err(|e| err(format!("cannot read Parquet manifest: {e}")))?
+    } else {
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| err(format!("a JSONL manifest must be UTF-8 text: {e}")))?;
+        let mut rows = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(line) {
+                Ok(Value::Object(map)) => rows.push(map),
+                Ok(_) => return Err(err(format!("line {}: expected a JSON object", n + 1))),
+                Err(e) => return Err(err(format!("line {}: not JSON: {e}", n + 1))),
+            }
+        }
+        rows
+    };
+    if !objects.is_empty() && !objects.iter().any(|o| o.contains_key(url_column)) {
+        let mut columns: Vec<&String> = objects.iter().flat_map(|o| o.keys()).collect();
+        columns.sort();
+        columns.dedup();
+        let columns: Vec<&str> = columns.into_iter().map(String::as_str).collect();
+        return Err(err(format!(
+            "no row has the URL column `{url_column}` (columns: {}); set the input's url_column",
+            columns.join(", ")
+        )));
+    }
+    Ok(objects
+        .into_iter()
+        .enumerate()
+        .map(|(row, mut columns)| {
+            let url = match columns.remove(url_column) {
+                Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
+                _ => None,
+            };
+            let caption = match columns.remove(caption_column) {
+                Some(Value::String(s)) => Some(s),
+                Some(other) if !other.is_null() => Some(other.to_string()),
+                _ => None,
+            };
+            ManifestRow {
+                row: row as u64,
+                url,
+                caption,
+                columns,
+            }
+        })
+        .collect())
+}
+
+fn parquet_rows(bytes: Bytes) -> Result<Vec<Map<String, Value>>, Box<dyn std::error::Error>> {
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch?;
+        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+        writer.write(&batch)?;
+        writer.finish()?;
+        let json = writer.into_inner();
+        if json.is_empty() {
+            continue;
+        }
+        let values: Vec<Map<String, Value>> = serde_json::from_slice(&json)?;
+        rows.extend(values);
+    }
+    Ok(rows)
+}
+
+/// Resolves a row's URI: absolute URIs and paths as they are, relative ones against the
+/// folder holding the manifest.
+pub fn resolve_url(manifest: &Location, url: &str) -> String {
+    if url.contains("://") || url.starts_with('/') {
+        return url.to_string();
+    }
+    let parent = manifest.uri();
+    let folder = parent.rsplit_once('/').map_or("", |(folder, _)| folder);
+    format!("{folder}/{url}")
+}
+
+/// Fetches the object a row names into a [`Sample`]; a missing URL or a failed fetch gives a
+/// sample with `fetch_error` set.
+pub async fn fetch_row(
+    stores: &Stores,
+    manifest: &Location,
+    manifest_relative: &str,
+    input_index: usize,
+    row: &ManifestRow,
+) -> Sample {
+    let url = row.url.as_deref().map(|u| resolve_url(manifest, u));
+    let file_name = url
+        .as_deref()
+        .map(|u| u.rsplit('/').next().unwrap_or(u).to_string())
+        .unwrap_or_default();
+    let (stem, ext) = split_extension(&file_name);
+    let media_ext = if ext.is_empty() {
+        "img".to_string()
+    } else {
+        ext
+    };
+    let mut parts = Vec::new();
+    if !row.columns.is_empty() {
+        let json = serde_json::to_vec(&row.columns).expect("a JSON map serialises");
+        parts.push(Part {
+            ext: "json".to_string(),
+            bytes: json.into(),
+        });
+    }
+    let mut sample = Sample {
+        id: format!("{input_index}:{manifest_relative}#{:09}", row.row),
+        key: sanitize_key(if stem.is_empty() { "row" } else { stem }),
+        name: row.url.clone().unwrap_or_default(),
+        origin: Origin {
+            uri: url.clone().unwrap_or_default(),
+            manifest_uri: Some(manifest.uri()),
+            manifest_row: Some(row.row),
+            ..Origin::default()
+        },
+        parts,
+        media: Some(media_ext.clone()),
+        caption: row.caption.clone(),
+        fetch_error: None,
+    };
+    let Some(url) = url else {
+        sample.fetch_error = Some("the row has no URL".to_string());
+        return sample;
+    };
+    let fetched = match stores.open(&url) {
+        Ok(location) => match location.store.head(&location.path).await {
+            Ok(meta) => {
+                sample.origin.etag = meta.e_tag;
+                get_bytes(&location, &location.path).await
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    match fetched {
+        Ok(bytes) => sample.parts.insert(
+            0,
+            Part {
+                ext: media_ext,
+                bytes,
+            },
+        ),
+        Err(e) => sample.fetch_error = Some(e),
+    }
+    sample
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_rows_keep_other_columns() {
+        let text = "{\"url\": \"a.jpg\", \"caption\": \"a cat\", \"license\": \"cc0\"}\n\n{\"url\": \"\", \"score\": 3}\n";
+        let rows = parse("m.jsonl", Bytes::from(text), "url", "caption").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].url.as_deref(), Some("a.jpg"));
+        assert_eq!(rows[0].caption.as_deref(), Some("a cat"));
+        assert_eq!(rows[0].columns["license"], "cc0");
+        assert_eq!(rows[1].url, None);
+        assert_eq!(rows[1].row, 1);
+    }
+
+    #[test]
+    fn a_missing_url_column_names_the_columns_there_are() {
+        let e = parse(
+            "m.jsonl",
+            Bytes::from("{\"path\": \"a.jpg\"}\n"),
+            "url",
+            "caption",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "m.jsonl: no row has the URL column `url` (columns: path); set the input's url_column"
+        );
+        let e = parse("m.jsonl", Bytes::from("[1]\n"), "url", "caption")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "m.jsonl: line 1: expected a JSON object");
+    }
+}

@@ -1,0 +1,294 @@
+//! Writing the results: WebDataset shards of the kept samples (original bytes, caption and a
+//! `.json` with measurements and provenance), the Parquet ledger of every sample, and the run
+//! manifest, then the `_SUCCESS` marker. Every file appears complete or not at all.
+//!
+//! Kept samples are read back from staging: this stage fetches and decodes nothing.
+
+pub mod ledger;
+pub mod manifest;
+pub mod shards;
+pub mod staging;
+
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+
+use crate::config::OutputConfig;
+use crate::decide::Decision;
+use crate::measure::{Measurements, MEASURE_VERSION};
+use crate::source::{Location, Origin};
+use manifest::LedgerFile;
+use shards::{append_member, relative_path, ShardInfo, ShardWriter};
+use staging::{StagedPart, StagingReader};
+
+/// Ledger rows per Parquet file.
+const LEDGER_ROWS_PER_FILE: usize = 1_000_000;
+
+/// Everything the writer needs to know about one sample.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub id: String,
+    /// The WebDataset key; made unique among kept samples when shards are written.
+    pub key: String,
+    pub name: String,
+    pub origin: Origin,
+    pub measurements: Measurements,
+    pub decision: Decision,
+    /// The parts in staging, in output order (media first), for samples that may be kept.
+    pub staged: Vec<StagedPart>,
+    /// The shard a kept sample went into.
+    pub shard: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("cannot write {uri}: {message}")]
+    Store { uri: String, message: String },
+    #[error("cannot read staged sample {id}: {source}")]
+    Staging { id: String, source: std::io::Error },
+    #[error("cannot build the ledger: {0}")]
+    Ledger(#[from] parquet::errors::ParquetError),
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub shards: Vec<ShardInfo>,
+    pub ledger: Vec<LedgerFile>,
+}
+
+/// Removes `_SUCCESS` before a run starts, so that output being rewritten is never mistaken
+/// for a finished run.
+pub async fn clear_success_marker(output: &Location) -> Result<(), WriteError> {
+    let path = relative_path(&output.path, "_SUCCESS");
+    match output.store.delete(&path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(WriteError::Store {
+            uri: output.uri_of(&path),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Writes shards and ledger for records sorted by id. `on_sample` is called after each kept
+/// sample is written (for progress).
+pub fn write_shards_and_ledger(
+    output: &Location,
+    records: &mut [Record],
+    staging: &StagingReader,
+    config: &OutputConfig,
+    runtime: &tokio::runtime::Handle,
+    mut on_sample: impl FnMut(),
+) -> Result<Written, WriteError> {
+    let store_error = |message: String| WriteError::Store {
+        uri: output.uri(),
+        message,
+    };
+    let mut writer = ShardWriter::new(
+        output,
+        runtime,
+        config.max_samples_per_shard,
+        config.max_bytes_per_shard.0,
+    );
+    let mut used_keys = HashSet::new();
+    let mut members = Vec::new();
+    for record in records.iter_mut().filter(|r| r.decision.is_keep()) {
+        record.key = unique_key(&record.key, &record.id, &mut used_keys);
+        members.clear();
+        let mut wrote_json = false;
+        for part in &record.staged {
+            let bytes = staging.read(part).map_err(|source| WriteError::Staging {
+                id: record.id.clone(),
+                source,
+            })?;
+            let name = format!("{}.{}", record.key, part.ext);
+            if part.ext == "json" {
+                let json = sample_json(record, Some(&bytes));
+                append_member(&mut members, &name, &json)
+                    .map_err(|e| store_error(e.to_string()))?;
+                wrote_json = true;
+            } else {
+                append_member(&mut members, &name, &bytes)
+                    .map_err(|e| store_error(e.to_string()))?;
+            }
+        }
+        if !wrote_json {
+            let json = sample_json(record, None);
+            append_member(&mut members, &format!("{}.json", record.key), &json)
+                .map_err(|e| store_error(e.to_string()))?;
+        }
+        record.shard = Some(writer.add(&members).map_err(store_error)?);
+        on_sample();
+    }
+    let shards = writer.finish().map_err(store_error)?;
+
+    let mut ledger = Vec::new();
+    for (index, chunk) in records.chunks(LEDGER_ROWS_PER_FILE).enumerate() {
+        let name = format!("ledger/ledger-{index:06}.parquet");
+        let bytes = ledger::to_parquet(chunk)?;
+        let info = LedgerFile {
+            name: name.clone(),
+            rows: chunk.len() as u64,
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        };
+        runtime.block_on(put(output, &name, bytes))?;
+        ledger.push(info);
+    }
+    let keep: HashSet<String> = shards
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(ledger.iter().map(|l| l.name.clone()))
+        .collect();
+    runtime.block_on(remove_stale(output, &["shards", "ledger"], &keep))?;
+    Ok(Written { shards, ledger })
+}
+
+/// Writes one object atomically (a single PUT on S3, write-then-rename locally).
+pub async fn put(output: &Location, relative: &str, bytes: Vec<u8>) -> Result<(), WriteError> {
+    let path = relative_path(&output.path, relative);
+    output
+        .store
+        .put(&path, PutPayload::from(bytes))
+        .await
+        .map(|_| ())
+        .map_err(|e| WriteError::Store {
+            uri: output.uri_of(&path),
+            message: e.to_string(),
+        })
+}
+
+/// Deletes shards and ledger files an earlier run left that this run did not write (it had
+/// more shards, say), so the output folder holds exactly this run's files.
+async fn remove_stale(
+    output: &Location,
+    folders: &[&str],
+    keep: &HashSet<String>,
+) -> Result<(), WriteError> {
+    for folder in folders {
+        let prefix = relative_path(&output.path, folder);
+        let listed: Vec<_> = output
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| WriteError::Store {
+                uri: output.uri_of(&prefix),
+                message: e.to_string(),
+            })?;
+        for object in listed {
+            let relative = output.relative(&object.location);
+            if !keep.contains(&relative) {
+                tracing::info!("removing {relative}, left by an earlier run");
+                output
+                    .store
+                    .delete(&object.location)
+                    .await
+                    .map_err(|e| WriteError::Store {
+                        uri: output.uri_of(&object.location),
+                        message: e.to_string(),
+                    })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The key itself if unused, else `key_<8 hex of the id's sha256>`: unique and stable.
+fn unique_key(key: &str, id: &str, used: &mut HashSet<String>) -> String {
+    let mut candidate = key.to_string();
+    if used.contains(&candidate) {
+        let digest = hex::encode(Sha256::digest(id.as_bytes()));
+        candidate = format!("{key}_{}", &digest[..8]);
+        let mut n = 2;
+        while used.contains(&candidate) {
+            candidate = format!("{key}_{}_{n}", &digest[..8]);
+            n += 1;
+        }
+    }
+    used.insert(candidate.clone());
+    candidate
+}
+
+/// The sample's `.json`: the source's own JSON object (sidecar, shard member or manifest
+/// columns) with mmcurate's record added under `"mmcurate"`. JSON that is not an object is
+/// kept as a string under `"source_json"`.
+fn sample_json(record: &Record, original: Option<&[u8]>) -> Vec<u8> {
+    let mut object = match original.map(serde_json::from_slice::<Value>) {
+        Some(Ok(Value::Object(map))) => map,
+        Some(_) => {
+            let mut map = Map::new();
+            let text = String::from_utf8_lossy(original.unwrap_or_default()).into_owned();
+            map.insert("source_json".to_string(), Value::String(text));
+            map
+        }
+        None => Map::new(),
+    };
+    object.insert(
+        "mmcurate".to_string(),
+        json!({
+            "id": record.id,
+            "key": record.key,
+            "name": record.name,
+            "source": record.origin,
+            "measurements": record.measurements,
+            "measure_version": MEASURE_VERSION,
+            "version": crate::VERSION,
+        }),
+    );
+    serde_json::to_vec(&Value::Object(object)).expect("a JSON value serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_made_unique_stably() {
+        let mut used = HashSet::new();
+        assert_eq!(unique_key("cat", "0:a/cat.jpg", &mut used), "cat");
+        let second = unique_key("cat", "0:b/cat.jpg", &mut used);
+        assert!(second.starts_with("cat_") && second.len() == 12, "{second}");
+        assert_eq!(
+            unique_key(
+                "cat",
+                "0:b/cat.jpg",
+                &mut HashSet::from(["cat".to_string()])
+            ),
+            second
+        );
+    }
+
+    #[test]
+    fn sample_json_keeps_the_source_fields() {
+        let record = Record {
+            id: "0:a.jpg".into(),
+            key: "a".into(),
+            name: "a.jpg".into(),
+            origin: Origin {
+                uri: "file:///x/a.jpg".into(),
+                ..Origin::default()
+            },
+            measurements: Measurements {
+                phash: Some(0xabc),
+                ..Measurements::default()
+            },
+            decision: Decision::Keep,
+            staged: Vec::new(),
+            shard: None,
+        };
+        let json: Value =
+            serde_json::from_slice(&sample_json(&record, Some(br#"{"license": "cc0"}"#))).unwrap();
+        assert_eq!(json["license"], "cc0");
+        assert_eq!(json["mmcurate"]["id"], "0:a.jpg");
+        assert_eq!(json["mmcurate"]["source"]["uri"], "file:///x/a.jpg");
+        assert_eq!(
+            json["mmcurate"]["measurements"]["phash"],
+            "0000000000000abc"
+        );
+        let json: Value = serde_json::from_slice(&sample_json(&record, Some(b"[1,"))).unwrap();
+        assert_eq!(json["source_json"], "[1,");
+    }
+}
