@@ -252,11 +252,15 @@ impl Config {
         for arg in overrides {
             apply_override(&mut tree, arg)?;
         }
-        let config: Config =
-            serde_path_to_error::deserialize(tree).map_err(|e| ConfigError::Type {
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            // toml appends "in `table`" on a line of its own; the key already says where.
+            let message = e.inner().to_string();
+            let message = message.split("\nin `").next().unwrap_or_default().trim();
+            ConfigError::Type {
                 key: e.path().to_string(),
-                message: e.inner().to_string(),
-            })?;
+                message: message.to_string(),
+            }
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -570,9 +574,10 @@ uri = "data/images"
 
         let e = load(MINIMAL, &["filters.image.min_sid=3"]).unwrap_err();
         assert!(
-            e.starts_with("config key `filters.image`: unknown field `min_sid`"),
+            e.starts_with("config key `filters.image.min_sid`: unknown field `min_sid`, expected one of `min_side`"),
             "{e}"
         );
+        assert!(!e.contains('\n'), "{e}");
 
         let e = load(MINIMAL, &["filters.image.min_side=\"big\""]).unwrap_err();
         assert!(

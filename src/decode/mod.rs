@@ -320,8 +320,9 @@ mod tests {
         let info = probe(&png).unwrap();
         let luma = CpuDecoder.decode_luma(&png, &info, 512).unwrap();
         assert_eq!((luma.width, luma.height), (16, 8));
-        // Pixel (3, 2): r = 21, g = 10, b = 5 → PIL L = (21*19595 + 10*38470 + 5*7471 + 32768) >> 16 = 12
-        assert_eq!(luma.pixels[2 * 16 + 3], 12);
+        // Pixel (3, 2): r = 21, g = 10, b = 5 → PIL L = (21*19595 + 10*38470 + 5*7471 + 32768) >> 16
+        // = 866318 >> 16 = 13.
+        assert_eq!(luma.pixels[2 * 16 + 3], 13);
     }
 
     #[test]

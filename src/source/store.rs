@@ -69,6 +69,12 @@ impl Location {
         }
     }
 
+    /// The local file-system path, for `file://` locations.
+    pub fn local_path(&self) -> Option<std::path::PathBuf> {
+        (self.scheme_root == "file:///")
+            .then(|| std::path::PathBuf::from(format!("/{}", self.path)))
+    }
+
     /// The last segment of the path (a file name).
     pub fn file_name(&self) -> String {
         self.path.filename().unwrap_or_default().to_string()

@@ -79,9 +79,16 @@ pub fn read_shard(
             finish(&mut group, None, &mut count);
             group.key = Some(key);
         }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        if let Err(e) = entry.read_to_end(&mut bytes) {
-            let message = format!("{uri}: member {member} is truncated: {e}");
+        let size = entry.size();
+        let mut bytes = Vec::with_capacity(size as usize);
+        // A tar cut short reads as a short member, not as an error: compare with the header.
+        let read = entry.read_to_end(&mut bytes);
+        if read.is_err() || bytes.len() as u64 != size {
+            let why = match read {
+                Err(e) => e.to_string(),
+                Ok(n) => format!("{n} of {size} bytes"),
+            };
+            let message = format!("{uri}: member {member} is truncated ({why})");
             group.members.push((
                 member,
                 Part {

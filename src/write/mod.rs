@@ -168,6 +168,19 @@ async fn remove_stale(
     keep: &HashSet<String>,
 ) -> Result<(), WriteError> {
     for folder in folders {
+        // object_store's local listing hides its in-progress upload files (`name#N`), which a
+        // killed run leaves behind: sweep those directly.
+        if let Some(dir) = output.local_path().map(|p| p.join(folder)) {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().contains('#') {
+                    tracing::info!(
+                        "removing {}, an upload an earlier run left unfinished",
+                        entry.path().display()
+                    );
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let prefix = relative_path(&output.path, folder);
         let listed: Vec<_> = output
             .store

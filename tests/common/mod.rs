@@ -1,0 +1,115 @@
+//! Helpers shared by the end-to-end tests: running the `mmcurate` binary, the Python clients
+//! (webdataset, pyarrow, imagehash) from the test venv, and reading outputs back.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/media/images`, the real images the tests use.
+pub fn shared_images() -> PathBuf {
+    let dir = root().join("../shared/media/images");
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the tests need the shared media folder beside the repository",
+        dir.display()
+    );
+    dir
+}
+
+/// The Python interpreter with the test clients (scripts/requirements-test.txt): set by
+/// `scripts/test.sh` as MMCURATE_TEST_PYTHON, or the repository's `.venv`.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("MMCURATE_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python test environment: run `bash scripts/test.sh`, which creates .venv with the test clients"
+    );
+    venv
+}
+
+/// Runs a Python script from tests/python and parses its JSON output.
+pub fn python_json(script: &str, args: &[&str]) -> Value {
+    let output = Command::new(python())
+        .arg(root().join("tests/python").join(script))
+        .args(args)
+        .output()
+        .expect("python starts");
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
+/// Runs the mmcurate binary in the repository root.
+pub fn mmcurate(args: &[&str]) -> Output {
+    mmcurate_with_env(args, &[])
+}
+
+pub fn mmcurate_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mmcurate"));
+    command
+        .current_dir(root())
+        .args(args)
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("mmcurate starts")
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "mmcurate failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The ledger rows of an output folder, read with pyarrow, as (id → row).
+pub fn ledger_rows(output: &Path) -> Vec<Value> {
+    let ledger = python_json("read_ledger.py", &[output.to_str().unwrap()]);
+    ledger["rows"].as_array().cloned().unwrap_or_default()
+}
+
+/// Reads a file under an output folder.
+pub fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    std::fs::read(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+}
+
+/// Every file under `dir`, relative path → bytes (sorted).
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, read(&path)));
+            }
+        }
+    }
+    out.sort();
+    out
+}

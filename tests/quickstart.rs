@@ -1,0 +1,341 @@
+//! The quickstart run end to end, read back by independent readers: the Python `webdataset`
+//! library and GNU tar for the shards, pyarrow for the ledger.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What the quickstart corpus is built to show: file → (status, reason, duplicate of).
+fn expected() -> BTreeMap<&'static str, (&'static str, Option<&'static str>, Option<&'static str>)>
+{
+    let kept = ("kept", None, None);
+    let drop = |reason| ("dropped", Some(reason), None);
+    BTreeMap::from([
+        ("blurred_opencv_building.jpg", drop("too_blurry")),
+        ("dark.jpg", drop("too_dark")),
+        ("empty.jpg", drop("empty_file")),
+        ("exact_copy_of_opencv_home.jpg", kept),
+        ("matplotlib_grace_hopper.jpg", kept),
+        ("not_an_image.jpg", drop("not_an_image")),
+        ("opencv_aero1.jpg", kept),
+        ("opencv_baboon.jpg", kept),
+        ("opencv_building.jpg", kept),
+        ("opencv_butterfly.jpg", kept),
+        // Same bytes, same sharpness and size: the lower id is kept.
+        (
+            "opencv_home.jpg",
+            (
+                "dropped",
+                Some("exact_duplicate"),
+                Some("0:exact_copy_of_opencv_home.jpg"),
+            ),
+        ),
+        // Two frames of one scene, pHash distance 2: the (slightly) sharper frame is kept.
+        (
+            "opencv_rubberwhale1.png",
+            (
+                "dropped",
+                Some("near_duplicate"),
+                Some("0:opencv_rubberwhale2.png"),
+            ),
+        ),
+        ("opencv_rubberwhale2.png", kept),
+        // JPEG q60 blocking raises the Laplacian variance, so the re-encode is "sharper".
+        (
+            "opencv_squirrel_cls.jpg",
+            (
+                "dropped",
+                Some("near_duplicate"),
+                Some("0:reencoded_opencv_squirrel_cls.jpg"),
+            ),
+        ),
+        ("overexposed.png", drop("too_bright")),
+        ("reencoded_opencv_squirrel_cls.jpg", kept),
+        (
+            "resized_opencv_baboon.jpg",
+            (
+                "dropped",
+                Some("near_duplicate"),
+                Some("0:opencv_baboon.jpg"),
+            ),
+        ),
+        ("skimage_camera.png", kept),
+        ("skimage_rocket.jpg", kept),
+        ("tiny.jpg", drop("too_small")),
+        ("truncated.jpg", drop("unreadable")),
+    ])
+}
+
+fn run_quickstart(output: &Path, extra: &[&str]) -> String {
+    let out = format!("run.output={}", output.display());
+    let mut args = vec!["run", "configs/quickstart.toml", "--set", &out];
+    args.extend_from_slice(extra);
+    ok(&mmcurate(&args))
+}
+
+#[test]
+fn quickstart_keeps_the_expected_samples_for_the_expected_reasons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("out");
+    let summary = run_quickstart(&output, &[]);
+    assert!(
+        summary.contains("samples") && summary.contains("21"),
+        "{summary}"
+    );
+
+    let images = root().join("examples/quickstart/images");
+    let rows = ledger_rows(&output);
+    assert_eq!(rows.len(), 21, "one ledger row per input sample");
+    let by_name: BTreeMap<String, &Value> = rows
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r))
+        .collect();
+    let expected = expected();
+    assert_eq!(
+        by_name.keys().map(String::as_str).collect::<Vec<_>>(),
+        expected.keys().copied().collect::<Vec<_>>()
+    );
+    for (name, (status, reason, duplicate_of)) in &expected {
+        let row = by_name[*name];
+        assert_eq!(row["id"], format!("0:{name}"));
+        assert_eq!(row["status"], *status, "{name}: {row}");
+        assert_eq!(row["drop_reason"].as_str(), *reason, "{name}: {row}");
+        assert_eq!(row["duplicate_of"].as_str(), *duplicate_of, "{name}: {row}");
+        let bytes = read(images.join(name));
+        assert_eq!(row["size_bytes"], bytes.len() as u64, "{name}");
+        assert_eq!(
+            row["source_uri"],
+            format!(
+                "file://{}",
+                images.canonicalize().unwrap().join(name).display()
+            )
+        );
+        if *status == "kept" {
+            assert_eq!(row["sha256"], sha256(&bytes), "{name}");
+            assert!(
+                row["shard"].as_str().unwrap().starts_with("shards/shard-"),
+                "{name}"
+            );
+            assert!(row["drop_detail"].is_null());
+            assert!(row["sharpness"].as_f64().unwrap() >= 30.0);
+        } else {
+            assert!(row["shard"].is_null());
+            assert!(!row["drop_detail"].as_str().unwrap().is_empty(), "{name}");
+        }
+    }
+    // The numbers behind the decisions are in the detail.
+    let detail = |name: &str| by_name[name]["drop_detail"].as_str().unwrap().to_string();
+    assert!(
+        detail("truncated.jpg").contains("truncated"),
+        "{}",
+        detail("truncated.jpg")
+    );
+    assert_eq!(detail("tiny.jpg"), "40x30: shorter side 30 < min_side 64");
+    assert!(detail("blurred_opencv_building.jpg").starts_with("sharpness "));
+    assert!(detail("not_an_image.jpg").contains("text"));
+    assert_eq!(
+        by_name["resized_opencv_baboon.jpg"]["duplicate_distance"],
+        0.0
+    );
+    assert_eq!(
+        by_name["opencv_rubberwhale1.png"]["duplicate_distance"],
+        2.0
+    );
+    assert_eq!(by_name["opencv_rubberwhale1.png"]["drop_stage"], "dedup");
+    assert_eq!(by_name["dark.jpg"]["drop_stage"], "filter");
+    assert_eq!(by_name["empty.jpg"]["drop_stage"], "decode");
+    // Too-small images are refused from the header: never decoded, so never measured.
+    assert!(by_name["tiny.jpg"]["sharpness"].is_null());
+    assert_eq!(by_name["tiny.jpg"]["width"], 40);
+
+    // The manifest: provenance and counts.
+    let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
+    assert_eq!(manifest["tool"]["name"], "mmcurate");
+    assert_eq!(manifest["tool"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(manifest["config_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        manifest["config"]["filters"]["image"]["min_sharpness"],
+        30.0
+    );
+    assert_eq!(manifest["inputs"][0]["object_count"], 40);
+    assert_eq!(manifest["counts"]["samples"], 21);
+    assert_eq!(manifest["counts"]["kept"], 10);
+    assert_eq!(manifest["counts"]["dropped_by_reason"]["near_duplicate"], 3);
+    assert_eq!(manifest["counts"]["dropped_by_stage"]["filter"], 4);
+    for stage in ["plan", "measure", "decide", "write"] {
+        assert!(manifest["stage_seconds"][stage].as_f64().unwrap() >= 0.0);
+    }
+    let shards = manifest["shards"].as_array().unwrap();
+    assert_eq!(
+        shards.len(),
+        2,
+        "max_samples_per_shard = 8 splits 10 samples in 2 shards"
+    );
+    assert_eq!(shards[0]["samples"], 8);
+    assert_eq!(shards[1]["samples"], 2);
+    for shard in shards {
+        let bytes = read(output.join(shard["name"].as_str().unwrap()));
+        assert_eq!(shard["sha256"], sha256(&bytes));
+        assert_eq!(shard["bytes"], bytes.len() as u64);
+    }
+    let ledger = &manifest["ledger"][0];
+    assert_eq!(ledger["rows"], 21);
+    assert_eq!(
+        ledger["sha256"],
+        sha256(&read(output.join(ledger["name"].as_str().unwrap())))
+    );
+    assert!(output.join("_SUCCESS").exists());
+
+    // `inspect` on the folder agrees.
+    let text = ok(&mmcurate(&["inspect", output.to_str().unwrap()]));
+    assert!(text.contains("21 samples, 10 kept, 11 dropped"), "{text}");
+    assert!(text.contains("finished (_SUCCESS present)"), "{text}");
+}
+
+#[test]
+fn shards_read_back_with_webdataset_and_gnu_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("out");
+    run_quickstart(&output, &[]);
+    let images = root().join("examples/quickstart/images");
+
+    // The Python webdataset library.
+    let read_back = python_json("read_shards.py", &[output.to_str().unwrap()]);
+    let samples = read_back["samples"].as_array().unwrap();
+    let kept: Vec<&str> = expected()
+        .iter()
+        .filter(|(_, (s, _, _))| *s == "kept")
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(samples.len(), kept.len());
+    for sample in samples {
+        let key = sample["key"].as_str().unwrap();
+        assert!(!key.contains('.') && !key.contains('/'), "{key}");
+        let name = sample["json"]["mmcurate"]["name"].as_str().unwrap();
+        assert!(
+            kept.contains(&name),
+            "{name} was not expected in the shards"
+        );
+        let original = read(images.join(name));
+        let ext = if name.ends_with(".png") { "png" } else { "jpg" };
+        assert_eq!(
+            sample["parts"][ext]["sha256"],
+            sha256(&original),
+            "{name}: bytes must be unchanged"
+        );
+        assert_eq!(sample["json"]["mmcurate"]["id"], format!("0:{name}"));
+        assert!(
+            sample["json"]["mmcurate"]["measurements"]["phash"]
+                .as_str()
+                .unwrap()
+                .len()
+                == 16
+        );
+        let stem = name.rsplit_once('.').unwrap().0;
+        if let Ok(caption) = std::fs::read_to_string(images.join(format!("{stem}.txt"))) {
+            assert_eq!(sample["txt"], caption, "{name}");
+        }
+    }
+    // A caption from a sidecar .json becomes the .txt, and the sidecar's fields are kept.
+    let hopper = samples
+        .iter()
+        .find(|s| s["key"] == "matplotlib_grace_hopper")
+        .expect("grace hopper is kept");
+    let sidecar: Value =
+        serde_json::from_slice(&read(images.join("matplotlib_grace_hopper.json"))).unwrap();
+    assert_eq!(hopper["txt"], sidecar["caption"]);
+    assert_eq!(hopper["json"]["license"], sidecar["license"]);
+    // A sample without a caption has no .txt.
+    let aero = samples.iter().find(|s| s["key"] == "opencv_aero1").unwrap();
+    assert!(aero["parts"].get("txt").is_none());
+
+    // GNU tar lists and extracts every shard; extracted images equal the originals.
+    let extract = tmp.path().join("extract");
+    std::fs::create_dir(&extract).unwrap();
+    let mut members = Vec::new();
+    for shard in ["shard-000000.tar", "shard-000001.tar"] {
+        let path = output.join("shards").join(shard);
+        let list = Command::new("tar").arg("-tf").arg(&path).output().unwrap();
+        assert!(
+            list.status.success(),
+            "tar -tf {shard}: {}",
+            String::from_utf8_lossy(&list.stderr)
+        );
+        members.extend(
+            String::from_utf8(list.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
+        let x = Command::new("tar")
+            .arg("-xf")
+            .arg(&path)
+            .arg("-C")
+            .arg(&extract)
+            .status()
+            .unwrap();
+        assert!(x.success());
+    }
+    assert_eq!(
+        members.len(),
+        10 + 10 + 9,
+        "10 images, 10 .json, 9 captions"
+    );
+    assert_eq!(
+        read(extract.join("opencv_baboon.jpg")),
+        read(images.join("opencv_baboon.jpg"))
+    );
+    assert_eq!(
+        read(extract.join("skimage_camera.png")),
+        read(images.join("skimage_camera.png"))
+    );
+}
+
+#[test]
+fn output_is_byte_identical_whatever_the_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let one = tmp.path().join("one");
+    let two = tmp.path().join("two");
+    run_quickstart(&one, &["--set", "run.threads=1"]);
+    run_quickstart(&two, &["--set", "run.threads=3"]);
+    for folder in ["shards", "ledger"] {
+        let a = tree(&one.join(folder));
+        let b = tree(&two.join(folder));
+        assert!(!a.is_empty());
+        assert_eq!(a.len(), b.len());
+        for ((name_a, bytes_a), (name_b, bytes_b)) in a.iter().zip(&b) {
+            assert_eq!(name_a, name_b);
+            assert!(
+                bytes_a == bytes_b,
+                "{folder}/{name_a} differs between 1 and 3 threads"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_rerun_replaces_what_an_interrupted_run_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("out");
+    // An earlier, interrupted run with more shards: no _SUCCESS, an extra shard, and an
+    // in-progress upload file (as a killed process leaves it).
+    std::fs::create_dir_all(output.join("shards")).unwrap();
+    std::fs::write(output.join("shards/shard-000007.tar"), b"stale").unwrap();
+    std::fs::write(output.join("shards/shard-000002.tar#1"), b"partial").unwrap();
+    run_quickstart(&output, &[]);
+    let names: Vec<String> = tree(&output.join("shards"))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["shard-000000.tar", "shard-000001.tar"]);
+    assert!(output.join("_SUCCESS").exists());
+}

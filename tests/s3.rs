@@ -1,0 +1,269 @@
+//! S3 in and out against a real S3-compatible server (moto, from the test venv) that the test
+//! starts on 127.0.0.1 and stops afterwards.
+
+mod common;
+
+use common::*;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "mmcurate-test";
+
+/// A moto S3 server on a free local port, killed on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = python().parent().unwrap().join("moto_server");
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts (it is in the test venv: bash scripts/test.sh)");
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket with a plain HTTP PUT (moto accepts unsigned requests).
+    fn create_bucket(&self, bucket: &str) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "create bucket: {response}"
+        );
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+    }
+
+    fn store(&self) -> impl ObjectStore {
+        AmazonS3Builder::new()
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_bucket_name(BUCKET)
+            .with_region("us-east-1")
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_s3(moto: &Moto, sets: &[String]) -> std::process::Output {
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut args = vec!["run", "configs/quickstart.toml"];
+    for set in sets {
+        args.push("--set");
+        args.push(set);
+    }
+    mmcurate_with_env(&args, &env)
+}
+
+#[test]
+fn s3_input_and_output_against_a_real_server() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let store = moto.store();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let images = root().join("examples/quickstart/images");
+    runtime.block_on(async {
+        for entry in std::fs::read_dir(&images).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            store
+                .put(
+                    &ObjPath::from(format!("in/{name}")),
+                    PutPayload::from(read(&path)),
+                )
+                .await
+                .unwrap();
+        }
+    });
+
+    // Files from S3 to shards on S3.
+    let sets = [
+        format!("inputs.0.uri=s3://{BUCKET}/in"),
+        format!("run.output=s3://{BUCKET}/out"),
+    ];
+    ok(&run_s3(&moto, &sets));
+    let listed: Vec<String> = runtime.block_on(async {
+        let objects: Vec<_> = store
+            .list(Some(&ObjPath::from("out")))
+            .try_collect()
+            .await
+            .unwrap();
+        let mut names: Vec<String> = objects.iter().map(|o| o.location.to_string()).collect();
+        names.sort();
+        names
+    });
+    assert_eq!(
+        listed,
+        [
+            "out/_SUCCESS",
+            "out/ledger/ledger-000000.parquet",
+            "out/manifest.json",
+            "out/shards/shard-000000.tar",
+            "out/shards/shard-000001.tar"
+        ]
+    );
+
+    // Read the S3 output back locally with pyarrow: the same decisions as the local run.
+    let local = tempfile::tempdir().unwrap();
+    runtime.block_on(async {
+        for name in &listed {
+            let bytes = store
+                .get(&ObjPath::from(name.as_str()))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let path = local.path().join(name.trim_start_matches("out/"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+    });
+    let rows = ledger_rows(local.path());
+    assert_eq!(rows.len(), 21);
+    let decisions: BTreeMap<String, (String, Option<String>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                (
+                    r["status"].as_str().unwrap().to_string(),
+                    r["drop_reason"].as_str().map(str::to_string),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(decisions["opencv_baboon.jpg"], ("kept".into(), None));
+    assert_eq!(
+        decisions["truncated.jpg"],
+        ("dropped".into(), Some("unreadable".into()))
+    );
+    assert_eq!(
+        decisions["resized_opencv_baboon.jpg"],
+        ("dropped".into(), Some("near_duplicate".into()))
+    );
+    assert_eq!(decisions.values().filter(|(s, _)| s == "kept").count(), 10);
+    let baboon = rows
+        .iter()
+        .find(|r| r["name"] == "opencv_baboon.jpg")
+        .unwrap();
+    assert_eq!(
+        baboon["source_uri"],
+        format!("s3://{BUCKET}/in/opencv_baboon.jpg")
+    );
+    assert!(
+        !baboon["etag"].as_str().unwrap().is_empty(),
+        "the S3 etag is recorded"
+    );
+    let samples = python_json("read_shards.py", &[local.path().to_str().unwrap()]);
+    assert_eq!(samples["samples"].as_array().unwrap().len(), 10);
+
+    // The shards just written, streamed back from S3 as WebDataset input: every sample passes
+    // again, with its key, caption and original JSON fields.
+    let sets = [
+        format!("inputs.0.uri=s3://{BUCKET}/out/shards"),
+        "inputs.0.format=webdataset".to_string(),
+        format!("run.output=s3://{BUCKET}/again"),
+    ];
+    let summary = ok(&run_s3(&moto, &sets));
+    assert!(
+        summary.contains("kept") && summary.contains("10"),
+        "{summary}"
+    );
+    let manifest: serde_json::Value = runtime.block_on(async {
+        let bytes = store
+            .get(&ObjPath::from("again/manifest.json"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    });
+    assert_eq!(manifest["counts"]["samples"], 10);
+    assert_eq!(manifest["counts"]["kept"], 10);
+    assert_eq!(
+        manifest["inputs"][0]["objects"].as_array().unwrap().len(),
+        2
+    );
+    assert!(manifest["inputs"][0]["objects"][0]["etag"].is_string());
+
+    // An unreachable bucket is a clear error before any work.
+    let sets = [
+        "inputs.0.uri=s3://no-such-bucket/in".to_string(),
+        format!("run.output=s3://{BUCKET}/never"),
+    ];
+    let out = run_s3(&moto, &sets);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot list s3://no-such-bucket/in")
+            || stderr.contains("s3://no-such-bucket/in"),
+        "{stderr}"
+    );
+    let never: Vec<_> = runtime.block_on(async {
+        store
+            .list(Some(&ObjPath::from("never")))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+    });
+    assert!(never.is_empty());
+}
