@@ -2,9 +2,10 @@
 //!
 //! The format is detected from the bytes (never the file name). [`probe`] reads only the
 //! header, so an oversized image can be refused before it is decoded. Measurement needs only
-//! luminance, so [`ImageDecoder::decode_luma`] returns one 8-bit channel, and large JPEGs are
-//! decoded at a reduced DCT scale (1/2, 1/4, 1/8) when that still leaves the shorter side at
-//! least as long as the caller asks for. This module does not measure or judge anything.
+//! luminance, so [`ImageDecoder::decode_luma`] returns one 8-bit channel (for JPEG, the Y plane
+//! straight from libjpeg-turbo), and large JPEGs are decoded at a reduced DCT scale (1/2, 1/4,
+//! 1/8) when that still leaves the shorter side at least as long as the caller asks for. This
+//! module does not measure or judge anything.
 
 use image::ImageFormat;
 use std::io::Cursor;
@@ -91,8 +92,8 @@ pub trait ImageDecoder: Send + Sync {
     ) -> Result<LumaImage, DecodeError>;
 }
 
-/// The CPU reference decoder: `zune-jpeg` or `jpeg-decoder` (reduced DCT scale) for JPEG, the
-/// `image` crate for everything else.
+/// The CPU reference decoder: libjpeg-turbo (through the `turbojpeg` crate, for its scaled
+/// inverse DCT) for JPEG, the `image` crate for everything else.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuDecoder;
 
@@ -129,94 +130,88 @@ fn decode_jpeg_luma(
     min_side: u32,
 ) -> Result<LumaImage, DecodeError> {
     check_jpeg_complete(bytes)?;
-    let shorter = info.width.min(info.height);
-    if shorter >= 2 * min_side && info.width <= u16::MAX as u32 && info.height <= u16::MAX as u32 {
-        return decode_jpeg_scaled(bytes, info, min_side);
-    }
-    let options = zune_jpeg::zune_core::options::DecoderOptions::default()
-        .set_strict_mode(true)
-        .jpeg_set_out_colorspace(zune_jpeg::zune_core::colorspace::ColorSpace::Luma)
-        .set_max_width(u16::MAX as usize)
-        .set_max_height(u16::MAX as usize);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
-        zune_jpeg::zune_core::bytestream::ZCursor::new(bytes),
-        options,
+    let scale = jpeg_scale(info.width.min(info.height), min_side);
+    let (width, height) = (
+        scale.scale(info.width as usize),
+        scale.scale(info.height as usize),
     );
-    let pixels = decoder.decode().map_err(|e| DecodeError::Corrupt {
-        format: "JPEG".to_string(),
-        message: e.to_string(),
-    })?;
-    let (width, height) = decoder
-        .info()
-        .map(|i| (i.width as u32, i.height as u32))
-        .unwrap_or((info.width, info.height));
-    if pixels.len() != width as usize * height as usize {
-        return Err(DecodeError::Corrupt {
-            format: "JPEG".to_string(),
-            message: format!(
-                "decoded {} bytes for a {width}x{height} image",
-                pixels.len()
-            ),
-        });
+    let mut pixels = vec![0u8; width * height];
+    let result = JPEG_DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let decompressor = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(turbojpeg::Decompressor::new()?),
+        };
+        decompressor.set_scaling_factor(scale)?;
+        let gray = turbojpeg_image(&mut pixels, width, height, turbojpeg::PixelFormat::GRAY);
+        match decompressor.decompress(bytes, gray) {
+            // libjpeg cannot produce grayscale from CMYK: go through RGB as PIL does.
+            Err(turbojpeg::Error::TurboJpegError(m))
+                if m.contains("Unsupported color conversion") =>
+            {
+                let mut rgb = vec![0u8; width * height * 3];
+                let output = turbojpeg_image(&mut rgb, width, height, turbojpeg::PixelFormat::RGB);
+                decompressor.decompress(bytes, output)?;
+                pixels = rgb_buffer_to_luma(&rgb);
+                Ok(())
+            }
+            other => other,
+        }
+    });
+    match result {
+        Ok(()) => {}
+        // A warning, not an error: the image decoded completely (cameras write such files and
+        // every viewer shows them). Truncation was ruled out above.
+        Err(turbojpeg::Error::TurboJpegError(m))
+            if m.contains("extraneous bytes before marker") => {}
+        Err(e) => {
+            return Err(DecodeError::Corrupt {
+                format: "JPEG".to_string(),
+                message: e
+                    .to_string()
+                    .trim_start_matches("TurboJPEG error: ")
+                    .to_string(),
+            })
+        }
     }
     Ok(LumaImage {
-        width,
-        height,
+        width: width as u32,
+        height: height as u32,
         pixels,
     })
 }
 
-/// Decodes at the smallest DCT scale whose shorter side is still at least `min_side`: the
-/// inverse DCT then produces 4, 16 or 64 times fewer pixels, which is most of the work saved.
-fn decode_jpeg_scaled(
-    bytes: &[u8],
-    info: &ImageInfo,
-    min_side: u32,
-) -> Result<LumaImage, DecodeError> {
-    let corrupt = |e: jpeg_decoder::Error| DecodeError::Corrupt {
-        format: "JPEG".to_string(),
-        message: e.to_string(),
-    };
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    // `scale` picks the smallest factor that reaches the requested size on either axis, so ask
-    // for the shorter side only.
-    let (want_w, want_h) = if info.width <= info.height {
-        (min_side as u16, u16::MAX)
-    } else {
-        (u16::MAX, min_side as u16)
-    };
-    let (width, height) = decoder.scale(want_w, want_h).map_err(corrupt)?;
-    let pixels = decoder.decode().map_err(corrupt)?;
-    let meta = decoder.info().ok_or_else(|| DecodeError::Corrupt {
-        format: "JPEG".to_string(),
-        message: "no frame header".to_string(),
-    })?;
-    let (width, height) = (width as u32, height as u32);
-    let count = width as usize * height as usize;
-    let luma = match meta.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => pixels,
-        jpeg_decoder::PixelFormat::L16 => pixels.chunks_exact(2).map(|p| p[0]).collect(),
-        jpeg_decoder::PixelFormat::RGB24 => rgb_buffer_to_luma(&pixels),
-        jpeg_decoder::PixelFormat::CMYK32 => pixels
-            .chunks_exact(4)
-            .map(|p| {
-                // PIL's CMYK → RGB: each channel is 255 - clip(c + k).
-                let ch = |c: u8| 255 - (c as u32 + p[3] as u32).min(255) as u8;
-                rgb_to_luma(ch(p[0]), ch(p[1]), ch(p[2]))
-            })
-            .collect(),
-    };
-    if luma.len() != count {
-        return Err(DecodeError::Corrupt {
-            format: "JPEG".to_string(),
-            message: format!("decoded {} pixels for a {width}x{height} image", luma.len()),
-        });
-    }
-    Ok(LumaImage {
+fn turbojpeg_image(
+    pixels: &mut [u8],
+    width: usize,
+    height: usize,
+    format: turbojpeg::PixelFormat,
+) -> turbojpeg::Image<&mut [u8]> {
+    turbojpeg::Image {
+        pixels,
         width,
+        pitch: width * format.size(),
         height,
-        pixels: luma,
-    })
+        format,
+    }
+}
+
+thread_local! {
+    /// One libjpeg-turbo decompressor per worker thread, reused across images.
+    static JPEG_DECOMPRESSOR: std::cell::RefCell<Option<turbojpeg::Decompressor>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The smallest DCT scaling (1/8, 1/4, 1/2 or 1) that keeps the shorter side at least
+/// `min_side`: the inverse DCT then produces 4 to 64 times fewer pixels, which is most of the
+/// decoding work for large images. (Other multiples of 1/8 would leave less to resize, but
+/// libjpeg-turbo has SIMD inverse DCTs only for these; measured, it comes out even.)
+fn jpeg_scale(shorter: u32, min_side: u32) -> turbojpeg::ScalingFactor {
+    [1, 2, 4]
+        .into_iter()
+        .map(|m| turbojpeg::ScalingFactor::new(m, 8))
+        .find(|f| f.scale(shorter as usize) >= min_side as usize)
+        .unwrap_or(turbojpeg::ScalingFactor::ONE)
 }
 
 /// A JPEG that ends before its end-of-image marker is truncated. Decoders fill the missing
@@ -332,6 +327,9 @@ mod tests {
         let luma = CpuDecoder.decode_luma(&big, &info, 512).unwrap();
         // 1100 / 2 = 550 >= 512, 1100 / 4 < 512: scale 1/2.
         assert_eq!((luma.width, luma.height), (1050, 550));
+        assert_eq!(jpeg_scale(4096, 512).num(), 1);
+        assert_eq!(jpeg_scale(4096, 512).denom(), 8);
+        assert_eq!(jpeg_scale(511, 512).denom(), 1);
 
         let small = encode(ImageFormat::Jpeg, 300, 200);
         let info = probe(&small).unwrap();

@@ -62,6 +62,9 @@ pub struct ImageQuality {
 /// The shorter side of the image that sharpness and brightness are measured on.
 pub const ANALYSIS_SHORT_SIDE: u32 = 512;
 
+/// Hashes are computed from a copy no larger than this on each side.
+const HASH_PREREDUCE: u32 = 128;
+
 /// Pixel kernels: one CPU reference implementation, and room for a GPU one.
 pub trait QualityKernels: Send + Sync {
     fn measure(&self, luma: &LumaImage) -> ImageQuality;
@@ -75,19 +78,25 @@ impl QualityKernels for CpuKernels {
     fn measure(&self, luma: &LumaImage) -> ImageQuality {
         let analysis = quality::resize_shorter_side(luma, ANALYSIS_SHORT_SIDE);
         let analysis = analysis.as_ref().unwrap_or(luma);
-        let (brightness, clipped_fraction) = quality::brightness_and_clipping(analysis);
-        // Hashes come from the decoded image when it is small, else from the analysis image:
-        // the result differs by at most a bit or two from resampling the full image, at a
-        // fraction of the cost.
-        let hash_source = if luma.width.min(luma.height) <= ANALYSIS_SHORT_SIDE {
-            luma
+        let stats = quality::analyse(analysis);
+        // Hashes are taken from an area-averaged 128x128 copy, as Pillow's `reducing_gap` does
+        // before a Lanczos resize: the result differs from resampling the whole image by a bit
+        // or two at most (tests/phash_reference.rs), at a small fraction of the cost.
+        let hash_source = if luma.width.min(luma.height) <= HASH_PREREDUCE {
+            std::borrow::Cow::Borrowed(luma)
         } else {
-            analysis
+            std::borrow::Cow::Owned(quality::resize(
+                analysis,
+                HASH_PREREDUCE,
+                HASH_PREREDUCE,
+                fast_image_resize::FilterType::Box,
+            ))
         };
+        let hash_source = hash_source.as_ref();
         ImageQuality {
-            sharpness: quality::laplacian_variance(analysis),
-            brightness,
-            clipped_fraction,
+            sharpness: stats.sharpness,
+            brightness: stats.brightness,
+            clipped_fraction: stats.clipped_fraction,
             phash: hash::phash(hash_source),
             dhash: hash::dhash(hash_source),
         }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the whole test suite, installing what it needs if missing: the build toolchain
+# (scripts/setup.sh) and a Python venv (.venv) with the independent readers and references the
+# tests use: webdataset, pyarrow, imagehash + PIL, OpenCV and moto (a local S3 server).
+# Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  apt_install python3-venv python3-pip
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum scripts/requirements-test.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "creating the Python test environment in .venv" >&2
+  rm -rf .venv
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+  echo "$want" > "$stamp"
+fi
+export MMCURATE_TEST_PYTHON="$PWD/.venv/bin/python"
+
+cargo test --locked "$@"

@@ -1,0 +1,49 @@
+//! Every model card in models/ is complete, and a card whose weights ship with the repository
+//! (the test fixture) lists the sha256 those files really have.
+
+mod common;
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+#[test]
+fn model_cards_are_complete_and_their_checksums_match() {
+    let mut cards = 0;
+    for entry in std::fs::read_dir(root().join("models")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        cards += 1;
+        let card: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        let name = path.display();
+        for key in [
+            "id",
+            "architecture",
+            "licence",
+            "source",
+            "files",
+            "preprocessing",
+        ] {
+            assert!(card.contains_key(key), "{name} has no `{key}`");
+        }
+        let source = card["source"].as_table().unwrap();
+        let files = card["files"].as_array().unwrap();
+        assert!(!files.is_empty(), "{name} lists no files");
+        for file in files {
+            let sha = file["sha256"].as_str().unwrap();
+            assert_eq!(sha.len(), 64, "{name}: {sha}");
+            if source["kind"].as_str() == Some("fixture") {
+                let dir = root().join(source["path"].as_str().unwrap());
+                let bytes = read(dir.join(file["name"].as_str().unwrap()));
+                assert_eq!(
+                    hex::encode(Sha256::digest(&bytes)),
+                    sha,
+                    "{name}: {}",
+                    file["name"]
+                );
+            }
+        }
+    }
+    assert!(cards >= 1, "models/ holds no card");
+}
