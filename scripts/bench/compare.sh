@@ -15,7 +15,7 @@ procs=$(nproc)
 [ -d "$corpus" ] || "$py" scripts/bench/make_corpus.py --count "$count" --out "$corpus"
 cargo build --release --locked --quiet
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "corpus: $count JPEGs, $(du -sh "$corpus" | cut -f1)"
+echo "corpus: $count JPEGs, $(du -shL "$corpus" | cut -f1)"
 
 # Warm the page cache so both sides read from memory.
 cat "$corpus"/* > /dev/null
