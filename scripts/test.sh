@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what it needs if missing: the build toolchain
 # (scripts/setup.sh) and a Python venv (.venv) with the independent readers and references the
-# tests use: webdataset, pyarrow, imagehash + PIL, OpenCV and moto (a local S3 server).
+# tests use: webdataset, pyarrow, imagehash + PIL, OpenCV, moto (a local S3 server) and NVRTC
+# (the CUDA run-time compiler, so every kernel in kernels/ is compiled even without a GPU).
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +21,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 export MMCURATE_TEST_PYTHON="$PWD/.venv/bin/python"
+nvrtc_lib=$(ls -d "$PWD"/.venv/lib/python3*/site-packages/nvidia/cu13/lib | head -n 1)
+export LD_LIBRARY_PATH="$nvrtc_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 cargo test --locked "$@"

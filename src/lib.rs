@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod decode;
+pub mod gpu;
 pub mod measure;
 pub mod pipeline;
 pub mod plan;
