@@ -130,7 +130,8 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     )?;
     bar.finish();
     drop(reader);
-    if staging_dir.ends_with(".staging") {
+    if config.run.staging_dir.is_none() {
+        // The default staging folder is ours: remove it (a configured one is the user's).
         let _ = std::fs::remove_dir(&staging_dir);
     }
 
@@ -308,34 +309,16 @@ fn read_inputs(
         let base = &input.base;
         let index = input.index;
         match &input.units {
-            Units::Files(units) => runtime.block_on(
-                futures::stream::iter(units)
-                    .map(|unit| files::fetch(base, index, unit))
-                    .buffer_unordered(FETCH_CONCURRENCY)
-                    .for_each(|sample| {
-                        read_bar.inc();
-                        let sender = sender.clone();
-                        async move {
-                            let _ = sender.send(sample).await;
-                        }
-                    }),
-            ),
+            Units::Files(units) => {
+                let fetches = units.iter().map(|unit| files::fetch(base, index, unit));
+                forward(runtime, fetches, &sender, read_bar);
+            }
             Units::Manifests(manifests) => {
                 for m in manifests {
-                    runtime.block_on(
-                        futures::stream::iter(&m.rows)
-                            .map(|row| {
-                                manifest::fetch_row(stores, &m.location, &m.relative, index, row)
-                            })
-                            .buffer_unordered(FETCH_CONCURRENCY)
-                            .for_each(|sample| {
-                                read_bar.inc();
-                                let sender = sender.clone();
-                                async move {
-                                    let _ = sender.send(sample).await;
-                                }
-                            }),
-                    )
+                    let fetches = m.rows.iter().map(|row| {
+                        manifest::fetch_row(stores, &m.location, &m.relative, index, row)
+                    });
+                    forward(runtime, fetches, &sender, read_bar);
                 }
             }
             Units::Shards(shards) => {
@@ -373,6 +356,26 @@ fn read_inputs(
             }
         }
     }
+}
+
+/// Runs the fetches, `FETCH_CONCURRENCY` at a time, and sends each sample on as it arrives.
+fn forward<F: std::future::Future<Output = Sample>>(
+    runtime: &tokio::runtime::Handle,
+    fetches: impl Iterator<Item = F>,
+    sender: &async_channel::Sender<Sample>,
+    read_bar: &progress::StageBar,
+) {
+    runtime.block_on(async {
+        let mut samples =
+            std::pin::pin!(futures::stream::iter(fetches).buffer_unordered(FETCH_CONCURRENCY));
+        while let Some(sample) = samples.next().await {
+            read_bar.inc();
+            // Sending fails only when every worker has stopped (the run is failing): stop too.
+            if sender.send(sample).await.is_err() {
+                break;
+            }
+        }
+    })
 }
 
 /// Decodes, measures and filters one sample; stages its parts if it may be kept. Only an I/O
