@@ -184,6 +184,14 @@ fn webdataset_shards_with_awkward_contents() {
     second.truncate(second.len() - jpeg.len() / 2);
     std::fs::write(shards.join("a-000001.tar"), &second).unwrap();
 
+    // A shard cut exactly between two members: it reads like a shorter complete archive, but
+    // has no end-of-archive marker.
+    let mut third = Vec::new();
+    tar_member(&mut third, "whole.png", &png);
+    tar_member(&mut third, "lost.png", &png);
+    let cut_at = third.len() - (512 + png.len().div_ceil(512) * 512);
+    std::fs::write(shards.join("a-000002.tar"), &third[..cut_at]).unwrap();
+
     let job = config(tmp.path(), shards.to_str().unwrap(), "webdataset");
     ok(&mmcurate(&["run", job.to_str().unwrap()]));
     let out = tmp.path().join("out");
@@ -196,7 +204,8 @@ fn webdataset_shards_with_awkward_contents() {
             "0:a-000000.tar/set.v1/captiononly",
             "0:a-000000.tar/set.v1/fruit",
             "0:a-000001.tar/coffee",
-            "0:a-000001.tar/fruit2"
+            "0:a-000001.tar/fruit2",
+            "0:a-000002.tar/whole"
         ]
     );
     let fruit = &rows["0:a-000000.tar/set.v1/fruit"];
@@ -221,8 +230,17 @@ fn webdataset_shards_with_awkward_contents() {
 
     let manifest: Value = serde_json::from_slice(&read(out.join("manifest.json"))).unwrap();
     let errors = manifest["inputs"][0]["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 1);
+    assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].as_str().unwrap().contains("a-000001.tar"));
+    assert!(errors[1]
+        .as_str()
+        .unwrap()
+        .contains("a-000002.tar: no end-of-archive marker after 1 samples"));
+    // The sample before the cut was read; it carries coffee.png's bytes, so dedup (across
+    // shards) drops it as an exact copy.
+    let whole = &rows["0:a-000002.tar/whole"];
+    assert_eq!(whole["drop_reason"], "exact_duplicate");
+    assert_eq!(whole["duplicate_of"], "0:a-000001.tar/coffee");
 
     let samples = python_json("read_shards.py", &[out.to_str().unwrap()]);
     let fruit = samples["samples"]

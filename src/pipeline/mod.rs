@@ -291,7 +291,9 @@ fn measure_all(
     })?;
     read_bar.finish();
     measure_bar.finish();
-    let errors = std::mem::take(&mut *errors.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut errors = std::mem::take(&mut *errors.lock().unwrap_or_else(|p| p.into_inner()));
+    // Shards are read concurrently: sort so the manifest does not depend on timing.
+    errors.sort();
     Ok((records, errors))
 }
 

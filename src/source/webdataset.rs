@@ -5,6 +5,8 @@
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::files::caption_from_json;
@@ -44,6 +46,11 @@ pub fn read_shard(
         .map_err(|e| format!("cannot open {uri}: {e}"))?;
     let stream = result.into_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream), runtime.clone());
+    let ran_dry = Arc::new(AtomicBool::new(false));
+    let reader = EofWatch {
+        inner: reader,
+        ran_dry: ran_dry.clone(),
+    };
     let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, reader));
 
     let mut group = Group::default();
@@ -108,7 +115,31 @@ pub fn read_shard(
         ));
     }
     finish(&mut group, None, &mut count);
+    // tar stops at the first zero block of the end-of-archive marker, before the end of the
+    // stream; a shard cut between two members instead ends where a header should be, which
+    // tar takes for a normal end. Only the stream running dry tells them apart.
+    if ran_dry.load(Ordering::Relaxed) {
+        return Err(format!(
+            "{uri}: no end-of-archive marker after {count} samples: the shard was cut short between two members"
+        ));
+    }
     Ok(count)
+}
+
+/// A reader that notes when its source has no more bytes to give.
+struct EofWatch<R> {
+    inner: R,
+    ran_dry: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for EofWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.ran_dry.store(true, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
 }
 
 /// The members of the sample being read.
