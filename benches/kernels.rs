@@ -58,23 +58,43 @@ fn kernels(c: &mut Criterion) {
     c.bench_function("measure/dhash_512", |b| b.iter(|| hash::dhash(&analysis)));
 }
 
-fn dedup(c: &mut Criterion) {
+/// Random 64-bit hashes, every other one a near copy of the one before it (0–7 bits flipped),
+/// so there are pairs to find at every small distance.
+fn hashes(n: usize) -> Vec<u64> {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let hashes: Vec<u64> = (0..100_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        })
-        .collect();
-    let mut group = c.benchmark_group("phash_pairs_100k");
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let base = next();
+        out.push(base);
+        let mut copy = base;
+        for _ in 0..next() % 8 {
+            copy ^= 1 << (next() % 64);
+        }
+        out.push(copy);
+    }
+    out.truncate(n);
+    out
+}
+
+fn dedup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("phash_pairs");
     group.sample_size(10);
+    let small = hashes(100_000);
     for d in [4u32, 8] {
-        group.bench_with_input(BenchmarkId::from_parameter(d), &d, |b, &d| {
-            b.iter(|| pairs_within(&hashes, d))
+        group.bench_with_input(BenchmarkId::new("100k", d), &d, |b, &d| {
+            b.iter(|| pairs_within(&small, d))
         });
     }
+    let million = hashes(1_000_000);
+    group.bench_with_input(BenchmarkId::new("1M", 4), &4u32, |b, &d| {
+        b.iter(|| pairs_within(&million, d))
+    });
     group.finish();
 }
 
