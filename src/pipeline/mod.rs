@@ -135,14 +135,55 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         let _ = std::fs::remove_dir(&staging_dir);
     }
 
-    let (config_json, config_sha256) = config.resolved_json_and_sha256();
+    stage_seconds.insert("write".to_string(), write_started.elapsed().as_secs_f64());
+    let manifest = run_manifest(RunFacts {
+        config,
+        plan: &plan,
+        output: &output,
+        records: &records,
+        input_errors: &input_errors,
+        written,
+        stage_seconds,
+        started_at,
+    });
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
+    runtime.block_on(async {
+        write::put(&output, "manifest.json", manifest_bytes).await?;
+        write::put(&output, "_SUCCESS", Vec::new()).await
+    })?;
+    Ok(RunSummary {
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// What the run manifest is made from.
+struct RunFacts<'a> {
+    config: &'a Config,
+    plan: &'a Plan,
+    output: &'a crate::source::Location,
+    records: &'a [Record],
+    input_errors: &'a [(usize, String)],
+    written: write::Written,
+    stage_seconds: BTreeMap<String, f64>,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The run manifest: provenance, counts by status and reason, outputs with checksums.
+fn run_manifest(facts: RunFacts) -> RunManifest {
+    let kept = facts
+        .records
+        .iter()
+        .filter(|r| r.decision.is_keep())
+        .count() as u64;
+    let (config_json, config_sha256) = facts.config.resolved_json_and_sha256();
     let mut counts = Counts {
-        samples: records.len() as u64,
+        samples: facts.records.len() as u64,
         kept,
-        dropped: records.len() as u64 - kept,
+        dropped: facts.records.len() as u64 - kept,
         ..Counts::default()
     };
-    for drop in records.iter().filter_map(|r| r.decision.dropped()) {
+    for drop in facts.records.iter().filter_map(|r| r.decision.dropped()) {
         *counts
             .dropped_by_stage
             .entry(drop.stage.as_str().to_string())
@@ -152,7 +193,8 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
             .entry(drop.reason.as_str().to_string())
             .or_default() += 1;
     }
-    let inputs = plan
+    let inputs = facts
+        .plan
         .inputs
         .iter()
         .map(|input| InputRecord {
@@ -165,42 +207,35 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
                 Units::Files(_) => None,
                 _ => Some(input.objects.clone()),
             },
-            errors: input_errors
+            errors: facts
+                .input_errors
                 .iter()
                 .filter(|(i, _)| *i == input.index)
                 .map(|(_, e)| e.clone())
                 .collect(),
         })
         .collect();
-    stage_seconds.insert("write".to_string(), write_started.elapsed().as_secs_f64());
-    let manifest = RunManifest {
+    RunManifest {
         tool: ToolInfo::current(),
         run: RunInfo {
-            name: config.run.name.clone(),
-            output: output.uri(),
-            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            name: facts.config.run.name.clone(),
+            output: facts.output.uri(),
+            started_at: facts
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             device: "cpu".to_string(),
-            threads: config.worker_threads(),
+            threads: facts.config.worker_threads(),
         },
         config: config_json,
         config_sha256,
         inputs,
         counts,
-        shards: written.shards,
-        ledger: written.ledger,
+        shards: facts.written.shards,
+        ledger: facts.written.ledger,
         measure_version: MEASURE_VERSION.to_string(),
-        stage_seconds,
-    };
-    let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
-    runtime.block_on(async {
-        write::put(&output, "manifest.json", manifest_bytes).await?;
-        write::put(&output, "_SUCCESS", Vec::new()).await
-    })?;
-    Ok(RunSummary {
-        manifest,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+        stage_seconds: facts.stage_seconds,
+    }
 }
 
 /// Lists the output location once, so that an unreachable bucket fails before any work.

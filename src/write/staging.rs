@@ -15,10 +15,12 @@ pub struct StagedPart {
     pub len: u64,
 }
 
-/// The append-only staging file, shared by the measuring threads.
+/// The append-only staging file, shared by the measuring threads. Dropped unfinished (a run
+/// that failed), it removes its file.
 pub struct Staging {
     path: PathBuf,
-    writer: Mutex<(BufWriter<File>, u64)>,
+    /// The writer and the offset of the next byte; `None` once finished.
+    writer: Mutex<Option<(BufWriter<File>, u64)>>,
 }
 
 impl Staging {
@@ -29,7 +31,7 @@ impl Staging {
         let file = File::create(&path)?;
         Ok(Staging {
             path,
-            writer: Mutex::new((BufWriter::with_capacity(4 << 20, file), 0)),
+            writer: Mutex::new(Some((BufWriter::with_capacity(4 << 20, file), 0))),
         })
     }
 
@@ -39,7 +41,11 @@ impl Staging {
         parts: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     ) -> std::io::Result<Vec<StagedPart>> {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let (writer, offset) = &mut *guard;
+        let Some((writer, offset)) = guard.as_mut() else {
+            return Err(std::io::Error::other(
+                "the staging file is already finished",
+            ));
+        };
         let mut staged = Vec::new();
         for (ext, bytes) in parts {
             writer.write_all(bytes)?;
@@ -55,15 +61,26 @@ impl Staging {
 
     /// Flushes and reopens the file for reading.
     pub fn finish(self) -> std::io::Result<StagingReader> {
-        let (writer, _) = self.writer.into_inner().unwrap_or_else(|p| p.into_inner());
-        writer
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_data()?;
+        let taken = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((writer, _)) = taken {
+            writer
+                .into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_data()?;
+        }
         Ok(StagingReader {
             file: File::open(&self.path)?,
-            path: self.path,
+            path: self.path.clone(),
         })
+    }
+}
+
+impl std::ops::Drop for Staging {
+    fn drop(&mut self) {
+        let unfinished = self.writer.get_mut().map(|w| w.is_some()).unwrap_or(true);
+        if unfinished {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -105,6 +122,17 @@ mod tests {
         assert_eq!(b[0].offset, 13);
         let path = reader.path.clone();
         drop(reader);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn an_unfinished_staging_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::create(dir.path()).unwrap();
+        staging.put([("jpg", &b"x"[..])]).unwrap();
+        let path = staging.path.clone();
+        assert!(path.exists());
+        drop(staging);
         assert!(!path.exists());
     }
 }
