@@ -48,7 +48,7 @@ impl Progress {
     /// A bar for one stage; `total` is `None` when the count is learnt on the way.
     pub fn stage(&self, name: &str, total: Option<u64>) -> StageBar {
         let bar = self.multi.add(ProgressBar::new(total.unwrap_or(0)));
-        let template = "{prefix:>8} [{bar:30.cyan/blue}] {human_pos}/{human_len} {per_sec:>10} ETA {eta:>4} {msg}";
+        let template = "{prefix:>8} [{bar:30.cyan/blue}] {human_pos}/{human_len} {per_sec:1} ETA {eta:>4} {msg}";
         bar.set_style(
             ProgressStyle::with_template(template)
                 .expect("the template is valid")
