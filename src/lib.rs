@@ -11,6 +11,7 @@ pub mod decide;
 pub mod decode;
 pub mod gpu;
 pub mod measure;
+pub mod models;
 pub mod pipeline;
 pub mod plan;
 pub mod source;

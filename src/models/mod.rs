@@ -1,0 +1,76 @@
+//! Auxiliary models as versioned inputs: model cards (`models/*.toml`), weights and
+//! tokenizers. This part holds CLIP's text tokenizer: a Hugging Face `tokenizer.json` run by the
+//! `tokenizers` crate, cut and padded to the model's context as OpenAI's CLIP does it.
+//! Running the model itself is not here.
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot load the tokenizer {path}: {message}")]
+    Tokenizer { path: String, message: String },
+    #[error("cannot tokenise {text:?}: {message}")]
+    Encode { text: String, message: String },
+}
+
+/// A caption as model input: exactly `context_length` ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokens {
+    pub ids: Vec<u32>,
+    /// Whether the caption was longer than the context and lost its end.
+    pub truncated: bool,
+    /// Tokens before padding, start and end tokens included.
+    pub length: usize,
+}
+
+/// CLIP's tokenizer: start token, BPE tokens, end token; cut to the context (keeping the end
+/// token last) and padded with `pad_id` (OpenAI's models pad with the end-of-text id).
+pub struct ClipTokenizer {
+    inner: tokenizers::Tokenizer,
+    context_length: usize,
+    eos_id: u32,
+    pad_id: u32,
+}
+
+impl ClipTokenizer {
+    pub fn from_file(
+        path: &Path,
+        context_length: usize,
+        eos_id: u32,
+        pad_id: u32,
+    ) -> Result<ClipTokenizer, ModelError> {
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(ClipTokenizer {
+            inner,
+            context_length,
+            eos_id,
+            pad_id,
+        })
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Tokens, ModelError> {
+        let encoding = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| ModelError::Encode {
+                text: text.chars().take(80).collect(),
+                message: e.to_string(),
+            })?;
+        let mut ids = encoding.get_ids().to_vec();
+        let length = ids.len();
+        let truncated = length > self.context_length;
+        if truncated {
+            ids.truncate(self.context_length - 1);
+            ids.push(self.eos_id);
+        }
+        ids.resize(self.context_length, self.pad_id);
+        Ok(Tokens {
+            ids,
+            truncated,
+            length: length.min(self.context_length),
+        })
+    }
+}
