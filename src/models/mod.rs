@@ -1,7 +1,9 @@
 //! Auxiliary models as versioned inputs: model cards (`models/*.toml`), weights and
-//! tokenizers. This part holds CLIP's text tokenizer: a Hugging Face `tokenizer.json` run by the
-//! `tokenizers` crate, cut and padded to the model's context as OpenAI's CLIP does it.
-//! Running the model itself is not here.
+//! tokenizers. It holds CLIP's text tokenizer (a Hugging Face `tokenizer.json` run by the
+//! `tokenizers` crate, cut and padded to the model's context as OpenAI's CLIP does it) and its
+//! image preprocessing (`clip_preprocess`). Running the model itself is not here.
+
+pub mod clip_preprocess;
 
 use std::path::Path;
 

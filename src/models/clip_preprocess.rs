@@ -1,0 +1,60 @@
+//! CLIP image preprocessing as `CLIPImageProcessor` does it: RGB, the shorter side resized to
+//! the model size with bicubic filtering (Pillow's, a = -0.5, widened when shrinking), a centre
+//! crop to a square, then (x / 255 - mean) / std per channel, laid out CHW as float32.
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+/// OpenAI CLIP's normalisation.
+pub const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    #[error("cannot decode the image: {0}")]
+    Decode(#[from] image::ImageError),
+}
+
+/// Preprocesses encoded image bytes into a `3 x size x size` CHW float32 tensor.
+pub fn clip_pixel_values(
+    bytes: &[u8],
+    size: u32,
+    mean: [f32; 3],
+    std: [f32; 3],
+) -> Result<Vec<f32>, PreprocessError> {
+    let rgb = image::load_from_memory(bytes)?.to_rgb8();
+    let (width, height) = rgb.dimensions();
+    // transformers' get_resize_output_image_size: the shorter side becomes `size`, the longer
+    // one int(size * longer / shorter).
+    let (new_w, new_h) = if width <= height {
+        (size, (size as u64 * height as u64 / width as u64) as u32)
+    } else {
+        ((size as u64 * width as u64 / height as u64) as u32, size)
+    };
+    let src = ImageRef::new(width, height, rgb.as_raw(), PixelType::U8x3)
+        .expect("an RgbImage holds w * h * 3 bytes");
+    let mut resized = Image::new(new_w, new_h, PixelType::U8x3);
+    Resizer::new()
+        .resize(
+            &src,
+            &mut resized,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom)),
+        )
+        .expect("source and destination are both U8x3");
+    // Centre crop, as transformers' center_crop rounds it.
+    let top = ((new_h - size) as f64 / 2.0) as u32;
+    let left = ((new_w - size) as f64 / 2.0) as u32;
+    let pixels = resized.buffer();
+    let plane = (size * size) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    for y in 0..size {
+        for x in 0..size {
+            let i = (((top + y) * new_w + left + x) * 3) as usize;
+            for c in 0..3 {
+                out[c * plane + (y * size + x) as usize] =
+                    (pixels[i + c] as f32 / 255.0 - mean[c]) / std[c];
+            }
+        }
+    }
+    Ok(out)
+}
