@@ -41,7 +41,7 @@ impl ImageInfo {
 }
 
 /// The usual extension for a format (`jpg`, `png`, `webp`, …).
-pub fn format_extension(format: ImageFormat) -> &'static str {
+fn format_extension(format: ImageFormat) -> &'static str {
     match format {
         ImageFormat::Jpeg => "jpg",
         ImageFormat::Tiff => "tif",

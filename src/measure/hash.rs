@@ -78,12 +78,6 @@ pub fn dhash(luma: &LumaImage) -> u64 {
     hash
 }
 
-/// Number of differing bits.
-#[inline]
-pub fn hamming(a: u64, b: u64) -> u32 {
-    (a ^ b).count_ones()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,11 +138,5 @@ mod tests {
             pixels: (0..90 * 80).map(|i| 200 - ((i % 90) * 2) as u8).collect(),
         };
         assert_eq!(dhash(&falling), 0);
-    }
-
-    #[test]
-    fn hamming_counts_bits() {
-        assert_eq!(hamming(0b1011, 0b0001), 2);
-        assert_eq!(hamming(u64::MAX, 0), 64);
     }
 }

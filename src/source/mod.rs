@@ -89,14 +89,6 @@ impl Sample {
     pub fn part(&self, ext: &str) -> Option<&Part> {
         self.parts.iter().find(|p| p.ext == ext)
     }
-
-    /// The caption: the `.txt` part (lossy UTF-8) or else the caption from `.json`/manifest.
-    pub fn caption_text(&self) -> Option<String> {
-        match self.part("txt") {
-            Some(p) => Some(String::from_utf8_lossy(&p.bytes).into_owned()),
-            None => self.caption.clone(),
-        }
-    }
 }
 
 /// Extensions that are taken as the media part, in order of preference.

@@ -74,11 +74,6 @@ impl Location {
         (self.scheme_root == "file:///")
             .then(|| std::path::PathBuf::from(format!("/{}", self.path)))
     }
-
-    /// The last segment of the path (a file name).
-    pub fn file_name(&self) -> String {
-        self.path.filename().unwrap_or_default().to_string()
-    }
 }
 
 /// Opens URIs, keeping one store per bucket (and one for the local file system).
