@@ -44,12 +44,24 @@ fn kernels(c: &mut Criterion) {
     let luma = CpuDecoder
         .decode_luma(&bytes, &info, ANALYSIS_SHORT_SIDE)
         .unwrap();
-    let analysis = quality::resize_shorter_side(&luma, ANALYSIS_SHORT_SIDE).unwrap_or(luma.clone());
+    let analysis =
+        quality::resize_shorter_side_transposed(&luma, ANALYSIS_SHORT_SIDE).unwrap_or(luma.clone());
     c.bench_function("measure/all_kernels_641x555", |b| {
         b.iter(|| CpuKernels.measure(&luma))
     });
     c.bench_function("measure/resize_to_512", |b| {
-        b.iter(|| quality::resize_shorter_side(&luma, ANALYSIS_SHORT_SIDE))
+        b.iter(|| quality::resize_shorter_side_transposed(&luma, ANALYSIS_SHORT_SIDE))
+    });
+    // The typical corpus case: a JPEG whose shorter side lies between 512 and 1024 after the
+    // DCT scaling, shrunk to 512.
+    let large = quality::resize(
+        &luma,
+        1000,
+        866,
+        mmcurate::measure::resample::Filter::Bicubic,
+    );
+    c.bench_function("measure/resize_1000x866_to_512", |b| {
+        b.iter(|| quality::resize_shorter_side_transposed(&large, ANALYSIS_SHORT_SIDE))
     });
     c.bench_function("measure/analyse_512", |b| {
         b.iter(|| quality::analyse(&analysis))

@@ -127,7 +127,7 @@ mod tests {
             phash: 0,
             dhash: 0,
         };
-        let blurry = check_quality(&q(3.14159, 100.0), &limits).unwrap();
+        let blurry = check_quality(&q(3.14259, 100.0), &limits).unwrap();
         assert_eq!(blurry.reason, Reason::TooBlurry);
         assert_eq!(blurry.detail, "sharpness 3.14 < min_sharpness 30");
         assert_eq!(

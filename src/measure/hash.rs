@@ -8,10 +8,10 @@
 //! Bits are packed row-major, first bit most significant, so `format!("{:016x}")` prints the
 //! same hex string as `str(imagehash.phash(...))`.
 
-use fast_image_resize::FilterType;
 use std::sync::OnceLock;
 
 use super::quality::resize;
+use super::resample::Filter;
 use crate::decode::LumaImage;
 
 const SIDE: usize = 32;
@@ -34,7 +34,7 @@ fn dct_basis() -> &'static [[f64; SIDE]; LOW] {
 
 /// The 64-bit pHash of a luminance image.
 pub fn phash(luma: &LumaImage) -> u64 {
-    let small = resize(luma, SIDE as u32, SIDE as u32, FilterType::Lanczos3);
+    let small = resize(luma, SIDE as u32, SIDE as u32, Filter::Lanczos3);
     phash_from_32x32(&small.pixels)
 }
 
@@ -68,7 +68,7 @@ pub fn phash_from_32x32(pixels: &[u8]) -> u64 {
 
 /// The 64-bit dHash of a luminance image.
 pub fn dhash(luma: &LumaImage) -> u64 {
-    let small = resize(luma, 9, 8, FilterType::Lanczos3);
+    let small = resize(luma, 9, 8, Filter::Lanczos3);
     let mut hash = 0u64;
     for row in small.pixels.chunks_exact(9) {
         for x in 0..8 {

@@ -6,16 +6,20 @@
 
 pub mod hash;
 pub mod quality;
+pub mod resample;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use std::borrow::Cow;
+
 use crate::decode::LumaImage;
+use resample::Filter;
 
 /// The algorithms behind the numbers, recorded with every measurement so a later run can tell
 /// whether a stored value is still comparable. Bump a part when its computation changes.
 pub const MEASURE_VERSION: &str =
-    "mmcurate-measure/1 sharpness=laplacian3x3-var@512 brightness=mean-luma@512 phash=imagehash-dct32 dhash=imagehash-9x8";
+    "mmcurate-measure/2 sharpness=laplacian3x3-var@512 brightness=mean-luma@512 phash=imagehash-dct32 dhash=imagehash-9x8";
 
 /// Every metric of a sample; `None` when it was not computed (e.g. the image did not decode).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -76,21 +80,29 @@ pub struct CpuKernels;
 
 impl QualityKernels for CpuKernels {
     fn measure(&self, luma: &LumaImage) -> ImageQuality {
-        let analysis = quality::resize_shorter_side(luma, ANALYSIS_SHORT_SIDE);
-        let analysis = analysis.as_ref().unwrap_or(luma);
+        // The analysis plane comes back transposed, which the analysis does not see; resizing
+        // it transposed again gives the hash source its original orientation.
+        let transposed = quality::resize_shorter_side_transposed(luma, ANALYSIS_SHORT_SIDE);
+        let analysis = transposed.as_ref().unwrap_or(luma);
         let stats = quality::analyse(analysis);
         // Hashes are taken from an area-averaged 128x128 copy, as Pillow's `reducing_gap` does
         // before a Lanczos resize: the result differs from resampling the whole image by a bit
         // or two at most (tests/phash_reference.rs), at a small fraction of the cost.
+        let side = HASH_PREREDUCE as usize;
         let hash_source = if luma.width.min(luma.height) <= HASH_PREREDUCE {
-            std::borrow::Cow::Borrowed(luma)
+            Cow::Borrowed(luma)
         } else {
-            std::borrow::Cow::Owned(quality::resize(
-                analysis,
-                HASH_PREREDUCE,
-                HASH_PREREDUCE,
-                fast_image_resize::FilterType::Box,
-            ))
+            let (w, h) = (analysis.width as usize, analysis.height as usize);
+            let pixels = if transposed.is_some() {
+                resample::resize_plane_transposed(&analysis.pixels, w, h, side, side, Filter::Box)
+            } else {
+                resample::resize_plane(&analysis.pixels, w, h, side, side, Filter::Box)
+            };
+            Cow::Owned(LumaImage {
+                width: HASH_PREREDUCE,
+                height: HASH_PREREDUCE,
+                pixels,
+            })
         };
         let hash_source = hash_source.as_ref();
         ImageQuality {

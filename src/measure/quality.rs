@@ -1,55 +1,64 @@
 //! Quality metrics on luminance: resizing to the analysis size, Laplacian-variance sharpness,
 //! mean brightness and the clipped fraction.
 
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use std::cell::RefCell;
-
+use super::resample::{resize_plane, resize_plane_transposed, Filter};
 use crate::decode::LumaImage;
 
-thread_local! {
-    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
-}
-
-/// Resizes with the given filter; `fast_image_resize` follows Pillow's convolution resampling
-/// (the filter support grows with the reduction factor), which is what makes our pHash agree
-/// with `imagehash`'s.
-pub fn resize(luma: &LumaImage, width: u32, height: u32, filter: FilterType) -> LumaImage {
-    let src = ImageRef::new(luma.width, luma.height, &luma.pixels, PixelType::U8)
-        .expect("a LumaImage holds width * height bytes");
-    let mut dst = Image::new(width, height, PixelType::U8);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
-    RESIZER.with(|r| {
-        r.borrow_mut()
-            .resize(&src, &mut dst, &options)
-            .expect("source and destination are both U8")
-    });
+/// Resizes with one of Pillow's filters, byte for byte as Pillow does (the filter support grows
+/// with the reduction factor), which is what makes our pHash agree with `imagehash`'s.
+pub fn resize(luma: &LumaImage, width: u32, height: u32, filter: Filter) -> LumaImage {
+    let pixels = resize_plane(
+        &luma.pixels,
+        luma.width as usize,
+        luma.height as usize,
+        width as usize,
+        height as usize,
+        filter,
+    );
     LumaImage {
         width,
         height,
-        pixels: dst.into_vec(),
+        pixels,
+    }
+}
+
+/// The size that makes the shorter side `side` pixels, keeping the aspect ratio.
+pub fn shorter_side_size(luma: &LumaImage, side: u32) -> (u32, u32) {
+    let scale = side as f64 / luma.width.min(luma.height) as f64;
+    if luma.width <= luma.height {
+        (side, ((luma.height as f64 * scale).round() as u32).max(1))
+    } else {
+        (((luma.width as f64 * scale).round() as u32).max(1), side)
     }
 }
 
 /// Resizes so the shorter side is `side` pixels, keeping the aspect ratio: an area (box)
-/// filter when shrinking, Catmull-Rom when enlarging. `None` when it is already that size.
-pub fn resize_shorter_side(luma: &LumaImage, side: u32) -> Option<LumaImage> {
-    let shorter = luma.width.min(luma.height);
-    if shorter == side {
+/// filter when shrinking, bicubic (Catmull-Rom) when enlarging. The result is transposed
+/// (`resample::resize_plane_transposed`), which [`analyse`] does not see and which saves a
+/// transpose. `None` when the image already has that shorter side.
+pub fn resize_shorter_side_transposed(luma: &LumaImage, side: u32) -> Option<LumaImage> {
+    if luma.width.min(luma.height) == side {
         return None;
     }
-    let scale = side as f64 / shorter as f64;
-    let (width, height) = if luma.width <= luma.height {
-        (side, ((luma.height as f64 * scale).round() as u32).max(1))
+    let (width, height) = shorter_side_size(luma, side);
+    let filter = if width < luma.width {
+        Filter::Box
     } else {
-        (((luma.width as f64 * scale).round() as u32).max(1), side)
+        Filter::Bicubic
     };
-    let filter = if scale < 1.0 {
-        FilterType::Box
-    } else {
-        FilterType::CatmullRom
-    };
-    Some(resize(luma, width, height, filter))
+    let pixels = resize_plane_transposed(
+        &luma.pixels,
+        luma.width as usize,
+        luma.height as usize,
+        width as usize,
+        height as usize,
+        filter,
+    );
+    Some(LumaImage {
+        width: height,
+        height: width,
+        pixels,
+    })
 }
 
 /// What one pass over the analysis image gives.
@@ -67,7 +76,7 @@ pub struct AnalysisStats {
 /// inner loop can use 32-bit lanes (which is what lets it vectorise) and stay exact.
 const BLOCK: usize = 2048;
 
-/// Sharpness, brightness and clipping in one pass. Sharpness is the variance of the 3x3
+/// Sharpness, brightness and clipping in one pass; the same on the image and its transpose. Sharpness is the variance of the 3x3
 /// Laplacian (`[0 1 0; 1 -4 1; 0 1 0]`, OpenCV's `ksize=1`) with reflect-101 borders, as
 /// `cv2.Laplacian(img, cv2.CV_64F).var()` computes it. All sums are exact integers, so the
 /// result does not depend on summation order (threads or devices).
@@ -199,12 +208,30 @@ mod tests {
     #[test]
     fn shorter_side_resize_keeps_aspect() {
         let img = image(1024, 2048, |x, y| ((x ^ y) & 0xff) as u8);
-        let r = resize_shorter_side(&img, 512).unwrap();
-        assert_eq!((r.width, r.height), (512, 1024));
+        assert_eq!(shorter_side_size(&img, 512), (512, 1024));
+        let r = resize_shorter_side_transposed(&img, 512).unwrap();
+        assert_eq!((r.width, r.height), (1024, 512));
         let small = image(256, 100, |_, _| 9);
-        let r = resize_shorter_side(&small, 512).unwrap();
-        assert_eq!((r.width, r.height), (1311, 512));
+        let r = resize_shorter_side_transposed(&small, 512).unwrap();
+        assert_eq!((r.width, r.height), (512, 1311));
         assert!(r.pixels.iter().all(|&v| v == 9));
-        assert!(resize_shorter_side(&image(512, 600, |_, _| 0), 512).is_none());
+        assert!(resize_shorter_side_transposed(&image(512, 600, |_, _| 0), 512).is_none());
+    }
+
+    #[test]
+    fn analysis_ignores_transposition() {
+        let img = image(37, 23, |x, y| ((x * 31 + y * y * 7) % 256) as u8);
+        let t = image(23, 37, |x, y| img.pixels[(x * 37 + y) as usize]);
+        assert_eq!(analyse(&img), analyse(&t));
+        // The transposed resize is the plain one up to rounding order.
+        let r = resize_shorter_side_transposed(&img, 12).unwrap();
+        assert_eq!((r.width, r.height), (12, 19));
+        let plain = resize(&img, 19, 12, Filter::Box);
+        for y in 0..12 {
+            for x in 0..19 {
+                let (a, b) = (plain.pixels[y * 19 + x], r.pixels[x * 12 + y]);
+                assert!(a.abs_diff(b) <= 1, "({x}, {y}): {a} vs {b}");
+            }
+        }
     }
 }

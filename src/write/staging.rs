@@ -2,7 +2,6 @@
 //! so the final write reads them back instead of fetching or decoding anything again.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -15,12 +14,14 @@ pub struct StagedPart {
     pub len: u64,
 }
 
-/// The append-only staging file, shared by the measuring threads. Dropped unfinished (a run
-/// that failed), it removes its file.
+/// The append-only staging file, shared by the measuring threads. A thread reserves its byte
+/// range under a lock and writes outside it (positioned writes), so the threads never wait on
+/// each other's I/O. Dropped unfinished (a run that failed), it removes its file.
 pub struct Staging {
     path: PathBuf,
-    /// The writer and the offset of the next byte; `None` once finished.
-    writer: Mutex<Option<(BufWriter<File>, u64)>>,
+    file: File,
+    /// The offset of the next byte; `None` once finished.
+    next: Mutex<Option<u64>>,
 }
 
 impl Staging {
@@ -31,7 +32,8 @@ impl Staging {
         let file = File::create(&path)?;
         Ok(Staging {
             path,
-            writer: Mutex::new(Some((BufWriter::with_capacity(4 << 20, file), 0))),
+            file,
+            next: Mutex::new(Some(0)),
         })
     }
 
@@ -40,34 +42,36 @@ impl Staging {
         &self,
         parts: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     ) -> std::io::Result<Vec<StagedPart>> {
-        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((writer, offset)) = guard.as_mut() else {
-            return Err(std::io::Error::other(
-                "the staging file is already finished",
-            ));
+        let parts: Vec<(&str, &[u8])> = parts.into_iter().collect();
+        let total: u64 = parts.iter().map(|(_, bytes)| bytes.len() as u64).sum();
+        let mut offset = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(next) = next.as_mut() else {
+                return Err(std::io::Error::other(
+                    "the staging file is already finished",
+                ));
+            };
+            let start = *next;
+            *next += total;
+            start
         };
-        let mut staged = Vec::new();
+        let mut staged = Vec::with_capacity(parts.len());
         for (ext, bytes) in parts {
-            writer.write_all(bytes)?;
+            self.file.write_all_at(bytes, offset)?;
             staged.push(StagedPart {
                 ext: ext.to_string(),
-                offset: *offset,
+                offset,
                 len: bytes.len() as u64,
             });
-            *offset += bytes.len() as u64;
+            offset += bytes.len() as u64;
         }
         Ok(staged)
     }
 
-    /// Flushes and reopens the file for reading.
+    /// Closes the file for writing and reopens it for reading. The file is scratch, deleted
+    /// after the run: it is not synced to disk.
     pub fn finish(self) -> std::io::Result<StagingReader> {
-        let taken = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((writer, _)) = taken {
-            writer
-                .into_inner()
-                .map_err(|e| e.into_error())?
-                .sync_data()?;
-        }
+        self.next.lock().unwrap_or_else(|p| p.into_inner()).take();
         Ok(StagingReader {
             file: File::open(&self.path)?,
             path: self.path.clone(),
@@ -77,7 +81,7 @@ impl Staging {
 
 impl std::ops::Drop for Staging {
     fn drop(&mut self) {
-        let unfinished = self.writer.get_mut().map(|w| w.is_some()).unwrap_or(true);
+        let unfinished = self.next.get_mut().map(|n| n.is_some()).unwrap_or(true);
         if unfinished {
             let _ = std::fs::remove_file(&self.path);
         }
