@@ -47,3 +47,20 @@ fn model_cards_are_complete_and_their_checksums_match() {
     }
     assert!(cards >= 1, "models/ holds no card");
 }
+
+/// A checkpoint is recognised by the sha256 of its weights: the fixture's weights match the
+/// fixture's card and no other.
+#[test]
+fn weights_are_matched_to_their_card() {
+    use mmcurate::models::card::{load_cards, match_weights};
+    let cards = load_cards(&root().join("models")).unwrap();
+    assert!(cards.len() >= 3, "{} cards", cards.len());
+    let weights = read(root().join("tests/fixtures/clip-tiny/model.safetensors"));
+    let sha = hex::encode(Sha256::digest(&weights));
+    let card = match_weights(&cards, &sha).expect("the fixture's card");
+    assert_eq!(card.id, "mmcurate/clip-tiny-random");
+    assert!(match_weights(&cards, &"0".repeat(64)).is_none());
+    let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
+    assert!(ids.contains(&"openai/clip-vit-base-patch32"), "{ids:?}");
+    assert!(ids.contains(&"openai/clip-vit-large-patch14"), "{ids:?}");
+}

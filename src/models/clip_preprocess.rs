@@ -2,8 +2,7 @@
 //! the model size with bicubic filtering (Pillow's, a = -0.5, widened when shrinking), a centre
 //! crop to a square, then (x / 255 - mean) / std per channel, laid out CHW as float32.
 
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use crate::measure::resample::{resize_plane, Filter};
 
 /// OpenAI CLIP's normalisation.
 pub const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -31,28 +30,30 @@ pub fn clip_pixel_values(
     } else {
         ((size as u64 * width as u64 / height as u64) as u32, size)
     };
-    let src = ImageRef::new(width, height, rgb.as_raw(), PixelType::U8x3)
-        .expect("an RgbImage holds w * h * 3 bytes");
-    let mut resized = Image::new(new_w, new_h, PixelType::U8x3);
-    Resizer::new()
-        .resize(
-            &src,
-            &mut resized,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom)),
+    // Pillow resamples each channel of an RGB image on its own, with the same arithmetic as
+    // for one plane.
+    let plane_of = |c: usize| -> Vec<u8> {
+        let channel: Vec<u8> = rgb.as_raw().iter().skip(c).step_by(3).copied().collect();
+        resize_plane(
+            &channel,
+            width as usize,
+            height as usize,
+            new_w as usize,
+            new_h as usize,
+            Filter::Bicubic,
         )
-        .expect("source and destination are both U8x3");
+    };
+    let planes = [plane_of(0), plane_of(1), plane_of(2)];
     // Centre crop, as transformers' center_crop rounds it.
     let top = ((new_h - size) as f64 / 2.0) as u32;
     let left = ((new_w - size) as f64 / 2.0) as u32;
-    let pixels = resized.buffer();
     let plane = (size * size) as usize;
     let mut out = vec![0f32; 3 * plane];
-    for y in 0..size {
-        for x in 0..size {
-            let i = (((top + y) * new_w + left + x) * 3) as usize;
-            for c in 0..3 {
-                out[c * plane + (y * size + x) as usize] =
-                    (pixels[i + c] as f32 / 255.0 - mean[c]) / std[c];
+    for (c, resized) in planes.iter().enumerate() {
+        for y in 0..size {
+            for x in 0..size {
+                let v = resized[((top + y) * new_w + left + x) as usize];
+                out[c * plane + (y * size + x) as usize] = (v as f32 / 255.0 - mean[c]) / std[c];
             }
         }
     }

@@ -1,8 +1,11 @@
 //! Auxiliary models as versioned inputs: model cards (`models/*.toml`), weights and
 //! tokenizers. It holds CLIP's text tokenizer (a Hugging Face `tokenizer.json` run by the
-//! `tokenizers` crate, cut and padded to the model's context as OpenAI's CLIP does it) and its
-//! image preprocessing (`clip_preprocess`). Running the model itself is not here.
+//! `tokenizers` crate, cut and padded to the model's context as OpenAI's CLIP does it), its
+//! image preprocessing (`clip_preprocess`), the model itself (`clip`, on candle) and where a
+//! checkpoint comes from and whether a card vouches for it (`card`).
 
+pub mod card;
+pub mod clip;
 pub mod clip_preprocess;
 
 use std::path::Path;
@@ -13,6 +16,27 @@ pub enum ModelError {
     Tokenizer { path: String, message: String },
     #[error("cannot tokenise {text:?}: {message}")]
     Encode { text: String, message: String },
+    #[error("{path} is missing: a CLIP folder holds config.json, model.safetensors and tokenizer.json (the Hugging Face layout)")]
+    Missing { path: String },
+    #[error("{path}: {message}")]
+    Config { path: String, message: String },
+    #[error("cannot load the weights {path}: {message}")]
+    Weights { path: String, message: String },
+    #[error("model inference failed: {0}")]
+    Inference(candle_core::Error),
+    #[error("cannot fetch {repo} from the Hugging Face Hub: {message}. Without network access, download the repository elsewhere and set `models.clip.path` to its folder")]
+    Hub { repo: String, message: String },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+impl ModelError {
+    fn weights(path: &Path, e: candle_core::Error) -> ModelError {
+        ModelError::Weights {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// A caption as model input: exactly `context_length` ids.

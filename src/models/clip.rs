@@ -1,0 +1,281 @@
+//! CLIP image and text embeddings with candle, from a folder in the Hugging Face layout
+//! (`config.json`, `model.safetensors`, `tokenizer.json`), as `transformers.CLIPModel`'s
+//! `get_image_features` / `get_text_features` compute them (projections before L2
+//! normalisation).
+//!
+//! The transformer blocks are candle-transformers' CLIP; the pooling of the text model is ours:
+//! candle pools at the position of the largest token id, transformers at the first end-of-text
+//! token, which differ once a caption is padded. Because the text model's attention is causal,
+//! tokens after a caption's end-of-text cannot change its pooled output, so a batch of captions
+//! is cut to its longest caption instead of running all 77 positions: the result is the same.
+
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::clip::text_model::{
+    Activation, ClipTextConfig, ClipTextTransformer,
+};
+use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use super::{ClipTokenizer, ModelError};
+
+/// What a loaded checkpoint is: recorded in the run manifest and beside every score.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClipInfo {
+    /// The model card's id when the weights match a card in `models/`, else the folder.
+    pub id: String,
+    /// sha256 of `model.safetensors`, hex.
+    pub weights_sha256: String,
+    /// Whether a model card lists these exact weights.
+    pub card_verified: bool,
+    /// Input side in pixels (the image is resized and cropped to it).
+    pub image_size: u32,
+    /// Embedding width (the projection dimension).
+    pub dim: usize,
+    /// Text context in tokens.
+    pub context_length: usize,
+}
+
+/// A loaded CLIP model and its tokenizer.
+pub struct Clip {
+    vision: ClipVisionTransformer,
+    text: ClipTextTransformer,
+    visual_projection: candle_nn::Linear,
+    text_projection: candle_nn::Linear,
+    tokenizer: ClipTokenizer,
+    eos_token_id: u32,
+    device: Device,
+    pub info: ClipInfo,
+}
+
+/// The parts of Hugging Face's CLIP `config.json` that the model needs.
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    projection_dim: usize,
+    text_config: HfTextConfig,
+    vision_config: HfVisionConfig,
+}
+
+#[derive(Debug, Deserialize)]
+struct HfTextConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    max_position_embeddings: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    #[serde(default = "quick_gelu")]
+    hidden_act: String,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+    #[serde(default = "default_eos")]
+    eos_token_id: u32,
+    pad_token_id: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HfVisionConfig {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    image_size: usize,
+    patch_size: usize,
+    #[serde(default = "three")]
+    num_channels: usize,
+    #[serde(default = "quick_gelu")]
+    hidden_act: String,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+}
+
+fn quick_gelu() -> String {
+    "quick_gelu".into()
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_eos() -> u32 {
+    49407
+}
+fn three() -> usize {
+    3
+}
+
+impl Clip {
+    /// Loads `dir/config.json`, `dir/model.safetensors` and `dir/tokenizer.json`. `id` and
+    /// `card_verified` say what the weights were matched to; `weights_sha256` is their hash.
+    pub fn load(
+        dir: &Path,
+        id: String,
+        weights_sha256: String,
+        card_verified: bool,
+        device: &Device,
+    ) -> Result<Clip, ModelError> {
+        let file = |name: &str| -> Result<PathBuf, ModelError> {
+            let path = dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(ModelError::Missing {
+                    path: path.display().to_string(),
+                })
+            }
+        };
+        let config_path = file("config.json")?;
+        let config: HfConfig = std::fs::read(&config_path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+            .map_err(|message| ModelError::Config {
+                path: config_path.display().to_string(),
+                message,
+            })?;
+        let unsupported = |message: String| ModelError::Config {
+            path: config_path.display().to_string(),
+            message,
+        };
+        for (part, act, eps) in [
+            (
+                "text_config",
+                &config.text_config.hidden_act,
+                config.text_config.layer_norm_eps,
+            ),
+            (
+                "vision_config",
+                &config.vision_config.hidden_act,
+                config.vision_config.layer_norm_eps,
+            ),
+        ] {
+            if act != "quick_gelu" {
+                return Err(unsupported(format!(
+                    "{part}.hidden_act = {act:?}: only \"quick_gelu\" (OpenAI's CLIP) is supported"
+                )));
+            }
+            if (eps - 1e-5).abs() > 1e-12 {
+                return Err(unsupported(format!(
+                    "{part}.layer_norm_eps = {eps}: only 1e-5 is supported"
+                )));
+            }
+        }
+        let t = &config.text_config;
+        let v = &config.vision_config;
+        let text_config = ClipTextConfig {
+            vocab_size: t.vocab_size,
+            embed_dim: t.hidden_size,
+            activation: Activation::QuickGelu,
+            intermediate_size: t.intermediate_size,
+            max_position_embeddings: t.max_position_embeddings,
+            pad_with: None,
+            num_hidden_layers: t.num_hidden_layers,
+            num_attention_heads: t.num_attention_heads,
+            projection_dim: config.projection_dim,
+        };
+        let vision_config = ClipVisionConfig {
+            embed_dim: v.hidden_size,
+            activation: Activation::QuickGelu,
+            intermediate_size: v.intermediate_size,
+            num_hidden_layers: v.num_hidden_layers,
+            num_attention_heads: v.num_attention_heads,
+            projection_dim: config.projection_dim,
+            num_channels: v.num_channels,
+            image_size: v.image_size,
+            patch_size: v.patch_size,
+        };
+        let weights = file("model.safetensors")?;
+        // SAFETY: the weights file is memory-mapped read-only; mmcurate does not modify it
+        // while the model lives, and a concurrent writer is outside what we support.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+            .map_err(|e| ModelError::weights(&weights, e))?;
+        let build = || -> candle_core::Result<_> {
+            Ok((
+                ClipVisionTransformer::new(vb.pp("vision_model"), &vision_config)?,
+                ClipTextTransformer::new(vb.pp("text_model"), &text_config)?,
+                candle_nn::linear_no_bias(
+                    v.hidden_size,
+                    config.projection_dim,
+                    vb.pp("visual_projection"),
+                )?,
+                candle_nn::linear_no_bias(
+                    t.hidden_size,
+                    config.projection_dim,
+                    vb.pp("text_projection"),
+                )?,
+            ))
+        };
+        let (vision, text, visual_projection, text_projection) =
+            build().map_err(|e| ModelError::weights(&weights, e))?;
+        let tokenizer = ClipTokenizer::from_file(
+            &file("tokenizer.json")?,
+            t.max_position_embeddings,
+            t.eos_token_id,
+            t.pad_token_id.unwrap_or(t.eos_token_id),
+        )?;
+        Ok(Clip {
+            vision,
+            text,
+            visual_projection,
+            text_projection,
+            tokenizer,
+            eos_token_id: t.eos_token_id,
+            device: device.clone(),
+            info: ClipInfo {
+                id,
+                weights_sha256,
+                card_verified,
+                image_size: v.image_size as u32,
+                dim: config.projection_dim,
+                context_length: t.max_position_embeddings,
+            },
+        })
+    }
+
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    /// Image features of `n` preprocessed images (`n x 3 x size x size` floats, CHW), row-major
+    /// `n x dim`.
+    pub fn embed_images(&self, pixel_values: &[f32], n: usize) -> Result<Vec<f32>, ModelError> {
+        let size = self.info.image_size as usize;
+        let run = || -> candle_core::Result<Vec<f32>> {
+            let input = Tensor::from_slice(pixel_values, (n, 3, size, size), &self.device)?;
+            let features = self
+                .vision
+                .forward(&input)?
+                .apply(&self.visual_projection)?;
+            features.flatten_all()?.to_vec1::<f32>()
+        };
+        run().map_err(ModelError::Inference)
+    }
+
+    /// Text features of tokenised captions (each `context_length` ids), row-major `n x dim`.
+    pub fn embed_texts(&self, ids: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Where each caption ends: its first end-of-text token, as transformers pools.
+        let ends: Vec<usize> = ids
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .position(|&id| id == self.eos_token_id)
+                    .unwrap_or(row.len() - 1)
+            })
+            .collect();
+        let width = ends.iter().max().map_or(1, |&e| e + 1);
+        let flat: Vec<u32> = ids.iter().flat_map(|row| row[..width].to_vec()).collect();
+        let run = || -> candle_core::Result<Vec<f32>> {
+            let input = Tensor::from_vec(flat, (ids.len(), width), &self.device)?;
+            let hidden = self.text.forward_with_mask(&input, usize::MAX)?;
+            let pooled = ends
+                .iter()
+                .enumerate()
+                .map(|(row, &end)| hidden.i((row, end))?.unsqueeze(0))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let features = Tensor::cat(&pooled, 0)?.apply(&self.text_projection)?;
+            features.flatten_all()?.to_vec1::<f32>()
+        };
+        run().map_err(ModelError::Inference)
+    }
+}
