@@ -24,8 +24,17 @@ fn read_npy(path: &str) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{path}: float32 expected");
-    let shape = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    assert!(
+        header.contains("'descr': '<f4'"),
+        "{path}: float32 expected"
+    );
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
     let shape = shape
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
@@ -39,7 +48,9 @@ fn read_npy(path: &str) -> (Vec<usize>, Vec<f32>) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(dir) = args.iter().find(|a| !a.starts_with("--") && std::path::Path::new(a).is_dir())
+    let Some(dir) = args
+        .iter()
+        .find(|a| !a.starts_with("--") && std::path::Path::new(a).is_dir())
     else {
         eprintln!("usage: cargo bench --bench clip -- MODEL_DIR [--batch N] [--images N] [--texts N] [--captions FILE]");
         std::process::exit(2);
@@ -108,10 +119,9 @@ fn main() {
 
     // Parity with PyTorch on its own dumped input, when given.
     let mut parity = String::new();
-    if let (Some(features), Some(input)) = (
-        arg(&args, "--torch-features"),
-        arg(&args, "--torch-pixels"),
-    ) {
+    if let (Some(features), Some(input)) =
+        (arg(&args, "--torch-features"), arg(&args, "--torch-pixels"))
+    {
         let (shape, input) = read_npy(&input);
         let (_, theirs) = read_npy(&features);
         let ours = clip.embed_images(&input, shape[0]).unwrap();

@@ -1,12 +1,14 @@
 //! Deciding which samples to keep: per-sample filters (size, aspect ratio, sharpness,
 //! brightness) and global deduplication over the whole run (exact by sha256, then near by
-//! pHash). Every drop says which stage dropped it, why, and the numbers behind it.
+//! pHash; `semantic` finds pairs of near-identical embeddings). Every drop says which stage
+//! dropped it, why, and the numbers behind it.
 //!
 //! This stage works on measurements only; it never reads or decodes bytes.
 
 pub mod dedup;
 pub mod filters;
 pub mod hamming_index;
+pub mod semantic;
 
 use serde::Serialize;
 

@@ -1,0 +1,573 @@
+//! Semantic near duplicates: all pairs of samples whose normalised embeddings (CLIP and
+//! friends) have a cosine similarity at or above a threshold, found through an HNSW graph
+//! (`hnsw_rs`) instead of comparing all pairs, with an exact brute-force reference for tests.
+//!
+//! This module only finds the pairs; grouping them and choosing which sample to keep is
+//! dedup's job. The search is approximate: a pair it reports is always a true pair (its
+//! cosine is recomputed exactly), but a small fraction of true pairs can be missed.
+
+use hnsw_rs::prelude::{Distance, Hnsw};
+use rayon::prelude::*;
+
+/// A pair of samples (indices into the input, a < b) whose embeddings have cosine similarity >= the threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimilarPair {
+    pub a: usize,
+    pub b: usize,
+    pub cosine: f32,
+}
+
+/// Normalises rows in place to unit L2 length (rows of zero length stay zero).
+///
+/// Rows holding a non-finite value are left as they are; [`pairs_above`] never pairs them.
+/// A trailing partial row (when `vectors.len()` is not a multiple of `dim`) is ignored.
+pub fn normalise(vectors: &mut [f32], dim: usize) {
+    if dim == 0 {
+        return;
+    }
+    vectors.par_chunks_exact_mut(dim).for_each(|row| {
+        // f64 so that the norm of a row of tiny or huge values neither underflows nor
+        // overflows, and the result is unit length to the last bit f32 can give.
+        let norm = row
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .sqrt();
+        if norm > 0.0 && norm.is_finite() {
+            for v in row.iter_mut() {
+                *v = (f64::from(*v) / norm) as f32;
+            }
+        }
+    });
+}
+
+/// All pairs with cosine >= min_cosine among `n = vectors.len() / dim` unit vectors (row-major), found through an hnsw_rs index (approximate), sorted by (a, b), deduplicated.
+pub fn pairs_above(vectors: &[f32], dim: usize, min_cosine: f32) -> Vec<SimilarPair> {
+    SemanticIndex::build(vectors, dim).pairs_above(min_cosine)
+}
+
+/// The same by exact brute force (the reference for tests; fine up to a few thousand rows).
+pub fn pairs_above_exact(vectors: &[f32], dim: usize, min_cosine: f32) -> Vec<SimilarPair> {
+    let n = row_count(vectors, dim);
+    if n < 2 {
+        return Vec::new();
+    }
+    let dot = dot_kernel();
+    (0..n)
+        .into_par_iter()
+        .flat_map_iter(|a| {
+            let row_a = row(vectors, dim, a);
+            (a + 1..n).filter_map(move |b| {
+                let cosine = dot(row_a, row(vectors, dim, b));
+                (cosine >= min_cosine).then_some(SimilarPair { a, b, cosine })
+            })
+        })
+        .collect()
+}
+
+/// HNSW settings. The defaults aim at a recall of at least 0.99 on duplicate pairs while
+/// keeping a million 512-d embeddings within reach of a small machine.
+#[derive(Debug, Clone, Copy)]
+struct HnswParams {
+    /// Links kept per point on the upper layers (hnsw_rs keeps twice as many on layer 0).
+    /// 24 (48 on layer 0) is in the range the HNSW paper recommends for high-dimensional
+    /// data (12–48); fewer links lost duplicate pairs in tests, more cost memory (each link
+    /// is a 32-byte allocation in hnsw_rs) and insertion time for little gain.
+    max_nb_connection: usize,
+    /// Candidates explored while inserting a point: the quality of the graph. 200 gives
+    /// recall above 0.99 at 512-d; 100 already lost pairs in tight clusters.
+    ef_construction: usize,
+    /// Layers of the graph. 16 is hnsw_rs' maximum and what its `file_dump` requires.
+    max_layer: usize,
+    /// Neighbours asked for per point on the first search. Duplicate clusters are usually
+    /// small; a point whose k neighbours are all above the threshold is searched again with
+    /// 4k, so larger clusters are not cut off.
+    neighbours: usize,
+    /// Candidates explored per search (at least twice the neighbours asked for).
+    ef_search: usize,
+}
+
+impl HnswParams {
+    const DEFAULT: HnswParams = HnswParams {
+        max_nb_connection: 24,
+        ef_construction: 200,
+        max_layer: 16,
+        neighbours: 16,
+        ef_search: 96,
+    };
+}
+
+/// An HNSW graph over the rows of a matrix of unit vectors, searched for pairs above a cosine
+/// threshold. Building and searching are separate so that their costs can be measured apart.
+pub struct SemanticIndex<'a> {
+    vectors: &'a [f32],
+    dim: usize,
+    params: HnswParams,
+    /// `None` when there are fewer than two rows to index.
+    graph: Option<Hnsw<'static, f32, UnitCosineDistance>>,
+}
+
+impl<'a> SemanticIndex<'a> {
+    /// Indexes the `vectors.len() / dim` rows of `vectors` (unit vectors, row-major), inserting
+    /// them in parallel. Rows holding a non-finite value are left out: they pair with nothing.
+    pub fn build(vectors: &'a [f32], dim: usize) -> SemanticIndex<'a> {
+        let params = HnswParams::DEFAULT;
+        SemanticIndex::build_with(vectors, dim, params)
+    }
+
+    fn build_with(vectors: &'a [f32], dim: usize, params: HnswParams) -> SemanticIndex<'a> {
+        let n = row_count(vectors, dim);
+        let mut index = SemanticIndex {
+            vectors,
+            dim,
+            params,
+            graph: None,
+        };
+        if n < 2 {
+            return index;
+        }
+        let mut graph = Hnsw::new(
+            params.max_nb_connection,
+            n,
+            params.max_layer,
+            params.ef_construction,
+            UnitCosineDistance::new(),
+        );
+        (0..n).into_par_iter().for_each(|i| {
+            let v = row(vectors, dim, i);
+            if v.iter().all(|x| x.is_finite()) {
+                graph.insert_slice((v, i));
+            }
+        });
+        graph.set_searching_mode(true);
+        index.graph = Some(graph);
+        index
+    }
+
+    /// Number of rows (indexed or not).
+    pub fn len(&self) -> usize {
+        row_count(self.vectors, self.dim)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All pairs with cosine >= `min_cosine`, sorted by (a, b), each once; see [`pairs_above`].
+    pub fn pairs_above(&self, min_cosine: f32) -> Vec<SimilarPair> {
+        let Some(graph) = &self.graph else {
+            return Vec::new();
+        };
+        let n = self.len();
+        let dot = dot_kernel();
+        let mut pairs: Vec<SimilarPair> = (0..n)
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let query = row(self.vectors, self.dim, i);
+                let mut found = Vec::new();
+                if !query.iter().all(|x| x.is_finite()) {
+                    return found;
+                }
+                let mut k = self.params.neighbours.min(n - 1);
+                loop {
+                    found.clear();
+                    // k + 1: the point itself is in the graph and comes back too.
+                    let ef = self.params.ef_search.max(2 * (k + 1));
+                    let neighbours = graph.search(query, k + 1, ef);
+                    let asked_for_all = neighbours.len() == k + 1;
+                    let mut all_above = true;
+                    for neighbour in &neighbours {
+                        let j = neighbour.d_id;
+                        if j == i {
+                            continue;
+                        }
+                        let (a, b) = (i.min(j), i.max(j));
+                        // The exact cosine, not the graph's distance: the same value whichever
+                        // end of the pair found it, and the same as pairs_above_exact's.
+                        let cosine = dot(
+                            row(self.vectors, self.dim, a),
+                            row(self.vectors, self.dim, b),
+                        );
+                        if cosine >= min_cosine {
+                            found.push(SimilarPair { a, b, cosine });
+                        } else {
+                            all_above = false;
+                        }
+                    }
+                    // Every neighbour asked for is a pair: there may be more beyond them (a
+                    // dense cluster of copies), so look further.
+                    if asked_for_all && all_above && k < n - 1 {
+                        k = (4 * k).min(n - 1);
+                        continue;
+                    }
+                    break;
+                }
+                found
+            })
+            .collect();
+        pairs.sort_unstable_by_key(|p| (p.a, p.b));
+        pairs.dedup_by_key(|p| (p.a, p.b));
+        pairs
+    }
+}
+
+/// Cosine distance for unit vectors, `1 - a·b`, clamped to `[0, 2]`.
+///
+/// Ours rather than hnsw_rs' because its `DistCosine` recomputes both norms in a scalar f64
+/// loop on every call (about half of the insertion time here), and its `DistDot` (`1 - a·b`)
+/// asserts the result is not negative, which rounding breaks: the dot product of a unit
+/// vector with itself or a near copy can come out a few ulps above 1. hnsw_rs also asserts on
+/// negative distances inside its search, so the clamp is needed, and a NaN (from a vector we
+/// should not have been given) becomes the largest distance rather than a panic.
+#[derive(Clone, Copy)]
+struct UnitCosineDistance {
+    dot: fn(&[f32], &[f32]) -> f32,
+}
+
+impl UnitCosineDistance {
+    fn new() -> Self {
+        UnitCosineDistance { dot: dot_kernel() }
+    }
+}
+
+impl Distance<f32> for UnitCosineDistance {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        let distance = 1.0 - (self.dot)(va, vb);
+        if distance.is_nan() {
+            2.0
+        } else {
+            distance.clamp(0.0, 2.0)
+        }
+    }
+}
+
+/// Accumulators of the dot product: 32 independent lanes, so the loop vectorises into 8 SSE
+/// or 4 AVX registers and the additions do not wait on each other.
+const LANES: usize = 32;
+
+/// The dot product for this CPU. Both versions do the same additions in the same order
+/// (separate multiply and add, no FMA), so they give bit-identical results.
+fn dot_kernel() -> fn(&[f32], &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        return dot_avx2;
+    }
+    dot_body
+}
+
+#[cfg(target_arch = "x86_64")]
+fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    /// The same code compiled for AVX2, which the portable x86-64 target does not assume.
+    #[target_feature(enable = "avx2")]
+    unsafe fn inner(a: &[f32], b: &[f32]) -> f32 {
+        dot_body(a, b)
+    }
+    // SAFETY: dot_kernel hands out this function only when the CPU supports AVX2.
+    unsafe { inner(a, b) }
+}
+
+#[inline(always)]
+fn dot_body(a: &[f32], b: &[f32]) -> f32 {
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = chunks_a
+        .remainder()
+        .iter()
+        .zip(chunks_b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut acc = [0f32; LANES];
+    for (x, y) in chunks_a.zip(chunks_b) {
+        for lane in 0..LANES {
+            acc[lane] += x[lane] * y[lane];
+        }
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for lane in 0..width {
+            acc[lane] += acc[lane + width];
+        }
+    }
+    acc[0] + tail
+}
+
+fn row_count(vectors: &[f32], dim: usize) -> usize {
+    vectors.len().checked_div(dim).unwrap_or(0)
+}
+
+#[inline]
+fn row(vectors: &[f32], dim: usize, i: usize) -> &[f32] {
+    &vectors[i * dim..(i + 1) * dim]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*, and standard normal values from it by Box–Muller: deterministic test data
+    /// without a rand crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        /// Uniform in (0, 1].
+        fn uniform(&mut self) -> f64 {
+            ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+        }
+
+        fn normal(&mut self) -> f64 {
+            let (u, v) = (self.uniform(), self.uniform());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        }
+    }
+
+    fn random_unit(rng: &mut Rng, dim: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..dim).map(|_| rng.normal() as f32).collect();
+        normalise(&mut v, dim);
+        v
+    }
+
+    /// `base` plus isotropic noise of relative size `noise`, normalised: its cosine to `base`
+    /// is about `1 / sqrt(1 + noise²)` (0.95 at noise 0.33).
+    fn near_copy(rng: &mut Rng, base: &[f32], noise: f64) -> Vec<f32> {
+        let scale = noise / (base.len() as f64).sqrt();
+        let mut v: Vec<f32> = base
+            .iter()
+            .map(|&x| (f64::from(x) + scale * rng.normal()) as f32)
+            .collect();
+        normalise(&mut v, base.len());
+        v
+    }
+
+    fn keys(pairs: &[SimilarPair]) -> Vec<(usize, usize)> {
+        pairs.iter().map(|p| (p.a, p.b)).collect()
+    }
+
+    #[test]
+    fn normalise_gives_unit_rows_and_keeps_zero_rows() {
+        let mut v = vec![
+            3.0,
+            4.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            -1e-30,
+            0.0,
+            1e-30,
+            1.0,
+            f32::NAN,
+            2.0,
+        ];
+        normalise(&mut v, 3);
+        assert_eq!(&v[..3], &[0.6, 0.8, 0.0]);
+        assert_eq!(&v[3..6], &[0.0, 0.0, 0.0]);
+        // Tiny values neither underflow to zero nor come out off unit length.
+        assert_eq!(
+            &v[6..9],
+            &[
+                -std::f32::consts::FRAC_1_SQRT_2,
+                0.0,
+                std::f32::consts::FRAC_1_SQRT_2
+            ]
+        );
+        // A row with a NaN is left alone.
+        assert_eq!(v[9], 1.0);
+        assert!(v[10].is_nan());
+        assert_eq!(v[11], 2.0);
+
+        let mut rng = Rng(7);
+        let mut w: Vec<f32> = (0..5 * 512).map(|_| (rng.normal() * 10.0) as f32).collect();
+        normalise(&mut w, 512);
+        for r in w.chunks_exact(512) {
+            let norm: f64 = r.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+            assert!((norm - 1.0).abs() < 1e-6, "{norm}");
+        }
+        // No-ops rather than panics.
+        normalise(&mut [], 4);
+        normalise(&mut [1.0, 2.0], 0);
+    }
+
+    #[test]
+    fn dot_matches_a_plain_f64_sum_at_every_length() {
+        let mut rng = Rng(11);
+        for len in [0, 1, 5, 31, 32, 33, 64, 100, 512, 768] {
+            let a: Vec<f32> = (0..len).map(|_| rng.normal() as f32).collect();
+            let b: Vec<f32> = (0..len).map(|_| rng.normal() as f32).collect();
+            let exact: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| f64::from(x) * f64::from(y))
+                .sum();
+            let fast = dot_kernel()(&a, &b);
+            assert!(
+                (f64::from(fast) - exact).abs() < 1e-4,
+                "len {len}: {fast} vs {exact}"
+            );
+            assert_eq!(fast.to_bits(), dot_body(&a, &b).to_bits(), "len {len}");
+        }
+    }
+
+    #[test]
+    fn distance_is_clamped_and_never_nan() {
+        let d = UnitCosineDistance::new();
+        let v = [0.6f32, 0.8];
+        assert_eq!(d.eval(&v, &v), 0.0);
+        assert_eq!(d.eval(&[1.0, 0.0], &[0.0, 1.0]), 1.0);
+        assert_eq!(d.eval(&[1.0, 0.0], &[-1.0, 0.0]), 2.0);
+        // Not unit vectors (a·b > 1 and < -1) still stay in range.
+        assert_eq!(d.eval(&[2.0, 0.0], &[2.0, 0.0]), 0.0);
+        assert_eq!(d.eval(&[2.0, 0.0], &[-2.0, 0.0]), 2.0);
+        assert_eq!(d.eval(&[f32::NAN, 0.0], &[1.0, 0.0]), 2.0);
+    }
+
+    #[test]
+    fn exact_pairs_on_a_hand_made_set() {
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        #[rustfmt::skip]
+        let vectors = [
+            1.0, 0.0, 0.0,   // 0
+            0.0, 1.0, 0.0,   // 1
+            s,   s,   0.0,   // 2: 0.7071 to 0 and to 1
+            1.0, 0.0, 0.0,   // 3: a copy of 0
+            0.0, 0.0, 0.0,   // 4: zero row, pairs with nothing
+            0.0, 0.0, -1.0,  // 5
+            0.6, 0.8, 0.0,   // 6: 0.6 to 0, 0.8 to 1, 0.98995 to 2
+        ];
+        let pairs = pairs_above_exact(&vectors, 3, 0.7);
+        let expect = [
+            (0, 2, s),
+            (0, 3, 1.0),
+            (1, 2, s),
+            (1, 6, 0.8),
+            (2, 3, s),
+            (2, 6, 0.6 * s + 0.8 * s),
+        ];
+        assert_eq!(
+            keys(&pairs),
+            expect.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>()
+        );
+        for (p, e) in pairs.iter().zip(expect) {
+            assert!((p.cosine - e.2).abs() < 1e-6, "{p:?} vs {e:?}");
+        }
+        assert_eq!(keys(&pairs_above_exact(&vectors, 3, 0.99)), [(0, 3)]);
+        // The graph finds the same on so small a set.
+        assert_eq!(pairs_above(&vectors, 3, 0.7), pairs);
+        assert_eq!(keys(&pairs_above(&vectors, 3, 0.99)), [(0, 3)]);
+    }
+
+    #[test]
+    fn small_inputs_give_no_pairs() {
+        assert!(pairs_above(&[], 4, 0.5).is_empty());
+        assert!(pairs_above(&[1.0, 0.0], 2, 0.5).is_empty());
+        assert!(pairs_above(&[1.0, 0.0, 1.0], 2, 0.5).is_empty());
+        assert!(pairs_above(&[1.0, 0.0, 1.0, 0.0], 0, 0.5).is_empty());
+        assert!(pairs_above_exact(&[1.0, 0.0], 2, 0.5).is_empty());
+        assert!(pairs_above_exact(&[1.0, 0.0, 1.0, 0.0], 0, 0.5).is_empty());
+        // Two rows: the smallest input that can pair.
+        let two = pairs_above(&[1.0, 0.0, 1.0, 0.0], 2, 0.5);
+        assert_eq!(
+            two,
+            [SimilarPair {
+                a: 0,
+                b: 1,
+                cosine: 1.0
+            }]
+        );
+    }
+
+    #[test]
+    fn rows_with_nan_are_never_paired() {
+        let vectors = [1.0, 0.0, f32::NAN, 0.0, 1.0, 0.0, 0.0, 1.0];
+        assert_eq!(keys(&pairs_above(&vectors, 2, 0.5)), [(0, 2)]);
+        assert_eq!(keys(&pairs_above_exact(&vectors, 2, 0.5)), [(0, 2)]);
+    }
+
+    /// ~3,000 512-d unit vectors: random bases, plus clusters of 1 to 8 near copies of some of
+    /// them at noise levels spread around the threshold, so some pairs sit just above 0.95
+    /// and others just below.
+    fn recall_corpus(seed: u64, total: usize) -> Vec<f32> {
+        const DIM: usize = 512;
+        let mut rng = Rng(seed);
+        let mut vectors = Vec::new();
+        let mut rows = 0;
+        while rows < total {
+            let base = random_unit(&mut rng, DIM);
+            vectors.extend_from_slice(&base);
+            rows += 1;
+            if rng.next_u64() % 3 == 0 {
+                let copies = 1 + rng.next_u64() % 8;
+                for _ in 0..copies {
+                    // Cosine to the base from about 0.999 (noise 0.05) down to 0.89 (0.5).
+                    let noise = 0.05 + 0.45 * rng.uniform();
+                    vectors.extend(near_copy(&mut rng, &base, noise));
+                    rows += 1;
+                }
+            }
+        }
+        vectors
+    }
+
+    #[test]
+    fn graph_finds_at_least_99_percent_of_the_exact_pairs() {
+        const DIM: usize = 512;
+        const THRESHOLD: f32 = 0.95;
+        let vectors = recall_corpus(0x5EED_0F_5E4A_471C, 3000);
+        let exact = pairs_above_exact(&vectors, DIM, THRESHOLD);
+        // The corpus must make the test meaningful: many pairs, and many near misses.
+        let near_misses = pairs_above_exact(&vectors, DIM, 0.9).len() - exact.len();
+        assert!(exact.len() > 1000, "{} exact pairs", exact.len());
+        assert!(near_misses > 300, "{near_misses} pairs in [0.9, 0.95)");
+
+        let found = pairs_above(&vectors, DIM, THRESHOLD);
+        assert!(found
+            .windows(2)
+            .all(|w| (w[0].a, w[0].b) < (w[1].a, w[1].b)));
+        // Every reported pair is a true pair, with the exact cosine.
+        for p in &found {
+            assert!(p.a < p.b && p.cosine >= THRESHOLD, "{p:?}");
+            let i = exact
+                .binary_search_by_key(&(p.a, p.b), |e| (e.a, e.b))
+                .unwrap_or_else(|_| panic!("{p:?} is not an exact pair"));
+            assert_eq!(exact[i].cosine.to_bits(), p.cosine.to_bits(), "{p:?}");
+        }
+        let recall = found.len() as f64 / exact.len() as f64;
+        assert!(
+            recall >= 0.99,
+            "recall {recall}: {} of {}",
+            found.len(),
+            exact.len()
+        );
+    }
+
+    #[test]
+    fn dense_clusters_larger_than_k_are_found_whole() {
+        const DIM: usize = 64;
+        let mut rng = Rng(99);
+        let mut vectors = Vec::new();
+        for _ in 0..400 {
+            vectors.extend(random_unit(&mut rng, DIM));
+        }
+        // 40 near copies of one vector and 30 exact copies of another: 780 + 435 pairs, far
+        // more per point than the 16 neighbours the first search asks for.
+        let near = random_unit(&mut rng, DIM);
+        for _ in 0..40 {
+            vectors.extend(near_copy(&mut rng, &near, 0.05));
+        }
+        let same = random_unit(&mut rng, DIM);
+        for _ in 0..30 {
+            vectors.extend_from_slice(&same);
+        }
+        let exact = pairs_above_exact(&vectors, DIM, 0.95);
+        assert_eq!(exact.len(), 780 + 435);
+        assert_eq!(keys(&pairs_above(&vectors, DIM, 0.95)), keys(&exact));
+    }
+}
