@@ -50,7 +50,10 @@ fn pixel_values_match_the_reference_within_tolerance() {
         println!("{size}px: max abs difference {worst:.4}, mean {mean:.5}");
         // One 8-bit step at most (see the module comment), and rarely.
         let step = 1.0 / 255.0 / OPENAI_STD.iter().copied().fold(f32::MAX, f32::min);
-        assert!(worst <= step * 1.001, "{size}px: max abs difference {worst}");
+        assert!(
+            worst <= step * 1.001,
+            "{size}px: max abs difference {worst}"
+        );
         assert!(mean < 0.0005, "{size}px: mean abs difference {mean}");
     }
 }
