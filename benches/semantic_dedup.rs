@@ -209,7 +209,7 @@ fn main() {
         },
         "n": n,
         "dim": DIM,
-        "threshold": THRESHOLD,
+        "threshold": round3(f64::from(THRESHOLD)),
         "threads": rayon::current_num_threads(),
         "pairs": pairs.len(),
         "generate_seconds": round3(generate_seconds),
