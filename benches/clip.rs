@@ -138,8 +138,7 @@ fn main() {
         parity = format!(", \"max_relative_error_vs_torch\": {worst:.2e}");
     }
     println!(
-        "{{\"tool\": \"mmcurate (candle {})\", \"threads\": {}, \"batch\": {batch}, \"images_per_sec\": {images_per_sec:.2}, \"texts_per_sec\": {texts_per_sec:.2}{parity}}}",
-        "0.11",
+        "{{\"tool\": \"mmcurate (candle 0.11)\", \"threads\": {}, \"batch\": {batch}, \"images_per_sec\": {images_per_sec:.2}, \"texts_per_sec\": {texts_per_sec:.2}{parity}}}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 }

@@ -32,19 +32,18 @@ fn load() -> (Clip, Value) {
     (clip, reference)
 }
 
-fn rows(value: &Value) -> Vec<Vec<f32>> {
+/// A JSON array of arrays as rows, each element converted by `cell`.
+fn matrix<T>(value: &Value, cell: impl Fn(&Value) -> T) -> Vec<Vec<T>> {
     value
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        })
+        .map(|row| row.as_array().unwrap().iter().map(&cell).collect())
         .collect()
+}
+
+fn rows(value: &Value) -> Vec<Vec<f32>> {
+    matrix(value, |v| v.as_f64().unwrap() as f32)
 }
 
 /// ||ours - theirs|| / ||theirs|| for each row.
@@ -92,18 +91,7 @@ fn text_features_from_the_reference_texts() {
         .iter()
         .map(|t| clip.tokenizer().encode(t.as_str().unwrap()).unwrap().ids)
         .collect();
-    let expected: Vec<Vec<u32>> = reference["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect();
+    let expected = matrix(&reference["input_ids"], |v| v.as_u64().unwrap() as u32);
     assert_eq!(ids, expected);
     let ours = clip.embed_texts(&ids).unwrap();
     let errors = relative_errors(&ours, &rows(&reference["text_features"]));
