@@ -64,3 +64,23 @@ fn weights_are_matched_to_their_card() {
     assert!(ids.contains(&"openai/clip-vit-base-patch32"), "{ids:?}");
     assert!(ids.contains(&"openai/clip-vit-large-patch14"), "{ids:?}");
 }
+
+/// The binary carries the cards: the bundled set is exactly the repository's `models/`.
+#[test]
+fn bundled_cards_are_the_repository_cards() {
+    use mmcurate::models::card::{bundled_cards, card_for_repo, load_cards};
+    let on_disk = load_cards(&root().join("models")).unwrap();
+    let bundled = bundled_cards();
+    let ids = |cards: &[mmcurate::models::card::Card]| -> Vec<String> {
+        cards.iter().map(|c| c.id.clone()).collect()
+    };
+    assert_eq!(ids(&bundled), ids(&on_disk));
+    for (a, b) in bundled.iter().zip(&on_disk) {
+        assert_eq!(a.sha256_of("model.safetensors"), b.sha256_of("model.safetensors"));
+    }
+    let b32 = card_for_repo(&bundled, "openai/clip-vit-base-patch32").unwrap();
+    assert_eq!(
+        b32.source.revision.as_deref(),
+        Some("b33cedfd0df4e43b8238760678fcc89e1a0d38b3")
+    );
+}

@@ -206,12 +206,23 @@ fn print_summary(summary: &RunSummary) {
         "shards",
         format!("{} ({})", m.shards.len(), human_bytes(bytes)),
     );
+    if let Some(clip) = &m.models.clip {
+        let scored = m.alignment.as_ref().map_or(String::new(), |a| {
+            format!(", {} scored", a.scored)
+        });
+        let rows: u64 = m.embeddings.iter().map(|e| e.rows).sum();
+        row(
+            &mut out,
+            "embedded",
+            format!("{rows} with {}{scored}", clip.id),
+        );
+    }
     row(
         &mut out,
         "throughput (samples/s)",
         format!("{:.1}", c.samples as f64 / summary.seconds.max(1e-9)),
     );
-    let stages: Vec<String> = ["plan", "measure", "decide", "write"]
+    let stages: Vec<String> = ["plan", "measure", "embed", "decide", "write"]
         .iter()
         .filter_map(|s| m.stage_seconds.get(*s).map(|t| format!("{s} {t:.2}s")))
         .collect();

@@ -47,6 +47,8 @@ pub struct Config {
     pub dedup: DedupConfig,
     #[serde(default)]
     pub output: OutputConfig,
+    #[serde(default)]
+    pub models: ModelsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +123,74 @@ fn default_caption_column() -> String {
 pub struct FiltersConfig {
     #[serde(default)]
     pub image: ImageFilters,
+    #[serde(default)]
+    pub caption: CaptionFilters,
+    #[serde(default)]
+    pub alignment: AlignmentFilters,
+}
+
+/// Checks on the caption (a `.txt` part, a sidecar's or a manifest's `caption`), run with the
+/// cheap filters, before anything is embedded. A `.txt` part that is not UTF-8 is always
+/// dropped: no tokenizer or training loader can read it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptionFilters {
+    /// Drop samples without a caption (none, or only white space).
+    #[serde(default)]
+    pub required: bool,
+    /// Drop captions of fewer words (white-space separated) than this; 0 turns it off.
+    #[serde(default)]
+    pub min_words: u32,
+    /// Drop captions of fewer characters (after trimming white space) than this; 0: off.
+    #[serde(default)]
+    pub min_chars: u32,
+}
+
+/// Image-text alignment: the CLIP score (cosine of image and caption embeddings) of samples
+/// that survived dedup. Needs `[models.clip]`. Samples without a caption are not scored and
+/// are not dropped by these rules.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlignmentFilters {
+    /// Drop samples whose CLIP score is below this (LAION-5B used 0.28 with ViT-B/32).
+    #[serde(default)]
+    pub min_clip_score: Option<f64>,
+    /// Keep only this fraction of the scored samples, the best-aligned (DataComp's CLIP score
+    /// filter kept 0.3); the threshold is the run-wide quantile, recorded in the manifest.
+    #[serde(default)]
+    pub keep_top_fraction: Option<f64>,
+}
+
+/// Auxiliary models. Without `[models.clip]` the CLIP stages (embeddings, semantic dedup,
+/// alignment scores) are skipped.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    #[serde(default)]
+    pub clip: Option<ClipModelConfig>,
+}
+
+/// Where a CLIP checkpoint comes from (`path` or `hf`, not both) and how it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipModelConfig {
+    /// A local folder in the Hugging Face layout: config.json, model.safetensors, tokenizer.json.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A Hugging Face Hub repository id, fetched into the Hugging Face cache (`HF_HOME`).
+    #[serde(default)]
+    pub hf: Option<String>,
+    /// The hub revision (commit, branch or tag) for `hf`. Default: the revision its model card
+    /// pins, or `main` for a repository without a card.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Images or captions per forward pass.
+    #[serde(default = "default_clip_batch_size")]
+    pub batch_size: usize,
+}
+
+fn default_clip_batch_size() -> usize {
+    32
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +251,14 @@ pub struct DedupConfig {
     /// Near duplicates: pHashes within this many differing bits (0–64); 0 turns it off.
     #[serde(default = "default_phash_max_distance")]
     pub phash_max_distance: u32,
+    /// Semantic duplicates (with `[models.clip]`): image embeddings whose cosine similarity is
+    /// at least this are linked; 0 turns it off.
+    #[serde(default = "default_embedding_min_cosine")]
+    pub embedding_min_cosine: f64,
+}
+
+fn default_embedding_min_cosine() -> f64 {
+    0.95
 }
 
 fn default_true() -> bool {
@@ -195,6 +273,7 @@ impl Default for DedupConfig {
         DedupConfig {
             exact: true,
             phash_max_distance: default_phash_max_distance(),
+            embedding_min_cosine: default_embedding_min_cosine(),
         }
     }
 }
@@ -360,6 +439,15 @@ impl Config {
                 "must be 0 (off) to 64 bits",
             ));
         }
+        let d = self.dedup.embedding_min_cosine;
+        if !(0.0..=1.0).contains(&d) {
+            return Err(invalid(
+                "dedup.embedding_min_cosine",
+                d,
+                "must be 0 (off) or a cosine similarity up to 1.0 (e.g. 0.95)",
+            ));
+        }
+        self.validate_captions_and_models()?;
         if self.output.max_samples_per_shard == 0 {
             return Err(invalid(
                 "output.max_samples_per_shard",
@@ -373,6 +461,88 @@ impl Config {
                 self.output.max_bytes_per_shard,
                 "must be at least 10KiB",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_captions_and_models(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                value: value.to_string(),
+                allowed: allowed.to_string(),
+            })
+        };
+        let a = &self.filters.alignment;
+        if let Some(score) = a.min_clip_score {
+            if !(-1.0..=1.0).contains(&score) {
+                return invalid(
+                    "filters.alignment.min_clip_score",
+                    &score,
+                    "must be a cosine similarity between -1 and 1 (LAION used 0.28 with ViT-B/32)",
+                );
+            }
+        }
+        if let Some(fraction) = a.keep_top_fraction {
+            if !(fraction > 0.0 && fraction <= 1.0) {
+                return invalid(
+                    "filters.alignment.keep_top_fraction",
+                    &fraction,
+                    "must be above 0 and at most 1 (DataComp kept 0.3)",
+                );
+            }
+        }
+        let Some(clip) = &self.models.clip else {
+            for (key, set) in [
+                ("filters.alignment.min_clip_score", a.min_clip_score),
+                ("filters.alignment.keep_top_fraction", a.keep_top_fraction),
+            ] {
+                if let Some(value) = set {
+                    return invalid(
+                        key,
+                        &value,
+                        "needs a CLIP model to score with: add a [models.clip] table with `path` or `hf`",
+                    );
+                }
+            }
+            return Ok(());
+        };
+        match (&clip.path, &clip.hf) {
+            (None, None) => {
+                return invalid(
+                    "models.clip",
+                    &"{}",
+                    "needs `path` (a local folder with config.json, model.safetensors and tokenizer.json) or `hf` (a Hugging Face repository id)",
+                )
+            }
+            (Some(_), Some(hf)) => {
+                return invalid(
+                    "models.clip.hf",
+                    &format!("{hf:?}"),
+                    "set either `path` or `hf`, not both",
+                )
+            }
+            (Some(path), None) if path.trim().is_empty() => {
+                return invalid("models.clip.path", &"\"\"", "must name a folder")
+            }
+            (None, Some(hf)) if hf.split('/').filter(|p| !p.is_empty()).count() != 2 => {
+                return invalid(
+                    "models.clip.hf",
+                    &format!("{hf:?}"),
+                    "must be a repository id such as \"openai/clip-vit-base-patch32\"",
+                )
+            }
+            _ => {}
+        }
+        if let (Some(revision), None) = (&clip.revision, &clip.hf) {
+            return invalid(
+                "models.clip.revision",
+                &format!("{revision:?}"),
+                "applies only to `hf`; a local `path` has no revision",
+            );
+        }
+        if !(1..=4096).contains(&clip.batch_size) {
+            return invalid("models.clip.batch_size", &clip.batch_size, "must be 1 to 4096");
         }
         Ok(())
     }

@@ -1,4 +1,5 @@
-//! Global deduplication over the whole run: exact copies by sha256, then near copies by pHash.
+//! Global deduplication over the whole run: exact copies by sha256, then near copies by pHash,
+//! then semantic copies by image embedding (pairs found by [`super::semantic`]).
 //!
 //! Duplicates form groups (connected components of the "is a copy of" pairs, by union-find),
 //! and one sample per group is kept by [`keep_order`]: the sharpest, then the one with the most
@@ -9,6 +10,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use super::hamming_index::pairs_within;
+use super::semantic::{cosine, pairs_above};
 use super::{Drop, Reason, Stage};
 
 /// What dedup needs to know about a sample that passed the per-sample filters.
@@ -77,11 +79,12 @@ impl UnionFind {
     }
 }
 
-/// In each group, keeps the best by [`keep_order`] and drops the rest with `describe`'s detail.
+/// In each group, keeps the best by [`keep_order`] and drops the rest with `describe`'s detail
+/// (called with the dropped member's index, the kept one's and the group's size).
 fn drop_all_but_best(
     candidates: &[Candidate],
     groups: Vec<Vec<u32>>,
-    mut describe: impl FnMut(&Candidate, &Candidate, usize) -> Drop,
+    mut describe: impl FnMut(usize, usize, usize) -> Drop,
 ) -> Vec<Option<Drop>> {
     let mut drops = vec![None; candidates.len()];
     for group in groups {
@@ -91,11 +94,8 @@ fn drop_all_but_best(
             .expect("groups are not empty");
         for &member in &group {
             if member != best {
-                drops[member as usize] = Some(describe(
-                    &candidates[member as usize],
-                    &candidates[best as usize],
-                    group.len(),
-                ));
+                drops[member as usize] =
+                    Some(describe(member as usize, best as usize, group.len()));
             }
         }
     }
@@ -110,7 +110,9 @@ pub fn exact_duplicates(candidates: &[Candidate]) -> Vec<Option<Drop>> {
     }
     let mut groups: Vec<Vec<u32>> = by_sha.into_values().filter(|g| g.len() > 1).collect();
     groups.sort_unstable();
-    drop_all_but_best(candidates, groups, |_, kept, size| Drop {
+    drop_all_but_best(candidates, groups, |_, kept, size| {
+        let kept = &candidates[kept];
+        Drop {
         stage: Stage::Dedup,
         reason: Reason::ExactDuplicate,
         detail: format!(
@@ -120,6 +122,8 @@ pub fn exact_duplicates(candidates: &[Candidate]) -> Vec<Option<Drop>> {
         ),
         duplicate_of: Some(kept.id.to_string()),
         duplicate_distance: Some(0.0),
+        duplicate_similarity: None,
+    }
     })
 }
 
@@ -132,6 +136,7 @@ pub fn near_duplicates(candidates: &[Candidate], max_distance: u32) -> Vec<Optio
         sets.union(i, j);
     }
     drop_all_but_best(candidates, sets.groups(), |dropped, kept, size| {
+        let (dropped, kept) = (&candidates[dropped], &candidates[kept]);
         let distance = (dropped.phash ^ kept.phash).count_ones();
         let via = if distance > max_distance {
             format!("; linked to it through other members of a group of {size}")
@@ -149,6 +154,45 @@ pub fn near_duplicates(candidates: &[Candidate], max_distance: u32) -> Vec<Optio
             ),
             duplicate_of: Some(kept.id.to_string()),
             duplicate_distance: Some(distance as f64),
+            duplicate_similarity: None,
+        }
+    })
+}
+
+/// Semantic copies: candidate `i`'s image embedding is row `i` of `embeddings` (unit vectors,
+/// `dim` wide). Pairs with cosine >= `min_cosine` are linked, linked samples form groups.
+pub fn semantic_duplicates(
+    candidates: &[Candidate],
+    embeddings: &[f32],
+    dim: usize,
+    min_cosine: f32,
+) -> Vec<Option<Drop>> {
+    debug_assert_eq!(embeddings.len(), candidates.len() * dim);
+    let pairs = pairs_above(embeddings, dim, min_cosine);
+    let mut sets = UnionFind::new(candidates.len());
+    for pair in &pairs {
+        sets.union(pair.a as u32, pair.b as u32);
+    }
+    let row = |i: usize| &embeddings[i * dim..(i + 1) * dim];
+    drop_all_but_best(candidates, sets.groups(), |dropped, kept, size| {
+        let cosine = cosine(row(dropped), row(kept));
+        let via = if cosine < min_cosine {
+            format!("; linked to it through other members of a group of {size}")
+        } else if size > 2 {
+            format!("; group of {size}")
+        } else {
+            String::new()
+        };
+        Drop {
+            stage: Stage::Dedup,
+            reason: Reason::SemanticDuplicate,
+            detail: format!(
+                "semantic duplicate of {}: image embedding cosine {cosine:.4} (embedding_min_cosine {min_cosine}){via}",
+                candidates[kept].id
+            ),
+            duplicate_of: Some(candidates[kept].id.to_string()),
+            duplicate_distance: None,
+            duplicate_similarity: Some(f64::from(cosine)),
         }
     })
 }
@@ -205,6 +249,33 @@ mod tests {
             drops[1].as_ref().unwrap().detail,
             "near duplicate of 0:sharp: pHash Hamming distance 1 (phash_max_distance 2); group of 3"
         );
+    }
+
+    #[test]
+    fn semantic_copies_link_by_cosine_and_keep_by_the_rule() {
+        // Four unit vectors in 3-d: 0 and 1 at cosine 0.98, 2 close to 1 (0.97) but not to 0,
+        // 3 far from all.
+        let v = |x: f32, y: f32| {
+            let n = (x * x + y * y).sqrt();
+            [x / n, y / n, 0.0]
+        };
+        let rows = [v(1.0, 0.0), v(0.98, 0.199), v(0.9, 0.436), [0.0, 0.0, 1.0]];
+        let embeddings: Vec<f32> = rows.iter().flatten().copied().collect();
+        let c = vec![
+            candidate("0:a", "1", 0, 10.0, 100),
+            candidate("0:b", "2", 0, 90.0, 100),
+            candidate("0:c", "3", 0, 10.0, 100),
+            candidate("0:d", "4", 0, 10.0, 100),
+        ];
+        let drops = semantic_duplicates(&c, &embeddings, 3, 0.96);
+        assert!(drops[1].is_none() && drops[3].is_none(), "b is the sharpest; d is alone");
+        let a = drops[0].as_ref().unwrap();
+        assert_eq!(a.reason, Reason::SemanticDuplicate);
+        assert_eq!(a.duplicate_of.as_deref(), Some("0:b"));
+        let expected = cosine(&rows[0], &rows[1]);
+        assert_eq!(a.duplicate_similarity, Some(f64::from(expected)));
+        assert!(a.detail.starts_with("semantic duplicate of 0:b: image embedding cosine 0.98"));
+        assert_eq!(drops[2].as_ref().unwrap().duplicate_of.as_deref(), Some("0:b"));
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! Per-sample filters. Header checks run before decoding (cheap, and they keep oversized
-//! images from being decoded at all); quality checks run on the measurements.
+//! Per-sample filters. Caption and header checks run before decoding (cheap, and they keep
+//! oversized images from being decoded at all); quality checks run on the measurements.
 
 use super::{Drop, Reason, Stage};
-use crate::config::ImageFilters;
+use crate::config::{CaptionFilters, ImageFilters};
 use crate::decode::ImageInfo;
 use crate::measure::ImageQuality;
 
@@ -80,10 +80,97 @@ pub fn check_quality(q: &ImageQuality, limits: &ImageFilters) -> Option<Drop> {
     None
 }
 
+/// A caption that passed the checks: its text (trimmed) and its length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption<'a> {
+    pub text: &'a str,
+    pub chars: u32,
+    pub words: u32,
+}
+
+/// Checks a sample's caption: `raw` is the `.txt` part's bytes or the caption from a sidecar or
+/// manifest. `Ok(None)`: no caption (none, or only white space), which is allowed unless
+/// `required`. A caption that is not UTF-8 is always dropped.
+pub fn check_caption<'a>(
+    raw: Option<&'a [u8]>,
+    limits: &CaptionFilters,
+) -> Result<Option<Caption<'a>>, Drop> {
+    let text = match raw.map(std::str::from_utf8) {
+        None => None,
+        Some(Ok(text)) => Some(text.trim()).filter(|t| !t.is_empty()),
+        Some(Err(e)) => {
+            return Err(Drop::new(
+                Stage::Filter,
+                Reason::CaptionNotUtf8,
+                format!(
+                    "the .txt caption is not UTF-8: {e} (byte {} of {})",
+                    e.valid_up_to(),
+                    raw.map_or(0, <[u8]>::len)
+                ),
+            ))
+        }
+    };
+    let Some(text) = text else {
+        if limits.required {
+            return Err(Drop::new(
+                Stage::Filter,
+                Reason::NoCaption,
+                "no caption (no .txt part, no `caption` in a .json sidecar or manifest row, or only white space); [filters.caption] required = true",
+            ));
+        }
+        return Ok(None);
+    };
+    let chars = text.chars().count() as u32;
+    let words = text.split_whitespace().count() as u32;
+    if words < limits.min_words {
+        return Err(Drop::new(
+            Stage::Filter,
+            Reason::CaptionTooShort,
+            format!("caption has {words} word(s) < min_words {}", limits.min_words),
+        ));
+    }
+    if chars < limits.min_chars {
+        return Err(Drop::new(
+            Stage::Filter,
+            Reason::CaptionTooShort,
+            format!("caption has {chars} character(s) < min_chars {}", limits.min_chars),
+        ));
+    }
+    Ok(Some(Caption { text, chars, words }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use image::ImageFormat;
+
+    #[test]
+    fn caption_checks() {
+        fn check(raw: Option<&[u8]>) -> Result<Option<Caption<'_>>, Drop> {
+            let limits = CaptionFilters {
+                required: true,
+                min_words: 2,
+                min_chars: 8,
+            };
+            check_caption(raw, &limits)
+        }
+        let ok = check(Some(" a red bicycle \n".as_bytes())).unwrap().unwrap();
+        assert_eq!((ok.text, ok.chars, ok.words), ("a red bicycle", 13, 3));
+        assert_eq!(check(None).unwrap_err().reason, Reason::NoCaption);
+        assert_eq!(check(Some(b" \t\n")).unwrap_err().reason, Reason::NoCaption);
+        let short = check(Some(b"bicycle")).unwrap_err();
+        assert_eq!(short.reason, Reason::CaptionTooShort);
+        assert_eq!(short.detail, "caption has 1 word(s) < min_words 2");
+        let chars = check(Some(b"a cat")).unwrap_err();
+        assert_eq!(chars.detail, "caption has 5 character(s) < min_chars 8");
+        let bad = check(Some(b"caf\xe9 au lait")).unwrap_err();
+        assert_eq!(bad.reason, Reason::CaptionNotUtf8);
+        assert!(bad.detail.contains("byte 3 of 13"), "{}", bad.detail);
+        // Without `required`, a missing caption passes and the length rules do not apply.
+        let lenient = CaptionFilters::default();
+        assert_eq!(check_caption(None, &lenient).unwrap(), None);
+        assert_eq!(check_caption(Some(b""), &lenient).unwrap(), None);
+    }
 
     fn info(width: u32, height: u32) -> ImageInfo {
         ImageInfo {

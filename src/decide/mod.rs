@@ -1,11 +1,13 @@
 //! Deciding which samples to keep: per-sample filters (size, aspect ratio, sharpness,
-//! brightness) and global deduplication over the whole run (exact by sha256, then near by
-//! pHash; `semantic` finds pairs of near-identical embeddings). Every drop says which stage
-//! dropped it, why, and the numbers behind it.
+//! brightness, caption), global deduplication over the whole run (exact by sha256, then near by
+//! pHash, then semantic by embedding neighbours found in `semantic`) and the run-wide alignment
+//! threshold on CLIP scores. Every drop says which stage dropped it, why, and the numbers
+//! behind it.
 //!
 //! This stage works on measurements only; it never reads or decodes bytes.
 
 pub mod dedup;
+pub mod alignment;
 pub mod filters;
 pub mod hamming_index;
 pub mod semantic;
@@ -42,8 +44,10 @@ pub struct Drop {
     pub detail: String,
     /// For duplicates: the id of the sample that was kept instead.
     pub duplicate_of: Option<String>,
-    /// For duplicates: Hamming distance of the pHashes (0 for exact copies).
+    /// For exact and pHash duplicates: Hamming distance of the pHashes (0 for exact copies).
     pub duplicate_distance: Option<f64>,
+    /// For semantic duplicates: cosine similarity of the two image embeddings.
+    pub duplicate_similarity: Option<f64>,
 }
 
 impl Drop {
@@ -54,6 +58,7 @@ impl Drop {
             detail: detail.into(),
             duplicate_of: None,
             duplicate_distance: None,
+            duplicate_similarity: None,
         }
     }
 }
@@ -66,6 +71,7 @@ pub enum Stage {
     Decode,
     Filter,
     Dedup,
+    Alignment,
 }
 
 /// Why a sample was dropped; the ledger's `drop_reason` column holds [`Reason::as_str`].
@@ -94,10 +100,20 @@ pub enum Reason {
     TooDark,
     /// Mean luminance is above `max_brightness`.
     TooBright,
+    /// No caption (or only white space) while `[filters.caption] required` is set.
+    NoCaption,
+    /// The `.txt` caption is not valid UTF-8.
+    CaptionNotUtf8,
+    /// The caption has fewer words than `min_words` or characters than `min_chars`.
+    CaptionTooShort,
     /// Byte-identical to a kept sample.
     ExactDuplicate,
     /// pHash within `phash_max_distance` of a kept sample.
     NearDuplicate,
+    /// Image embedding within `embedding_min_cosine` of a kept sample's.
+    SemanticDuplicate,
+    /// CLIP score below `min_clip_score` or below the `keep_top_fraction` quantile.
+    LowClipScore,
 }
 
 impl Stage {
@@ -107,6 +123,7 @@ impl Stage {
             Stage::Decode => "decode",
             Stage::Filter => "filter",
             Stage::Dedup => "dedup",
+            Stage::Alignment => "alignment",
         }
     }
 }
@@ -125,8 +142,13 @@ impl Reason {
             Reason::TooBlurry => "too_blurry",
             Reason::TooDark => "too_dark",
             Reason::TooBright => "too_bright",
+            Reason::NoCaption => "no_caption",
+            Reason::CaptionNotUtf8 => "caption_not_utf8",
+            Reason::CaptionTooShort => "caption_too_short",
             Reason::ExactDuplicate => "exact_duplicate",
             Reason::NearDuplicate => "near_duplicate",
+            Reason::SemanticDuplicate => "semantic_duplicate",
+            Reason::LowClipScore => "low_clip_score",
         }
     }
 }

@@ -4,9 +4,11 @@
 //!
 //! This module only finds the pairs; grouping them and choosing which sample to keep is
 //! dedup's job. The search is approximate: a pair it reports is always a true pair (its
-//! cosine is recomputed exactly), but a small fraction of true pairs can be missed, and
-//! which ones can change from run to run, because the graph depends on the order in which
-//! the threads happened to insert the points.
+//! cosine is recomputed exactly), but a small fraction of true pairs can be missed. Which
+//! ones depends only on the data: points are inserted in order, one at a time (hnsw_rs draws
+//! each point's layer from a generator with a fixed seed, so parallel insertion would make
+//! the graph, and the misses, depend on thread timing), and the searches, which only read the
+//! graph, run in parallel.
 
 use hnsw_rs::prelude::{Distance, Hnsw};
 use rayon::prelude::*;
@@ -46,6 +48,11 @@ pub fn normalise(vectors: &mut [f32], dim: usize) {
 /// All pairs with cosine >= min_cosine among `n = vectors.len() / dim` unit vectors (row-major), found through an hnsw_rs index (approximate), sorted by (a, b), deduplicated.
 pub fn pairs_above(vectors: &[f32], dim: usize, min_cosine: f32) -> Vec<SimilarPair> {
     SemanticIndex::build(vectors, dim).pairs_above(min_cosine)
+}
+
+/// The cosine of two unit vectors, exactly as every reported pair's is computed.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    dot_kernel()(a, b)
 }
 
 /// The same by exact brute force (the reference for tests; fine up to a few thousand rows).
@@ -117,7 +124,7 @@ pub struct SemanticIndex<'a> {
 
 impl<'a> SemanticIndex<'a> {
     /// Indexes the `vectors.len() / dim` rows of `vectors` (unit vectors, row-major), inserting
-    /// them in parallel. Rows holding a non-finite value are left out: they pair with nothing.
+    /// them in order. Rows holding a non-finite value are left out: they pair with nothing.
     pub fn build(vectors: &'a [f32], dim: usize) -> SemanticIndex<'a> {
         SemanticIndex::build_with(vectors, dim, HnswParams::DEFAULT)
     }
@@ -140,12 +147,14 @@ impl<'a> SemanticIndex<'a> {
             params.ef_construction,
             UnitCosineDistance::new(),
         );
-        (0..n).into_par_iter().for_each(|i| {
+        // In order, on one thread: the same graph on every run and machine (see the module
+        // comment).
+        for i in 0..n {
             let v = row(vectors, dim, i);
             if v.iter().all(|x| x.is_finite()) {
                 graph.insert_slice((v, i));
             }
-        });
+        }
         graph.set_searching_mode(true);
         index.graph = Some(graph);
         index

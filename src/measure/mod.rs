@@ -1,5 +1,6 @@
 //! Measuring samples: what an image is (format, size, sha256) and how good it is (sharpness,
-//! brightness, clipping), plus the perceptual hashes dedup needs (pHash, dHash).
+//! brightness, clipping), plus the perceptual hashes dedup needs (pHash, dHash). The CLIP
+//! embeddings and scores are measured later, on the samples that survive dedup (`clip`).
 //!
 //! Pixel work sits behind [`QualityKernels`] so that a GPU backend can implement it; the CPU
 //! implementation here is the reference. This module records numbers and decides nothing.
@@ -44,12 +45,59 @@ pub struct Measurements {
     /// 64-bit difference hash, as `imagehash.dhash` builds it.
     #[serde(serialize_with = "hex64")]
     pub dhash: Option<u64>,
+    /// Characters of the caption after trimming white space, when the sample has a caption.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_chars: Option<u32>,
+    /// White-space separated words of the caption.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_words: Option<u32>,
+    /// CLIP tokens of the caption, start and end tokens included, before it is cut to the
+    /// model's context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_tokens: Option<u32>,
+    /// Whether the caption was longer than the model's context, so its end was not scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_truncated: Option<bool>,
+    /// Cosine similarity of the sample's CLIP image and caption embeddings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_score: Option<f64>,
+    /// Why an embedded sample has no CLIP score (e.g. it has no caption).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_note: Option<String>,
+    /// The model that embedded the sample: its id and the sha256 of its weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_weights_sha256: Option<String>,
 }
 
 fn hex64<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => s.serialize_str(&format!("{v:016x}")),
         None => s.serialize_none(),
+    }
+}
+
+/// The CLIP embeddings of one run: row `i` belongs to the sample `rows[i]` (an index into the
+/// run's records, which are in id order). Unit length.
+#[derive(Debug, Default)]
+pub struct Embeddings {
+    pub dim: usize,
+    pub rows: Vec<usize>,
+    /// `rows.len() x dim`, row-major.
+    pub image: Vec<f32>,
+    /// `rows.len() x dim`; a row of zeros where the sample has no caption (`has_text`).
+    pub text: Vec<f32>,
+    pub has_text: Vec<bool>,
+}
+
+impl Embeddings {
+    pub fn image_row(&self, i: usize) -> &[f32] {
+        &self.image[i * self.dim..(i + 1) * self.dim]
+    }
+
+    pub fn text_row(&self, i: usize) -> Option<&[f32]> {
+        self.has_text[i].then(|| &self.text[i * self.dim..(i + 1) * self.dim])
     }
 }
 

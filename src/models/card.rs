@@ -12,7 +12,19 @@ use super::ModelError;
 pub struct Card {
     pub id: String,
     pub architecture: String,
+    pub source: CardSource,
     pub files: Vec<CardFile>,
+}
+
+/// Where the checkpoint comes from.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CardSource {
+    /// `huggingface` or `fixture`.
+    pub kind: String,
+    /// The hub repository, for `huggingface`.
+    pub repo: Option<String>,
+    /// The pinned revision.
+    pub revision: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +41,31 @@ impl Card {
             .find(|f| f.name == name)
             .map(|f| f.sha256.as_str())
     }
+}
+
+/// The cards built into the binary: the repository's `models/*.toml` (a test checks that the
+/// two agree), so that an installed binary verifies checkpoints without the source tree.
+const BUNDLED: [&str; 3] = [
+    include_str!("../../models/clip-tiny-random.toml"),
+    include_str!("../../models/clip-vit-base-patch32.toml"),
+    include_str!("../../models/clip-vit-large-patch14.toml"),
+];
+
+/// The cards built into the binary, sorted by id.
+pub fn bundled_cards() -> Vec<Card> {
+    let mut cards: Vec<Card> = BUNDLED
+        .iter()
+        .map(|text| toml::from_str(text).expect("bundled model cards parse (tested)"))
+        .collect();
+    cards.sort_by(|a, b| a.id.cmp(&b.id));
+    cards
+}
+
+/// The card of a hub repository.
+pub fn card_for_repo<'a>(cards: &'a [Card], repo: &str) -> Option<&'a Card> {
+    cards
+        .iter()
+        .find(|c| c.source.repo.as_deref() == Some(repo))
 }
 
 /// Every card in `dir` (the repository's `models/`), sorted by id.

@@ -5,6 +5,7 @@
 //! checkpoint comes from and whether a card vouches for it (`card`).
 
 pub mod card;
+pub mod checkpoint;
 pub mod clip;
 pub mod clip_preprocess;
 
@@ -28,6 +29,13 @@ pub enum ModelError {
     Hub { repo: String, message: String },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    #[error("{path} has sha256 {actual}, but the model card {card} lists {expected}: the download is corrupt or the repository changed. Delete it from the Hugging Face cache to fetch it again, or pin `models.clip.revision`")]
+    Checksum {
+        path: String,
+        actual: String,
+        card: String,
+        expected: String,
+    },
 }
 
 impl ModelError {
@@ -45,7 +53,8 @@ pub struct Tokens {
     pub ids: Vec<u32>,
     /// Whether the caption was longer than the context and lost its end.
     pub truncated: bool,
-    /// Tokens before padding, start and end tokens included.
+    /// Tokens of the whole caption, start and end tokens included: more than the context
+    /// when it was truncated.
     pub length: usize,
 }
 
@@ -96,7 +105,7 @@ impl ClipTokenizer {
         Ok(Tokens {
             ids,
             truncated,
-            length: length.min(self.context_length),
+            length,
         })
     }
 }

@@ -1,11 +1,13 @@
 //! Running the stages together: plan → (source → decode → measure → per-sample filters,
-//! streamed over worker threads, candidates staged) → global decisions → write.
+//! streamed over worker threads, candidates staged) → exact and pHash dedup → CLIP embeddings
+//! of the survivors (with a model) → semantic dedup → alignment thresholds → write.
 //!
 //! Sources are asynchronous (`object_store` on a tokio runtime) and feed a bounded channel;
 //! worker threads decode and measure. Dedup needs the whole run, so it waits for every sample
 //! to be measured; then kept samples are written from staging in id order, which is what makes
 //! the output independent of thread count and arrival order.
 
+pub mod embed;
 pub mod progress;
 
 use futures::StreamExt;
@@ -16,18 +18,26 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::{Config, DedupConfig};
-use crate::decide::dedup::{exact_duplicates, near_duplicates, Candidate};
-use crate::decide::filters::{check_header, check_quality};
+use crate::decide::alignment::{decide_alignment, AlignmentSummary};
+use crate::decide::dedup::{exact_duplicates, near_duplicates, semantic_duplicates, Candidate};
+use crate::decide::filters::{check_caption, check_header, check_quality};
 use crate::decide::{Decision, Drop, Reason, Stage};
 use crate::decode::{probe, CpuDecoder, DecodeError, ImageDecoder};
 use crate::measure::{
     sha256_hex, CpuKernels, Measurements, QualityKernels, ANALYSIS_SHORT_SIDE, MEASURE_VERSION,
 };
+use crate::measure::Embeddings;
+use crate::models::checkpoint::load_clip;
+use crate::models::clip::Clip;
+use crate::models::ModelError;
 use crate::plan::{self, Plan, Units};
 use crate::source::{files, manifest, webdataset, Sample, SourceError, Stores};
-use crate::write::manifest::{Counts, InputRecord, RunInfo, RunManifest, ToolInfo};
+use crate::write::manifest::{
+    Counts, InputRecord, ModelsRecord, OutputFile, RunInfo, RunManifest, ToolInfo,
+};
 use crate::write::staging::{StagedPart, Staging};
 use crate::write::{self, Record, WriteError};
+use embed::{embed_kept, EmbedError};
 use progress::Progress;
 
 /// Why a run stopped.
@@ -44,6 +54,10 @@ pub enum RunError {
     },
     #[error("cannot start the I/O runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("models.clip: {0}")]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
 }
 
 /// Objects fetched at once per input (files and manifest rows).
@@ -82,6 +96,27 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     let stores = Stores::new();
     let mut stage_seconds = BTreeMap::new();
 
+    // The model first: a wrong path or a failed download is a setup error, found before any
+    // work starts.
+    let clip = match &config.models.clip {
+        Some(model) => {
+            let clip = load_clip(model)?;
+            tracing::info!(
+                "CLIP model {} (weights sha256 {}{}), batch size {}",
+                clip.info.id,
+                clip.info.weights_sha256,
+                if clip.info.card_verified { ", matches its model card" } else { ", no model card" },
+                model.batch_size
+            );
+            Some(clip)
+        }
+        None => {
+            tracing::info!(
+                "no [models.clip] in the config: CLIP embeddings, semantic dedup and CLIP scores are skipped"
+            );
+            None
+        }
+    };
     let plan = runtime.block_on(plan::resolve(config, &stores))?;
     let output = stores.open_for_output(&config.run.output)?;
     runtime.block_on(check_output(&output))?;
@@ -113,18 +148,38 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     decide_duplicates(&mut records, &config.dedup);
     stage_seconds.insert("decide".to_string(), decide_started.elapsed().as_secs_f64());
 
-    let write_started = Instant::now();
-    let kept = records.iter().filter(|r| r.decision.is_keep()).count() as u64;
     let reader = staging.finish().map_err(|source| RunError::Staging {
         path: staging_dir.display().to_string(),
         source,
     })?;
+    let mut alignment = None;
+    let mut embeddings_files = Vec::new();
+    if let (Some(clip), Some(model)) = (&clip, &config.models.clip) {
+        let embed_started = Instant::now();
+        let embeddings = embed_kept(&mut records, &reader, clip, model.batch_size, progress)?;
+        stage_seconds.insert("embed".to_string(), embed_started.elapsed().as_secs_f64());
+        let decide_started = Instant::now();
+        alignment = decide_semantic_and_alignment(&mut records, &embeddings, config);
+        *stage_seconds.entry("decide".to_string()).or_default() +=
+            decide_started.elapsed().as_secs_f64();
+        embeddings_files = write::embeddings::write_embeddings(
+            &output,
+            &records,
+            &embeddings,
+            &clip.info,
+            &handle,
+        )?;
+    }
+
+    let write_started = Instant::now();
+    let kept = records.iter().filter(|r| r.decision.is_keep()).count() as u64;
     let bar = progress.stage("write", Some(kept));
     let written = write::write_shards_and_ledger(
         &output,
         &mut records,
         &reader,
         &config.output,
+        &embeddings_files,
         &handle,
         || bar.inc(),
     )?;
@@ -143,6 +198,9 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         records: &records,
         input_errors: &input_errors,
         written,
+        embeddings: embeddings_files,
+        clip: clip.as_ref(),
+        alignment,
         stage_seconds,
         started_at,
     });
@@ -165,6 +223,9 @@ struct RunFacts<'a> {
     records: &'a [Record],
     input_errors: &'a [(usize, String)],
     written: write::Written,
+    embeddings: Vec<OutputFile>,
+    clip: Option<&'a Clip>,
+    alignment: Option<AlignmentSummary>,
     stage_seconds: BTreeMap<String, f64>,
     started_at: chrono::DateTime<chrono::Utc>,
 }
@@ -233,6 +294,11 @@ fn run_manifest(facts: RunFacts) -> RunManifest {
         counts,
         shards: facts.written.shards,
         ledger: facts.written.ledger,
+        embeddings: facts.embeddings,
+        models: ModelsRecord {
+            clip: facts.clip.map(|c| c.info.clone()),
+        },
+        alignment: facts.alignment,
         measure_version: MEASURE_VERSION.to_string(),
         stage_seconds: facts.stage_seconds,
     }
@@ -509,6 +575,18 @@ fn judge(
     if let Some(d) = check_header(&info, filters) {
         return (Decision::Drop(d), None);
     }
+    let caption = sample
+        .part("txt")
+        .map(|p| &p.bytes[..])
+        .or(sample.caption.as_deref().map(str::as_bytes));
+    match check_caption(caption, &config.filters.caption) {
+        Ok(Some(caption)) => {
+            m.caption_chars = Some(caption.chars);
+            m.caption_words = Some(caption.words);
+        }
+        Ok(None) => {}
+        Err(d) => return (Decision::Drop(d), None),
+    }
     let luma = match decoder.decode_luma(media, &info, ANALYSIS_SHORT_SIDE) {
         Ok(luma) => luma,
         Err(e) => return drop(Stage::Decode, Reason::Unreadable, e.to_string()),
@@ -558,34 +636,36 @@ fn stage_parts(
     staging.put(parts)
 }
 
+/// What dedup knows of a record.
+fn candidate(record: &Record) -> Candidate<'_> {
+    let m = &record.measurements;
+    Candidate {
+        id: &record.id,
+        sha256: m.sha256.as_deref().unwrap_or_default(),
+        phash: m.phash.unwrap_or_default(),
+        sharpness: m.sharpness.unwrap_or_default(),
+        pixels: m.width.unwrap_or(0) as u64 * m.height.unwrap_or(0) as u64,
+    }
+}
+
+/// Drops `records[indices[k]]` where `drops[k]` says so.
+fn apply_drops(records: &mut [Record], indices: &[usize], drops: Vec<Option<Drop>>) {
+    for (&i, drop) in indices.iter().zip(drops) {
+        if let Some(drop) = drop {
+            records[i].decision = Decision::Drop(drop);
+            records[i].staged.clear();
+        }
+    }
+}
+
 /// Global dedup over the samples still kept: exact copies first, then pHash neighbours.
 fn decide_duplicates(records: &mut [Record], dedup: &DedupConfig) {
     let run = |records: &mut [Record], find: &dyn Fn(&[Candidate]) -> Vec<Option<Drop>>| {
         let kept: Vec<usize> = (0..records.len())
             .filter(|&i| records[i].decision.is_keep())
             .collect();
-        let drops = {
-            let candidates: Vec<Candidate> = kept
-                .iter()
-                .map(|&i| {
-                    let m = &records[i].measurements;
-                    Candidate {
-                        id: &records[i].id,
-                        sha256: m.sha256.as_deref().unwrap_or_default(),
-                        phash: m.phash.unwrap_or_default(),
-                        sharpness: m.sharpness.unwrap_or_default(),
-                        pixels: m.width.unwrap_or(0) as u64 * m.height.unwrap_or(0) as u64,
-                    }
-                })
-                .collect();
-            find(&candidates)
-        };
-        for (&i, drop) in kept.iter().zip(drops) {
-            if let Some(drop) = drop {
-                records[i].decision = Decision::Drop(drop);
-                records[i].staged.clear();
-            }
-        }
+        let drops = find(&kept.iter().map(|&i| candidate(&records[i])).collect::<Vec<_>>());
+        apply_drops(records, &kept, drops);
     };
     if dedup.exact {
         run(records, &|c| exact_duplicates(c));
@@ -594,4 +674,46 @@ fn decide_duplicates(records: &mut [Record], dedup: &DedupConfig) {
         let d = dedup.phash_max_distance;
         run(records, &|c| near_duplicates(c, d));
     }
+}
+
+/// After embedding: semantic dedup over the embedded samples (all still kept), then the
+/// alignment thresholds over the CLIP scores of the samples still kept after it.
+fn decide_semantic_and_alignment(
+    records: &mut [Record],
+    embeddings: &Embeddings,
+    config: &Config,
+) -> Option<AlignmentSummary> {
+    let min_cosine = config.dedup.embedding_min_cosine;
+    if min_cosine > 0.0 && embeddings.rows.len() > 1 {
+        let rows = &embeddings.rows;
+        let drops = semantic_duplicates(
+            &rows.iter().map(|&i| candidate(&records[i])).collect::<Vec<_>>(),
+            &embeddings.image,
+            embeddings.dim,
+            min_cosine as f32,
+        );
+        apply_drops(records, rows, drops);
+    }
+    let rules = &config.filters.alignment;
+    if rules.min_clip_score.is_none() && rules.keep_top_fraction.is_none() {
+        return None;
+    }
+    let kept: Vec<usize> = (0..records.len())
+        .filter(|&i| records[i].decision.is_keep())
+        .collect();
+    let scores: Vec<Option<f64>> = kept
+        .iter()
+        .map(|&i| records[i].measurements.clip_score)
+        .collect();
+    let (drops, summary) = decide_alignment(&scores, rules);
+    apply_drops(records, &kept, drops);
+    tracing::info!(
+        "alignment: {} of {} scored samples dropped{}",
+        summary.dropped,
+        summary.scored,
+        summary
+            .quantile_threshold
+            .map_or(String::new(), |t| format!(" (keep_top_fraction threshold {t:.4})"))
+    );
+    Some(summary)
 }

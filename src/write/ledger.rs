@@ -1,7 +1,9 @@
 //! The ledger: one Parquet row per input sample, kept or dropped, with its provenance, every
 //! measurement and the decision. "Why is this sample missing?" is answered from it alone.
 
-use arrow_array::builder::{Float64Builder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, StringBuilder, UInt32Builder, UInt64Builder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -34,6 +36,14 @@ pub fn schema() -> Schema {
         Field::new("clipped_fraction", DataType::Float64, true),
         utf8("phash", true),
         utf8("dhash", true),
+        Field::new("caption_chars", DataType::UInt32, true),
+        Field::new("caption_words", DataType::UInt32, true),
+        Field::new("caption_tokens", DataType::UInt32, true),
+        Field::new("caption_truncated", DataType::Boolean, true),
+        Field::new("clip_score", DataType::Float64, true),
+        utf8("clip_note", true),
+        utf8("clip_model", true),
+        utf8("clip_weights_sha256", true),
         utf8("measure_version", false),
         utf8("status", false),
         utf8("drop_stage", true),
@@ -41,6 +51,7 @@ pub fn schema() -> Schema {
         utf8("drop_detail", true),
         utf8("duplicate_of", true),
         Field::new("duplicate_distance", DataType::Float64, true),
+        Field::new("duplicate_similarity", DataType::Float64, true),
         utf8("shard", true),
     ])
 }
@@ -62,10 +73,16 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
     let mut brightness = Float64Builder::with_capacity(n);
     let mut clipped = Float64Builder::with_capacity(n);
     let (mut phash, mut dhash, mut version) = (strings(), strings(), strings());
+    let uint32 = || UInt32Builder::with_capacity(n);
+    let (mut caption_chars, mut caption_words, mut caption_tokens) = (uint32(), uint32(), uint32());
+    let mut caption_truncated = BooleanBuilder::with_capacity(n);
+    let mut clip_score = Float64Builder::with_capacity(n);
+    let (mut clip_note, mut clip_model, mut clip_sha) = (strings(), strings(), strings());
     let (mut status, mut stage, mut reason, mut detail) =
         (strings(), strings(), strings(), strings());
     let mut duplicate_of = strings();
     let mut duplicate_distance = Float64Builder::with_capacity(n);
+    let mut duplicate_similarity = Float64Builder::with_capacity(n);
     let mut shard = strings();
 
     for r in records {
@@ -88,6 +105,14 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
         clipped.append_option(m.clipped_fraction);
         phash.append_option(m.phash.map(|h| format!("{h:016x}")));
         dhash.append_option(m.dhash.map(|h| format!("{h:016x}")));
+        caption_chars.append_option(m.caption_chars);
+        caption_words.append_option(m.caption_words);
+        caption_tokens.append_option(m.caption_tokens);
+        caption_truncated.append_option(m.caption_truncated);
+        clip_score.append_option(m.clip_score);
+        clip_note.append_option(m.clip_note.as_deref());
+        clip_model.append_option(m.clip_model.as_deref());
+        clip_sha.append_option(m.clip_weights_sha256.as_deref());
         version.append_value(MEASURE_VERSION);
         let dropped = r.decision.dropped();
         status.append_value(if dropped.is_some() { "dropped" } else { "kept" });
@@ -96,6 +121,7 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
         detail.append_option(dropped.map(|d| d.detail.as_str()));
         duplicate_of.append_option(dropped.and_then(|d| d.duplicate_of.as_deref()));
         duplicate_distance.append_option(dropped.and_then(|d| d.duplicate_distance));
+        duplicate_similarity.append_option(dropped.and_then(|d| d.duplicate_similarity));
         shard.append_option(r.shard.as_deref());
     }
 
@@ -118,6 +144,14 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
         Arc::new(clipped.finish()),
         Arc::new(phash.finish()),
         Arc::new(dhash.finish()),
+        Arc::new(caption_chars.finish()),
+        Arc::new(caption_words.finish()),
+        Arc::new(caption_tokens.finish()),
+        Arc::new(caption_truncated.finish()),
+        Arc::new(clip_score.finish()),
+        Arc::new(clip_note.finish()),
+        Arc::new(clip_model.finish()),
+        Arc::new(clip_sha.finish()),
         Arc::new(version.finish()),
         Arc::new(status.finish()),
         Arc::new(stage.finish()),
@@ -125,6 +159,7 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
         Arc::new(detail.finish()),
         Arc::new(duplicate_of.finish()),
         Arc::new(duplicate_distance.finish()),
+        Arc::new(duplicate_similarity.finish()),
         Arc::new(shard.finish()),
     ];
     let batch = RecordBatch::try_new(Arc::new(schema()), columns)?;

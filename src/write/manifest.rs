@@ -6,6 +6,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::shards::ShardInfo;
+use crate::decide::alignment::AlignmentSummary;
+use crate::models::clip::ClipInfo;
 use crate::plan::InputObject;
 
 #[derive(Debug, Clone, Serialize)]
@@ -17,9 +19,22 @@ pub struct RunManifest {
     pub inputs: Vec<InputRecord>,
     pub counts: Counts,
     pub shards: Vec<ShardInfo>,
-    pub ledger: Vec<LedgerFile>,
+    pub ledger: Vec<OutputFile>,
+    /// The CLIP embeddings files (empty without a CLIP model).
+    pub embeddings: Vec<OutputFile>,
+    /// The auxiliary models the run used (`null` for one it did not).
+    pub models: ModelsRecord,
+    /// The alignment thresholds as applied (absent without `[filters.alignment]` rules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<AlignmentSummary>,
     pub measure_version: String,
     pub stage_seconds: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ModelsRecord {
+    /// The CLIP checkpoint: id, weights sha256, whether a model card vouches for it.
+    pub clip: Option<ClipInfo>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,9 +91,9 @@ pub struct Counts {
     pub dropped_by_reason: BTreeMap<String, u64>,
 }
 
-/// A ledger file with its row count and checksum.
+/// An output file (ledger or embeddings Parquet) with its row count and checksum.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LedgerFile {
+pub struct OutputFile {
     pub name: String,
     pub rows: u64,
     pub bytes: u64,

@@ -1,9 +1,10 @@
 //! Writing the results: WebDataset shards of the kept samples (original bytes, caption and a
-//! `.json` with measurements and provenance), the Parquet ledger of every sample, and the run
-//! manifest, then the `_SUCCESS` marker. Every file appears complete or not at all.
+//! `.json` with measurements and provenance), the Parquet ledger of every sample, the CLIP
+//! embeddings when a model ran, and the run manifest, then the `_SUCCESS` marker. Every file appears complete or not at all.
 //!
 //! Kept samples are read back from staging: this stage fetches and decodes nothing.
 
+pub mod embeddings;
 pub mod ledger;
 pub mod manifest;
 pub mod shards;
@@ -19,7 +20,7 @@ use crate::config::OutputConfig;
 use crate::decide::Decision;
 use crate::measure::{Measurements, MEASURE_VERSION};
 use crate::source::{Location, Origin};
-use manifest::LedgerFile;
+use manifest::OutputFile;
 use shards::{append_member, relative_path, ShardInfo, ShardWriter};
 use staging::{StagedPart, StagingReader};
 
@@ -50,13 +51,15 @@ pub enum WriteError {
     Staging { id: String, source: std::io::Error },
     #[error("cannot build the ledger: {0}")]
     Ledger(#[from] parquet::errors::ParquetError),
+    #[error("cannot build the embeddings file: {0}")]
+    Embeddings(parquet::errors::ParquetError),
 }
 
 /// What was written.
 #[derive(Debug, Clone)]
 pub struct Written {
     pub shards: Vec<ShardInfo>,
-    pub ledger: Vec<LedgerFile>,
+    pub ledger: Vec<OutputFile>,
 }
 
 /// Removes `_SUCCESS` before a run starts, so that output being rewritten is never mistaken
@@ -72,13 +75,15 @@ pub async fn clear_success_marker(output: &Location) -> Result<(), WriteError> {
     }
 }
 
-/// Writes shards and ledger for records sorted by id. `on_sample` is called after each kept
-/// sample is written (for progress).
+/// Writes shards and ledger for records sorted by id, then removes what an earlier run left
+/// in `shards/`, `ledger/` and `embeddings/` that this run did not write (`embeddings` are the
+/// files it wrote there). `on_sample` is called after each kept sample is written.
 pub fn write_shards_and_ledger(
     output: &Location,
     records: &mut [Record],
     staging: &StagingReader,
     config: &OutputConfig,
+    embeddings: &[OutputFile],
     runtime: &tokio::runtime::Handle,
     mut on_sample: impl FnMut(),
 ) -> Result<Written, WriteError> {
@@ -128,7 +133,7 @@ pub fn write_shards_and_ledger(
     for (index, chunk) in records.chunks(LEDGER_ROWS_PER_FILE).enumerate() {
         let name = format!("ledger/ledger-{index:06}.parquet");
         let bytes = ledger::to_parquet(chunk)?;
-        let info = LedgerFile {
+        let info = OutputFile {
             name: name.clone(),
             rows: chunk.len() as u64,
             bytes: bytes.len() as u64,
@@ -140,9 +145,13 @@ pub fn write_shards_and_ledger(
     let keep: HashSet<String> = shards
         .iter()
         .map(|s| s.name.clone())
-        .chain(ledger.iter().map(|l| l.name.clone()))
+        .chain(ledger.iter().chain(embeddings).map(|l| l.name.clone()))
         .collect();
-    runtime.block_on(remove_stale(output, &["shards", "ledger"], &keep))?;
+    runtime.block_on(remove_stale(
+        output,
+        &["shards", "ledger", "embeddings"],
+        &keep,
+    ))?;
     Ok(Written { shards, ledger })
 }
 

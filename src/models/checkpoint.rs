@@ -1,0 +1,116 @@
+//! Finding and verifying a CLIP checkpoint from `[models.clip]`: a local folder (`path`), or a
+//! Hugging Face Hub repository (`hf`) fetched into the Hugging Face cache with `hf-hub` (which
+//! honours `HF_HOME` and `HF_ENDPOINT`, and reads the cache without network when the files are
+//! there). The weights' sha256 is matched against the bundled model cards; this module does
+//! not run the model.
+
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::card::{bundled_cards, card_for_repo, match_weights};
+use super::clip::Clip;
+use super::ModelError;
+use crate::config::ClipModelConfig;
+
+/// The files a CLIP folder must hold.
+pub const CLIP_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+/// Resolves, verifies and loads the configured CLIP model on the CPU.
+pub fn load_clip(config: &ClipModelConfig) -> Result<Clip, ModelError> {
+    let cards = bundled_cards();
+    let (dir, repo_card) = match (&config.path, &config.hf) {
+        (Some(path), _) => (PathBuf::from(path), None),
+        (None, Some(repo)) => {
+            let card = card_for_repo(&cards, repo);
+            let revision = config
+                .revision
+                .clone()
+                .or_else(|| card.and_then(|c| c.source.revision.clone()))
+                .unwrap_or_else(|| "main".to_string());
+            (fetch_from_hub(repo, &revision)?, card)
+        }
+        (None, None) => unreachable!("config validation requires path or hf"),
+    };
+    if !dir.is_dir() {
+        return Err(ModelError::Missing {
+            path: dir.display().to_string(),
+        });
+    }
+    let weights = dir.join("model.safetensors");
+    let sha = sha256_file(&weights)?;
+    let card = match_weights(&cards, &sha);
+    if let (Some(expected), None) = (repo_card, card) {
+        return Err(ModelError::Checksum {
+            path: weights.display().to_string(),
+            actual: sha,
+            card: expected.id.clone(),
+            expected: expected
+                .sha256_of("model.safetensors")
+                .unwrap_or_default()
+                .to_string(),
+        });
+    }
+    let (id, verified) = match card {
+        Some(card) => (card.id.clone(), true),
+        None => {
+            tracing::warn!(
+                "the CLIP weights {} (sha256 {sha}) match no model card in models/: they are used and recorded as unverified",
+                weights.display()
+            );
+            (config.hf.clone().unwrap_or_else(|| dir.display().to_string()), false)
+        }
+    };
+    Clip::load(&dir, id, sha, verified, &candle_core::Device::Cpu)
+}
+
+/// Fetches the CLIP files of `repo` at `revision` (or finds them in the cache) and returns the
+/// snapshot folder holding them.
+fn fetch_from_hub(repo: &str, revision: &str) -> Result<PathBuf, ModelError> {
+    let hub_error = |message: String| ModelError::Hub {
+        repo: format!("{repo}@{revision}"),
+        message,
+    };
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_progress(true)
+        .build()
+        .map_err(|e| hub_error(e.to_string()))?;
+    let remote = api.repo(hf_hub::Repo::with_revision(
+        repo.to_string(),
+        hf_hub::RepoType::Model,
+        revision.to_string(),
+    ));
+    let mut dir = None;
+    for name in CLIP_FILES {
+        tracing::info!("fetching {name} of {repo}@{revision} (or reading it from the Hugging Face cache)");
+        let path = remote
+            .get(name)
+            .map_err(|e| hub_error(format!("{name}: {e}")))?;
+        dir = path.parent().map(Path::to_path_buf);
+    }
+    dir.ok_or_else(|| hub_error("the cache returned no folder".to_string()))
+}
+
+/// sha256 of a file, hex, read in 1 MiB blocks.
+pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => ModelError::Missing {
+            path: path.display().to_string(),
+        },
+        _ => ModelError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        },
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
