@@ -76,7 +76,10 @@ fn bundled_cards_are_the_repository_cards() {
     };
     assert_eq!(ids(&bundled), ids(&on_disk));
     for (a, b) in bundled.iter().zip(&on_disk) {
-        assert_eq!(a.sha256_of("model.safetensors"), b.sha256_of("model.safetensors"));
+        assert_eq!(
+            a.sha256_of("model.safetensors"),
+            b.sha256_of("model.safetensors")
+        );
     }
     let b32 = card_for_repo(&bundled, "openai/clip-vit-base-patch32").unwrap();
     assert_eq!(

@@ -207,9 +207,10 @@ fn print_summary(summary: &RunSummary) {
         format!("{} ({})", m.shards.len(), human_bytes(bytes)),
     );
     if let Some(clip) = &m.models.clip {
-        let scored = m.alignment.as_ref().map_or(String::new(), |a| {
-            format!(", {} scored", a.scored)
-        });
+        let scored = m
+            .alignment
+            .as_ref()
+            .map_or(String::new(), |a| format!(", {} scored", a.scored));
         let rows: u64 = m.embeddings.iter().map(|e| e.rows).sum();
         row(
             &mut out,

@@ -542,7 +542,11 @@ impl Config {
             );
         }
         if !(1..=4096).contains(&clip.batch_size) {
-            return invalid("models.clip.batch_size", &clip.batch_size, "must be 1 to 4096");
+            return invalid(
+                "models.clip.batch_size",
+                &clip.batch_size,
+                "must be 1 to 4096",
+            );
         }
         Ok(())
     }
@@ -788,6 +792,50 @@ uri = "data/images"
             e.starts_with("config file test.toml is not valid TOML"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn model_caption_and_alignment_keys_are_checked() {
+        let clip = "models.clip.path=\"models/b32\"";
+        assert!(load(MINIMAL, &[clip, "filters.alignment.min_clip_score=0.28"]).is_ok());
+        let cases: [(&[&str], &str); 8] = [
+            (
+                &["models.clip.batch_size=8"],
+                "config key `models.clip` = {}: needs `path` (a local folder",
+            ),
+            (
+                &[clip, "models.clip.hf=\"openai/clip-vit-base-patch32\""],
+                "config key `models.clip.hf` = \"openai/clip-vit-base-patch32\": set either `path` or `hf`, not both",
+            ),
+            (
+                &["models.clip.hf=\"clip\""],
+                "config key `models.clip.hf` = \"clip\": must be a repository id",
+            ),
+            (
+                &[clip, "models.clip.revision=\"main\""],
+                "config key `models.clip.revision` = \"main\": applies only to `hf`",
+            ),
+            (
+                &[clip, "models.clip.batch_size=0"],
+                "config key `models.clip.batch_size` = 0: must be 1 to 4096",
+            ),
+            (
+                &[clip, "filters.alignment.keep_top_fraction=1.5"],
+                "config key `filters.alignment.keep_top_fraction` = 1.5: must be above 0 and at most 1",
+            ),
+            (
+                &["filters.alignment.min_clip_score=0.28"],
+                "config key `filters.alignment.min_clip_score` = 0.28: needs a CLIP model to score with",
+            ),
+            (
+                &["dedup.embedding_min_cosine=1.2"],
+                "config key `dedup.embedding_min_cosine` = 1.2: must be 0 (off) or a cosine similarity",
+            ),
+        ];
+        for (sets, expected) in cases {
+            let e = load(MINIMAL, sets).unwrap_err();
+            assert!(e.starts_with(expected), "{sets:?}: {e}");
+        }
     }
 
     #[test]

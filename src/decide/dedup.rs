@@ -113,17 +113,17 @@ pub fn exact_duplicates(candidates: &[Candidate]) -> Vec<Option<Drop>> {
     drop_all_but_best(candidates, groups, |_, kept, size| {
         let kept = &candidates[kept];
         Drop {
-        stage: Stage::Dedup,
-        reason: Reason::ExactDuplicate,
-        detail: format!(
-            "byte-identical to {} (sha256 {}…; {size} copies, one kept)",
-            kept.id,
-            &kept.sha256[..12.min(kept.sha256.len())]
-        ),
-        duplicate_of: Some(kept.id.to_string()),
-        duplicate_distance: Some(0.0),
-        duplicate_similarity: None,
-    }
+            stage: Stage::Dedup,
+            reason: Reason::ExactDuplicate,
+            detail: format!(
+                "byte-identical to {} (sha256 {}…; {size} copies, one kept)",
+                kept.id,
+                &kept.sha256[..12.min(kept.sha256.len())]
+            ),
+            duplicate_of: Some(kept.id.to_string()),
+            duplicate_distance: Some(0.0),
+            duplicate_similarity: None,
+        }
     })
 }
 
@@ -268,14 +268,22 @@ mod tests {
             candidate("0:d", "4", 0, 10.0, 100),
         ];
         let drops = semantic_duplicates(&c, &embeddings, 3, 0.96);
-        assert!(drops[1].is_none() && drops[3].is_none(), "b is the sharpest; d is alone");
+        assert!(
+            drops[1].is_none() && drops[3].is_none(),
+            "b is the sharpest; d is alone"
+        );
         let a = drops[0].as_ref().unwrap();
         assert_eq!(a.reason, Reason::SemanticDuplicate);
         assert_eq!(a.duplicate_of.as_deref(), Some("0:b"));
         let expected = cosine(&rows[0], &rows[1]);
         assert_eq!(a.duplicate_similarity, Some(f64::from(expected)));
-        assert!(a.detail.starts_with("semantic duplicate of 0:b: image embedding cosine 0.98"));
-        assert_eq!(drops[2].as_ref().unwrap().duplicate_of.as_deref(), Some("0:b"));
+        assert!(a
+            .detail
+            .starts_with("semantic duplicate of 0:b: image embedding cosine 0.98"));
+        assert_eq!(
+            drops[2].as_ref().unwrap().duplicate_of.as_deref(),
+            Some("0:b")
+        );
     }
 
     #[test]

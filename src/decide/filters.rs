@@ -103,7 +103,7 @@ pub fn check_caption<'a>(
                 Stage::Filter,
                 Reason::CaptionNotUtf8,
                 format!(
-                    "the .txt caption is not UTF-8: {e} (byte {} of {})",
+                    "the .txt caption is not UTF-8: invalid bytes at offset {} of {}",
                     e.valid_up_to(),
                     raw.map_or(0, <[u8]>::len)
                 ),
@@ -126,14 +126,20 @@ pub fn check_caption<'a>(
         return Err(Drop::new(
             Stage::Filter,
             Reason::CaptionTooShort,
-            format!("caption has {words} word(s) < min_words {}", limits.min_words),
+            format!(
+                "caption has {words} word(s) < min_words {}",
+                limits.min_words
+            ),
         ));
     }
     if chars < limits.min_chars {
         return Err(Drop::new(
             Stage::Filter,
             Reason::CaptionTooShort,
-            format!("caption has {chars} character(s) < min_chars {}", limits.min_chars),
+            format!(
+                "caption has {chars} character(s) < min_chars {}",
+                limits.min_chars
+            ),
         ));
     }
     Ok(Some(Caption { text, chars, words }))
@@ -154,7 +160,9 @@ mod tests {
             };
             check_caption(raw, &limits)
         }
-        let ok = check(Some(" a red bicycle \n".as_bytes())).unwrap().unwrap();
+        let ok = check(Some(" a red bicycle \n".as_bytes()))
+            .unwrap()
+            .unwrap();
         assert_eq!((ok.text, ok.chars, ok.words), ("a red bicycle", 13, 3));
         assert_eq!(check(None).unwrap_err().reason, Reason::NoCaption);
         assert_eq!(check(Some(b" \t\n")).unwrap_err().reason, Reason::NoCaption);
@@ -165,7 +173,10 @@ mod tests {
         assert_eq!(chars.detail, "caption has 5 character(s) < min_chars 8");
         let bad = check(Some(b"caf\xe9 au lait")).unwrap_err();
         assert_eq!(bad.reason, Reason::CaptionNotUtf8);
-        assert!(bad.detail.contains("byte 3 of 13"), "{}", bad.detail);
+        assert_eq!(
+            bad.detail,
+            "the .txt caption is not UTF-8: invalid bytes at offset 3 of 12"
+        );
         // Without `required`, a missing caption passes and the length rules do not apply.
         let lenient = CaptionFilters::default();
         assert_eq!(check_caption(None, &lenient).unwrap(), None);

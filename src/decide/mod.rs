@@ -6,8 +6,8 @@
 //!
 //! This stage works on measurements only; it never reads or decodes bytes.
 
-pub mod dedup;
 pub mod alignment;
+pub mod dedup;
 pub mod filters;
 pub mod hamming_index;
 pub mod semantic;

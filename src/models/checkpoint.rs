@@ -39,18 +39,19 @@ pub fn load_clip(config: &ClipModelConfig) -> Result<Clip, ModelError> {
     }
     let weights = dir.join("model.safetensors");
     let sha = sha256_file(&weights)?;
-    let card = match_weights(&cards, &sha);
-    if let (Some(expected), None) = (repo_card, card) {
-        return Err(ModelError::Checksum {
-            path: weights.display().to_string(),
-            actual: sha,
-            card: expected.id.clone(),
-            expected: expected
-                .sha256_of("model.safetensors")
-                .unwrap_or_default()
-                .to_string(),
-        });
+    // A repository with a card must hold the card's weights; a folder is matched by hash.
+    if let Some(expected) = repo_card {
+        let listed = expected.sha256_of("model.safetensors").unwrap_or_default();
+        if listed != sha {
+            return Err(ModelError::Checksum {
+                path: weights.display().to_string(),
+                actual: sha,
+                card: expected.id.clone(),
+                expected: listed.to_string(),
+            });
+        }
     }
+    let card = match_weights(&cards, &sha);
     let (id, verified) = match card {
         Some(card) => (card.id.clone(), true),
         None => {
@@ -58,7 +59,13 @@ pub fn load_clip(config: &ClipModelConfig) -> Result<Clip, ModelError> {
                 "the CLIP weights {} (sha256 {sha}) match no model card in models/: they are used and recorded as unverified",
                 weights.display()
             );
-            (config.hf.clone().unwrap_or_else(|| dir.display().to_string()), false)
+            (
+                config
+                    .hf
+                    .clone()
+                    .unwrap_or_else(|| dir.display().to_string()),
+                false,
+            )
         }
     };
     Clip::load(&dir, id, sha, verified, &candle_core::Device::Cpu)
@@ -82,7 +89,9 @@ fn fetch_from_hub(repo: &str, revision: &str) -> Result<PathBuf, ModelError> {
     ));
     let mut dir = None;
     for name in CLIP_FILES {
-        tracing::info!("fetching {name} of {repo}@{revision} (or reading it from the Hugging Face cache)");
+        tracing::info!(
+            "fetching {name} of {repo}@{revision} (or reading it from the Hugging Face cache)"
+        );
         let path = remote
             .get(name)
             .map_err(|e| hub_error(format!("{name}: {e}")))?;

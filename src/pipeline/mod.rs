@@ -23,10 +23,10 @@ use crate::decide::dedup::{exact_duplicates, near_duplicates, semantic_duplicate
 use crate::decide::filters::{check_caption, check_header, check_quality};
 use crate::decide::{Decision, Drop, Reason, Stage};
 use crate::decode::{probe, CpuDecoder, DecodeError, ImageDecoder};
+use crate::measure::Embeddings;
 use crate::measure::{
     sha256_hex, CpuKernels, Measurements, QualityKernels, ANALYSIS_SHORT_SIDE, MEASURE_VERSION,
 };
-use crate::measure::Embeddings;
 use crate::models::checkpoint::load_clip;
 use crate::models::clip::Clip;
 use crate::models::ModelError;
@@ -105,7 +105,11 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
                 "CLIP model {} (weights sha256 {}{}), batch size {}",
                 clip.info.id,
                 clip.info.weights_sha256,
-                if clip.info.card_verified { ", matches its model card" } else { ", no model card" },
+                if clip.info.card_verified {
+                    ", matches its model card"
+                } else {
+                    ", no model card"
+                },
                 model.batch_size
             );
             Some(clip)
@@ -664,7 +668,12 @@ fn decide_duplicates(records: &mut [Record], dedup: &DedupConfig) {
         let kept: Vec<usize> = (0..records.len())
             .filter(|&i| records[i].decision.is_keep())
             .collect();
-        let drops = find(&kept.iter().map(|&i| candidate(&records[i])).collect::<Vec<_>>());
+        let drops = find(
+            &kept
+                .iter()
+                .map(|&i| candidate(&records[i]))
+                .collect::<Vec<_>>(),
+        );
         apply_drops(records, &kept, drops);
     };
     if dedup.exact {
@@ -687,7 +696,10 @@ fn decide_semantic_and_alignment(
     if min_cosine > 0.0 && embeddings.rows.len() > 1 {
         let rows = &embeddings.rows;
         let drops = semantic_duplicates(
-            &rows.iter().map(|&i| candidate(&records[i])).collect::<Vec<_>>(),
+            &rows
+                .iter()
+                .map(|&i| candidate(&records[i]))
+                .collect::<Vec<_>>(),
             &embeddings.image,
             embeddings.dim,
             min_cosine as f32,
@@ -713,7 +725,9 @@ fn decide_semantic_and_alignment(
         summary.scored,
         summary
             .quantile_threshold
-            .map_or(String::new(), |t| format!(" (keep_top_fraction threshold {t:.4})"))
+            .map_or(String::new(), |t| format!(
+                " (keep_top_fraction threshold {t:.4})"
+            ))
     );
     Some(summary)
 }
