@@ -411,3 +411,67 @@ fn without_a_model_the_clip_stages_are_skipped_and_the_run_says_so_once() {
         assert!(row["clip_score"].is_null() && row["clip_model"].is_null());
     }
 }
+
+/// `configs/image-text.toml` as shipped, on WebDataset shards made here, with the fixture model
+/// in place of the hub one.
+#[test]
+fn image_text_example_config_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus_dir = tmp.path().join("corpus");
+    corpus(&corpus_dir);
+    let shards = tmp.path().join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&corpus_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for (index, chunk) in names.chunks(6).enumerate() {
+        let file = std::fs::File::create(shards.join(format!("part-{index:03}.tar"))).unwrap();
+        let mut tar = tar::Builder::new(file);
+        for name in chunk {
+            let bytes = read(corpus_dir.join(name));
+            let mut header = tar::Header::new_ustar();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, &bytes[..]).unwrap();
+        }
+        tar.finish().unwrap();
+    }
+    let output = tmp.path().join("out");
+    let model = format!(
+        "models.clip={{path = \"{}\", batch_size = 4}}",
+        root().join(FIXTURE).display()
+    );
+    ok(&mmcurate(&[
+        "run",
+        "configs/image-text.toml",
+        "--set",
+        &format!("inputs.0.uri=\"{}\"", shards.display()),
+        "--set",
+        &format!("run.output=\"{}\"", output.display()),
+        "--set",
+        &model,
+    ]));
+    let rows = ledger_rows(&output);
+    assert_eq!(rows.len(), 9);
+    let reason = |key: &str| {
+        rows.iter()
+            .find(|r| r["key"] == key)
+            .map(|r| r["drop_reason"].as_str().unwrap_or("kept").to_string())
+            .unwrap()
+    };
+    assert_eq!(reason("building"), "no_caption");
+    assert_eq!(reason("rocket"), "caption_not_utf8");
+    assert_eq!(reason("aero"), "caption_too_short");
+    for row in &rows {
+        match row["status"].as_str().unwrap() {
+            "kept" => assert!(row["clip_score"].as_f64().unwrap() >= 0.28, "{row}"),
+            _ if row["drop_reason"] == "low_clip_score" => {
+                assert!(row["clip_score"].as_f64().unwrap() < 0.28, "{row}")
+            }
+            _ => {}
+        }
+    }
+}
