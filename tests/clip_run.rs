@@ -426,7 +426,17 @@ fn image_text_example_config_runs() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    for (index, chunk) in names.chunks(6).enumerate() {
+    // Three samples per shard; a sample's files stay together, as WebDataset requires.
+    let mut samples: Vec<Vec<String>> = Vec::new();
+    for name in names {
+        let stem = name.rsplit_once('.').unwrap().0.to_string();
+        match samples.last_mut() {
+            Some(last) if last[0].starts_with(&format!("{stem}.")) => last.push(name),
+            _ => samples.push(vec![name]),
+        }
+    }
+    for (index, chunk) in samples.chunks(3).enumerate() {
+        let chunk: Vec<&String> = chunk.iter().flatten().collect();
         let file = std::fs::File::create(shards.join(format!("part-{index:03}.tar"))).unwrap();
         let mut tar = tar::Builder::new(file);
         for name in chunk {
