@@ -102,6 +102,18 @@ fn drop_all_but_best(
     drops
 }
 
+/// The end of a drop's detail: how it is linked to the kept sample when not directly, or the
+/// group's size when it has more than two members.
+fn group_note(directly_linked: bool, size: usize) -> String {
+    if !directly_linked {
+        format!("; linked to it through other members of a group of {size}")
+    } else if size > 2 {
+        format!("; group of {size}")
+    } else {
+        String::new()
+    }
+}
+
 /// Byte-identical copies: for each candidate, `Some(drop)` if another copy is kept instead.
 pub fn exact_duplicates(candidates: &[Candidate]) -> Vec<Option<Drop>> {
     let mut by_sha: HashMap<&str, Vec<u32>> = HashMap::new();
@@ -138,13 +150,7 @@ pub fn near_duplicates(candidates: &[Candidate], max_distance: u32) -> Vec<Optio
     drop_all_but_best(candidates, sets.groups(), |dropped, kept, size| {
         let (dropped, kept) = (&candidates[dropped], &candidates[kept]);
         let distance = (dropped.phash ^ kept.phash).count_ones();
-        let via = if distance > max_distance {
-            format!("; linked to it through other members of a group of {size}")
-        } else if size > 2 {
-            format!("; group of {size}")
-        } else {
-            String::new()
-        };
+        let via = group_note(distance <= max_distance, size);
         Drop {
             stage: Stage::Dedup,
             reason: Reason::NearDuplicate,
@@ -176,13 +182,7 @@ pub fn semantic_duplicates(
     let row = |i: usize| &embeddings[i * dim..(i + 1) * dim];
     drop_all_but_best(candidates, sets.groups(), |dropped, kept, size| {
         let cosine = cosine(row(dropped), row(kept));
-        let via = if cosine < min_cosine {
-            format!("; linked to it through other members of a group of {size}")
-        } else if size > 2 {
-            format!("; group of {size}")
-        } else {
-            String::new()
-        };
+        let via = group_note(cosine >= min_cosine, size);
         Drop {
             stage: Stage::Dedup,
             reason: Reason::SemanticDuplicate,

@@ -695,6 +695,11 @@ fn decide_semantic_and_alignment(
     let min_cosine = config.dedup.embedding_min_cosine;
     if min_cosine > 0.0 && embeddings.rows.len() > 1 {
         let rows = &embeddings.rows;
+        let started = Instant::now();
+        tracing::info!(
+            "semantic dedup: indexing and searching {} image embeddings (cosine >= {min_cosine})",
+            rows.len()
+        );
         let drops = semantic_duplicates(
             &rows
                 .iter()
@@ -704,7 +709,12 @@ fn decide_semantic_and_alignment(
             embeddings.dim,
             min_cosine as f32,
         );
+        let dropped = drops.iter().flatten().count();
         apply_drops(records, rows, drops);
+        tracing::info!(
+            "semantic dedup: {dropped} semantic duplicates dropped in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     let rules = &config.filters.alignment;
     if rules.min_clip_score.is_none() && rules.keep_top_fraction.is_none() {

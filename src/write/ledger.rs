@@ -6,9 +6,6 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use std::sync::Arc;
 
 use super::Record;
@@ -163,12 +160,5 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
         Arc::new(shard.finish()),
     ];
     let batch = RecordBatch::try_new(Arc::new(schema()), columns)?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(properties))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(out)
+    super::parquet_file(&batch)
 }

@@ -155,6 +155,21 @@ pub fn write_shards_and_ledger(
     Ok(Written { shards, ledger })
 }
 
+/// One record batch as a Snappy-compressed Parquet file (the ledger's and the embeddings').
+fn parquet_file(
+    batch: &arrow_array::RecordBatch,
+) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut out = Vec::new();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(properties))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(out)
+}
+
 /// Writes one object atomically (a single PUT on S3, write-then-rename locally).
 pub async fn put(output: &Location, relative: &str, bytes: Vec<u8>) -> Result<(), WriteError> {
     let path = relative_path(&output.path, relative);
