@@ -82,13 +82,17 @@ pub fn embed_kept(
         let mut tokens = Vec::new();
         let mut with_caption = Vec::new();
         for (j, p) in ok.iter().enumerate() {
-            if let Some(caption) = &p.caption {
-                let t = clip.tokenizer().encode(caption)?;
-                let m = &mut records[p.record].measurements;
-                m.caption_tokens = Some(t.length as u32);
-                m.caption_truncated = Some(t.truncated);
-                tokens.push(t.ids);
-                with_caption.push(j);
+            let Some(caption) = &p.caption else { continue };
+            let m = &mut records[p.record].measurements;
+            match clip.tokenizer().encode(caption) {
+                Ok(t) => {
+                    m.caption_tokens = Some(t.length as u32);
+                    m.caption_truncated = Some(t.truncated);
+                    tokens.push(t.ids);
+                    with_caption.push(j);
+                }
+                // Not seen with valid UTF-8, but a caption is data: say so, do not stop.
+                Err(e) => m.clip_note = Some(format!("not scored: {e}")),
             }
         }
         let mut text_features = clip.embed_texts(&tokens)?;
@@ -108,7 +112,7 @@ pub fn embed_kept(
             if has_text[j] {
                 let score = cosine(image_row, &text[j * dim..(j + 1) * dim]);
                 m.clip_score = Some(f64::from(score));
-            } else {
+            } else if m.clip_note.is_none() {
                 m.clip_note = Some("not scored: no caption".to_string());
             }
             out.rows.push(p.record);
