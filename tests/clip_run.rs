@@ -95,6 +95,13 @@ embedding_min_cosine = 0.998
     path
 }
 
+/// Runs a config that must fail; returns its stderr.
+fn run_failing(config: &Path, env: &[(&str, &str)]) -> String {
+    let run = mmcurate_with_env(&["run", config.to_str().unwrap()], env);
+    assert!(!run.status.success(), "the run succeeded");
+    String::from_utf8_lossy(&run.stderr).into_owned()
+}
+
 fn fixture_model() -> String {
     format!(
         "[models.clip]\npath = \"{}\"\nbatch_size = 3\n",
@@ -321,9 +328,7 @@ fn hf_model_from_the_cache_and_a_clear_error_without_network() {
     let output = tmp.path().join("out-tampered");
     let model = "[models.clip]\nhf = \"openai/clip-vit-base-patch32\"\n";
     let config = write_config(tmp.path(), &corpus_dir, &output, 2, model);
-    let run = mmcurate_with_env(&["run", config.to_str().unwrap()], &env);
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stderr = run_failing(&config, &env);
     assert!(
         stderr.contains("but the model card openai/clip-vit-base-patch32 lists 99d28a652e6ec46629ab7047a0ac82c69b1fe11e0ce672c43af65d3a9a3fc05d"),
         "{stderr}"
@@ -334,9 +339,7 @@ fn hf_model_from_the_cache_and_a_clear_error_without_network() {
     let output = tmp.path().join("out-missing");
     let model = "[models.clip]\nhf = \"openai/clip-vit-base-patch32\"\n";
     let config = write_config(tmp.path(), &corpus_dir, &output, 2, model);
-    let run = mmcurate_with_env(&["run", config.to_str().unwrap()], &env);
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stderr = run_failing(&config, &env);
     assert!(
         stderr.contains("cannot fetch openai/clip-vit-base-patch32@b33cedfd0df4e43b8238760678fcc89e1a0d38b3 from the Hugging Face Hub"),
         "{stderr}"
@@ -382,9 +385,7 @@ fn without_a_model_the_clip_stages_are_skipped_and_the_run_says_so_once() {
     let output = tmp.path().join("out");
     let config = write_config(tmp.path(), &corpus_dir, &output, 2, "");
     // The alignment rules need a model: refused before any work.
-    let run = mmcurate(&["run", config.to_str().unwrap()]);
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stderr = run_failing(&config, &[]);
     assert!(
         stderr
             .contains("config key `filters.alignment.keep_top_fraction` = 0.5: needs a CLIP model"),

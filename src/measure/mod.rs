@@ -91,16 +91,6 @@ pub struct Embeddings {
     pub has_text: Vec<bool>,
 }
 
-impl Embeddings {
-    pub fn image_row(&self, i: usize) -> &[f32] {
-        &self.image[i * self.dim..(i + 1) * self.dim]
-    }
-
-    pub fn text_row(&self, i: usize) -> Option<&[f32]> {
-        self.has_text[i].then(|| &self.text[i * self.dim..(i + 1) * self.dim])
-    }
-}
-
 /// What the pixel kernels compute for one image.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImageQuality {

@@ -14,7 +14,7 @@ use super::ModelError;
 use crate::config::ClipModelConfig;
 
 /// The files a CLIP folder must hold.
-pub const CLIP_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+const CLIP_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
 /// Resolves, verifies and loads the configured CLIP model on the CPU.
 pub fn load_clip(config: &ClipModelConfig) -> Result<Clip, ModelError> {
@@ -30,7 +30,13 @@ pub fn load_clip(config: &ClipModelConfig) -> Result<Clip, ModelError> {
                 .unwrap_or_else(|| "main".to_string());
             (fetch_from_hub(repo, &revision)?, card)
         }
-        (None, None) => unreachable!("config validation requires path or hf"),
+        (None, None) => {
+            return Err(ModelError::Config {
+                path: "models.clip".to_string(),
+                message: "set `path` (a local folder) or `hf` (a Hugging Face repository id)"
+                    .to_string(),
+            })
+        }
     };
     if !dir.is_dir() {
         return Err(ModelError::Missing {
@@ -101,7 +107,7 @@ fn fetch_from_hub(repo: &str, revision: &str) -> Result<PathBuf, ModelError> {
 }
 
 /// sha256 of a file, hex, read in 1 MiB blocks.
-pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
+fn sha256_file(path: &Path) -> Result<String, ModelError> {
     let io = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => ModelError::Missing {
             path: path.display().to_string(),
