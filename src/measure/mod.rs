@@ -125,7 +125,7 @@ impl QualityKernels for CpuKernels {
         let stats = quality::analyse(analysis);
         // Hashes are taken from an area-averaged 128x128 copy, as Pillow's `reducing_gap` does
         // before a Lanczos resize: the result differs from resampling the whole image by a bit
-        // or two at most (tests/phash_reference.rs), at a small fraction of the cost.
+        // or two at most (tests/it/phash_reference.rs), at a small fraction of the cost.
         let side = HASH_PREREDUCE as usize;
         let hash_source = if luma.width.min(luma.height) <= HASH_PREREDUCE {
             Cow::Borrowed(luma)

@@ -5,7 +5,7 @@
 //! not its fixed-point arithmetic, and its one-channel horizontal pass was the hottest function
 //! of the measure stage (a fifth of the CPU time). Here both passes run as vertical passes over
 //! whole rows, which the compiler vectorises, with SIMD transposes between them. The result is
-//! Pillow's exactly (tests/resample_reference.rs), which is what lets pHash follow `imagehash`
+//! Pillow's exactly (tests/it/resample_reference.rs), which is what lets pHash follow `imagehash`
 //! and CLIP preprocessing follow `CLIPImageProcessor`.
 
 use std::cell::RefCell;

@@ -1,9 +1,7 @@
 //! The quickstart run end to end, read back by independent readers: the Python `webdataset`
 //! library and GNU tar for the shards, pyarrow for the ledger.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

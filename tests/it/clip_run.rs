@@ -4,9 +4,7 @@
 //! across thread counts, the `hf` source through the Hugging Face cache, and the run without
 //! a model.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

@@ -1,9 +1,7 @@
 //! Every model card in models/ is complete, and a card whose weights ship with the repository
 //! (the test fixture) lists the sha256 those files really have.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 
 #[test]

@@ -1,9 +1,7 @@
 //! pHash and dHash against the Python reference (`imagehash` with PIL) on every image in
 //! ../shared/media/images: the pHash must differ by at most 2 bits on at least 95% of them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mmcurate::decode::{probe, CpuDecoder, ImageDecoder};
 use mmcurate::measure::{CpuKernels, QualityKernels, ANALYSIS_SHORT_SIDE};
 

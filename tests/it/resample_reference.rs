@@ -1,9 +1,7 @@
 //! Our resampler against Pillow's `Image.resize` on the same 8-bit planes: every output byte
 //! must be equal, for each filter, shrinking and enlarging, on real and synthetic images.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mmcurate::decode::{probe, CpuDecoder, ImageDecoder};
 use mmcurate::measure::resample::{resize_plane, Filter};
 use serde_json::json;

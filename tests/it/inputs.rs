@@ -1,9 +1,7 @@
 //! The other input formats end to end: JSONL and Parquet manifests, and WebDataset shards with
 //! awkward contents (keys with dots, samples without media, a shard cut short).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,9 +1,7 @@
 //! The command line's contract: exit codes (0 ok, 1 run failed, 2 bad usage or config), clear
 //! messages naming the key, the value and what is allowed, and `plan` writing nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

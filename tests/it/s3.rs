@@ -1,9 +1,7 @@
 //! S3 in and out against a real S3-compatible server (moto, from the test venv) that the test
 //! starts on 127.0.0.1 and stops afterwards.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjPath;

@@ -6,10 +6,8 @@
 //! - image features from the image files, through our decoding and preprocessing, within a
 //!   stated tolerance: there the inputs themselves differ a little (tests/clip_preprocess.rs).
 
-mod common;
-
+use crate::common::*;
 use candle_core::Device;
-use common::*;
 use mmcurate::models::clip::Clip;
 use mmcurate::models::clip_preprocess::{clip_pixel_values, OPENAI_MEAN, OPENAI_STD};
 use serde_json::Value;

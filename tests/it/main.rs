@@ -1,0 +1,18 @@
+//! The integration tests, in one binary: each test target links the whole crate with candle,
+//! arrow and the object store (about 700 MB in a debug build), so one binary instead of twelve
+//! keeps CI's build small and fast to link. Run one group with `cargo test --test it cli::`.
+
+mod common;
+
+mod cli;
+mod clip_parity;
+mod clip_preprocess;
+mod clip_run;
+mod clip_tokenizer;
+mod inputs;
+mod kernels;
+mod model_cards;
+mod phash_reference;
+mod quickstart;
+mod resample_reference;
+mod s3;
