@@ -6,11 +6,15 @@
 //!   cargo bench --bench clip -- MODEL_DIR [--batch 32] [--images 128] [--texts 256]
 //!       [--captions FILE] [--torch-features FILE.npy --torch-pixels FILE.npy]
 //!
-//! Prints one JSON line. With the PyTorch side's dumped input pixels and features, it also
-//! reports how far our features are from PyTorch's on that same input.
+//!       [--backend cpu,candle]
+//!
+//! Prints one JSON line per backend: `cpu` is mmcurate's CPU forward (what a run uses),
+//! `candle` candle-transformers' CLIP modules on the CPU. With the PyTorch side's dumped input
+//! pixels and features, it also reports how far our features are from PyTorch's on that same
+//! input.
 
 use candle_core::Device;
-use mmcurate::models::clip::Clip;
+use mmcurate::models::clip::{Backend, Clip};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -63,14 +67,29 @@ fn main() {
         number("--images", 128),
         number("--texts", 256),
     );
-    let clip = Clip::load(
-        &PathBuf::from(dir),
-        dir.clone(),
-        String::new(),
-        false,
-        &Device::Cpu,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let backends = arg(&args, "--backend").unwrap_or_else(|| "cpu,candle".into());
+    for backend in backends.split(',') {
+        let (backend, tool) = match backend {
+            "cpu" => (Backend::Cpu, "mmcurate (CPU forward)"),
+            "candle" => (
+                Backend::Candle(Device::Cpu),
+                "mmcurate (candle-transformers 0.11 CLIP)",
+            ),
+            other => panic!("--backend {other}: cpu or candle"),
+        };
+        let clip = Clip::load_with(
+            &PathBuf::from(dir),
+            dir.clone(),
+            String::new(),
+            false,
+            backend,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        measure(&clip, tool, &args, batch, images, texts);
+    }
+}
+
+fn measure(clip: &Clip, tool: &str, args: &[String], batch: usize, images: usize, texts: usize) {
     let size = clip.info.image_size as usize;
 
     // Images: a fixed pseudo-random input (values in the normalised range).
@@ -93,7 +112,7 @@ fn main() {
     let images_per_sec = done as f64 / started.elapsed().as_secs_f64();
 
     // Texts: captions from a file (one per line), cycled, tokenised outside the timing.
-    let captions: Vec<String> = match arg(&args, "--captions") {
+    let captions: Vec<String> = match arg(args, "--captions") {
         Some(path) => std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{path}: {e}"))
             .lines()
@@ -120,7 +139,7 @@ fn main() {
     // Parity with PyTorch on its own dumped input, when given.
     let mut parity = String::new();
     if let (Some(features), Some(input)) =
-        (arg(&args, "--torch-features"), arg(&args, "--torch-pixels"))
+        (arg(args, "--torch-features"), arg(args, "--torch-pixels"))
     {
         let (shape, input) = read_npy(&input);
         let (_, theirs) = read_npy(&features);
@@ -138,7 +157,7 @@ fn main() {
         parity = format!(", \"max_relative_error_vs_torch\": {worst:.2e}");
     }
     println!(
-        "{{\"tool\": \"mmcurate (candle 0.11)\", \"threads\": {}, \"batch\": {batch}, \"images_per_sec\": {images_per_sec:.2}, \"texts_per_sec\": {texts_per_sec:.2}{parity}}}",
+        "{{\"tool\": \"{tool}\", \"threads\": {}, \"batch\": {batch}, \"images_per_sec\": {images_per_sec:.2}, \"texts_per_sec\": {texts_per_sec:.2}{parity}}}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 }

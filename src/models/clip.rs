@@ -18,6 +18,7 @@ use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisi
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+use super::clip_cpu::{TextTower, VisionTower};
 use super::{ClipTokenizer, ModelError};
 
 /// What a loaded checkpoint is: recorded in the run manifest and beside every score.
@@ -39,14 +40,56 @@ pub struct ClipInfo {
 
 /// A loaded CLIP model and its tokenizer.
 pub struct Clip {
-    vision: ClipVisionTransformer,
-    text: ClipTextTransformer,
-    visual_projection: candle_nn::Linear,
-    text_projection: candle_nn::Linear,
+    towers: Towers,
     tokenizer: ClipTokenizer,
     eos_token_id: u32,
-    device: Device,
     pub info: ClipInfo,
+}
+
+/// Which implementation runs the two transformers.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// `clip_cpu`: the CPU forward written for throughput. The default on the CPU.
+    Cpu,
+    /// candle-transformers' CLIP modules on a candle device.
+    Candle(Device),
+}
+
+enum Towers {
+    Cpu {
+        vision: VisionTower,
+        text: TextTower,
+    },
+    Candle {
+        vision: Box<ClipVisionTransformer>,
+        text: Box<ClipTextTransformer>,
+        visual_projection: candle_nn::Linear,
+        text_projection: candle_nn::Linear,
+        device: Device,
+    },
+}
+
+/// The vision tower's dimensions, from `config.json`.
+pub(crate) struct VisionShape {
+    pub dim: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub channels: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub projection_dim: usize,
+}
+
+/// The text tower's dimensions, from `config.json`.
+pub(crate) struct TextShape {
+    pub dim: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub vocab: usize,
+    pub context: usize,
+    pub projection_dim: usize,
 }
 
 /// The parts of Hugging Face's CLIP `config.json` that the model needs.
@@ -106,12 +149,28 @@ fn three() -> usize {
 impl Clip {
     /// Loads `dir/config.json`, `dir/model.safetensors` and `dir/tokenizer.json`. `id` and
     /// `card_verified` say what the weights were matched to; `weights_sha256` is their hash.
+    /// On the CPU the model runs on [`Backend::Cpu`], elsewhere on candle's modules.
     pub fn load(
         dir: &Path,
         id: String,
         weights_sha256: String,
         card_verified: bool,
         device: &Device,
+    ) -> Result<Clip, ModelError> {
+        let backend = match device {
+            Device::Cpu => Backend::Cpu,
+            other => Backend::Candle(other.clone()),
+        };
+        Clip::load_with(dir, id, weights_sha256, card_verified, backend)
+    }
+
+    /// [`Clip::load`] on a chosen backend.
+    pub fn load_with(
+        dir: &Path,
+        id: String,
+        weights_sha256: String,
+        card_verified: bool,
+        backend: Backend,
     ) -> Result<Clip, ModelError> {
         let file = |name: &str| -> Result<PathBuf, ModelError> {
             let path = dir.join(name);
@@ -160,51 +219,101 @@ impl Clip {
         }
         let t = &config.text_config;
         let v = &config.vision_config;
-        let text_config = ClipTextConfig {
-            vocab_size: t.vocab_size,
-            embed_dim: t.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: t.intermediate_size,
-            max_position_embeddings: t.max_position_embeddings,
-            pad_with: None,
-            num_hidden_layers: t.num_hidden_layers,
-            num_attention_heads: t.num_attention_heads,
-            projection_dim: config.projection_dim,
-        };
-        let vision_config = ClipVisionConfig {
-            embed_dim: v.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: v.intermediate_size,
-            num_hidden_layers: v.num_hidden_layers,
-            num_attention_heads: v.num_attention_heads,
-            projection_dim: config.projection_dim,
-            num_channels: v.num_channels,
-            image_size: v.image_size,
-            patch_size: v.patch_size,
-        };
         let weights = file("model.safetensors")?;
+        let device = match &backend {
+            Backend::Cpu => Device::Cpu,
+            Backend::Candle(device) => device.clone(),
+        };
         // SAFETY: the weights file is memory-mapped read-only; mmcurate does not modify it
         // while the model lives, and a concurrent writer is outside what we support.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
             .map_err(|e| ModelError::weights(&weights, e))?;
-        let build = || -> candle_core::Result<_> {
-            Ok((
-                ClipVisionTransformer::new(vb.pp("vision_model"), &vision_config)?,
-                ClipTextTransformer::new(vb.pp("text_model"), &text_config)?,
-                candle_nn::linear_no_bias(
-                    v.hidden_size,
-                    config.projection_dim,
-                    vb.pp("visual_projection"),
-                )?,
-                candle_nn::linear_no_bias(
-                    t.hidden_size,
-                    config.projection_dim,
-                    vb.pp("text_projection"),
-                )?,
-            ))
+        let towers = match backend {
+            Backend::Cpu => {
+                let vision = VisionShape {
+                    dim: v.hidden_size,
+                    intermediate: v.intermediate_size,
+                    layers: v.num_hidden_layers,
+                    heads: v.num_attention_heads,
+                    channels: v.num_channels,
+                    image_size: v.image_size,
+                    patch_size: v.patch_size,
+                    projection_dim: config.projection_dim,
+                };
+                let text = TextShape {
+                    dim: t.hidden_size,
+                    intermediate: t.intermediate_size,
+                    layers: t.num_hidden_layers,
+                    heads: t.num_attention_heads,
+                    vocab: t.vocab_size,
+                    context: t.max_position_embeddings,
+                    projection_dim: config.projection_dim,
+                };
+                let build = || -> candle_core::Result<Towers> {
+                    Ok(Towers::Cpu {
+                        vision: VisionTower::load(
+                            vb.pp("vision_model"),
+                            vb.pp("visual_projection"),
+                            &vision,
+                        )?,
+                        text: TextTower::load(
+                            vb.pp("text_model"),
+                            vb.pp("text_projection"),
+                            &text,
+                        )?,
+                    })
+                };
+                build().map_err(|e| ModelError::weights(&weights, e))?
+            }
+            Backend::Candle(device) => {
+                let text_config = ClipTextConfig {
+                    vocab_size: t.vocab_size,
+                    embed_dim: t.hidden_size,
+                    activation: Activation::QuickGelu,
+                    intermediate_size: t.intermediate_size,
+                    max_position_embeddings: t.max_position_embeddings,
+                    pad_with: None,
+                    num_hidden_layers: t.num_hidden_layers,
+                    num_attention_heads: t.num_attention_heads,
+                    projection_dim: config.projection_dim,
+                };
+                let vision_config = ClipVisionConfig {
+                    embed_dim: v.hidden_size,
+                    activation: Activation::QuickGelu,
+                    intermediate_size: v.intermediate_size,
+                    num_hidden_layers: v.num_hidden_layers,
+                    num_attention_heads: v.num_attention_heads,
+                    projection_dim: config.projection_dim,
+                    num_channels: v.num_channels,
+                    image_size: v.image_size,
+                    patch_size: v.patch_size,
+                };
+                let build = || -> candle_core::Result<Towers> {
+                    Ok(Towers::Candle {
+                        vision: Box::new(ClipVisionTransformer::new(
+                            vb.pp("vision_model"),
+                            &vision_config,
+                        )?),
+                        text: Box::new(ClipTextTransformer::new(
+                            vb.pp("text_model"),
+                            &text_config,
+                        )?),
+                        visual_projection: candle_nn::linear_no_bias(
+                            v.hidden_size,
+                            config.projection_dim,
+                            vb.pp("visual_projection"),
+                        )?,
+                        text_projection: candle_nn::linear_no_bias(
+                            t.hidden_size,
+                            config.projection_dim,
+                            vb.pp("text_projection"),
+                        )?,
+                        device,
+                    })
+                };
+                build().map_err(|e| ModelError::weights(&weights, e))?
+            }
         };
-        let (vision, text, visual_projection, text_projection) =
-            build().map_err(|e| ModelError::weights(&weights, e))?;
         let tokenizer = ClipTokenizer::from_file(
             &file("tokenizer.json")?,
             t.max_position_embeddings,
@@ -212,13 +321,9 @@ impl Clip {
             t.pad_token_id.unwrap_or(t.eos_token_id),
         )?;
         Ok(Clip {
-            vision,
-            text,
-            visual_projection,
-            text_projection,
+            towers,
             tokenizer,
             eos_token_id: t.eos_token_id,
-            device: device.clone(),
             info: ClipInfo {
                 id,
                 weights_sha256,
@@ -238,15 +343,30 @@ impl Clip {
     /// `n x dim`.
     pub fn embed_images(&self, pixel_values: &[f32], n: usize) -> Result<Vec<f32>, ModelError> {
         let size = self.info.image_size as usize;
-        let run = || -> candle_core::Result<Vec<f32>> {
-            let input = Tensor::from_slice(pixel_values, (n, 3, size, size), &self.device)?;
-            let features = self
-                .vision
-                .forward(&input)?
-                .apply(&self.visual_projection)?;
-            features.flatten_all()?.to_vec1::<f32>()
-        };
-        run().map_err(ModelError::Inference)
+        match &self.towers {
+            Towers::Cpu { vision, .. } => {
+                if pixel_values.len() != n * 3 * size * size {
+                    return Err(ModelError::Inference(candle_core::Error::Msg(format!(
+                        "{} pixel values for {n} images of 3 x {size} x {size}",
+                        pixel_values.len()
+                    ))));
+                }
+                Ok(vision.forward(pixel_values, n))
+            }
+            Towers::Candle {
+                vision,
+                visual_projection,
+                device,
+                ..
+            } => {
+                let run = || -> candle_core::Result<Vec<f32>> {
+                    let input = Tensor::from_slice(pixel_values, (n, 3, size, size), device)?;
+                    let features = vision.forward(&input)?.apply(visual_projection)?;
+                    features.flatten_all()?.to_vec1::<f32>()
+                };
+                run().map_err(ModelError::Inference)
+            }
+        }
     }
 
     /// Text features of tokenised captions (each `context_length` ids), row-major `n x dim`.
@@ -265,17 +385,29 @@ impl Clip {
             .collect();
         let width = ends.iter().max().map_or(1, |&e| e + 1);
         let flat: Vec<u32> = ids.iter().flat_map(|row| row[..width].to_vec()).collect();
-        let run = || -> candle_core::Result<Vec<f32>> {
-            let input = Tensor::from_vec(flat, (ids.len(), width), &self.device)?;
-            let hidden = self.text.forward_with_mask(&input, usize::MAX)?;
-            let pooled = ends
-                .iter()
-                .enumerate()
-                .map(|(row, &end)| hidden.i((row, end))?.unsqueeze(0))
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            let features = Tensor::cat(&pooled, 0)?.apply(&self.text_projection)?;
-            features.flatten_all()?.to_vec1::<f32>()
-        };
-        run().map_err(ModelError::Inference)
+        match &self.towers {
+            Towers::Cpu { text, .. } => text
+                .forward(&flat, width, &ends)
+                .map_err(|message| ModelError::Inference(candle_core::Error::Msg(message))),
+            Towers::Candle {
+                text,
+                text_projection,
+                device,
+                ..
+            } => {
+                let run = || -> candle_core::Result<Vec<f32>> {
+                    let input = Tensor::from_vec(flat, (ids.len(), width), device)?;
+                    let hidden = text.forward_with_mask(&input, usize::MAX)?;
+                    let pooled = ends
+                        .iter()
+                        .enumerate()
+                        .map(|(row, &end)| hidden.i((row, end))?.unsqueeze(0))
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    let features = Tensor::cat(&pooled, 0)?.apply(text_projection)?;
+                    features.flatten_all()?.to_vec1::<f32>()
+                };
+                run().map_err(ModelError::Inference)
+            }
+        }
     }
 }

@@ -5,10 +5,12 @@
 //!   relative error (the L2 norm of the difference over the L2 norm of the reference row);
 //! - image features from the image files, through our decoding and preprocessing, within a
 //!   stated tolerance: there the inputs themselves differ a little (tests/clip_preprocess.rs).
+//!
+//! Both backends are held to it: the CPU forward a run uses, and candle-transformers' modules.
 
 use crate::common::*;
 use candle_core::Device;
-use mmcurate::models::clip::Clip;
+use mmcurate::models::clip::{Backend, Clip};
 use mmcurate::models::clip_preprocess::{clip_pixel_values, OPENAI_MEAN, OPENAI_STD};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -17,17 +19,28 @@ fn fixture() -> PathBuf {
     root().join("tests/fixtures/clip-tiny")
 }
 
-fn load() -> (Clip, Value) {
-    let clip = Clip::load(
-        &fixture(),
-        "mmcurate/clip-tiny-random".into(),
-        String::new(),
-        false,
-        &Device::Cpu,
-    )
-    .unwrap();
+/// The fixture model on each backend, with the reference.
+fn load() -> (Vec<(&'static str, Clip)>, Value) {
+    let backends = [
+        ("cpu", Backend::Cpu),
+        ("candle", Backend::Candle(Device::Cpu)),
+    ];
+    let models = backends
+        .into_iter()
+        .map(|(name, backend)| {
+            let clip = Clip::load_with(
+                &fixture(),
+                "mmcurate/clip-tiny-random".into(),
+                String::new(),
+                false,
+                backend,
+            )
+            .unwrap();
+            (name, clip)
+        })
+        .collect();
     let reference = serde_json::from_slice(&read(fixture().join("reference.json"))).unwrap();
-    (clip, reference)
+    (models, reference)
 }
 
 /// A JSON array of arrays as rows, each element converted by `cell`.
@@ -72,17 +85,25 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn image_features_from_the_reference_pixel_values() {
-    let (clip, reference) = load();
+    let (models, reference) = load();
     let (shape, pixels) = read_npy(&fixture().join("pixel_values.npy"));
-    let ours = clip.embed_images(&pixels, shape[0]).unwrap();
-    let errors = relative_errors(&ours, &rows(&reference["image_features"]));
-    println!("image features, relative error per image: {errors:?}");
-    assert!(errors.iter().all(|&e| e < 1e-4), "{errors:?}");
+    for (backend, clip) in &models {
+        let ours = clip.embed_images(&pixels, shape[0]).unwrap();
+        let errors = relative_errors(&ours, &rows(&reference["image_features"]));
+        println!("{backend}: image features, relative error per image: {errors:?}");
+        assert!(errors.iter().all(|&e| e < 1e-4), "{backend}: {errors:?}");
+    }
 }
 
 #[test]
 fn text_features_from_the_reference_texts() {
-    let (clip, reference) = load();
+    let (models, reference) = load();
+    for (backend, clip) in &models {
+        text_features_match(backend, clip, &reference);
+    }
+}
+
+fn text_features_match(backend: &str, clip: &Clip, reference: &Value) {
     let ids: Vec<Vec<u32>> = reference["texts"]
         .as_array()
         .unwrap()
@@ -93,8 +114,8 @@ fn text_features_from_the_reference_texts() {
     assert_eq!(ids, expected);
     let ours = clip.embed_texts(&ids).unwrap();
     let errors = relative_errors(&ours, &rows(&reference["text_features"]));
-    println!("text features, relative error per text: {errors:?}");
-    assert!(errors.iter().all(|&e| e < 1e-4), "{errors:?}");
+    println!("{backend}: text features, relative error per text: {errors:?}");
+    assert!(errors.iter().all(|&e| e < 1e-4), "{backend}: {errors:?}");
     // Batching must not change a caption's features (the batch is cut to its longest caption).
     for (i, row) in ids.iter().enumerate() {
         let alone = clip.embed_texts(std::slice::from_ref(row)).unwrap();
@@ -105,7 +126,7 @@ fn text_features_from_the_reference_texts() {
             .zip(in_batch)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(worst < 1e-5, "text {i}: {worst}");
+        assert!(worst < 1e-5, "{backend}: text {i}: {worst}");
     }
 }
 
@@ -115,7 +136,7 @@ fn text_features_from_the_reference_texts() {
 /// (tests/clip_preprocess.rs); measured cosines are 0.99999998 or closer to 1.
 #[test]
 fn image_features_from_the_files() {
-    let (clip, reference) = load();
+    let (models, reference) = load();
     let expected = rows(&reference["image_features"]);
     let mut pixels = Vec::new();
     let images = reference["images"].as_array().unwrap();
@@ -123,13 +144,18 @@ fn image_features_from_the_files() {
         let bytes = read(fixture().join("images").join(name.as_str().unwrap()));
         pixels.extend(clip_pixel_values(&bytes, 32, OPENAI_MEAN, OPENAI_STD).unwrap());
     }
-    let ours = clip.embed_images(&pixels, images.len()).unwrap();
-    let dim = expected[0].len();
-    let cosines: Vec<f64> = expected
-        .iter()
-        .zip(ours.chunks_exact(dim))
-        .map(|(t, o)| cosine(t, o))
-        .collect();
-    println!("image features from files, cosine per image: {cosines:?}");
-    assert!(cosines.iter().all(|&c| c >= 0.9999), "{cosines:?}");
+    for (backend, clip) in &models {
+        let ours = clip.embed_images(&pixels, images.len()).unwrap();
+        let dim = expected[0].len();
+        let cosines: Vec<f64> = expected
+            .iter()
+            .zip(ours.chunks_exact(dim))
+            .map(|(t, o)| cosine(t, o))
+            .collect();
+        println!("{backend}: image features from files, cosine per image: {cosines:?}");
+        assert!(
+            cosines.iter().all(|&c| c >= 0.9999),
+            "{backend}: {cosines:?}"
+        );
+    }
 }
