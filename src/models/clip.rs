@@ -57,8 +57,8 @@ pub enum Backend {
 
 enum Towers {
     Cpu {
-        vision: VisionTower,
-        text: TextTower,
+        vision: Box<VisionTower>,
+        text: Box<TextTower>,
     },
     Candle {
         vision: Box<ClipVisionTransformer>,
@@ -251,16 +251,16 @@ impl Clip {
                 };
                 let build = || -> candle_core::Result<Towers> {
                     Ok(Towers::Cpu {
-                        vision: VisionTower::load(
+                        vision: Box::new(VisionTower::load(
                             vb.pp("vision_model"),
                             vb.pp("visual_projection"),
                             &vision,
-                        )?,
-                        text: TextTower::load(
+                        )?),
+                        text: Box::new(TextTower::load(
                             vb.pp("text_model"),
                             vb.pp("text_projection"),
                             &text,
-                        )?,
+                        )?),
                     })
                 };
                 build().map_err(|e| ModelError::weights(&weights, e))?
