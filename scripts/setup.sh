@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building mmcurate needs on a fresh Debian or Ubuntu machine, when it is missing:
 # a C toolchain, cmake and nasm (libjpeg-turbo is built from source with its SIMD code), GNU
-# tar, and the Rust toolchain.
+# tar, FFmpeg's development packages, clang and the ffmpeg CLI, and the Rust toolchain.
 # Sourced by scripts/quickstart.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
@@ -19,6 +19,13 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 command -v tar >/dev/null 2>&1 || missing+=(tar)
 command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
+# FFmpeg's libraries and headers for decode::av (ffmpeg-sys-next runs pkg-config and bindgen,
+# which needs libclang); the ffmpeg CLI makes the test media variants.
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists libavformat libavcodec libavutil libswscale libswresample libavfilter libavdevice 2>/dev/null \
+  || missing+=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev)
+{ command -v clang && compgen -G '/usr/lib/llvm-*/lib/libclang*.so*'; } >/dev/null 2>&1 || missing+=(clang libclang-dev)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 fi

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
+mod av;
 mod bytesize_serde;
+pub use av::{AudioConfig, AudioFilters, FrameScore, VideoConfig, VideoFilters};
 pub use bytesize_serde::ByteSize;
 
 /// A configuration problem, reported before any work starts.
@@ -49,6 +51,10 @@ pub struct Config {
     pub output: OutputConfig,
     #[serde(default)]
     pub models: ModelsConfig,
+    #[serde(default)]
+    pub video: VideoConfig,
+    #[serde(default)]
+    pub audio: AudioConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +133,10 @@ pub struct FiltersConfig {
     pub caption: CaptionFilters,
     #[serde(default)]
     pub alignment: AlignmentFilters,
+    #[serde(default)]
+    pub video: VideoFilters,
+    #[serde(default)]
+    pub audio: AudioFilters,
 }
 
 /// Checks on the caption (a `.txt` part, a sidecar's or a manifest's `caption`), run with the
@@ -255,6 +265,21 @@ pub struct DedupConfig {
     /// at least this are linked; 0 turns it off.
     #[serde(default = "default_embedding_min_cosine")]
     pub embedding_min_cosine: f64,
+    /// Video copies: mean pHash distance (bits) of time-aligned sampled frames at or below
+    /// this; 0 turns it off.
+    #[serde(default = "default_video_max_distance")]
+    pub video_max_distance: f64,
+    /// Audio copies: fingerprint bit error rate at the best alignment at or below this; 0
+    /// turns it off.
+    #[serde(default = "default_audio_max_bit_error_rate")]
+    pub audio_max_bit_error_rate: f64,
+}
+
+fn default_video_max_distance() -> f64 {
+    8.0
+}
+fn default_audio_max_bit_error_rate() -> f64 {
+    0.25
 }
 
 fn default_embedding_min_cosine() -> f64 {
@@ -274,6 +299,8 @@ impl Default for DedupConfig {
             exact: true,
             phash_max_distance: default_phash_max_distance(),
             embedding_min_cosine: default_embedding_min_cosine(),
+            video_max_distance: default_video_max_distance(),
+            audio_max_bit_error_rate: default_audio_max_bit_error_rate(),
         }
     }
 }
@@ -447,6 +474,26 @@ impl Config {
                 "must be 0 (off) or a cosine similarity up to 1.0 (e.g. 0.95)",
             ));
         }
+        if !(0.0..=64.0).contains(&self.dedup.video_max_distance) {
+            return Err(invalid(
+                "dedup.video_max_distance",
+                self.dedup.video_max_distance,
+                "must be 0 (off) to 64 bits, a mean pHash distance (e.g. 8)",
+            ));
+        }
+        if !(0.0..0.5).contains(&self.dedup.audio_max_bit_error_rate) {
+            return Err(invalid(
+                "dedup.audio_max_bit_error_rate",
+                self.dedup.audio_max_bit_error_rate,
+                "must be 0 (off) or a bit error rate below 0.5, where unrelated audio lies (e.g. 0.25)",
+            ));
+        }
+        av::validate(
+            &self.video,
+            &self.audio,
+            &self.filters.video,
+            &self.filters.audio,
+        )?;
         self.validate_captions_and_models()?;
         if self.output.max_samples_per_shard == 0 {
             return Err(invalid(

@@ -12,6 +12,10 @@ use std::collections::HashMap;
 use super::hamming_index::pairs_within;
 use super::semantic::{cosine, pairs_above};
 use super::{Drop, Reason, Stage};
+use crate::measure::audio::{
+    compare_fingerprints, Fingerprint, FINGERPRINT_HOP, FINGERPRINT_RATE,
+};
+use crate::measure::video::{compare_signatures, Signature};
 
 /// What dedup needs to know about a sample that passed the per-sample filters.
 #[derive(Debug, Clone)]
@@ -193,6 +197,181 @@ pub fn semantic_duplicates(
             duplicate_of: Some(candidates[kept].id.to_string()),
             duplicate_distance: None,
             duplicate_similarity: Some(f64::from(cosine)),
+        }
+    })
+}
+
+/// Video copies: videos whose signatures (sampled frames' pHashes, aligned by time) are within
+/// `max_distance` bits on average. Only pairs with at least one frame pair within
+/// `max_distance` are compared (the best-aligned pair of a match always is), found by
+/// multi-index hashing over every frame of every video.
+pub fn video_duplicates(
+    candidates: &[Candidate],
+    signatures: &[Signature],
+    max_distance: f64,
+    tolerance_seconds: f64,
+) -> Vec<Option<Drop>> {
+    let mut owners = Vec::new();
+    let mut hashes = Vec::new();
+    for (video, signature) in signatures.iter().enumerate() {
+        owners.extend(std::iter::repeat_n(video as u32, signature.hashes.len()));
+        hashes.extend_from_slice(signature.hashes);
+    }
+    let mut pairs: Vec<(u32, u32)> = pairs_within(&hashes, max_distance.floor() as u32)
+        .into_iter()
+        .map(|(i, j, _)| (owners[i as usize], owners[j as usize]))
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| (a.min(b), a.max(b)))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut sets = UnionFind::new(candidates.len());
+    for (a, b) in pairs {
+        let found = compare_signatures(
+            signatures[a as usize],
+            signatures[b as usize],
+            tolerance_seconds,
+        );
+        if found.is_some_and(|m| m.mean_distance <= max_distance) {
+            sets.union(a, b);
+        }
+    }
+    drop_all_but_best(candidates, sets.groups(), |dropped, kept, size| {
+        // The dropped video against the kept one: the offset is the dropped one's timeline
+        // relative to the kept one's.
+        let direct = compare_signatures(signatures[kept], signatures[dropped], tolerance_seconds);
+        let (detail, distance) = match direct {
+            Some(m) => (
+                format!(
+                    "video duplicate of {}: mean pHash distance {:.2} over {} time-aligned frames at offset {:+.2} s (video_max_distance {max_distance}){}",
+                    candidates[kept].id,
+                    m.mean_distance,
+                    m.aligned_frames,
+                    m.offset_seconds,
+                    group_note(m.mean_distance <= max_distance, size)
+                ),
+                Some(m.mean_distance),
+            ),
+            None => (
+                format!(
+                    "video duplicate of {}{}",
+                    candidates[kept].id,
+                    group_note(false, size)
+                ),
+                None,
+            ),
+        };
+        Drop {
+            stage: Stage::Dedup,
+            reason: Reason::VideoDuplicate,
+            detail,
+            duplicate_of: Some(candidates[kept].id.to_string()),
+            duplicate_distance: distance,
+            duplicate_similarity: None,
+        }
+    })
+}
+
+/// Audio copies must overlap for at least this long (or half the shorter file).
+const AUDIO_MIN_OVERLAP_SECONDS: f64 = 5.0;
+/// Sub-fingerprint halves shared by more files than this say nothing (silence, tones).
+const AUDIO_MAX_POSTINGS: usize = 64;
+/// Two files become a candidate pair when this many sub-fingerprint halves agree at one
+/// time offset.
+const AUDIO_MIN_VOTES: u32 = 2;
+
+/// Audio copies: files whose fingerprints, at their best alignment, differ in at most
+/// `max_bit_error_rate` of their bits. Candidate pairs come from an inverted index of the
+/// 16-bit halves of every sub-fingerprint (a re-encoded copy keeps many halves exactly at a
+/// consistent time offset; unrelated files agree on few, at scattered offsets), so that not
+/// every pair of files is aligned; each candidate is then aligned and measured in full.
+pub fn audio_duplicates(
+    candidates: &[Candidate],
+    fingerprints: &[&[u32]],
+    max_bit_error_rate: f64,
+) -> Vec<Option<Drop>> {
+    let prints: Vec<Fingerprint> = fingerprints
+        .iter()
+        .map(|frames| Fingerprint {
+            rate: FINGERPRINT_RATE,
+            hop: FINGERPRINT_HOP,
+            frames: frames.to_vec(),
+        })
+        .collect();
+    let mut postings: HashMap<(u8, u16), Vec<(u32, u32)>> = HashMap::new();
+    for (file, print) in prints.iter().enumerate() {
+        for (frame, &sub) in print.frames.iter().enumerate() {
+            for half in 0..2u8 {
+                let key = (half, (sub >> (16 * half as u32)) as u16);
+                postings.entry(key).or_default().push((file as u32, frame as u32));
+            }
+        }
+    }
+    let mut votes: HashMap<(u32, u32, i64), u32> = HashMap::new();
+    for list in postings.values() {
+        let files: std::collections::BTreeSet<u32> = list.iter().map(|p| p.0).collect();
+        if files.len() < 2 || files.len() > AUDIO_MAX_POSTINGS {
+            continue;
+        }
+        for (x, &(fa, ta)) in list.iter().enumerate() {
+            for &(fb, tb) in &list[x + 1..] {
+                if fa != fb {
+                    let (a, b, offset) = if fa < fb {
+                        (fa, fb, ta as i64 - tb as i64)
+                    } else {
+                        (fb, fa, tb as i64 - ta as i64)
+                    };
+                    *votes.entry((a, b, offset)).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut pairs: Vec<(u32, u32)> = votes
+        .into_iter()
+        .filter(|&(_, n)| n >= AUDIO_MIN_VOTES)
+        .map(|((a, b, _), _)| (a, b))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let hop_seconds = FINGERPRINT_HOP as f64 / FINGERPRINT_RATE as f64;
+    let min_overlap = |a: &Fingerprint, b: &Fingerprint| {
+        let shorter = a.frames.len().min(b.frames.len());
+        ((AUDIO_MIN_OVERLAP_SECONDS / hop_seconds) as usize).min(shorter.div_ceil(2))
+    };
+    let compare = |a: usize, b: usize| {
+        compare_fingerprints(&prints[a], &prints[b], min_overlap(&prints[a], &prints[b]))
+    };
+    let mut sets = UnionFind::new(candidates.len());
+    for (a, b) in pairs {
+        if compare(a as usize, b as usize).is_some_and(|m| m.bit_error_rate <= max_bit_error_rate) {
+            sets.union(a, b);
+        }
+    }
+    drop_all_but_best(candidates, sets.groups(), |dropped, kept, size| {
+        let (detail, distance) = match compare(kept, dropped) {
+            Some(m) => (
+                format!(
+                    "audio duplicate of {}: fingerprint bit error rate {:.3} over {:.1} s at offset {:+.2} s (audio_max_bit_error_rate {max_bit_error_rate}){}",
+                    candidates[kept].id,
+                    m.bit_error_rate,
+                    m.overlap_frames as f64 * hop_seconds,
+                    m.offset_frames as f64 * hop_seconds,
+                    group_note(m.bit_error_rate <= max_bit_error_rate, size)
+                ),
+                Some(m.bit_error_rate),
+            ),
+            None => (
+                format!("audio duplicate of {}{}", candidates[kept].id, group_note(false, size)),
+                None,
+            ),
+        };
+        Drop {
+            stage: Stage::Dedup,
+            reason: Reason::AudioDuplicate,
+            detail,
+            duplicate_of: Some(candidates[kept].id.to_string()),
+            duplicate_distance: distance,
+            duplicate_similarity: None,
         }
     })
 }

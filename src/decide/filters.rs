@@ -2,9 +2,10 @@
 //! oversized images from being decoded at all); quality checks run on the measurements.
 
 use super::{Drop, Reason, Stage};
-use crate::config::{CaptionFilters, ImageFilters};
+use crate::config::{AudioFilters, CaptionFilters, ImageFilters, VideoFilters};
+use crate::decode::av::MediaInfo;
 use crate::decode::ImageInfo;
-use crate::measure::ImageQuality;
+use crate::measure::{AudioMeasurements, ImageQuality, VideoMeasurements};
 
 /// Checks what the header says: pixel count, shorter side, aspect ratio.
 pub fn check_header(info: &ImageInfo, limits: &ImageFilters) -> Option<Drop> {
@@ -76,6 +77,140 @@ pub fn check_quality(q: &ImageQuality, limits: &ImageFilters) -> Option<Drop> {
                 q.brightness, limits.max_brightness
             ),
         ));
+    }
+    None
+}
+
+fn filter_drop(reason: Reason, detail: String) -> Option<Drop> {
+    Some(Drop::new(Stage::Filter, reason, detail))
+}
+
+/// Checks a duration against `[min, max]` (0 = no limit).
+fn check_duration(duration: Option<f64>, min: f64, max: f64) -> Option<Drop> {
+    let d = duration?;
+    if min > 0.0 && d < min {
+        return filter_drop(
+            Reason::TooShort,
+            format!("duration {d:.2} s < min_duration {min}"),
+        );
+    }
+    if max > 0.0 && d > max {
+        return filter_drop(
+            Reason::TooLong,
+            format!("duration {d:.2} s > max_duration {max}"),
+        );
+    }
+    None
+}
+
+/// Checks what a video's container says, before any frame is decoded: duration, frame size,
+/// audio track.
+pub fn check_video_header(info: &MediaInfo, limits: &VideoFilters) -> Option<Drop> {
+    if let Some(d) = check_duration(info.duration_seconds, limits.min_duration, limits.max_duration)
+    {
+        return Some(d);
+    }
+    if let Some(v) = &info.video {
+        if v.width.min(v.height) < limits.min_side {
+            return filter_drop(
+                Reason::TooSmall,
+                format!(
+                    "{}x{}: shorter side {} < min_side {}",
+                    v.width,
+                    v.height,
+                    v.width.min(v.height),
+                    limits.min_side
+                ),
+            );
+        }
+    }
+    if limits.require_audio && info.audio.is_none() {
+        return filter_drop(
+            Reason::NoAudio,
+            "no audio track; [filters.video] require_audio = true".to_string(),
+        );
+    }
+    None
+}
+
+/// Checks a video's measured frames: mean sharpness, then motion.
+pub fn check_video_quality(m: &VideoMeasurements, limits: &VideoFilters) -> Option<Drop> {
+    if let Some(sharpness) = m.sharpness_mean.filter(|&s| s < limits.min_sharpness) {
+        return filter_drop(
+            Reason::TooBlurry,
+            format!(
+                "mean frame sharpness {sharpness:.2} < min_sharpness {}",
+                limits.min_sharpness
+            ),
+        );
+    }
+    if limits.min_motion > 0.0 {
+        let motion = m.motion_score.unwrap_or(0.0);
+        if motion < limits.min_motion {
+            return filter_drop(
+                Reason::StaticVideo,
+                format!(
+                    "motion score {motion:.3} < min_motion {} (a static video or a slideshow)",
+                    limits.min_motion
+                ),
+            );
+        }
+    }
+    None
+}
+
+/// Checks what an audio file's container says: duration, sample rate.
+pub fn check_audio_header(info: &MediaInfo, limits: &AudioFilters) -> Option<Drop> {
+    if let Some(d) = check_duration(info.duration_seconds, limits.min_duration, limits.max_duration)
+    {
+        return Some(d);
+    }
+    let rate = info.audio.as_ref()?.sample_rate;
+    if rate < limits.min_sample_rate {
+        return filter_drop(
+            Reason::LowSampleRate,
+            format!("sample rate {rate} Hz < min_sample_rate {}", limits.min_sample_rate),
+        );
+    }
+    None
+}
+
+/// Checks an audio file's levels: clipping, silence, noise.
+pub fn check_audio_levels(m: &AudioMeasurements, limits: &AudioFilters) -> Option<Drop> {
+    if m.clipped_fraction > limits.max_clipped_fraction {
+        return filter_drop(
+            Reason::TooClipped,
+            format!(
+                "clipped fraction {:.4} > max_clipped_fraction {}",
+                m.clipped_fraction, limits.max_clipped_fraction
+            ),
+        );
+    }
+    if m.silence_fraction > limits.max_silence_fraction {
+        return filter_drop(
+            Reason::TooSilent,
+            format!(
+                "silence fraction {:.3} > max_silence_fraction {}",
+                m.silence_fraction, limits.max_silence_fraction
+            ),
+        );
+    }
+    if let Some(min) = limits.min_snr_db {
+        match m.snr_db {
+            Some(snr) if snr >= min => {}
+            Some(snr) => {
+                return filter_drop(
+                    Reason::TooNoisy,
+                    format!("estimated SNR {snr:.1} dB < min_snr_db {min}"),
+                )
+            }
+            None => {
+                return filter_drop(
+                    Reason::TooNoisy,
+                    format!("too short to estimate the SNR; min_snr_db {min} is set"),
+                )
+            }
+        }
     }
     None
 }

@@ -112,6 +112,30 @@ pub enum Reason {
     NearDuplicate,
     /// Image embedding within `embedding_min_cosine` of a kept sample's.
     SemanticDuplicate,
+    /// A video whose time-aligned frame pHashes are within `video_max_distance` of a kept one's.
+    VideoDuplicate,
+    /// Audio whose fingerprint is within `audio_max_bit_error_rate` of a kept one's.
+    AudioDuplicate,
+    /// The bytes are neither an image nor a video or audio file FFmpeg can open.
+    NotMedia,
+    /// A video or audio file without a stream that can be decoded.
+    NoStream,
+    /// Shorter than `min_duration`.
+    TooShort,
+    /// Longer than `max_duration`.
+    TooLong,
+    /// A video without an audio track while `require_audio` is set.
+    NoAudio,
+    /// Audio sampled below `min_sample_rate`.
+    LowSampleRate,
+    /// A video whose motion score is below `min_motion` (static or a slideshow).
+    StaticVideo,
+    /// More samples at full scale than `max_clipped_fraction`.
+    TooClipped,
+    /// More silent windows than `max_silence_fraction`.
+    TooSilent,
+    /// Estimated signal-to-noise ratio below `min_snr_db`.
+    TooNoisy,
     /// CLIP score below `min_clip_score` or below the `keep_top_fraction` quantile.
     LowClipScore,
 }
@@ -148,6 +172,18 @@ impl Reason {
             Reason::ExactDuplicate => "exact_duplicate",
             Reason::NearDuplicate => "near_duplicate",
             Reason::SemanticDuplicate => "semantic_duplicate",
+            Reason::VideoDuplicate => "video_duplicate",
+            Reason::AudioDuplicate => "audio_duplicate",
+            Reason::NotMedia => "not_media",
+            Reason::NoStream => "no_stream",
+            Reason::TooShort => "too_short",
+            Reason::TooLong => "too_long",
+            Reason::NoAudio => "no_audio",
+            Reason::LowSampleRate => "low_sample_rate",
+            Reason::StaticVideo => "static_video",
+            Reason::TooClipped => "too_clipped",
+            Reason::TooSilent => "too_silent",
+            Reason::TooNoisy => "too_noisy",
             Reason::LowClipScore => "low_clip_score",
         }
     }

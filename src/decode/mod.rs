@@ -7,6 +7,8 @@
 //! 1/8) when that still leaves the shorter side at least as long as the caller asks for. This
 //! module does not measure or judge anything.
 
+pub mod av;
+
 use image::ImageFormat;
 use std::io::Cursor;
 
@@ -249,6 +251,163 @@ fn decode_other_luma(bytes: &[u8], format: ImageFormat) -> Result<LumaImage, Dec
     })
 }
 
+/// A video or audio container recognised from its first bytes, before FFmpeg is asked to open
+/// it. FFmpeg's own probing accepts almost anything (text can pass as an "ANSI art" video), so
+/// only these signatures go to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvContainer {
+    /// ISO base media (`ftyp`): MP4, MOV, M4A, 3GP.
+    IsoMedia,
+    /// EBML: Matroska or WebM (`webm` is true when the doctype says so).
+    Matroska { webm: bool },
+    Avi,
+    Wav,
+    Aiff,
+    Flac,
+    Ogg,
+    /// MPEG audio (an ID3 tag or a frame header).
+    Mp3,
+    /// AAC in ADTS frames.
+    Aac,
+    Flv,
+    MpegTs,
+    MpegPs,
+}
+
+impl AvContainer {
+    /// The usual file extension; `has_video` picks between the video and audio names of ISO
+    /// media and Ogg.
+    pub fn extension(self, has_video: bool) -> &'static str {
+        match self {
+            AvContainer::IsoMedia if has_video => "mp4",
+            AvContainer::IsoMedia => "m4a",
+            AvContainer::Matroska { webm: true } => "webm",
+            AvContainer::Matroska { webm: false } => "mkv",
+            AvContainer::Avi => "avi",
+            AvContainer::Wav => "wav",
+            AvContainer::Aiff => "aiff",
+            AvContainer::Flac => "flac",
+            AvContainer::Ogg if has_video => "ogv",
+            AvContainer::Ogg => "ogg",
+            AvContainer::Mp3 => "mp3",
+            AvContainer::Aac => "aac",
+            AvContainer::Flv => "flv",
+            AvContainer::MpegTs => "ts",
+            AvContainer::MpegPs => "mpg",
+        }
+    }
+}
+
+/// Whether a container that declares its own size holds all of it: a WAV (RIFF) or ISO media
+/// file cut short still opens and decodes up to the cut, so the cut is found here, from the
+/// sizes its chunks or boxes declare. Other containers are left to the decoder.
+pub fn check_container_complete(container: AvContainer, bytes: &[u8]) -> Result<(), String> {
+    let u32_le = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u32_be = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let truncated = |what: &str, declared: u64| {
+        Err(format!(
+            "truncated: {what} declares {declared} bytes, the file ends after {}",
+            bytes.len()
+        ))
+    };
+    match container {
+        AvContainer::Wav => {
+            // Chunks after the 12-byte RIFF header; 0 and 0xFFFFFFFF mean "size unknown"
+            // (streamed WAVs).
+            let mut at = 12usize;
+            while let (Some(id), Some(size)) = (bytes.get(at..at + 4), u32_le(at + 4)) {
+                let end = at as u64 + 8 + size as u64;
+                if id == b"data" {
+                    if size != 0 && size != u32::MAX && end > bytes.len() as u64 {
+                        return truncated("the data chunk", size as u64);
+                    }
+                    break;
+                }
+                at = (end + (size as u64 & 1)) as usize;
+            }
+            Ok(())
+        }
+        AvContainer::IsoMedia => {
+            // Top-level boxes: 32-bit size, or 1 and a 64-bit size after the type; 0 means
+            // "to the end of the file".
+            let mut at = 0u64;
+            while let Some(size) = u32_be(at as usize) {
+                let size = match size {
+                    0 => break,
+                    1 => match bytes.get(at as usize + 8..at as usize + 16) {
+                        Some(b) => u64::from_be_bytes(b.try_into().unwrap_or([0; 8])),
+                        None => break,
+                    },
+                    n => n as u64,
+                };
+                if size < 8 {
+                    return Err(format!("corrupt: a box at byte {at} declares {size} bytes"));
+                }
+                if at + size > bytes.len() as u64 {
+                    let kind = bytes
+                        .get(at as usize + 4..at as usize + 8)
+                        .map(|t| String::from_utf8_lossy(t).into_owned())
+                        .unwrap_or_default();
+                    return truncated(&format!("the `{kind}` box at byte {at}"), size);
+                }
+                at += size;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Recognises a video or audio container from its magic bytes.
+pub fn sniff_av(bytes: &[u8]) -> Option<AvContainer> {
+    let at = |offset: usize, magic: &[u8]| bytes.get(offset..offset + magic.len()) == Some(magic);
+    if at(4, b"ftyp") {
+        return Some(AvContainer::IsoMedia);
+    }
+    if at(0, &[0x1A, 0x45, 0xDF, 0xA3]) {
+        let head = &bytes[..bytes.len().min(64)];
+        let webm = head.windows(4).any(|w| w == b"webm");
+        return Some(AvContainer::Matroska { webm });
+    }
+    if at(0, b"RIFF") && at(8, b"AVI ") {
+        return Some(AvContainer::Avi);
+    }
+    if (at(0, b"RIFF") || at(0, b"RF64")) && at(8, b"WAVE") {
+        return Some(AvContainer::Wav);
+    }
+    if at(0, b"FORM") && (at(8, b"AIFF") || at(8, b"AIFC")) {
+        return Some(AvContainer::Aiff);
+    }
+    if at(0, b"fLaC") {
+        return Some(AvContainer::Flac);
+    }
+    if at(0, b"OggS") {
+        return Some(AvContainer::Ogg);
+    }
+    if at(0, b"ID3") {
+        return Some(AvContainer::Mp3);
+    }
+    if at(0, b"FLV") {
+        return Some(AvContainer::Flv);
+    }
+    if bytes.len() > 376 && bytes[0] == 0x47 && bytes[188] == 0x47 && bytes[376] == 0x47 {
+        return Some(AvContainer::MpegTs);
+    }
+    if at(0, &[0, 0, 1, 0xBA]) {
+        return Some(AvContainer::MpegPs);
+    }
+    if let [0xFF, second, ..] = *bytes {
+        // ADTS: 12 sync bits, layer 00. MPEG audio: 11 sync bits, a layer that is not 00.
+        if second & 0xF6 == 0xF0 {
+            return Some(AvContainer::Aac);
+        }
+        if second & 0xE0 == 0xE0 && second & 0x06 != 0 && second & 0x18 != 0x08 {
+            return Some(AvContainer::Mp3);
+        }
+    }
+    None
+}
+
 fn format_name(format: ImageFormat) -> String {
     format!("{format:?}").to_uppercase()
 }
@@ -307,6 +466,48 @@ mod tests {
             probe(b"hello, I am text"),
             Err(DecodeError::NotAnImage("the bytes are text".into()))
         );
+    }
+
+    #[test]
+    fn video_and_audio_containers_are_recognised_from_their_magic() {
+        let mut mp4 = vec![0, 0, 0, 0x20];
+        mp4.extend_from_slice(b"ftypisom");
+        assert_eq!(sniff_av(&mp4), Some(AvContainer::IsoMedia));
+        assert_eq!(sniff_av(b"RIFF\x10\0\0\0WAVEfmt "), Some(AvContainer::Wav));
+        assert_eq!(sniff_av(b"RIFF\x10\0\0\0AVI LIST"), Some(AvContainer::Avi));
+        assert_eq!(sniff_av(b"OggS\0\x02"), Some(AvContainer::Ogg));
+        assert_eq!(sniff_av(b"fLaC\0\0\0\x22"), Some(AvContainer::Flac));
+        assert_eq!(sniff_av(b"ID3\x04\0"), Some(AvContainer::Mp3));
+        assert_eq!(sniff_av(&[0xFF, 0xFB, 0x90, 0x64]), Some(AvContainer::Mp3));
+        assert_eq!(sniff_av(&[0xFF, 0xF1, 0x50, 0x80]), Some(AvContainer::Aac));
+        let mut webm = vec![0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x82, 0x84];
+        webm.extend_from_slice(b"webm");
+        assert_eq!(sniff_av(&webm), Some(AvContainer::Matroska { webm: true }));
+        assert_eq!(AvContainer::Matroska { webm: true }.extension(true), "webm");
+        assert_eq!(AvContainer::IsoMedia.extension(false), "m4a");
+        // A JPEG's marker is not an MPEG frame header; text is nothing.
+        assert_eq!(sniff_av(&[0xFF, 0xD8, 0xFF, 0xE0]), None);
+        assert_eq!(sniff_av(b"hello, I am text"), None);
+    }
+
+    #[test]
+    fn wav_and_iso_media_cut_short_are_found_from_their_declared_sizes() {
+        let mut wav = b"RIFF\x24\x08\0\0WAVEfmt \x10\0\0\0".to_vec();
+        wav.extend_from_slice(&[0; 16]);
+        wav.extend_from_slice(b"data\x00\x08\0\0");
+        wav.extend_from_slice(&[0; 2048]);
+        assert_eq!(check_container_complete(AvContainer::Wav, &wav), Ok(()));
+        let err = check_container_complete(AvContainer::Wav, &wav[..1000]).unwrap_err();
+        assert!(err.contains("data chunk declares 2048 bytes"), "{err}");
+
+        let mut mp4 = vec![0, 0, 0, 16];
+        mp4.extend_from_slice(b"ftypisom\0\0\0\0");
+        mp4.extend_from_slice(&[0, 0, 0x10, 0]);
+        mp4.extend_from_slice(b"mdat");
+        mp4.extend_from_slice(&[0; 4096 - 8]);
+        assert_eq!(check_container_complete(AvContainer::IsoMedia, &mp4), Ok(()));
+        let err = check_container_complete(AvContainer::IsoMedia, &mp4[..2000]).unwrap_err();
+        assert!(err.contains("`mdat` box at byte 16 declares 4096"), "{err}");
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! Pixel work sits behind [`QualityKernels`] so that a GPU backend can implement it; the CPU
 //! implementation here is the reference. This module records numbers and decides nothing.
 
+pub mod audio;
 pub mod hash;
 pub mod quality;
 pub mod resample;
+pub mod video;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -20,7 +22,7 @@ use resample::Filter;
 /// The algorithms behind the numbers, recorded with every measurement so a later run can tell
 /// whether a stored value is still comparable. Bump a part when its computation changes.
 pub const MEASURE_VERSION: &str =
-    "mmcurate-measure/2 sharpness=laplacian3x3-var@512 brightness=mean-luma@512 phash=imagehash-dct32 dhash=imagehash-9x8";
+    "mmcurate-measure/3 sharpness=laplacian3x3-var@512 brightness=mean-luma@512 phash=imagehash-dct32 dhash=imagehash-9x8 video=sampled-frames+thumb64-diff audio=levels-50ms+chroma12-fp32@11025";
 
 /// Every metric of a sample; `None` when it was not computed (e.g. the image did not decode).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -69,6 +71,72 @@ pub struct Measurements {
     pub clip_model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip_weights_sha256: Option<String>,
+    /// `image`, `video` or `audio`, from the bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_kind: Option<&'static str>,
+    /// A video or audio file's container: FFmpeg's demuxer name (`mov,mp4,m4a,3gp,3g2,mj2`,
+    /// `matroska,webm`, `wav`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// A video or audio file's duration as the container declares it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// The video measurements of a video file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoMeasurements>,
+    /// The audio measurements of an audio file or of a video's audio track.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioMeasurements>,
+}
+
+/// Per-video measurements from the sampled frames (see `video`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VideoMeasurements {
+    pub codec: String,
+    /// Frames per second the stream declares.
+    pub fps: Option<f64>,
+    /// Frames the decoder produced to reach the samples.
+    pub decoded_frames: u64,
+    /// Timestamps (seconds) of the sampled frames, in order.
+    pub frame_timestamps: Vec<f64>,
+    /// Whether each sampled frame was taken at a scene cut (else on the regular grid).
+    pub frame_scene_cut: Vec<bool>,
+    /// Sharpness of each sampled frame, as for images.
+    pub frame_sharpness: Vec<f64>,
+    /// Mean luminance of each sampled frame.
+    pub frame_brightness: Vec<f64>,
+    /// pHash of each sampled frame: the video's signature, aligned by the timestamps.
+    #[serde(serialize_with = "hex64_list")]
+    pub frame_phashes: Vec<u64>,
+    pub sharpness_min: Option<f64>,
+    pub sharpness_mean: Option<f64>,
+    /// Detected scene cuts per minute of decoded video.
+    pub scene_cuts_per_minute: Option<f64>,
+    /// Mean absolute difference (0–255) between consecutive decoded frames' thumbnails: near 0
+    /// for static videos and slideshows.
+    pub motion_score: Option<f64>,
+}
+
+/// Audio measurements (see `audio`), over at most `[audio] max_analysis_seconds`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AudioMeasurements {
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+    /// Seconds of audio analysed.
+    pub analysed_seconds: f64,
+    pub peak_dbfs: f64,
+    pub rms_dbfs: f64,
+    pub clipped_fraction: f64,
+    pub silence_fraction: f64,
+    pub snr_db: Option<f64>,
+    /// The fingerprint's 32-bit sub-fingerprints (written to the ledger, not to the `.json`).
+    #[serde(skip)]
+    pub fingerprint: Vec<u32>,
+}
+
+fn hex64_list<S: serde::Serializer>(v: &[u64], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|h| format!("{h:016x}")))
 }
 
 fn hex64<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {

@@ -25,6 +25,19 @@ pub fn clip_pixel_values(
 ) -> Result<Vec<f32>, PreprocessError> {
     let rgb = image::load_from_memory(bytes)?.to_rgb8();
     let (width, height) = rgb.dimensions();
+    Ok(clip_pixel_values_rgb(rgb.as_raw(), width, height, size, mean, std))
+}
+
+/// Preprocesses packed RGB24 pixels (`width x height`, row-major) into a `3 x size x size`
+/// CHW float32 tensor, as [`clip_pixel_values`] does after decoding.
+pub fn clip_pixel_values_rgb(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    size: u32,
+    mean: [f32; 3],
+    std: [f32; 3],
+) -> Vec<f32> {
     // transformers' get_resize_output_image_size: the shorter side becomes `size`, the longer
     // one int(size * longer / shorter).
     let (new_w, new_h) = if width <= height {
@@ -35,7 +48,7 @@ pub fn clip_pixel_values(
     // Pillow resamples each channel of an RGB image on its own, with the same arithmetic as
     // for one plane.
     let plane_of = |c: usize| -> Vec<u8> {
-        let channel: Vec<u8> = rgb.as_raw().iter().skip(c).step_by(3).copied().collect();
+        let channel: Vec<u8> = rgb.iter().skip(c).step_by(3).copied().collect();
         resize_plane(
             &channel,
             width as usize,
@@ -59,5 +72,5 @@ pub fn clip_pixel_values(
             }
         }
     }
-    Ok(out)
+    out
 }

@@ -7,6 +7,7 @@
 //! to be measured; then kept samples are written from staging in id order, which is what makes
 //! the output independent of thread count and arrival order.
 
+pub mod av;
 pub mod embed;
 pub mod progress;
 
@@ -17,12 +18,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::config::{Config, DedupConfig};
+use crate::config::Config;
 use crate::decide::alignment::{decide_alignment, AlignmentSummary};
-use crate::decide::dedup::{exact_duplicates, near_duplicates, semantic_duplicates, Candidate};
-use crate::decide::filters::{check_caption, check_header, check_quality};
+use crate::decide::dedup::{
+    audio_duplicates, exact_duplicates, near_duplicates, semantic_duplicates, video_duplicates,
+    Candidate,
+};
+use crate::measure::video::Signature;
+use crate::decide::filters::{check_header, check_quality};
 use crate::decide::{Decision, Drop, Reason, Stage};
-use crate::decode::{probe, CpuDecoder, DecodeError, ImageDecoder};
+use crate::decode::{probe, sniff_av, CpuDecoder, DecodeError, ImageDecoder};
 use crate::measure::Embeddings;
 use crate::measure::{
     sha256_hex, CpuKernels, Measurements, QualityKernels, ANALYSIS_SHORT_SIDE, MEASURE_VERSION,
@@ -31,13 +36,14 @@ use crate::models::checkpoint::load_clip;
 use crate::models::clip::Clip;
 use crate::models::ModelError;
 use crate::plan::{self, Plan, Units};
-use crate::source::{files, manifest, webdataset, Sample, SourceError, Stores};
+use crate::source::{files, manifest, webdataset, Sample, SourceError, Stores, AV_EXTENSIONS};
 use crate::write::manifest::{
     Counts, InputRecord, ModelsRecord, OutputFile, RunInfo, RunManifest, ToolInfo,
 };
 use crate::write::staging::{StagedPart, Staging};
 use crate::write::{self, Record, WriteError};
-use embed::{embed_kept, EmbedError};
+use av::Judged;
+use embed::{embed_kept, EmbedError, VideoEmbedding};
 use progress::Progress;
 
 /// Why a run stopped.
@@ -149,7 +155,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
 
     let decide_started = Instant::now();
     records.sort_by(|a, b| a.id.cmp(&b.id));
-    decide_duplicates(&mut records, &config.dedup);
+    decide_duplicates(&mut records, config);
     stage_seconds.insert("decide".to_string(), decide_started.elapsed().as_secs_f64());
 
     let reader = staging.finish().map_err(|source| RunError::Staging {
@@ -160,7 +166,19 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     let mut embeddings_files = Vec::new();
     if let (Some(clip), Some(model)) = (&clip, &config.models.clip) {
         let embed_started = Instant::now();
-        let embeddings = embed_kept(&mut records, &reader, clip, model.batch_size, progress)?;
+        let sampling = av::frame_sampling(config, true);
+        let video = VideoEmbedding {
+            sampling: &sampling,
+            score: config.video.clip_score,
+        };
+        let embeddings = embed_kept(
+            &mut records,
+            &reader,
+            clip,
+            model.batch_size,
+            &video,
+            progress,
+        )?;
         stage_seconds.insert("embed".to_string(), embed_started.elapsed().as_secs_f64());
         let decide_started = Instant::now();
         alignment = decide_semantic_and_alignment(&mut records, &embeddings, config);
@@ -498,27 +516,29 @@ fn measure_sample(
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         judge(&sample, config, decoder, kernels, &mut measurements)
     }));
-    let (decision, media_ext) = match outcome {
-        Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown panic");
-            let drop = Drop::new(
-                Stage::Decode,
-                Reason::Unreadable,
-                format!("decoder crashed: {message}"),
-            );
-            (Decision::Drop(drop), None)
-        }
-    };
-    let staged = if decision.is_keep() {
-        stage_parts(&sample, media_ext.as_deref(), staging)?
+    let judged = outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        Judged::drop(
+            Stage::Decode,
+            Reason::Unreadable,
+            format!("decoder crashed: {message}"),
+        )
+    });
+    let staged = if judged.decision.is_keep() {
+        stage_parts(
+            &sample,
+            judged.media_ext.as_deref(),
+            &judged.extra_parts,
+            staging,
+        )?
     } else {
         Vec::new()
     };
+    let decision = judged.decision;
     Ok(Record {
         id: sample.id,
         key: sample.key,
@@ -531,34 +551,32 @@ fn measure_sample(
     })
 }
 
-/// The per-sample decision, cheap checks first; fills `m` as it goes. Returns the output
-/// extension of the media part (from the detected format) for samples that pass.
+/// The per-sample decision, cheap checks first; fills `m` as it goes. For samples that pass,
+/// also says the output extension of the media part (from the detected format).
 fn judge(
     sample: &Sample,
     config: &Config,
     decoder: &dyn ImageDecoder,
     kernels: &dyn QualityKernels,
     m: &mut Measurements,
-) -> (Decision, Option<String>) {
-    let drop =
-        |stage, reason, detail: String| (Decision::Drop(Drop::new(stage, reason, detail)), None);
+) -> Judged {
     if let Some(error) = &sample.fetch_error {
-        return drop(Stage::Source, Reason::FetchFailed, error.clone());
+        return Judged::drop(Stage::Source, Reason::FetchFailed, error.clone());
     }
     let Some(media) = sample.media_bytes() else {
         let parts: Vec<&str> = sample.parts.iter().map(|p| p.ext.as_str()).collect();
-        return drop(
+        return Judged::drop(
             Stage::Source,
             Reason::NoMedia,
             format!(
-                "no image part among the sample's parts ({})",
+                "no image, video or audio part among the sample's parts ({})",
                 parts.join(", ")
             ),
         );
     };
     m.size_bytes = media.len() as u64;
     if media.is_empty() {
-        return drop(
+        return Judged::drop(
             Stage::Decode,
             Reason::EmptyFile,
             DecodeError::Empty.to_string(),
@@ -567,33 +585,41 @@ fn judge(
     m.sha256 = Some(sha256_hex(media));
     let info = match probe(media) {
         Ok(info) => info,
-        Err(e @ DecodeError::NotAnImage(_)) => {
-            return drop(Stage::Decode, Reason::NotAnImage, e.to_string())
+        Err(DecodeError::NotAnImage(what)) => {
+            if let Some(container) = sniff_av(media) {
+                return av::judge_av(sample, media, container, config, kernels, m);
+            }
+            let declared = sample.media.as_deref().unwrap_or_default();
+            return if AV_EXTENSIONS.contains(&declared) {
+                Judged::drop(
+                    Stage::Decode,
+                    Reason::NotMedia,
+                    format!("not a known video or audio container: {what}"),
+                )
+            } else {
+                Judged::drop(
+                    Stage::Decode,
+                    Reason::NotAnImage,
+                    DecodeError::NotAnImage(what).to_string(),
+                )
+            };
         }
-        Err(e) => return drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
     };
+    m.media_kind = Some("image");
     m.format = Some(info.extension().to_string());
     m.width = Some(info.width);
     m.height = Some(info.height);
     let filters = &config.filters.image;
     if let Some(d) = check_header(&info, filters) {
-        return (Decision::Drop(d), None);
+        return Judged::dropped(d);
     }
-    let caption = sample
-        .part("txt")
-        .map(|p| &p.bytes[..])
-        .or(sample.caption.as_deref().map(str::as_bytes));
-    match check_caption(caption, &config.filters.caption) {
-        Ok(Some(caption)) => {
-            m.caption_chars = Some(caption.chars);
-            m.caption_words = Some(caption.words);
-        }
-        Ok(None) => {}
-        Err(d) => return (Decision::Drop(d), None),
+    if let Some(dropped) = av::check_sample_caption(sample, config, m) {
+        return dropped;
     }
     let luma = match decoder.decode_luma(media, &info, ANALYSIS_SHORT_SIDE) {
         Ok(luma) => luma,
-        Err(e) => return drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
     };
     let quality = kernels.measure(&luma);
     m.sharpness = Some(quality.sharpness);
@@ -602,16 +628,22 @@ fn judge(
     m.phash = Some(quality.phash);
     m.dhash = Some(quality.dhash);
     if let Some(d) = check_quality(&quality, filters) {
-        return (Decision::Drop(d), None);
+        return Judged::dropped(d);
     }
-    (Decision::Keep, Some(info.extension().to_string()))
+    Judged {
+        decision: Decision::Keep,
+        media_ext: Some(info.extension().to_string()),
+        extra_parts: Vec::new(),
+    }
 }
 
 /// Stages the parts in output order: media (named by its detected format, unless another part
-/// already has that name), caption `.txt`, the source `.json`, then any other parts.
+/// already has that name), caption `.txt`, the source `.json`, any other parts, then the parts
+/// made while measuring (keyframes).
 fn stage_parts(
     sample: &Sample,
     media_ext: Option<&str>,
+    extra_parts: &[(String, Vec<u8>)],
     staging: &Staging,
 ) -> std::io::Result<Vec<StagedPart>> {
     let media_in = sample.media.as_deref().unwrap_or_default();
@@ -637,19 +669,42 @@ fn stage_parts(
             parts.push((&part.ext, &part.bytes));
         }
     }
+    for (ext, bytes) in extra_parts {
+        if sample.part(ext).is_none() {
+            parts.push((ext, bytes));
+        }
+    }
     staging.put(parts)
 }
 
-/// What dedup knows of a record.
+/// What dedup knows of a record. Audio has neither sharpness nor pixels: of two copies, the
+/// one with more samples per second (rate × channels) is kept, then the higher bit rate.
 fn candidate(record: &Record) -> Candidate<'_> {
     let m = &record.measurements;
+    let (sharpness, pixels) = match (m.media_kind, &m.audio) {
+        (Some("audio"), Some(audio)) => (
+            f64::from(audio.sample_rate) * f64::from(audio.channels),
+            m.duration_seconds
+                .filter(|&d| d > 0.0)
+                .map_or(m.size_bytes, |d| (m.size_bytes as f64 / d) as u64),
+        ),
+        _ => (
+            m.sharpness.unwrap_or_default(),
+            m.width.unwrap_or(0) as u64 * m.height.unwrap_or(0) as u64,
+        ),
+    };
     Candidate {
         id: &record.id,
         sha256: m.sha256.as_deref().unwrap_or_default(),
         phash: m.phash.unwrap_or_default(),
-        sharpness: m.sharpness.unwrap_or_default(),
-        pixels: m.width.unwrap_or(0) as u64 * m.height.unwrap_or(0) as u64,
+        sharpness,
+        pixels,
     }
+}
+
+/// What dedup knows of the records at `indices`.
+fn candidates<'a>(indices: &[usize], records: &'a [Record]) -> Vec<Candidate<'a>> {
+    indices.iter().map(|&i| candidate(&records[i])).collect()
 }
 
 /// Drops `records[indices[k]]` where `drops[k]` says so.
@@ -662,26 +717,62 @@ fn apply_drops(records: &mut [Record], indices: &[usize], drops: Vec<Option<Drop
     }
 }
 
-/// Global dedup over the samples still kept: exact copies first, then pHash neighbours.
-fn decide_duplicates(records: &mut [Record], dedup: &DedupConfig) {
-    let run = |records: &mut [Record], find: &dyn Fn(&[Candidate]) -> Vec<Option<Drop>>| {
+/// Global dedup over the samples still kept: exact copies first (any media), then pHash
+/// neighbours among images, signature matches among videos and fingerprint matches among
+/// audio files.
+fn decide_duplicates(records: &mut [Record], config: &Config) {
+    let dedup = &config.dedup;
+    let run = |records: &mut [Record],
+               applies: &dyn Fn(&Record) -> bool,
+               find: &dyn Fn(&[usize], &[Record]) -> Vec<Option<Drop>>| {
         let kept: Vec<usize> = (0..records.len())
-            .filter(|&i| records[i].decision.is_keep())
+            .filter(|&i| records[i].decision.is_keep() && applies(&records[i]))
             .collect();
-        let drops = find(
-            &kept
-                .iter()
-                .map(|&i| candidate(&records[i]))
-                .collect::<Vec<_>>(),
-        );
+        let drops = find(&kept, records);
         apply_drops(records, &kept, drops);
     };
     if dedup.exact {
-        run(records, &|c| exact_duplicates(c));
+        run(records, &|_| true, &|kept, records| {
+            exact_duplicates(&candidates(kept, records))
+        });
     }
     if dedup.phash_max_distance > 0 {
         let d = dedup.phash_max_distance;
-        run(records, &|c| near_duplicates(c, d));
+        run(records, &|r| r.measurements.phash.is_some(), &|kept, records| {
+            near_duplicates(&candidates(kept, records), d)
+        });
+    }
+    if dedup.video_max_distance > 0.0 {
+        let tolerance = 0.5 / config.video.sample_fps;
+        run(records, &|r| r.measurements.video.is_some(), &|kept, records| {
+            let signatures: Vec<Signature> = kept
+                .iter()
+                .filter_map(|&i| records[i].measurements.video.as_ref().map(Signature::of))
+                .collect();
+            video_duplicates(
+                &candidates(kept, records),
+                &signatures,
+                dedup.video_max_distance,
+                tolerance,
+            )
+        });
+    }
+    if dedup.audio_max_bit_error_rate > 0.0 {
+        let is_audio = |r: &Record| {
+            r.measurements.media_kind == Some("audio") && r.measurements.audio.is_some()
+        };
+        run(records, &is_audio, &|kept, records| {
+            let prints: Vec<&[u32]> = kept
+                .iter()
+                .filter_map(|&i| records[i].measurements.audio.as_ref())
+                .map(|a| a.fingerprint.as_slice())
+                .collect();
+            audio_duplicates(
+                &candidates(kept, records),
+                &prints,
+                dedup.audio_max_bit_error_rate,
+            )
+        });
     }
 }
 

@@ -96,10 +96,18 @@ pub const IMAGE_EXTENSIONS: &[&str] = &[
     "jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "img", "image",
 ];
 
-/// Chooses which part of a group is the media: the first known image extension.
+/// Video and audio extensions taken as the media part when a sample has no image part.
+pub const AV_EXTENSIONS: &[&str] = &[
+    "mp4", "webm", "mkv", "mov", "m4v", "avi", "mpg", "mpeg", "ts", "flv", "wav", "flac", "mp3",
+    "ogg", "oga", "opus", "m4a", "aac", "aiff", "aif", "video", "audio",
+];
+
+/// Chooses which part of a group is the media: the first known image extension, else the
+/// first known video or audio one.
 pub fn choose_media(parts: &[Part]) -> Option<String> {
     IMAGE_EXTENSIONS
         .iter()
+        .chain(AV_EXTENSIONS)
         .find(|ext| parts.iter().any(|p| p.ext == **ext))
         .map(|ext| ext.to_string())
 }
@@ -183,5 +191,9 @@ mod tests {
             Some("jpg".into())
         );
         assert_eq!(choose_media(&[part("txt"), part("json")]), None);
+        assert_eq!(
+            choose_media(&[part("txt"), part("wav"), part("mp4")]),
+            Some("mp4".into())
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! measurement and the decision. "Why is this sample missing?" is answered from it alone.
 
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, StringBuilder, UInt32Builder, UInt64Builder,
+    BooleanBuilder, Float64Builder, ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
@@ -10,6 +10,15 @@ use std::sync::Arc;
 
 use super::Record;
 use crate::measure::MEASURE_VERSION;
+
+/// A nullable list column; its items are never null (arrow's default item field, `item`).
+fn list(name: &str, item: DataType) -> Field {
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", item, true))),
+        true,
+    )
+}
 
 /// Column names and types, in order. The README's "Ledger columns" table documents each.
 pub fn schema() -> Schema {
@@ -41,6 +50,28 @@ pub fn schema() -> Schema {
         utf8("clip_note", true),
         utf8("clip_model", true),
         utf8("clip_weights_sha256", true),
+        utf8("media_kind", true),
+        utf8("container", true),
+        Field::new("duration_seconds", DataType::Float64, true),
+        utf8("video_codec", true),
+        Field::new("fps", DataType::Float64, true),
+        Field::new("frames_decoded", DataType::UInt64, true),
+        list("frame_timestamps", DataType::Float64),
+        list("frame_phashes", DataType::Utf8),
+        list("frame_sharpness", DataType::Float64),
+        Field::new("sharpness_min", DataType::Float64, true),
+        Field::new("scene_cuts_per_minute", DataType::Float64, true),
+        Field::new("motion_score", DataType::Float64, true),
+        utf8("audio_codec", true),
+        Field::new("audio_sample_rate", DataType::UInt32, true),
+        Field::new("audio_channels", DataType::UInt32, true),
+        Field::new("audio_analysed_seconds", DataType::Float64, true),
+        Field::new("audio_peak_dbfs", DataType::Float64, true),
+        Field::new("audio_rms_dbfs", DataType::Float64, true),
+        Field::new("audio_clipped_fraction", DataType::Float64, true),
+        Field::new("audio_silence_fraction", DataType::Float64, true),
+        Field::new("audio_snr_db", DataType::Float64, true),
+        list("audio_fingerprint", DataType::UInt32),
         utf8("measure_version", false),
         utf8("status", false),
         utf8("drop_stage", true),
@@ -81,6 +112,19 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
     let mut duplicate_distance = Float64Builder::with_capacity(n);
     let mut duplicate_similarity = Float64Builder::with_capacity(n);
     let mut shard = strings();
+    let floats = || Float64Builder::with_capacity(n);
+    let (mut media_kind, mut container, mut video_codec, mut audio_codec) =
+        (strings(), strings(), strings(), strings());
+    let (mut duration, mut fps, mut sharpness_min, mut cuts, mut motion) =
+        (floats(), floats(), floats(), floats(), floats());
+    let mut frames_decoded = UInt64Builder::with_capacity(n);
+    let mut frame_timestamps = ListBuilder::new(Float64Builder::new());
+    let mut frame_phashes = ListBuilder::new(StringBuilder::new());
+    let mut frame_sharpness = ListBuilder::new(Float64Builder::new());
+    let (mut sample_rate, mut channels) = (uint32(), uint32());
+    let (mut analysed, mut peak, mut rms, mut audio_clipped, mut silence, mut snr) =
+        (floats(), floats(), floats(), floats(), floats(), floats());
+    let mut fingerprint = ListBuilder::new(UInt32Builder::new());
 
     for r in records {
         let m = &r.measurements;
@@ -110,6 +154,50 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
         clip_note.append_option(m.clip_note.as_deref());
         clip_model.append_option(m.clip_model.as_deref());
         clip_sha.append_option(m.clip_weights_sha256.as_deref());
+        media_kind.append_option(m.media_kind);
+        container.append_option(m.container.as_deref());
+        duration.append_option(m.duration_seconds);
+        let v = m.video.as_ref();
+        video_codec.append_option(v.map(|v| v.codec.as_str()));
+        fps.append_option(v.and_then(|v| v.fps));
+        frames_decoded.append_option(v.map(|v| v.decoded_frames));
+        match v {
+            Some(v) => {
+                frame_timestamps.values().append_slice(&v.frame_timestamps);
+                frame_timestamps.append(true);
+                for h in &v.frame_phashes {
+                    frame_phashes.values().append_value(format!("{h:016x}"));
+                }
+                frame_phashes.append(true);
+                frame_sharpness.values().append_slice(&v.frame_sharpness);
+                frame_sharpness.append(true);
+            }
+            None => {
+                frame_timestamps.append_null();
+                frame_phashes.append_null();
+                frame_sharpness.append_null();
+            }
+        }
+        sharpness_min.append_option(v.and_then(|v| v.sharpness_min));
+        cuts.append_option(v.and_then(|v| v.scene_cuts_per_minute));
+        motion.append_option(v.and_then(|v| v.motion_score));
+        let a = m.audio.as_ref();
+        audio_codec.append_option(a.map(|a| a.codec.as_str()));
+        sample_rate.append_option(a.map(|a| a.sample_rate));
+        channels.append_option(a.map(|a| a.channels));
+        analysed.append_option(a.map(|a| a.analysed_seconds));
+        peak.append_option(a.map(|a| a.peak_dbfs));
+        rms.append_option(a.map(|a| a.rms_dbfs));
+        audio_clipped.append_option(a.map(|a| a.clipped_fraction));
+        silence.append_option(a.map(|a| a.silence_fraction));
+        snr.append_option(a.and_then(|a| a.snr_db));
+        match a {
+            Some(a) => {
+                fingerprint.values().append_slice(&a.fingerprint);
+                fingerprint.append(true);
+            }
+            None => fingerprint.append_null(),
+        }
         version.append_value(MEASURE_VERSION);
         let dropped = r.decision.dropped();
         status.append_value(if dropped.is_some() { "dropped" } else { "kept" });
@@ -149,6 +237,28 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
         Arc::new(clip_note.finish()),
         Arc::new(clip_model.finish()),
         Arc::new(clip_sha.finish()),
+        Arc::new(media_kind.finish()),
+        Arc::new(container.finish()),
+        Arc::new(duration.finish()),
+        Arc::new(video_codec.finish()),
+        Arc::new(fps.finish()),
+        Arc::new(frames_decoded.finish()),
+        Arc::new(frame_timestamps.finish()),
+        Arc::new(frame_phashes.finish()),
+        Arc::new(frame_sharpness.finish()),
+        Arc::new(sharpness_min.finish()),
+        Arc::new(cuts.finish()),
+        Arc::new(motion.finish()),
+        Arc::new(audio_codec.finish()),
+        Arc::new(sample_rate.finish()),
+        Arc::new(channels.finish()),
+        Arc::new(analysed.finish()),
+        Arc::new(peak.finish()),
+        Arc::new(rms.finish()),
+        Arc::new(audio_clipped.finish()),
+        Arc::new(silence.finish()),
+        Arc::new(snr.finish()),
+        Arc::new(fingerprint.finish()),
         Arc::new(version.finish()),
         Arc::new(status.finish()),
         Arc::new(stage.finish()),

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod av_run;
 mod cli;
 mod clip_parity;
 mod clip_preprocess;

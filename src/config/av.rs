@@ -1,0 +1,282 @@
+//! The video and audio sections of the config: how frames are sampled (`[video]`), how audio is
+//! analysed (`[audio]`), and the per-sample limits (`[filters.video]`, `[filters.audio]`).
+//! Every key has a default (README, "Config reference"); validation names the key, the value
+//! and what is allowed.
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// How video frames are sampled and used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoConfig {
+    /// Regular frame samples per second of video.
+    #[serde(default = "default_sample_fps")]
+    pub sample_fps: f64,
+    /// A scene cut is a mean absolute difference of at least this (0–255) between consecutive
+    /// decoded frames' 64x64 luminance thumbnails; the frame after a cut is sampled too. 0 turns
+    /// scene detection off.
+    #[serde(default = "default_scene_threshold")]
+    pub scene_threshold: f64,
+    /// At most this many sampled frames per video (regular and scene-cut ones together).
+    #[serde(default = "default_max_frames")]
+    pub max_frames: usize,
+    /// Write the sampled frames into the shard as `KEY.NNN.jpg` parts.
+    #[serde(default)]
+    pub write_keyframes: bool,
+    /// With `[models.clip]`: which frame statistic is the video's CLIP score, `mean` or `max`
+    /// of the frames' scores.
+    #[serde(default)]
+    pub clip_score: FrameScore,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameScore {
+    #[default]
+    Mean,
+    Max,
+}
+
+fn default_sample_fps() -> f64 {
+    1.0
+}
+fn default_scene_threshold() -> f64 {
+    30.0
+}
+fn default_max_frames() -> usize {
+    16
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        VideoConfig {
+            sample_fps: default_sample_fps(),
+            scene_threshold: default_scene_threshold(),
+            max_frames: default_max_frames(),
+            write_keyframes: false,
+            clip_score: FrameScore::Mean,
+        }
+    }
+}
+
+/// How audio (audio files, and the audio track of videos) is analysed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioConfig {
+    /// Analyse at most this many seconds from the start of each file.
+    #[serde(default = "default_max_analysis_seconds")]
+    pub max_analysis_seconds: f64,
+    /// 50 ms windows quieter than this (RMS, dBFS) count as silence.
+    #[serde(default = "default_silence_threshold_dbfs")]
+    pub silence_threshold_dbfs: f64,
+}
+
+fn default_max_analysis_seconds() -> f64 {
+    600.0
+}
+fn default_silence_threshold_dbfs() -> f64 {
+    -60.0
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig {
+            max_analysis_seconds: default_max_analysis_seconds(),
+            silence_threshold_dbfs: default_silence_threshold_dbfs(),
+        }
+    }
+}
+
+/// Per-video limits. 0 turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoFilters {
+    /// Drop videos shorter than this many seconds.
+    #[serde(default)]
+    pub min_duration: f64,
+    /// Drop videos longer than this many seconds; 0: no limit.
+    #[serde(default)]
+    pub max_duration: f64,
+    /// Drop videos whose frames' shorter side is below this many pixels.
+    #[serde(default = "default_video_min_side")]
+    pub min_side: u32,
+    /// Drop videos without an audio track.
+    #[serde(default)]
+    pub require_audio: bool,
+    /// Drop videos whose mean frame sharpness is below this.
+    #[serde(default)]
+    pub min_sharpness: f64,
+    /// Drop videos whose motion score (mean difference of consecutive frames, 0–255) is below
+    /// this: static videos and slideshows.
+    #[serde(default)]
+    pub min_motion: f64,
+}
+
+fn default_video_min_side() -> u32 {
+    64
+}
+
+impl Default for VideoFilters {
+    fn default() -> Self {
+        VideoFilters {
+            min_duration: 0.0,
+            max_duration: 0.0,
+            min_side: default_video_min_side(),
+            require_audio: false,
+            min_sharpness: 0.0,
+            min_motion: 0.0,
+        }
+    }
+}
+
+/// Per-audio-file limits. 0 (or 1 for fractions) turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioFilters {
+    /// Drop audio shorter than this many seconds.
+    #[serde(default)]
+    pub min_duration: f64,
+    /// Drop audio longer than this many seconds; 0: no limit.
+    #[serde(default)]
+    pub max_duration: f64,
+    /// Drop audio sampled below this rate (Hz).
+    #[serde(default)]
+    pub min_sample_rate: u32,
+    /// Drop audio with more than this fraction of samples at full scale.
+    #[serde(default = "one")]
+    pub max_clipped_fraction: f64,
+    /// Drop audio with more than this fraction of silent 50 ms windows.
+    #[serde(default = "one")]
+    pub max_silence_fraction: f64,
+    /// Drop audio whose estimated signal-to-noise ratio is below this (dB); unset: off.
+    #[serde(default)]
+    pub min_snr_db: Option<f64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for AudioFilters {
+    fn default() -> Self {
+        AudioFilters {
+            min_duration: 0.0,
+            max_duration: 0.0,
+            min_sample_rate: 0,
+            max_clipped_fraction: 1.0,
+            max_silence_fraction: 1.0,
+            min_snr_db: None,
+        }
+    }
+}
+
+fn invalid(key: &str, value: impl std::fmt::Display, allowed: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        allowed: allowed.to_string(),
+    }
+}
+
+fn check_non_negative(key: &str, value: f64, allowed: &str) -> Result<(), ConfigError> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(invalid(key, value, allowed))
+    }
+}
+
+fn check_fraction(key: &str, value: f64) -> Result<(), ConfigError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(key, value, "must be a fraction from 0 to 1 (1 turns it off)"))
+    }
+}
+
+/// Checks the video and audio sections.
+pub fn validate(
+    video: &VideoConfig,
+    audio: &AudioConfig,
+    video_filters: &VideoFilters,
+    audio_filters: &AudioFilters,
+) -> Result<(), ConfigError> {
+    if !(video.sample_fps > 0.0 && video.sample_fps <= 120.0) {
+        return Err(invalid(
+            "video.sample_fps",
+            video.sample_fps,
+            "must be above 0 and at most 120 frames per second (e.g. 1.0)",
+        ));
+    }
+    if !(0.0..=255.0).contains(&video.scene_threshold) {
+        return Err(invalid(
+            "video.scene_threshold",
+            video.scene_threshold,
+            "must be 0 (off) to 255, a mean luminance difference (e.g. 30)",
+        ));
+    }
+    if !(1..=1000).contains(&video.max_frames) {
+        return Err(invalid("video.max_frames", video.max_frames, "must be 1 to 1000"));
+    }
+    if !(audio.max_analysis_seconds >= 1.0 && audio.max_analysis_seconds.is_finite()) {
+        return Err(invalid(
+            "audio.max_analysis_seconds",
+            audio.max_analysis_seconds,
+            "must be a finite number of seconds, at least 1",
+        ));
+    }
+    if !(-150.0..=0.0).contains(&audio.silence_threshold_dbfs) {
+        return Err(invalid(
+            "audio.silence_threshold_dbfs",
+            audio.silence_threshold_dbfs,
+            "must be a level from -150 to 0 dBFS (e.g. -60)",
+        ));
+    }
+    let v = video_filters;
+    let seconds = "must be a finite number of seconds >= 0 (0 turns it off)";
+    check_non_negative("filters.video.min_duration", v.min_duration, seconds)?;
+    check_non_negative("filters.video.max_duration", v.max_duration, seconds)?;
+    if v.max_duration > 0.0 && v.min_duration > v.max_duration {
+        return Err(invalid(
+            "filters.video.min_duration",
+            v.min_duration,
+            &format!("must not exceed filters.video.max_duration ({})", v.max_duration),
+        ));
+    }
+    check_non_negative(
+        "filters.video.min_sharpness",
+        v.min_sharpness,
+        "must be a finite number >= 0 (0 turns the filter off)",
+    )?;
+    if !(0.0..=255.0).contains(&v.min_motion) {
+        return Err(invalid(
+            "filters.video.min_motion",
+            v.min_motion,
+            "must be 0 (off) to 255, a mean frame difference",
+        ));
+    }
+    let a = audio_filters;
+    check_non_negative("filters.audio.min_duration", a.min_duration, seconds)?;
+    check_non_negative("filters.audio.max_duration", a.max_duration, seconds)?;
+    if a.max_duration > 0.0 && a.min_duration > a.max_duration {
+        return Err(invalid(
+            "filters.audio.min_duration",
+            a.min_duration,
+            &format!("must not exceed filters.audio.max_duration ({})", a.max_duration),
+        ));
+    }
+    check_fraction("filters.audio.max_clipped_fraction", a.max_clipped_fraction)?;
+    check_fraction("filters.audio.max_silence_fraction", a.max_silence_fraction)?;
+    if let Some(snr) = a.min_snr_db {
+        if !(-100.0..=200.0).contains(&snr) {
+            return Err(invalid(
+                "filters.audio.min_snr_db",
+                snr,
+                "must be a ratio from -100 to 200 dB (e.g. 15)",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1354 @@
+//! Video and audio decoding through FFmpeg (the `ffmpeg-next` bindings), straight from the bytes
+//! in memory: [`probe_media`] reads the container header, [`sample_video_frames`] decodes the
+//! video lane into a few sampled frames (regular times plus scene cuts) and a motion score, and
+//! [`decode_audio`] decodes the audio lane to f32 at its own rate and a mono analysis rate.
+//! It does not measure or judge anything, writes no temp files, and never seeks or hardware
+//! decodes (the CPU path is the reference).
+
+use std::sync::OnceLock;
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg::codec;
+use ffmpeg::format::stream::Disposition;
+use ffmpeg::format::{Pixel, Sample};
+use ffmpeg::media::Type as MediaType;
+use ffmpeg::software::{resampling, scaling};
+use ffmpeg::util::frame;
+use ffmpeg::{ChannelLayout, Discard, Rational};
+
+use crate::decode::{DecodeError, LumaImage};
+
+use memory_io::{codec_parameters, MemoryInput};
+
+/// What the container says, without decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaInfo {
+    /// FFmpeg's demuxer name as it reports it, e.g. `"mov,mp4,m4a,3gp,3g2,mj2"`, `"ogg"`, `"wav"`.
+    pub container: String,
+    /// The container's duration, when it declares one.
+    pub duration_seconds: Option<f64>,
+    /// The container's overall bit rate in bits per second, when known.
+    pub bit_rate: Option<u64>,
+    /// The best video stream (FFmpeg's `av_find_best_stream`), never an attached picture (cover
+    /// art): a music file with a cover has `video: None`.
+    pub video: Option<VideoStreamInfo>,
+    /// The best audio stream.
+    pub audio: Option<AudioStreamInfo>,
+}
+
+/// The chosen video stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoStreamInfo {
+    /// FFmpeg's codec name, e.g. `"h264"`, `"cinepak"`.
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// The average frame rate, else the base frame rate, when the container gives one.
+    pub fps: Option<f64>,
+    /// The frame count the container declares (`nb_frames`); many formats do not.
+    pub frame_count: Option<u64>,
+    /// The stream's own duration, when declared (may differ from the container's).
+    pub duration_seconds: Option<f64>,
+}
+
+/// The chosen audio stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioStreamInfo {
+    /// FFmpeg's codec name, e.g. `"aac"`, `"vorbis"`, `"pcm_s16le"`.
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+    /// The stream's own duration, when declared.
+    pub duration_seconds: Option<f64>,
+}
+
+/// Which frames to sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameSampling {
+    /// Regular samples per second of video (e.g. 1.0); 0 (or not finite) takes no regular
+    /// samples, only scene cuts.
+    pub sample_fps: f64,
+    /// A cut is a decoded frame whose 64x64 luma thumbnail differs from the previous decoded
+    /// frame's by a mean absolute difference (0-255 scale) of at least this; 0 turns scene
+    /// detection off.
+    pub scene_threshold: f64,
+    /// At most this many sampled frames in all (regular and cuts).
+    pub max_frames: usize,
+    /// The sampled luma is scaled so its shorter side is `min(min_side, original)`, aspect kept;
+    /// 0 keeps the original size.
+    pub min_side: u32,
+    /// Also return each sampled frame as packed RGB24 at its original size.
+    pub keep_rgb: bool,
+}
+
+/// One sampled frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledFrame {
+    /// Presentation time in seconds from the stream's start time.
+    pub pts_seconds: f64,
+    /// Sampled because it starts a new scene (it may also be a regular sample).
+    pub scene_cut: bool,
+    /// Luminance (swscale GRAY8, area filter) at the scaled size of [`FrameSampling::min_side`].
+    pub luma: LumaImage,
+    /// The frame in RGB24 at its original size, when [`FrameSampling::keep_rgb`].
+    pub rgb: Option<RgbFrame>,
+}
+
+/// A packed RGB24 image, row-major, no padding (`width * height * 3` bytes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RgbFrame {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// What [`sample_video_frames`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoFrames {
+    /// The sampled frames, in time order.
+    pub frames: Vec<SampledFrame>,
+    /// Frames the decoder produced (without non-reference frames when those were skipped, see
+    /// [`sample_video_frames`]).
+    pub decoded_frames: u64,
+    /// Timestamps of every detected cut, also those not sampled because of `max_frames`.
+    pub scene_cuts: Vec<f64>,
+    /// The motion score: the mean over consecutive decoded-frame pairs of their thumbnail
+    /// difference (static video or slideshow ≈ 0). `None` with fewer than two decoded frames.
+    pub mean_frame_difference: Option<f64>,
+    /// The span from the first to the last decoded timestamp.
+    pub decoded_seconds: f64,
+    /// Whether non-reference frames were skipped (scene detection off): the motion score is
+    /// then over consecutive reference frames, which are further apart.
+    pub skipped_non_reference: bool,
+}
+
+/// Decoded audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedAudio {
+    /// The stream's own rate and channel count.
+    pub sample_rate: u32,
+    pub channels: u32,
+    /// Native rate, packed (interleaved) f32, full scale ±1.0: level measurements use this.
+    pub interleaved: Vec<f32>,
+    /// The rate of `mono`.
+    pub analysis_rate: u32,
+    /// The mean of the channels, resampled (swresample) to `analysis_rate`: the fingerprint
+    /// uses this.
+    pub mono: Vec<f32>,
+    /// Seconds in `interleaved`.
+    pub decoded_seconds: f64,
+    /// Decoding stopped at `max_seconds` with more audio left.
+    pub truncated: bool,
+}
+
+/// The side of the square luma thumbnails compared for scene cuts and the motion score.
+const THUMBNAIL_SIDE: u32 = 64;
+
+/// A stream that ends before this share of its declared duration (less a little slack for
+/// the last frames' own duration) was cut short: the file is truncated.
+const MIN_DECODED_SHARE: f64 = 0.9;
+
+/// FFmpeg's global state, set up once. Its log goes quiet: errors reach the caller as values
+/// with FFmpeg's message, and library code never prints.
+fn init_ffmpeg() -> Result<(), DecodeError> {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    INIT.get_or_init(|| {
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Quiet);
+        ffmpeg::init().map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(|message| ffmpeg_error("ffmpeg", message))
+}
+
+fn ffmpeg_error(format: &str, message: impl ToString) -> DecodeError {
+    DecodeError::Corrupt {
+        format: format.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Opens the bytes as a container; the error names the demuxer when there is one.
+fn open_media(bytes: &[u8]) -> Result<MemoryInput<'_>, DecodeError> {
+    init_ffmpeg()?;
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    MemoryInput::open(bytes).map_err(|e| ffmpeg_error("ffmpeg demuxer", e))
+}
+
+fn container_name(input: &ffmpeg::format::context::Input) -> String {
+    input.format().name().to_string()
+}
+
+/// Seconds of a timestamp in `time_base`; `None` for FFmpeg's "no value" and non-positive
+/// durations.
+fn positive_seconds(value: i64, time_base: Rational) -> Option<f64> {
+    if value <= 0 || value == ffmpeg::ffi::AV_NOPTS_VALUE || time_base.denominator() == 0 {
+        return None;
+    }
+    Some(value as f64 * f64::from(time_base))
+}
+
+fn rational_value(r: Rational) -> Option<f64> {
+    (r.numerator() > 0 && r.denominator() > 0).then(|| f64::from(r))
+}
+
+/// The best video stream that is not cover art. `av_find_best_stream` can pick an attached
+/// picture when it is the only video stream, so one is replaced by the first real video stream.
+fn video_stream_index(input: &ffmpeg::format::context::Input) -> Option<usize> {
+    let is_picture = |s: &ffmpeg::Stream| s.disposition().contains(Disposition::ATTACHED_PIC);
+    if let Some(best) = input.streams().best(MediaType::Video) {
+        if !is_picture(&best) {
+            return Some(best.index());
+        }
+    }
+    input
+        .streams()
+        .find(|s| s.parameters().medium() == MediaType::Video && !is_picture(s))
+        .map(|s| s.index())
+}
+
+fn audio_stream_index(input: &ffmpeg::format::context::Input) -> Option<usize> {
+    input.streams().best(MediaType::Audio).map(|s| s.index())
+}
+
+/// Reads the container header (and FFmpeg's short stream probe) without decoding.
+pub fn probe_media(bytes: &[u8]) -> Result<MediaInfo, DecodeError> {
+    let media = open_media(bytes)?;
+    let input = media.input();
+    let video = video_stream_index(input).and_then(|i| input.stream(i)).map(|s| {
+        let p = codec_parameters(&s);
+        VideoStreamInfo {
+            codec: p.codec_id.name().to_string(),
+            width: p.width,
+            height: p.height,
+            fps: rational_value(s.avg_frame_rate()).or_else(|| rational_value(s.rate())),
+            frame_count: u64::try_from(s.frames()).ok().filter(|&n| n > 0),
+            duration_seconds: positive_seconds(s.duration(), s.time_base()),
+        }
+    });
+    let audio = audio_stream_index(input).and_then(|i| input.stream(i)).map(|s| {
+        let p = codec_parameters(&s);
+        AudioStreamInfo {
+            codec: p.codec_id.name().to_string(),
+            sample_rate: p.sample_rate,
+            channels: p.channels,
+            duration_seconds: positive_seconds(s.duration(), s.time_base()),
+        }
+    });
+    Ok(MediaInfo {
+        container: container_name(input),
+        duration_seconds: positive_seconds(input.duration(), Rational::new(1, ffmpeg::ffi::AV_TIME_BASE)),
+        bit_rate: u64::try_from(input.bit_rate()).ok().filter(|&b| b > 0),
+        video,
+        audio,
+    })
+}
+
+/// The regular sample times `k * interval`, `k < count` (computed from `k`, not accumulated,
+/// so the times do not drift).
+struct RegularTargets {
+    interval: f64,
+    /// How many targets there are; `None` when the duration is unknown (then `max_frames`
+    /// bounds the samples).
+    count: Option<usize>,
+    next: usize,
+}
+
+impl RegularTargets {
+    fn new(sampling: &FrameSampling, duration: Option<f64>) -> Self {
+        if !(sampling.sample_fps.is_finite() && sampling.sample_fps > 0.0) || sampling.max_frames == 0 {
+            return RegularTargets { interval: 0.0, count: Some(0), next: 0 };
+        }
+        let max = sampling.max_frames;
+        let mut interval = 1.0 / sampling.sample_fps;
+        let count = duration.map(|d| {
+            if d * sampling.sample_fps > max as f64 {
+                // Longer than max_frames / sample_fps: spread the samples over the whole
+                // video rather than stopping early and ignoring its end.
+                interval = d / max as f64;
+                max
+            } else {
+                // Targets strictly before the end; at least the first frame.
+                ((d / interval).ceil() as usize).clamp(1, max)
+            }
+        });
+        RegularTargets { interval, count, next: 0 }
+    }
+
+    fn current(&self) -> Option<f64> {
+        match self.count {
+            Some(n) if self.next >= n => None,
+            _ => Some(self.next as f64 * self.interval),
+        }
+    }
+
+    /// Consumes every target at or before `t`; true when there was one (the frame at `t` is
+    /// the first whose time reaches them).
+    fn take_reached(&mut self, t: f64) -> bool {
+        let mut reached = false;
+        // A tolerance far below any frame interval absorbs rounding in `pts * time_base`.
+        while self.current().is_some_and(|target| t >= target - 1e-9) {
+            self.next += 1;
+            reached = true;
+        }
+        reached
+    }
+
+    /// Targets not yet reached, when known.
+    fn remaining(&self) -> Option<usize> {
+        self.count.map(|n| n.saturating_sub(self.next))
+    }
+
+    fn exhausted(&self) -> bool {
+        self.current().is_none()
+    }
+}
+
+/// A swscale context for one conversion, rebuilt when the input frames change size or format.
+struct Converter {
+    context: Option<scaling::Context>,
+    output: (Pixel, u32, u32),
+    flags: scaling::Flags,
+}
+
+impl Converter {
+    fn new(flags: scaling::Flags) -> Self {
+        Converter { context: None, output: (Pixel::None, 0, 0), flags }
+    }
+
+    /// Converts `input` to `format` at `width` x `height` and returns the rows without
+    /// padding (`bytes_per_pixel` bytes per pixel).
+    fn convert(
+        &mut self,
+        input: &frame::Video,
+        format: Pixel,
+        width: u32,
+        height: u32,
+        bytes_per_pixel: usize,
+    ) -> Result<Vec<u8>, DecodeError> {
+        let matches = |c: &scaling::Context| {
+            let i = c.input();
+            i.format == input.format()
+                && i.width == input.width()
+                && i.height == input.height()
+                && self.output == (format, width, height)
+        };
+        if !self.context.as_ref().is_some_and(matches) {
+            let context = scaling::Context::get(
+                input.format(),
+                input.width(),
+                input.height(),
+                format,
+                width,
+                height,
+                self.flags,
+            )
+            .map_err(|e| ffmpeg_error("swscale", format!("{e} ({:?} {}x{})", input.format(), input.width(), input.height())))?;
+            self.context = Some(context);
+            self.output = (format, width, height);
+        }
+        let Some(context) = self.context.as_mut() else {
+            return Err(ffmpeg_error("swscale", "no scaler"));
+        };
+        let mut output = frame::Video::empty();
+        context.run(input, &mut output).map_err(|e| ffmpeg_error("swscale", e))?;
+        packed_rows(&output, width as usize * bytes_per_pixel, height as usize)
+    }
+}
+
+/// The first plane's rows without the stride's padding.
+fn packed_rows(frame: &frame::Video, row_bytes: usize, rows: usize) -> Result<Vec<u8>, DecodeError> {
+    if frame.planes() == 0 {
+        return Err(ffmpeg_error("swscale", "the scaler produced no picture"));
+    }
+    let stride = frame.stride(0);
+    let data = frame.data(0);
+    let mut out = Vec::with_capacity(row_bytes * rows);
+    for y in 0..rows {
+        let row = data
+            .get(y * stride..y * stride + row_bytes)
+            .ok_or_else(|| ffmpeg_error("swscale", "the scaled picture is smaller than asked"))?;
+        out.extend_from_slice(row);
+    }
+    Ok(out)
+}
+
+/// The size whose shorter side is `min(min_side, shorter)`, aspect kept.
+fn scaled_size(width: u32, height: u32, min_side: u32) -> (u32, u32) {
+    let shorter = width.min(height);
+    if min_side == 0 || min_side >= shorter {
+        return (width, height);
+    }
+    let scale = |side: u32| ((side as f64 * min_side as f64 / shorter as f64).round() as u32).max(1);
+    if width <= height {
+        (min_side, scale(height))
+    } else {
+        (scale(width), min_side)
+    }
+}
+
+fn mean_abs_difference(a: &[u8], b: &[u8]) -> f64 {
+    let sum: u64 = a.iter().zip(b).map(|(&x, &y)| x.abs_diff(y) as u64).sum();
+    sum as f64 / a.len().max(1) as f64
+}
+
+/// The per-frame state of [`sample_video_frames`].
+struct FrameSampler<'s> {
+    sampling: &'s FrameSampling,
+    targets: RegularTargets,
+    thumbnail: Converter,
+    luma: Converter,
+    rgb: Converter,
+    previous_thumbnail: Option<Vec<u8>>,
+    difference_sum: f64,
+    differences: u64,
+    first_seconds: Option<f64>,
+    last_seconds: f64,
+    out: VideoFrames,
+}
+
+impl FrameSampler<'_> {
+    /// Takes one decoded frame; returns false once nothing more is needed.
+    fn push(&mut self, frame: &frame::Video, seconds: f64) -> Result<bool, DecodeError> {
+        self.out.decoded_frames += 1;
+        self.first_seconds.get_or_insert(seconds);
+        self.last_seconds = self.last_seconds.max(seconds);
+
+        let thumbnail = self.thumbnail.convert(frame, Pixel::GRAY8, THUMBNAIL_SIDE, THUMBNAIL_SIDE, 1)?;
+        let mut scene_cut = false;
+        if let Some(previous) = &self.previous_thumbnail {
+            let difference = mean_abs_difference(previous, &thumbnail);
+            self.difference_sum += difference;
+            self.differences += 1;
+            scene_cut = self.sampling.scene_threshold > 0.0 && difference >= self.sampling.scene_threshold;
+        }
+        self.previous_thumbnail = Some(thumbnail);
+        if scene_cut {
+            self.out.scene_cuts.push(seconds);
+        }
+
+        let regular = self.targets.take_reached(seconds);
+        let taken = self.out.frames.len();
+        let take = if regular {
+            taken < self.sampling.max_frames
+        } else {
+            // A cut must not take a slot that a later regular target needs, so the regular
+            // samples keep covering the whole video.
+            scene_cut && taken + self.targets.remaining().unwrap_or(0) < self.sampling.max_frames
+        };
+        if take {
+            self.sample(frame, seconds, scene_cut)?;
+        }
+
+        // Scene detection reports every cut, so it reads the whole stream; otherwise stop as
+        // soon as the targets are passed.
+        let done_sampling = self.targets.exhausted() || self.out.frames.len() >= self.sampling.max_frames;
+        Ok(!(done_sampling && self.sampling.scene_threshold <= 0.0))
+    }
+
+    fn sample(&mut self, frame: &frame::Video, seconds: f64, scene_cut: bool) -> Result<(), DecodeError> {
+        let (width, height) = scaled_size(frame.width(), frame.height(), self.sampling.min_side);
+        let pixels = self.luma.convert(frame, Pixel::GRAY8, width, height, 1)?;
+        let rgb = if self.sampling.keep_rgb {
+            let pixels = self.rgb.convert(frame, Pixel::RGB24, frame.width(), frame.height(), 3)?;
+            Some(RgbFrame { width: frame.width(), height: frame.height(), pixels })
+        } else {
+            None
+        };
+        self.out.frames.push(SampledFrame {
+            pts_seconds: seconds,
+            scene_cut,
+            luma: LumaImage { width, height, pixels },
+            rgb,
+        });
+        Ok(())
+    }
+}
+
+/// Decodes the best video stream from its start and samples frames: regular ones at
+/// `t = k / sample_fps` (the first decoded frame whose time reaches each target; spread to
+/// `duration / max_frames` apart when the video is longer than `max_frames / sample_fps`, so
+/// the samples cover all of it) and scene cuts (when `scene_threshold > 0`, in the slots the
+/// remaining regular targets leave free).
+///
+/// Decoding is single-threaded (`thread_count = 1`): the pipeline already runs one sample per
+/// worker thread, and one thread gives the same frames whatever the machine. With scene
+/// detection off the decoder skips non-reference frames (`AVDISCARD_NONREF`; a property of the
+/// bitstream, so still deterministic) and stops once the targets are passed; with it on every
+/// frame is decoded to the end, as a cut is only exact to a frame with all frames present.
+/// A stream that ends well before its declared duration is reported as truncated.
+pub fn sample_video_frames(bytes: &[u8], sampling: &FrameSampling) -> Result<VideoFrames, DecodeError> {
+    let mut media = open_media(bytes)?;
+    let container = container_name(media.input());
+    let Some(index) = video_stream_index(media.input()) else {
+        return Err(ffmpeg_error(&container, "the file has no video stream"));
+    };
+    let Some(stream) = media.input().stream(index) else {
+        return Err(ffmpeg_error(&container, "the video stream vanished"));
+    };
+    let time_base = stream.time_base();
+    let start = Some(stream.start_time()).filter(|&t| t != ffmpeg::ffi::AV_NOPTS_VALUE).unwrap_or(0);
+    let fps = rational_value(stream.avg_frame_rate()).or_else(|| rational_value(stream.rate()));
+    // A demuxer without an index (an AVI cut short) estimates the duration from the file size,
+    // but its header still counts the frames: the longer of the two is what the file declares,
+    // for spreading the targets and for seeing that a stream ends early.
+    let declared_by_count = fps.filter(|_| stream.frames() > 0).map(|f| stream.frames() as f64 / f);
+    let duration = match (
+        positive_seconds(stream.duration(), time_base).or_else(|| {
+            positive_seconds(media.input().duration(), Rational::new(1, ffmpeg::ffi::AV_TIME_BASE))
+        }),
+        declared_by_count,
+    ) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let codec_name = codec_parameters(&stream).codec_id.name().to_string();
+    let mut context = codec::Context::from_parameters(stream.parameters()).map_err(|e| ffmpeg_error(&codec_name, e))?;
+    // One thread: see the doc comment.
+    context.set_threading(codec::threading::Config::count(1));
+    let mut decoder = context.decoder();
+    decoder.set_packet_time_base(time_base);
+    let skip_non_reference = sampling.scene_threshold <= 0.0;
+    if skip_non_reference {
+        decoder.skip_frame(Discard::NonReference);
+    }
+    let mut decoder = decoder.video().map_err(|e| ffmpeg_error(&codec_name, e))?;
+
+    let mut sampler = FrameSampler {
+        sampling,
+        targets: RegularTargets::new(sampling, duration),
+        thumbnail: Converter::new(scaling::Flags::AREA),
+        luma: Converter::new(scaling::Flags::AREA),
+        rgb: Converter::new(scaling::Flags::BICUBIC),
+        previous_thumbnail: None,
+        difference_sum: 0.0,
+        differences: 0,
+        first_seconds: None,
+        last_seconds: 0.0,
+        out: VideoFrames {
+            frames: Vec::new(),
+            decoded_frames: 0,
+            scene_cuts: Vec::new(),
+            mean_frame_difference: None,
+            decoded_seconds: 0.0,
+            skipped_non_reference: skip_non_reference,
+        },
+    };
+
+    let frame_seconds = |frame: &frame::Video, previous: Option<f64>| -> f64 {
+        match frame.timestamp().or_else(|| frame.pts()) {
+            Some(ts) => (ts - start) as f64 * f64::from(time_base),
+            // No timestamp at all: one frame period after the previous one.
+            None => previous.map_or(0.0, |p| p + fps.map_or(0.0, |f| 1.0 / f)),
+        }
+    };
+
+    let mut decoded = frame::Video::empty();
+    let mut previous_seconds = None;
+    let mut first_error: Option<String> = None;
+    let mut reached_end = false;
+    let mut wanted = true;
+    let mut packet = ffmpeg::Packet::empty();
+    while wanted {
+        match packet.read(media.input_mut()) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => {
+                reached_end = true;
+                break;
+            }
+            Err(e) => return Err(ffmpeg_error(&container, e)),
+        }
+        if packet.stream() != index {
+            continue;
+        }
+        // A damaged packet is skipped as FFmpeg's own tools do; the file fails only if
+        // nothing decodes or the stream ends early.
+        if let Err(e) = decoder.send_packet(&packet) {
+            first_error.get_or_insert_with(|| e.to_string());
+            continue;
+        }
+        while wanted && decoder.receive_frame(&mut decoded).is_ok() {
+            let seconds = frame_seconds(&decoded, previous_seconds);
+            previous_seconds = Some(seconds);
+            wanted = sampler.push(&decoded, seconds)?;
+        }
+    }
+    if reached_end {
+        // Draining the decoder's delayed frames.
+        if decoder.send_eof().is_ok() {
+            while wanted && decoder.receive_frame(&mut decoded).is_ok() {
+                let seconds = frame_seconds(&decoded, previous_seconds);
+                previous_seconds = Some(seconds);
+                wanted = sampler.push(&decoded, seconds)?;
+            }
+        }
+    }
+
+    if sampler.out.decoded_frames == 0 {
+        let message = first_error.unwrap_or_else(|| "no video frame could be decoded".to_string());
+        return Err(ffmpeg_error(&codec_name, message));
+    }
+    if reached_end && wanted {
+        if let Some(declared) = duration {
+            let frame_period = fps.map_or(0.0, |f| 1.0 / f);
+            let end = sampler.last_seconds + frame_period;
+            if end < declared * MIN_DECODED_SHARE - 0.1 {
+                return Err(ffmpeg_error(
+                    &container,
+                    format!("truncated: the video stream ends at {end:.2} s of the {declared:.2} s it declares"),
+                ));
+            }
+        }
+    }
+    let mut out = sampler.out;
+    out.mean_frame_difference =
+        (sampler.differences > 0).then(|| sampler.difference_sum / sampler.differences as f64);
+    out.decoded_seconds = sampler.last_seconds - sampler.first_seconds.unwrap_or(0.0);
+    Ok(out)
+}
+
+/// Appends a decoded frame's samples as interleaved f32 (full scale ±1.0). Done here rather
+/// than by swresample: it is a plain per-format conversion, and it sidesteps swresample's
+/// channel-layout check, which WAV/PCM frames (empty layout) fail.
+fn append_interleaved(frame: &frame::Audio, channels: usize, out: &mut Vec<f32>) -> Result<(), String> {
+    let samples = frame.samples();
+    let format = frame.format();
+    let (bytes_per_sample, planar) = match format {
+        Sample::U8(t) => (1, t),
+        Sample::I16(t) => (2, t),
+        Sample::I32(t) | Sample::F32(t) => (4, t),
+        Sample::I64(t) | Sample::F64(t) => (8, t),
+        Sample::None => return Err("the decoder produced no sample format".to_string()),
+    };
+    let planar = planar == ffmpeg::format::sample::Type::Planar;
+    let to_f32 = |b: &[u8]| -> f32 {
+        match (format, b.len()) {
+            (Sample::U8(_), 1) => (b[0] as f32 - 128.0) / 128.0,
+            (Sample::I16(_), 2) => i16::from_ne_bytes([b[0], b[1]]) as f32 / 32768.0,
+            (Sample::I32(_), 4) => i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as f32 / 2_147_483_648.0,
+            (Sample::F32(_), 4) => f32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            (Sample::I64(_), 8) => {
+                i64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32 / 9.223_372e18
+            }
+            (Sample::F64(_), 8) => f64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32,
+            _ => 0.0,
+        }
+    };
+    let plane = |i: usize, len: usize| -> Result<&[u8], String> {
+        if i >= frame.planes() {
+            return Err(format!("the frame has {} planes, not {}", frame.planes(), i + 1));
+        }
+        frame.data(i).get(..len).ok_or_else(|| "the frame is shorter than its sample count".to_string())
+    };
+    out.reserve(samples * channels);
+    if planar {
+        let planes: Vec<&[u8]> = (0..channels)
+            .map(|c| plane(c, samples * bytes_per_sample))
+            .collect::<Result<_, _>>()?;
+        for s in 0..samples {
+            for p in &planes {
+                out.push(to_f32(&p[s * bytes_per_sample..(s + 1) * bytes_per_sample]));
+            }
+        }
+    } else {
+        let data = plane(0, samples * channels * bytes_per_sample)?;
+        out.extend(data.chunks_exact(bytes_per_sample).map(to_f32));
+    }
+    Ok(())
+}
+
+/// Resamples mono f32 with swresample (its default filter; deterministic).
+fn resample_mono(mono: &[f32], from_rate: u32, to_rate: u32) -> Result<Vec<f32>, DecodeError> {
+    if mono.is_empty() || from_rate == to_rate {
+        return Ok(mono.to_vec());
+    }
+    let err = |e: ffmpeg::Error| ffmpeg_error("swresample", e);
+    let format = Sample::F32(ffmpeg::format::sample::Type::Packed);
+    let mut resampler =
+        resampling::Context::get(format, ChannelLayout::MONO, from_rate, format, ChannelLayout::MONO, to_rate)
+            .map_err(err)?;
+    let mut input = frame::Audio::new(format, mono.len(), ChannelLayout::MONO);
+    input.set_rate(from_rate);
+    if input.planes() == 0 {
+        return Err(ffmpeg_error("swresample", "could not allocate the input frame"));
+    }
+    for (dst, s) in input.data_mut(0).chunks_exact_mut(4).zip(mono) {
+        dst.copy_from_slice(&s.to_ne_bytes());
+    }
+    let expected = (mono.len() as u64 * to_rate as u64 / from_rate as u64) as usize;
+    let mut out = Vec::with_capacity(expected + 64);
+    let take = |frame: &frame::Audio, out: &mut Vec<f32>| {
+        if frame.planes() > 0 {
+            let bytes = frame.data(0);
+            let n = (frame.samples() * 4).min(bytes.len());
+            out.extend(bytes[..n].chunks_exact(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])));
+        }
+    };
+    let mut output = frame::Audio::new(format, expected + 256, ChannelLayout::MONO);
+    resampler.run(&input, &mut output).map_err(err)?;
+    take(&output, &mut out);
+    // The filter's delay line still holds the last samples.
+    loop {
+        let mut tail = frame::Audio::new(format, 4096, ChannelLayout::MONO);
+        resampler.flush(&mut tail).map_err(err)?;
+        if tail.samples() == 0 {
+            break;
+        }
+        take(&tail, &mut out);
+    }
+    Ok(out)
+}
+
+/// Decodes the best audio stream: interleaved f32 at its native rate and channel count, plus
+/// a mono downmix (the mean of the channels) resampled to `analysis_rate` (0 keeps the native
+/// rate). Stops after `max_seconds` (not finite or ≤ 0: no limit) and says so in `truncated`.
+/// A stream that ends well before its declared duration, or decodes to no samples, is an error.
+pub fn decode_audio(bytes: &[u8], analysis_rate: u32, max_seconds: f64) -> Result<DecodedAudio, DecodeError> {
+    let mut media = open_media(bytes)?;
+    let container = container_name(media.input());
+    let Some(index) = audio_stream_index(media.input()) else {
+        return Err(ffmpeg_error(&container, "the file has no audio stream"));
+    };
+    let Some(stream) = media.input().stream(index) else {
+        return Err(ffmpeg_error(&container, "the audio stream vanished"));
+    };
+    let declared = positive_seconds(stream.duration(), stream.time_base()).or_else(|| {
+        positive_seconds(media.input().duration(), Rational::new(1, ffmpeg::ffi::AV_TIME_BASE))
+    });
+    let codec_name = codec_parameters(&stream).codec_id.name().to_string();
+    let mut context = codec::Context::from_parameters(stream.parameters()).map_err(|e| ffmpeg_error(&codec_name, e))?;
+    context.set_threading(codec::threading::Config::count(1));
+    let mut decoder = context.decoder().audio().map_err(|e| ffmpeg_error(&codec_name, e))?;
+    let sample_rate = decoder.rate();
+    let channels = decoder.channels() as usize;
+    if sample_rate == 0 || channels == 0 {
+        return Err(ffmpeg_error(&codec_name, format!("{channels} channels at {sample_rate} Hz")));
+    }
+    let limit = if max_seconds.is_finite() && max_seconds > 0.0 {
+        (max_seconds * sample_rate as f64).ceil() as usize
+    } else {
+        usize::MAX
+    };
+
+    let mut interleaved = Vec::new();
+    let mut decoded = frame::Audio::empty();
+    let mut first_error: Option<String> = None;
+    let mut receive = |decoder: &mut ffmpeg::decoder::Audio, interleaved: &mut Vec<f32>| -> Result<(), DecodeError> {
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            let frame_channels = decoded.channels() as usize;
+            if frame_channels != channels && frame_channels != 0 {
+                return Err(ffmpeg_error(
+                    &codec_name,
+                    format!("the channel count changed from {channels} to {frame_channels}"),
+                ));
+            }
+            append_interleaved(&decoded, channels, interleaved).map_err(|m| ffmpeg_error(&codec_name, m))?;
+        }
+        Ok(())
+    };
+    let mut packet = ffmpeg::Packet::empty();
+    let mut reached_end = false;
+    while interleaved.len() / channels < limit {
+        match packet.read(media.input_mut()) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => {
+                reached_end = true;
+                break;
+            }
+            Err(e) => return Err(ffmpeg_error(&container, e)),
+        }
+        if packet.stream() != index {
+            continue;
+        }
+        if let Err(e) = decoder.send_packet(&packet) {
+            first_error.get_or_insert_with(|| e.to_string());
+            continue;
+        }
+        receive(&mut decoder, &mut interleaved)?;
+    }
+    if reached_end && decoder.send_eof().is_ok() {
+        receive(&mut decoder, &mut interleaved)?;
+    }
+    let frames = interleaved.len() / channels;
+    let truncated = !reached_end || frames > limit;
+    if frames > limit {
+        interleaved.truncate(limit * channels);
+    }
+    let frames = interleaved.len() / channels;
+    if frames == 0 {
+        let message = first_error.unwrap_or_else(|| "no audio samples decoded".to_string());
+        return Err(ffmpeg_error(&codec_name, message));
+    }
+    let decoded_seconds = frames as f64 / sample_rate as f64;
+    if !truncated {
+        if let Some(declared) = declared {
+            if decoded_seconds < declared * MIN_DECODED_SHARE - 0.1 {
+                return Err(ffmpeg_error(
+                    &container,
+                    format!("truncated: the audio stream ends at {decoded_seconds:.2} s of the {declared:.2} s it declares"),
+                ));
+            }
+        }
+    }
+    let mono_native: Vec<f32> = interleaved
+        .chunks_exact(channels)
+        .map(|c| c.iter().sum::<f32>() / channels as f32)
+        .collect();
+    let analysis_rate = if analysis_rate == 0 { sample_rate } else { analysis_rate };
+    let mono = resample_mono(&mono_native, sample_rate, analysis_rate)?;
+    Ok(DecodedAudio {
+        sample_rate,
+        channels: channels as u32,
+        interleaved,
+        analysis_rate,
+        mono,
+        decoded_seconds,
+        truncated,
+    })
+}
+
+/// Everything unsafe in this module: FFmpeg reading from a borrowed byte slice through a
+/// custom AVIO context, and reading codec parameters that `ffmpeg-next` does not expose.
+mod memory_io {
+    use std::ffi::{c_int, c_void};
+    use std::marker::PhantomData;
+    use std::ptr;
+
+    use ffmpeg_next as ffmpeg;
+    use ffmpeg::ffi;
+    use ffmpeg::format::context::Input;
+
+    /// FFmpeg's own default AVIO buffer size.
+    const AVIO_BUFFER_SIZE: usize = 32 * 1024;
+
+    /// The read position over the bytes, owned by [`MemoryInput`] and handed to FFmpeg as the
+    /// AVIO context's `opaque`.
+    struct SliceCursor {
+        data: *const u8,
+        len: usize,
+        position: usize,
+    }
+
+    /// An opened demuxer reading from `&'a [u8]`. Field order does not matter: `Drop` frees
+    /// the format context, then the AVIO context, then the cursor, in that order.
+    ///
+    /// Invariant: nothing that keeps the format context alive past this value (a
+    /// `codec::Parameters` or `stream.codec()`, which hold a reference count on it) is kept
+    /// beyond a statement; `codec::Context::from_parameters` copies the parameters and lets go.
+    pub(super) struct MemoryInput<'a> {
+        input: Option<Input>,
+        avio: *mut ffi::AVIOContext,
+        cursor: *mut SliceCursor,
+        _bytes: PhantomData<&'a [u8]>,
+    }
+
+    impl<'a> MemoryInput<'a> {
+        /// Opens the container and reads its stream info. Every allocation made before a
+        /// failure is freed by `Drop` (the partly built value is dropped on the error path).
+        pub(super) fn open(bytes: &'a [u8]) -> Result<Self, ffmpeg::Error> {
+            let mut this = MemoryInput {
+                input: None,
+                avio: ptr::null_mut(),
+                cursor: Box::into_raw(Box::new(SliceCursor { data: bytes.as_ptr(), len: bytes.len(), position: 0 })),
+                _bytes: PhantomData,
+            };
+            // SAFETY: FFmpeg's documented custom-IO protocol. The buffer is av_malloc'd as
+            // avio_alloc_context requires, and becomes the context's (freed in Drop through
+            // `(*avio).buffer`, since FFmpeg may replace it); on failure it is freed here. The
+            // cursor outlives the AVIO context (Drop order), and the bytes outlive both ('a).
+            // With AVFMT_FLAG_CUSTOM_IO, avformat_open_input (which frees the format context
+            // itself on failure) and avformat_close_input never free `pb`, so it is freed
+            // exactly once, by Drop.
+            unsafe {
+                let buffer = ffi::av_malloc(AVIO_BUFFER_SIZE) as *mut u8;
+                if buffer.is_null() {
+                    return Err(ffmpeg::Error::Other { errno: ffi::ENOMEM });
+                }
+                this.avio = ffi::avio_alloc_context(
+                    buffer,
+                    AVIO_BUFFER_SIZE as c_int,
+                    0,
+                    this.cursor as *mut c_void,
+                    Some(read_packet),
+                    None,
+                    Some(seek),
+                );
+                if this.avio.is_null() {
+                    ffi::av_free(buffer as *mut c_void);
+                    return Err(ffmpeg::Error::Other { errno: ffi::ENOMEM });
+                }
+                let mut context = ffi::avformat_alloc_context();
+                if context.is_null() {
+                    return Err(ffmpeg::Error::Other { errno: ffi::ENOMEM });
+                }
+                (*context).pb = this.avio;
+                (*context).flags |= ffi::AVFMT_FLAG_CUSTOM_IO as c_int;
+                let ret = ffi::avformat_open_input(&mut context, ptr::null(), ptr::null(), ptr::null_mut());
+                if ret < 0 {
+                    return Err(ffmpeg::Error::from(ret));
+                }
+                // From here the wrapper owns the format context and closes it in its Drop.
+                this.input = Some(Input::wrap(context));
+                let ret = ffi::avformat_find_stream_info(context, ptr::null_mut());
+                if ret < 0 {
+                    return Err(ffmpeg::Error::from(ret));
+                }
+            }
+            Ok(this)
+        }
+
+        pub(super) fn input(&self) -> &Input {
+            // `open` returns only with `input` set.
+            self.input.as_ref().expect("MemoryInput::open sets the input")
+        }
+
+        pub(super) fn input_mut(&mut self) -> &mut Input {
+            self.input.as_mut().expect("MemoryInput::open sets the input")
+        }
+    }
+
+    impl Drop for MemoryInput<'_> {
+        fn drop(&mut self) {
+            // Closes the demuxer first: its read_close may still read through `pb`.
+            drop(self.input.take());
+            // SAFETY: `avio` and `cursor` were created in `open` and are freed only here;
+            // the buffer is whichever one the context holds now.
+            unsafe {
+                if !self.avio.is_null() {
+                    ffi::av_freep(&mut (*self.avio).buffer as *mut *mut u8 as *mut c_void);
+                    ffi::avio_context_free(&mut self.avio);
+                }
+                if !self.cursor.is_null() {
+                    drop(Box::from_raw(self.cursor));
+                    self.cursor = ptr::null_mut();
+                }
+            }
+        }
+    }
+
+    /// AVIO read callback: copies from the cursor's position; `AVERROR_EOF` at the end.
+    ///
+    /// SAFETY (for FFmpeg calling it): `opaque` is the `SliceCursor` of a live MemoryInput
+    /// (FFmpeg passes back what `open` gave it, and only while the context lives), `data`
+    /// and `len` describe the borrowed slice, and `buf` has room for `buf_size` bytes. FFmpeg
+    /// drives one context from one thread, so the `&mut` is unique.
+    unsafe extern "C" fn read_packet(opaque: *mut c_void, buf: *mut u8, buf_size: c_int) -> c_int {
+        let cursor = unsafe { &mut *(opaque as *mut SliceCursor) };
+        let remaining = cursor.len.saturating_sub(cursor.position);
+        if remaining == 0 || buf_size <= 0 {
+            return ffi::AVERROR_EOF;
+        }
+        let n = remaining.min(buf_size as usize);
+        unsafe { ptr::copy_nonoverlapping(cursor.data.add(cursor.position), buf, n) };
+        cursor.position += n;
+        n as c_int
+    }
+
+    /// AVIO seek callback: absolute, relative and from-the-end seeks, and `AVSEEK_SIZE`
+    /// (the total size, which lets demuxers find trailing indexes such as a `moov` at the end).
+    /// Positions past the end are allowed (reads there return EOF), negative ones are not.
+    unsafe extern "C" fn seek(opaque: *mut c_void, offset: i64, whence: c_int) -> i64 {
+        // SAFETY: as for `read_packet`.
+        let cursor = unsafe { &mut *(opaque as *mut SliceCursor) };
+        let whence = whence & !(ffi::AVSEEK_FORCE as c_int);
+        if whence == ffi::AVSEEK_SIZE as c_int {
+            return cursor.len as i64;
+        }
+        // SEEK_SET, SEEK_CUR, SEEK_END: the C values, fixed by POSIX.
+        let base = match whence {
+            0 => 0i128,
+            1 => cursor.position as i128,
+            2 => cursor.len as i128,
+            _ => return ffi::AVERROR(ffi::EINVAL) as i64,
+        };
+        let target = base + offset as i128;
+        if target < 0 || target > i64::MAX as i128 {
+            return ffi::AVERROR(ffi::EINVAL) as i64;
+        }
+        cursor.position = target as usize;
+        target as i64
+    }
+
+    /// The few `AVCodecParameters` fields `ffmpeg-next` 9 has no accessor for.
+    pub(super) struct CodecParameters {
+        pub codec_id: ffmpeg::codec::Id,
+        pub width: u32,
+        pub height: u32,
+        pub sample_rate: u32,
+        pub channels: u32,
+    }
+
+    pub(super) fn codec_parameters(stream: &ffmpeg::Stream) -> CodecParameters {
+        let parameters = stream.parameters();
+        // SAFETY: `parameters` points at the stream's live AVCodecParameters (it holds the
+        // format context alive while it exists); these are plain integer fields.
+        let (width, height, sample_rate, channels) = unsafe {
+            let p = parameters.as_ptr();
+            ((*p).width, (*p).height, (*p).sample_rate, (*p).ch_layout.nb_channels)
+        };
+        CodecParameters {
+            codec_id: parameters.id(),
+            width: width.max(0) as u32,
+            height: height.max(0) as u32,
+            sample_rate: sample_rate.max(0) as u32,
+            channels: channels.max(0) as u32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::process::Command;
+
+    const MEDIA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media/");
+
+    fn media(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{MEDIA}{name}")).expect("test media in ../shared/media")
+    }
+
+    /// Runs the ffmpeg CLI with `args` and returns the bytes of `output` (in `dir`).
+    fn ffmpeg_cli(dir: &Path, args: &[&str], output: &str) -> Vec<u8> {
+        let path = dir.join(output);
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin", "-y"])
+            .args(args)
+            .arg(&path)
+            .status()
+            .expect("the ffmpeg CLI (scripts/setup.sh installs it)");
+        assert!(status.success(), "ffmpeg {args:?} failed");
+        std::fs::read(&path).expect("ffmpeg's output")
+    }
+
+    fn sampling(sample_fps: f64, scene_threshold: f64, max_frames: usize) -> FrameSampling {
+        FrameSampling { sample_fps, scene_threshold, max_frames, min_side: 512, keep_rgb: false }
+    }
+
+    fn corrupt_message(result: Result<impl std::fmt::Debug, DecodeError>) -> String {
+        match result {
+            Err(DecodeError::Corrupt { format, message }) => format!("{format}: {message}"),
+            other => panic!("expected a Corrupt error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn probe_reads_the_video_containers() {
+        let info = probe_media(&media("video/bigbuckbunny.mp4")).unwrap();
+        assert_eq!(info.container, "mov,mp4,m4a,3gp,3g2,mj2");
+        assert!((info.duration_seconds.unwrap() - 5.312).abs() < 1e-3, "{info:?}");
+        assert_eq!(info.bit_rate, Some(1_589_963));
+        let video = info.video.as_ref().unwrap();
+        assert_eq!((video.codec.as_str(), video.width, video.height), ("h264", 1280, 720));
+        assert_eq!(video.fps, Some(25.0));
+        assert_eq!(video.frame_count, Some(132));
+        assert!((video.duration_seconds.unwrap() - 5.28).abs() < 1e-3);
+        let audio = info.audio.as_ref().unwrap();
+        assert_eq!((audio.codec.as_str(), audio.sample_rate, audio.channels), ("aac", 48_000, 6));
+
+        let info = probe_media(&media("video/carphone_pristine.mp4")).unwrap();
+        let video = info.video.unwrap();
+        assert_eq!((video.width, video.height, video.frame_count), (176, 144, Some(120)));
+        assert!((video.fps.unwrap() - 30_000.0 / 1001.0).abs() < 1e-9);
+        assert_eq!(info.audio, None);
+
+        let info = probe_media(&media("video/opencv_tree.avi")).unwrap();
+        assert_eq!(info.container, "avi");
+        let video = info.video.unwrap();
+        assert_eq!((video.codec.as_str(), video.width, video.height), ("cinepak", 320, 240));
+        assert_eq!(video.frame_count, Some(444));
+        assert!((video.fps.unwrap() - 1_000_000.0 / 66_667.0).abs() < 1e-9);
+        assert!((info.duration_seconds.unwrap() - 29.600148).abs() < 1e-3);
+    }
+
+    #[test]
+    fn probe_reads_the_audio_containers_and_ignores_cover_art() {
+        let info = probe_media(&media("audio/Kevin_MacLeod_-_Vibe_Ace.ogg")).unwrap();
+        assert_eq!(info.container, "ogg");
+        // The file embeds a 720x720 MJPEG cover: an attached picture, not a video.
+        assert_eq!(info.video, None);
+        let audio = info.audio.unwrap();
+        assert_eq!((audio.codec.as_str(), audio.sample_rate, audio.channels), ("vorbis", 44_100, 2));
+        assert!((info.duration_seconds.unwrap() - 61.458866).abs() < 1e-3);
+
+        let info = probe_media(&media("audio/speech-dispatcher_dummy-message.wav")).unwrap();
+        assert_eq!(info.container, "wav");
+        assert_eq!(info.video, None);
+        let audio = info.audio.unwrap();
+        assert_eq!((audio.codec.as_str(), audio.sample_rate, audio.channels), ("pcm_s16le", 16_000, 1));
+        assert!((info.duration_seconds.unwrap() - 29.435).abs() < 1e-3);
+
+        let err = sample_video_frames(&media("audio/Kevin_MacLeod_-_Vibe_Ace.ogg"), &sampling(1.0, 0.0, 4));
+        assert!(corrupt_message(err).contains("no video stream"));
+        let err = decode_audio(&media("video/carphone_pristine.mp4"), 16_000, 10.0);
+        assert!(corrupt_message(err).contains("no audio stream"));
+    }
+
+    #[test]
+    fn bad_bytes_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let mp4 = media("video/bigbuckbunny.mp4");
+        let avi = media("video/opencv_tree.avi");
+        let wav = media("audio/Front_Center.wav");
+        let text = b"This is a caption, not a video. It has words and no frames at all.\n".repeat(40);
+        let zero = ffmpeg_cli(dir.path(), &["-f", "lavfi", "-i", "anullsrc", "-t", "0", "-f", "wav"], "zero.wav");
+        // With the index (moov) first, half a file opens and then runs out of samples.
+        let faststart = ffmpeg_cli(
+            dir.path(),
+            &["-i", &format!("{MEDIA}video/bikes.mp4"), "-c", "copy", "-movflags", "+faststart", "-f", "mp4"],
+            "faststart.mp4",
+        );
+
+        assert_eq!(probe_media(&[]), Err(DecodeError::Empty));
+        assert_eq!(sample_video_frames(&[], &sampling(1.0, 0.0, 4)), Err(DecodeError::Empty));
+        assert_eq!(decode_audio(&[], 16_000, 10.0), Err(DecodeError::Empty));
+
+        let cases: [(&str, &[u8]); 7] = [
+            ("faststart mp4 cut in half", &faststart[..faststart.len() / 2]),
+            ("text", &text),
+            ("mp4 cut in half", &mp4[..mp4.len() / 2]),
+            ("mp4 header only", &mp4[..64]),
+            ("avi cut in half", &avi[..avi.len() / 2]),
+            ("wav header without data", &wav[..44]),
+            ("wav with zero samples", &zero),
+        ];
+        for (name, bytes) in cases {
+            let video = sample_video_frames(bytes, &sampling(1.0, 20.0, 8));
+            assert!(matches!(video, Err(DecodeError::Corrupt { .. })), "{name}: {video:?}");
+            let audio = decode_audio(bytes, 16_000, 10.0);
+            assert!(matches!(audio, Err(DecodeError::Corrupt { .. })), "{name}: {audio:?}");
+        }
+        // FFmpeg's own words reach the caller.
+        assert!(corrupt_message(probe_media(&text)).contains("Invalid data found"));
+        assert!(corrupt_message(sample_video_frames(&avi[..avi.len() / 2], &sampling(1.0, 0.0, 100)))
+            .contains("truncated"));
+        assert!(corrupt_message(decode_audio(&wav[..44], 16_000, 10.0)).contains("no audio samples"));
+    }
+
+    #[test]
+    fn regular_samples_are_the_first_frames_at_each_second() {
+        let bytes = media("video/bikes.mp4");
+        let mut s = sampling(1.0, 0.0, 100);
+        s.keep_rgb = true;
+        let out = sample_video_frames(&bytes, &s).unwrap();
+        assert!(out.skipped_non_reference);
+        let times: Vec<f64> = out.frames.iter().map(|f| f.pts_seconds).collect();
+        assert_eq!(times.len(), 10, "{times:?}");
+        for (k, t) in times.iter().enumerate() {
+            // The first decoded frame at or after k s; non-reference frames are skipped, so
+            // it may be a few 40 ms frames late.
+            assert!(*t >= k as f64 - 1e-9 && *t < k as f64 + 0.2, "{times:?}");
+        }
+        for f in &out.frames {
+            assert!(!f.scene_cut);
+            assert_eq!((f.luma.width, f.luma.height, f.luma.pixels.len()), (640, 272, 640 * 272));
+            let rgb = f.rgb.as_ref().unwrap();
+            assert_eq!((rgb.width, rgb.height, rgb.pixels.len()), (640, 272, 640 * 272 * 3));
+        }
+        assert!(out.decoded_frames > 10 && out.decoded_frames <= 250, "{}", out.decoded_frames);
+        assert!(out.decoded_seconds >= 9.0 && out.decoded_seconds <= 10.0, "{}", out.decoded_seconds);
+        // A moving camera: clearly not static.
+        assert!(out.mean_frame_difference.unwrap() > 2.0, "{:?}", out.mean_frame_difference);
+
+        // The same bytes give the same frames.
+        assert_eq!(sample_video_frames(&bytes, &s).unwrap(), out);
+
+        // Scaled so the shorter side is 128.
+        let mut small = sampling(1.0, 0.0, 2);
+        small.min_side = 128;
+        let out = sample_video_frames(&bytes, &small).unwrap();
+        assert_eq!(out.frames.len(), 2);
+        assert_eq!((out.frames[0].luma.width, out.frames[0].luma.height), (301, 128));
+        assert!(out.frames[0].rgb.is_none());
+    }
+
+    #[test]
+    fn long_videos_spread_the_samples_over_their_whole_duration() {
+        // 10 s at one sample per second but at most 4 frames: every 2.5 s, not 0..3 s.
+        let out = sample_video_frames(&media("video/bikes.mp4"), &sampling(1.0, 0.0, 4)).unwrap();
+        let times: Vec<f64> = out.frames.iter().map(|f| f.pts_seconds).collect();
+        assert_eq!(times.len(), 4, "{times:?}");
+        for (t, target) in times.iter().zip([0.0, 2.5, 5.0, 7.5]) {
+            assert!(*t >= target - 1e-9 && *t < target + 0.2, "{times:?}");
+        }
+        // It stopped once the last target was passed.
+        assert!(out.decoded_seconds < 8.0, "{}", out.decoded_seconds);
+
+        // The 29.6 s AVI sampled at 2 fps with at most 10 frames: targets every 2.96 s. It
+        // holds only 68 real frames (the rest are empty "repeat" packets), so each sample is
+        // the next real frame; these times are ffprobe's packet times at or after each target.
+        let out = sample_video_frames(&media("video/opencv_tree.avi"), &sampling(2.0, 0.0, 10)).unwrap();
+        let times: Vec<f64> = out.frames.iter().map(|f| f.pts_seconds).collect();
+        let expected = [
+            0.0, 3.266683, 5.933363, 9.066712, 12.266728, 15.133409, 18.200091, 21.000105, 24.066787, 26.933468,
+        ];
+        assert_eq!(times.len(), expected.len(), "{times:?}");
+        for (t, e) in times.iter().zip(expected) {
+            assert!((t - e).abs() < 1e-5, "{times:?}");
+        }
+    }
+
+    #[test]
+    fn a_hard_cut_is_found_at_its_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2 s of the test pattern, then 2 s of a colour: a cut at exactly 2.0 s (frame 50).
+        let bytes = ffmpeg_cli(
+            dir.path(),
+            &[
+                "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=2",
+                "-f", "lavfi", "-i", "color=c=0x2040c0:size=320x240:rate=25:duration=2",
+                "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
+                "-c:v", "mpeg4", "-q:v", "3", "-f", "mp4",
+            ],
+            "cut.mp4",
+        );
+        let out = sample_video_frames(&bytes, &sampling(1.0, 30.0, 10)).unwrap();
+        assert!(!out.skipped_non_reference);
+        assert_eq!(out.decoded_frames, 100);
+        assert_eq!(out.scene_cuts.len(), 1, "{:?}", out.scene_cuts);
+        assert!((out.scene_cuts[0] - 2.0).abs() <= 0.04 + 1e-9, "{:?}", out.scene_cuts);
+        let cuts: Vec<&SampledFrame> = out.frames.iter().filter(|f| f.scene_cut).collect();
+        assert_eq!(cuts.len(), 1);
+        assert_eq!(cuts[0].pts_seconds, out.scene_cuts[0]);
+        // Regular samples at 0, 1, 2, 3 s; the one at 2 s is the cut frame itself.
+        let times: Vec<f64> = out.frames.iter().map(|f| f.pts_seconds).collect();
+        assert_eq!(times.len(), 4, "{times:?}");
+        for (k, t) in times.iter().enumerate() {
+            assert!((t - k as f64).abs() < 1e-6, "{times:?}");
+        }
+        // Without scene detection nothing is flagged.
+        let plain = sample_video_frames(&bytes, &sampling(1.0, 0.0, 10)).unwrap();
+        assert!(plain.scene_cuts.is_empty() && plain.frames.iter().all(|f| !f.scene_cut));
+
+        // With room for only 4 frames, the regular samples keep theirs; the cut is still reported.
+        let tight = sample_video_frames(&bytes, &sampling(1.0, 30.0, 3)).unwrap();
+        assert_eq!(tight.frames.len(), 3);
+        assert_eq!(tight.scene_cuts.len(), 1);
+    }
+
+    #[test]
+    fn a_static_video_has_no_motion_and_rgb_keeps_its_colour() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = ffmpeg_cli(
+            dir.path(),
+            &["-f", "lavfi", "-i", "color=c=0xc02020:size=160x120:rate=10:duration=3", "-c:v", "mpeg4", "-q:v", "2", "-f", "avi"],
+            "static.avi",
+        );
+        let mut s = sampling(1.0, 10.0, 10);
+        s.keep_rgb = true;
+        let out = sample_video_frames(&bytes, &s).unwrap();
+        assert_eq!(out.decoded_frames, 30);
+        assert!(out.mean_frame_difference.unwrap() < 0.05, "{:?}", out.mean_frame_difference);
+        assert!(out.scene_cuts.is_empty());
+        assert_eq!(out.frames.len(), 3);
+        let rgb = out.frames[0].rgb.as_ref().unwrap();
+        let mean = |c: usize| rgb.pixels.iter().skip(c).step_by(3).map(|&v| v as f64).sum::<f64>() / (160.0 * 120.0);
+        assert!((mean(0) - 192.0).abs() < 6.0 && (mean(1) - 32.0).abs() < 6.0 && (mean(2) - 32.0).abs() < 6.0);
+        // Luma of that red: about 0.299 R + 0.587 G + 0.114 B.
+        let luma = &out.frames[0].luma;
+        let y = luma.pixels.iter().map(|&v| v as f64).sum::<f64>() / luma.pixels.len() as f64;
+        assert!((y - (0.299 * 192.0 + 0.587 * 32.0 + 0.114 * 32.0)).abs() < 8.0, "{y}");
+    }
+
+    #[test]
+    fn a_reencoded_size_matches_ffmpegs_own_gray_output() {
+        let dir = tempfile::tempdir().unwrap();
+        // An odd width for the stride (318 is not a multiple of the 32/64-byte alignment).
+        let bytes = ffmpeg_cli(
+            dir.path(),
+            &["-i", &format!("{MEDIA}video/bikes.mp4"), "-t", "3", "-vf", "scale=318:136", "-c:v", "mpeg4", "-q:v", "2", "-an", "-f", "mp4"],
+            "small.mp4",
+        );
+        let info = probe_media(&bytes).unwrap();
+        let video = info.video.unwrap();
+        assert_eq!((video.codec.as_str(), video.width, video.height), ("mpeg4", 318, 136));
+        assert!((info.duration_seconds.unwrap() - 3.0).abs() < 0.05);
+
+        let out = sample_video_frames(&bytes, &sampling(1.0, 0.0, 1)).unwrap();
+        let luma = &out.frames[0].luma;
+        assert_eq!((luma.width, luma.height), (318, 136));
+        let reference = ffmpeg_cli(
+            dir.path(),
+            &["-i", &dir.path().join("small.mp4").to_string_lossy(), "-frames:v", "1", "-pix_fmt", "gray", "-f", "rawvideo"],
+            "first.gray",
+        );
+        assert_eq!(reference.len(), 318 * 136);
+        let difference = mean_abs_difference(&reference, &luma.pixels);
+        assert!(difference < 1.0, "{difference}");
+    }
+
+    #[test]
+    fn a_sine_at_minus_6_dbfs_peaks_at_one_half() {
+        let dir = tempfile::tempdir().unwrap();
+        // lavfi's sine is at 1/8 of full scale: times 4 is 0.5, -6 dBFS.
+        let args = [
+            "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000:duration=2",
+            "-af", "volume=4,pan=stereo|c0=c0|c1=c0",
+        ];
+        let wav = ffmpeg_cli(dir.path(), &[&args[..], &["-c:a", "pcm_s16le", "-f", "wav"]].concat(), "sine.wav");
+        let audio = decode_audio(&wav, 16_000, 60.0).unwrap();
+        assert_eq!((audio.sample_rate, audio.channels, audio.analysis_rate), (48_000, 2, 16_000));
+        assert_eq!(audio.interleaved.len(), 2 * 96_000);
+        assert!(!audio.truncated);
+        assert!((audio.decoded_seconds - 2.0).abs() < 1e-9);
+        let peak = audio.interleaved.iter().fold(0f32, |m, &v| m.max(v.abs()));
+        assert!((peak - 0.5).abs() < 0.005, "{peak}");
+        assert!((audio.mono.len() as i64 - 32_000).abs() <= 32, "{}", audio.mono.len());
+        let mono_peak = audio.mono.iter().fold(0f32, |m, &v| m.max(v.abs()));
+        assert!((mono_peak - 0.5).abs() < 0.02, "{mono_peak}");
+        // 1 kHz: two zero crossings per period, 4000 in 2 s.
+        let crossings = audio.mono.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+        assert!((crossings as i64 - 4000).abs() <= 4, "{crossings}");
+
+        // The same through AAC (planar float frames): same level, same length within a frame.
+        let m4a = ffmpeg_cli(dir.path(), &[&args[..], &["-c:a", "aac", "-b:a", "192k", "-f", "mp4"]].concat(), "sine.m4a");
+        let aac = decode_audio(&m4a, 16_000, 60.0).unwrap();
+        assert_eq!((aac.sample_rate, aac.channels), (48_000, 2));
+        assert!((aac.decoded_seconds - 2.0).abs() < 0.05, "{}", aac.decoded_seconds);
+        // The encoder's onset ringing overshoots the peak; the RMS of a 0.5 sine is 0.5/sqrt(2).
+        let middle = &aac.interleaved[2 * 24_000..2 * 72_000];
+        let rms = (middle.iter().map(|&v| (v * v) as f64).sum::<f64>() / middle.len() as f64).sqrt();
+        assert!((rms - 0.5 / 2f64.sqrt()).abs() < 0.01, "{rms}");
+    }
+
+    #[test]
+    fn real_audio_decodes_to_its_declared_length() {
+        let speech = decode_audio(&media("audio/speech-dispatcher_dummy-message.wav"), 16_000, 600.0).unwrap();
+        assert_eq!((speech.sample_rate, speech.channels), (16_000, 1));
+        assert_eq!(speech.interleaved.len(), 470_960); // 29.435 s x 16 kHz
+        assert_eq!(speech.mono, speech.interleaved);
+        assert!(!speech.truncated);
+
+        let music = decode_audio(&media("audio/Kevin_MacLeod_-_Vibe_Ace.ogg"), 22_050, 10.0).unwrap();
+        assert_eq!((music.sample_rate, music.channels), (44_100, 2));
+        assert!(music.truncated);
+        assert_eq!(music.interleaved.len(), 2 * 441_000);
+        assert!((music.decoded_seconds - 10.0).abs() < 1e-9);
+        assert!((music.mono.len() as i64 - 220_500).abs() <= 64, "{}", music.mono.len());
+        let rms = (music.interleaved.iter().map(|&v| (v * v) as f64).sum::<f64>() / music.interleaved.len() as f64).sqrt();
+        assert!(rms > 0.01 && rms < 0.7, "{rms}");
+
+        // The AAC 5.1 track of the video file.
+        let surround = decode_audio(&media("video/bigbuckbunny.mp4"), 16_000, 600.0).unwrap();
+        assert_eq!((surround.sample_rate, surround.channels), (48_000, 6));
+        assert!((surround.decoded_seconds - 5.312).abs() < 0.05, "{}", surround.decoded_seconds);
+    }
+
+    /// Decode speed, for the record (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn decode_speed() {
+        let bytes = media("video/bigbuckbunny.mp4");
+        for threshold in [0.0, 30.0] {
+            let start = std::time::Instant::now();
+            let out = sample_video_frames(&bytes, &sampling(1.0, threshold, 1000)).unwrap();
+            let seconds = start.elapsed().as_secs_f64();
+            eprintln!(
+                "bigbuckbunny 1280x720, scene threshold {threshold}: {} frames in {seconds:.3} s = {:.0} frames/s",
+                out.decoded_frames,
+                out.decoded_frames as f64 / seconds
+            );
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The video and audio lanes end to end, on the real media of ../shared/media and on copies the
+//! `ffmpeg` command-line tool makes here (re-encoded, resized, re-containered, trimmed, level
+//! shifted, truncated, empty, mislabelled): the ledger read back with pyarrow, the shards with
+//! the Python `webdataset` library and GNU tar.
+
+use crate::common::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn shared(kind: &str, name: &str) -> PathBuf {
+    let path = root().join("../shared/media").join(kind).join(name);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// Runs the ffmpeg command-line tool (installed by scripts/setup.sh).
+fn ffmpeg(args: &[&str]) {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs (scripts/setup.sh installs it)");
+    assert!(
+        output.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn write_caption(dir: &Path, stem: &str, caption: &str) {
+    std::fs::write(dir.join(format!("{stem}.txt")), caption).unwrap();
+}
+
+/// The corpus: file name → what the run must decide (status, reason, duplicate of).
+type Expected = BTreeMap<String, (&'static str, Option<&'static str>, Option<String>)>;
+
+fn make_corpus(dir: &Path) -> Expected {
+    let bikes = shared("video", "bikes.mp4");
+    let bunny = shared("video", "bigbuckbunny.mp4");
+    let tree = shared("video", "opencv_tree.avi");
+    let vibe = shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg");
+    let speech = shared("audio", "speech-dispatcher_dummy-message.wav");
+    let p = |name: &str| dir.join(name);
+
+    std::fs::copy(&bikes, p("bikes.mp4")).unwrap();
+    write_caption(dir, "bikes", "cyclists riding along a road");
+    // Re-encoded at half the size and a lower quality: the same video.
+    ffmpeg(&[
+        "-i", s(&bikes), "-vf", "scale=320:-2", "-c:v", "libx264", "-crf", "32", "-preset",
+        "veryfast", s(&p("bikes_small.mp4")),
+    ]);
+    // The same streams in another container.
+    ffmpeg(&["-i", s(&bikes), "-c", "copy", s(&p("bikes_remuxed.mkv"))]);
+    std::fs::copy(&bunny, p("bigbuckbunny.mp4")).unwrap();
+    write_caption(dir, "bigbuckbunny", "a cartoon rabbit in a meadow");
+    std::fs::copy(&tree, p("opencv_tree.avi")).unwrap();
+    // A still image for 3 s: no motion at all.
+    ffmpeg(&[
+        "-loop", "1", "-i", s(&shared("images", "opencv_baboon.jpg")), "-t", "3", "-r", "25",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", s(&p("still.mp4")),
+    ]);
+    // One second: shorter than min_duration.
+    ffmpeg(&["-i", s(&bikes), "-t", "1", "-c:v", "libx264", "-preset", "veryfast", s(&p("bikes_1s.mp4"))]);
+    // Cut in half: the index (moov) is at the end of this file, so nothing can be read.
+    let whole = read(&bikes);
+    std::fs::write(p("bikes_truncated.mp4"), &whole[..whole.len() / 2]).unwrap();
+    std::fs::write(p("empty.mp4"), b"").unwrap();
+    std::fs::write(p("notes.mp4"), b"this is a text file with a video name\n").unwrap();
+
+    std::fs::copy(&vibe, p("vibe.ogg")).unwrap();
+    write_caption(dir, "vibe", "an upbeat instrumental track");
+    ffmpeg(&["-i", s(&vibe), "-vn", "-c:a", "libmp3lame", "-b:a", "128k", s(&p("vibe.mp3"))]);
+    ffmpeg(&[
+        "-i", s(&vibe), "-vn", "-af", "volume=-10dB", "-ar", "22050", s(&p("vibe_quiet.flac")),
+    ]);
+    std::fs::copy(&speech, p("speech.wav")).unwrap();
+    // A sine (amplitude 1/8) raised 24 dB, to twice full scale: clipped.
+    ffmpeg(&[
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-af", "volume=24dB", "-c:a",
+        "pcm_s16le", s(&p("clipped.wav")),
+    ]);
+    // Three seconds of digital silence.
+    ffmpeg(&[
+        "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3", "-c:a", "pcm_s16le",
+        s(&p("silence.wav")),
+    ]);
+    std::fs::write(p("empty.wav"), b"").unwrap();
+    // A WAV whose header declares 29 s, cut after its first tenth.
+    let wav = read(&speech);
+    std::fs::write(p("speech_truncated.wav"), &wav[..wav.len() / 10]).unwrap();
+
+    let kept = ("kept", None, None);
+    let drop = |reason| ("dropped", Some(reason), None);
+    let dup = |reason, of: &str| ("dropped", Some(reason), Some(format!("0:{of}")));
+    BTreeMap::from([
+        ("bikes.mp4".to_string(), kept.clone()),
+        ("bikes_small.mp4".to_string(), dup("video_duplicate", "bikes.mp4")),
+        ("bikes_remuxed.mkv".to_string(), dup("video_duplicate", "bikes.mp4")),
+        ("bigbuckbunny.mp4".to_string(), kept.clone()),
+        ("opencv_tree.avi".to_string(), kept.clone()),
+        ("still.mp4".to_string(), drop("static_video")),
+        ("bikes_1s.mp4".to_string(), drop("too_short")),
+        ("bikes_truncated.mp4".to_string(), drop("unreadable")),
+        ("empty.mp4".to_string(), drop("empty_file")),
+        ("notes.mp4".to_string(), drop("not_media")),
+        ("vibe.ogg".to_string(), kept.clone()),
+        ("vibe.mp3".to_string(), dup("audio_duplicate", "vibe.ogg")),
+        ("vibe_quiet.flac".to_string(), dup("audio_duplicate", "vibe.ogg")),
+        ("speech.wav".to_string(), kept.clone()),
+        ("clipped.wav".to_string(), drop("too_clipped")),
+        ("silence.wav".to_string(), drop("too_silent")),
+        ("empty.wav".to_string(), drop("empty_file")),
+        ("speech_truncated.wav".to_string(), drop("unreadable")),
+    ])
+}
+
+fn config(dir: &Path, input: &Path, output: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("job.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[run]
+output = "{}"
+threads = 2
+[[inputs]]
+uri = "{}"
+[filters.video]
+min_duration = 2.0
+min_motion = 0.5
+[filters.audio]
+max_clipped_fraction = 0.01
+max_silence_fraction = 0.9
+{extra}
+"#,
+            output.display(),
+            input.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn by_name(rows: &[Value]) -> BTreeMap<String, Value> {
+    rows.iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r.clone()))
+        .collect()
+}
+
+#[test]
+fn videos_and_audio_are_measured_deduplicated_and_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("media");
+    std::fs::create_dir(&input).unwrap();
+    let expected = make_corpus(&input);
+    let output = tmp.path().join("out");
+    let job = config(tmp.path(), &input, &output, "");
+    let stdout = ok(&mmcurate(&["run", s(&job)]));
+    assert!(stdout.contains("kept"), "{stdout}");
+
+    let rows = by_name(&ledger_rows(&output));
+    assert_eq!(rows.len(), expected.len(), "one ledger row per input");
+    for (name, (status, reason, duplicate_of)) in &expected {
+        let row = &rows[name];
+        let got = (
+            row["status"].as_str().unwrap(),
+            row["drop_reason"].as_str(),
+            row["duplicate_of"].as_str().map(str::to_string),
+        );
+        assert_eq!(
+            got,
+            (*status, *reason, duplicate_of.clone()),
+            "{name}: {}",
+            row["drop_detail"]
+        );
+    }
+
+    // What the container says, and what the frames measured.
+    let bikes = &rows["bikes.mp4"];
+    assert_eq!(bikes["media_kind"], "video");
+    assert_eq!(bikes["format"], "mp4");
+    assert_eq!(bikes["video_codec"], "h264");
+    assert_eq!((bikes["width"].as_u64(), bikes["height"].as_u64()), (Some(640), Some(272)));
+    assert_eq!(bikes["fps"].as_f64(), Some(25.0));
+    assert!((bikes["duration_seconds"].as_f64().unwrap() - 10.0).abs() < 0.05);
+    let times: Vec<f64> = bikes["frame_timestamps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    // Ten regular samples at 0, 1, … 9 s (scene-cut frames may come between them).
+    for second in 0..10 {
+        assert!(
+            times.iter().any(|t| (t - second as f64).abs() < 0.05),
+            "no frame sampled at {second} s: {times:?}"
+        );
+    }
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    assert_eq!(bikes["frame_phashes"].as_array().unwrap().len(), times.len());
+    assert!(bikes["motion_score"].as_f64().unwrap() > 0.5);
+    assert!(bikes["sharpness"].as_f64().unwrap() > 0.0);
+    let still = &rows["still.mp4"];
+    assert!(still["motion_score"].as_f64().unwrap() < 0.5, "{still}");
+    // The re-encoded copy's frames line up with the original's within a few bits.
+    let small = &rows["bikes_small.mp4"];
+    assert!(small["duplicate_distance"].as_f64().unwrap() <= 8.0, "{small}");
+    let remuxed = &rows["bikes_remuxed.mkv"];
+    assert_eq!(remuxed["format"], "mkv");
+    assert!(remuxed["duplicate_distance"].as_f64().unwrap() <= 1.0, "{remuxed}");
+    // Big Buck Bunny's 6-channel AAC track is measured too.
+    let bunny = &rows["bigbuckbunny.mp4"];
+    assert_eq!(bunny["audio_codec"], "aac");
+    assert_eq!(bunny["audio_channels"].as_u64(), Some(6));
+    assert_eq!(bunny["audio_sample_rate"].as_u64(), Some(48000));
+
+    let vibe = &rows["vibe.ogg"];
+    assert_eq!(vibe["media_kind"], "audio", "cover art is not a video stream");
+    assert_eq!(vibe["format"], "ogg");
+    assert_eq!(vibe["audio_codec"], "vorbis");
+    assert_eq!(vibe["audio_sample_rate"].as_u64(), Some(44100));
+    assert_eq!(vibe["audio_channels"].as_u64(), Some(2));
+    assert!((vibe["duration_seconds"].as_f64().unwrap() - 61.46).abs() < 0.1);
+    let peak = vibe["audio_peak_dbfs"].as_f64().unwrap();
+    let rms = vibe["audio_rms_dbfs"].as_f64().unwrap();
+    assert!(peak <= 0.0 && rms < peak && rms > -40.0, "peak {peak}, rms {rms}");
+    assert!(!vibe["audio_fingerprint"].as_array().unwrap().is_empty());
+    for copy in ["vibe.mp3", "vibe_quiet.flac"] {
+        let ber = rows[copy]["duplicate_distance"].as_f64().unwrap();
+        assert!(ber < 0.25, "{copy}: bit error rate {ber}");
+    }
+    let quiet = &rows["vibe_quiet.flac"];
+    let level_shift = quiet["audio_rms_dbfs"].as_f64().unwrap() - rms;
+    assert!((level_shift + 10.0).abs() < 0.5, "-10 dB copy measured {level_shift} dB");
+    let clipped = rows["clipped.wav"]["audio_clipped_fraction"].as_f64().unwrap();
+    assert!(clipped > 0.3, "{clipped}");
+    assert_eq!(rows["silence.wav"]["audio_silence_fraction"].as_f64(), Some(1.0));
+    assert!(rows["speech_truncated.wav"]["drop_detail"]
+        .as_str()
+        .unwrap()
+        .contains("truncated"));
+
+    // The shards hold the kept files' original bytes under their detected extension, with the
+    // caption; read with the webdataset library.
+    let shards = python_json("read_shards.py", &[s(&output)]);
+    let samples = shards["samples"].as_array().unwrap();
+    let kept: Vec<&String> = expected
+        .iter()
+        .filter(|(_, e)| e.0 == "kept")
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(samples.len(), kept.len());
+    for name in kept {
+        let key = rows[name]["key"].as_str().unwrap();
+        let sample = samples.iter().find(|x| x["key"] == key).unwrap();
+        let ext = rows[name]["format"].as_str().unwrap();
+        let original = hex::encode(Sha256::digest(read(input.join(name))));
+        assert_eq!(sample["parts"][ext]["sha256"], original.as_str(), "{name}");
+        let json = &sample["json"]["mmcurate"]["measurements"];
+        assert_eq!(json["media_kind"], rows[name]["media_kind"], "{name}");
+    }
+    let bikes_sample = samples
+        .iter()
+        .find(|x| x["key"] == rows["bikes.mp4"]["key"])
+        .unwrap();
+    assert_eq!(bikes_sample["txt"], "cyclists riding along a road");
+
+    let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
+    assert_eq!(manifest["counts"]["samples"].as_u64(), Some(expected.len() as u64));
+    assert_eq!(
+        manifest["counts"]["dropped_by_reason"]["audio_duplicate"].as_u64(),
+        Some(2)
+    );
+}
+
+#[test]
+fn keyframes_are_written_as_jpeg_parts_of_the_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("media");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::copy(shared("video", "carphone_pristine.mp4"), input.join("carphone.mp4")).unwrap();
+    let output = tmp.path().join("out");
+    let job = config(
+        tmp.path(),
+        &input,
+        &output,
+        "[video]\nwrite_keyframes = true\nsample_fps = 2.0\nscene_threshold = 0.0",
+    );
+    ok(&mmcurate(&["run", s(&job)]));
+    let rows = ledger_rows(&output);
+    let times = rows[0]["frame_timestamps"].as_array().unwrap().len();
+    // 4.0 s at 2 samples per second, no scene detection.
+    assert_eq!(times, 8);
+    let tar = Command::new("tar")
+        .arg("-tf")
+        .arg(output.join("shards/shard-000000.tar"))
+        .output()
+        .unwrap();
+    let members = String::from_utf8(tar.stdout).unwrap();
+    let mut names: Vec<&str> = members.lines().collect();
+    names.sort();
+    let mut want = vec!["carphone.json".to_string(), "carphone.mp4".to_string()];
+    want.extend((0..times).map(|n| format!("carphone.{n:03}.jpg")));
+    want.sort();
+    assert_eq!(names, want);
+    // Each keyframe is a JPEG of the frame's size.
+    let shards = python_json("read_shards.py", &[s(&output)]);
+    let parts = &shards["samples"][0]["parts"];
+    assert!(parts["000.jpg"]["bytes"].as_u64().unwrap() > 1000, "{parts}");
+}
