@@ -127,7 +127,9 @@ pub fn audio_levels(
         }
         sum_sq += window_sq;
         let is_last_partial = window.len() < window_frames * channels;
-        if !is_last_partial || window.len() * 2 >= window_frames * channels || window_powers.is_empty()
+        if !is_last_partial
+            || window.len() * 2 >= window_frames * channels
+            || window_powers.is_empty()
         {
             window_powers.push(window_sq / window.len() as f64);
         }
@@ -229,21 +231,23 @@ const DELTA_FRAMES: usize = 2;
 /// spectrum; the bins from 28 to 3520 Hz fold into 12 pitch classes (nearest semitone); the
 /// chroma is smoothed over 5 frames ([`SMOOTHING`]) and L2-normalised, which makes it
 /// independent of level; a frame quieter than a -60 dBFS sine becomes all zeros. With `C[t][k]`
-/// that chroma (frame indices clamped to the signal), the 32 bits of frame `t` are:
+/// that chroma and `D[t][k]` the same less its mean over frames `t-8..=t+8` (frame indices
+/// clamped to the signal), the 32 bits of frame `t` are:
 ///
-/// - bits 0–11, temporal change of class `k`: `C[t][k] > C[t-2][k]`;
-/// - bits 12–23, spectral shape: `C[t][k] > C[t][(k+1) % 12]`;
-/// - bits 24–27, slow change of the group of classes `3g..3g+3`: its sum over frames
+/// - bits 0–11, change of class `k`: `C[t][k] > C[t-2][k]`;
+/// - bits 12–23, spectral shape: `D[t][k] > D[t][(k+1) % 12]`;
+/// - bits 24–27, slow change of the group of classes `3g..3g+3`: its sum of `C` over frames
 ///   `t+1..=t+3` exceeds its sum over `t-3..=t-1`;
-/// - bits 28–31, harmony: over frames `t-1..=t+1`, the classes `{j, j+4, j+8}` (one of the
-///   four augmented triads) outweigh the triad a semitone up, `{j+1, j+5, j+9} (mod 12)`.
+/// - bits 28–31, harmony: over frames `t-1..=t+1`, the sum of `D` over the classes
+///   `{j, j+4, j+8}` (an augmented triad) exceeds that over the triad a semitone up.
 ///
-/// Every bit is a strict comparison of quantities that trade places across music, so each
-/// is set about half the time and unrelated audio differs in about half of its bits; silent
-/// frames give all zeros. Input other than [`FINGERPRINT_RATE`] is analysed with the same frame
-/// and hop in samples (the pitch classes follow the true rate), and its fingerprint only
-/// compares with fingerprints of that rate. Input shorter than one frame, or a rate of 0,
-/// gives an empty fingerprint.
+/// Every bit is a strict comparison of quantities that trade places in music; subtracting the
+/// local mean keeps the key of a piece from fixing the class-against-class bits. So each bit is
+/// set about half the time (0.37–0.66 per bit, 0.50 overall on the test music), unrelated audio
+/// differs in about half of its bits, and silent frames give 0. Input at another rate is
+/// analysed with the same frame and hop in samples (the pitch classes follow the true rate);
+/// its fingerprint only compares with fingerprints of that rate. Input shorter than one frame,
+/// or a rate of 0, gives an empty fingerprint.
 pub fn fingerprint(mono: &[f32], sample_rate: u32) -> Fingerprint {
     let mut out = Fingerprint {
         rate: sample_rate,
@@ -345,8 +349,10 @@ pub fn fingerprint(mono: &[f32], sample_rate: u32) -> Fingerprint {
             for j in 0..4 {
                 let triad = [j, j + 4, j + 8];
                 let up = [j + 1, (j + 5) % 12, (j + 9) % 12];
-                bits |= u32::from(box_sum(t - 1, t + 1, &triad, &detrended) > box_sum(t - 1, t + 1, &up, &detrended))
-                    << (28 + j);
+                bits |= u32::from(
+                    box_sum(t - 1, t + 1, &triad, &detrended)
+                        > box_sum(t - 1, t + 1, &up, &detrended),
+                ) << (28 + j);
             }
             bits
         })
@@ -355,8 +361,9 @@ pub fn fingerprint(mono: &[f32], sample_rate: u32) -> Fingerprint {
 }
 
 /// Bit error rate up to which two fingerprints are the same audio. Observed: re-encodes,
-/// resampling and level changes of music 0–0.016, trimmed copies 0.04–0.08; unrelated audio
-/// at the best of all offsets 0.45–0.56 (see the tests), so 0.2 leaves a wide margin both ways.
+/// resampling and level changes of music 0–0.016, trimmed copies (frame grids misaligned by up
+/// to half a hop) 0.05–0.10; unrelated audio at the best of all offsets 0.42–0.56 (see the
+/// tests), so 0.2 leaves a margin of 2x above the copies and 0.2 below the unrelated.
 pub const DEFAULT_MAX_BIT_ERROR_RATE: f64 = 0.2;
 
 /// Overlap, in frames, below which a match is not trusted: 40 frames is 5 s, 1,280 bits. With
@@ -438,7 +445,11 @@ pub fn compare_fingerprints(
                 let lhs = u128::from(errors) * best_overlap as u128;
                 let rhs = u128::from(best_err) * overlap as u128;
                 let key = |overlap: usize, offset: i64| {
-                    (overlap, std::cmp::Reverse(offset.abs()), std::cmp::Reverse(offset))
+                    (
+                        overlap,
+                        std::cmp::Reverse(offset.abs()),
+                        std::cmp::Reverse(offset),
+                    )
                 };
                 lhs < rhs || (lhs == rhs && key(overlap, offset) > key(best_overlap, best_offset))
             }
@@ -654,17 +665,43 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
         let fa = music();
-        // (name, ffmpeg output options, observed bit error rate)
+        // (name, file, ffmpeg output options, observed bit error rate); the bound, 0.05, is
+        // three times the worst.
         let copies: [(&str, &str, &[&str], f64); 9] = [
-            ("mp3 128k", "a.mp3", &["-c:a", "libmp3lame", "-b:a", "128k"], 0.005),
-            ("mp3 64k", "b.mp3", &["-c:a", "libmp3lame", "-b:a", "64k"], 0.007),
+            (
+                "mp3 128k",
+                "a.mp3",
+                &["-c:a", "libmp3lame", "-b:a", "128k"],
+                0.005,
+            ),
+            (
+                "mp3 64k",
+                "b.mp3",
+                &["-c:a", "libmp3lame", "-b:a", "64k"],
+                0.007,
+            ),
             ("flac", "a.flac", &[], 0.0),
-            ("vorbis q2", "a.ogg", &["-c:a", "libvorbis", "-q:a", "2"], 0.010),
-            ("opus 48k", "a.opus", &["-c:a", "libopus", "-b:a", "48k"], 0.016),
+            (
+                "vorbis q2",
+                "a.ogg",
+                &["-c:a", "libvorbis", "-q:a", "2"],
+                0.010,
+            ),
+            (
+                "opus 48k",
+                "a.opus",
+                &["-c:a", "libopus", "-b:a", "48k"],
+                0.016,
+            ),
             ("22050 Hz", "a22.wav", &["-ar", "22050"], 0.0),
             ("44100 Hz", "a44.wav", &["-ar", "44100"], 0.0),
             ("-10 dB", "v.flac", &["-af", "volume=-10dB"], 0.003),
-            ("8 kHz low-pass", "lp.flac", &["-af", "lowpass=f=3000"], 0.0),
+            (
+                "3 kHz low-pass",
+                "lp.flac",
+                &["-af", "lowpass=f=3000"],
+                0.001,
+            ),
         ];
         for (name, file, args, _observed) in copies {
             let path = encode(MUSIC, d, file, args);
@@ -684,11 +721,16 @@ mod tests {
         let fa = music();
         let hop_s = FINGERPRINT_HOP as f64 / FINGERPRINT_RATE as f64;
         // 3 s is 24.23 hops; 3.0333 s is 24.5, the worst misalignment of the frame grids; the
-        // last one also re-encodes at 64k and turns the level down.
+        // last one (56.5 hops) also re-encodes at 64k and turns the level down. Observed bit
+        // error rates 0.051, 0.099 and 0.093: the misalignment costs more than the codec.
         let trims: [(&str, f64, &[&str]); 3] = [
             ("t1.flac", 3.0, &[]),
             ("t2.flac", 24.5 * hop_s, &[]),
-            ("t3.mp3", 7.0, &["-c:a", "libmp3lame", "-b:a", "64k", "-af", "volume=-10dB"]),
+            (
+                "t3.mp3",
+                7.0,
+                &["-c:a", "libmp3lame", "-b:a", "64k", "-af", "volume=-10dB"],
+            ),
         ];
         for (file, seconds, args) in trims {
             let ss = format!("{seconds:.4}");
@@ -699,8 +741,11 @@ mod tests {
             let m = compare_fingerprints(&fa, &fb, DEFAULT_MIN_OVERLAP_FRAMES).expect("overlap");
             println!("trim {seconds:.4} s {args:?}: {m:?}");
             let expected = seconds / hop_s;
-            assert!((m.offset_frames as f64 - expected).abs() <= 1.0, "{seconds}: {m:?}");
-            assert!(m.bit_error_rate < 0.12, "{seconds}: {m:?}");
+            assert!(
+                (m.offset_frames as f64 - expected).abs() <= 1.0,
+                "{seconds}: {m:?}"
+            );
+            assert!(m.bit_error_rate < 0.15, "{seconds}: {m:?}");
             // The other way round, the offset is negative.
             let back = compare_fingerprints(&fb, &fa, DEFAULT_MIN_OVERLAP_FRAMES).expect("overlap");
             assert_eq!(back.offset_frames, -m.offset_frames);
@@ -715,10 +760,19 @@ mod tests {
         for (name, other) in [("speech", &speech), ("noise", &noise)] {
             let m = compare_fingerprints(&fa, other, DEFAULT_MIN_OVERLAP_FRAMES).expect("overlap");
             println!("music vs {name}: {m:?}");
+            // Observed 0.457 (speech) and 0.453 (noise), at the best of ~500 offsets.
             assert!(m.bit_error_rate > 0.4, "{name}: {m:?}");
         }
         // Ten-second parts of the music from other times, the overlap forced to all of it.
-        for (from, to) in [(0, 250), (0, 100), (100, 300), (50, 400), (0, 24), (200, 210)] {
+        // Observed 0.49–0.56.
+        for (from, to) in [
+            (0, 250),
+            (0, 100),
+            (100, 300),
+            (50, 400),
+            (0, 24),
+            (200, 210),
+        ] {
             let m = compare_fingerprints(&part(&fa, from, 80), &part(&fa, to, 80), 80)
                 .expect("overlap");
             println!("music {from} vs {to}: {m:?}");
@@ -730,10 +784,16 @@ mod tests {
     fn speech_copy_matches_speech() {
         let dir = tempfile::tempdir().expect("temp dir");
         let fa = fingerprint(&decode_mono(Path::new(SPEECH), &[]), FINGERPRINT_RATE);
-        let path = encode(SPEECH, dir.path(), "s.mp3", &["-c:a", "libmp3lame", "-b:a", "64k"]);
+        let path = encode(
+            SPEECH,
+            dir.path(),
+            "s.mp3",
+            &["-c:a", "libmp3lame", "-b:a", "64k"],
+        );
         let fb = fingerprint(&decode_mono(&path, &[]), FINGERPRINT_RATE);
         let m = compare_fingerprints(&fa, &fb, DEFAULT_MIN_OVERLAP_FRAMES).expect("overlap");
         println!("speech mp3: {m:?}");
+        // Observed 0.0008: the pauses are silent frames, left out of the overlap.
         assert_eq!(m.offset_frames, 0);
         assert!(m.bit_error_rate < 0.05, "{m:?}");
     }
@@ -757,6 +817,7 @@ mod tests {
         );
         let m = compare_fingerprints(&fa, &fb, DEFAULT_MIN_OVERLAP_FRAMES);
         println!("silent tails: {m:?}");
+        // Observed 0.42 (without leaving the silent frames out it would be 0 at the tails).
         assert!(m.is_some_and(|m| m.bit_error_rate > 0.3), "{m:?}");
         // All silence: nothing to compare.
         let silent = fingerprint(&vec![0.0; rate * 10], FINGERPRINT_RATE);
