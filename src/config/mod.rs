@@ -279,7 +279,7 @@ fn default_video_max_distance() -> f64 {
     8.0
 }
 fn default_audio_max_bit_error_rate() -> f64 {
-    0.25
+    crate::measure::audio::DEFAULT_MAX_BIT_ERROR_RATE
 }
 
 fn default_embedding_min_cosine() -> f64 {
@@ -485,7 +485,7 @@ impl Config {
             return Err(invalid(
                 "dedup.audio_max_bit_error_rate",
                 self.dedup.audio_max_bit_error_rate,
-                "must be 0 (off) or a bit error rate below 0.5, where unrelated audio lies (e.g. 0.25)",
+                "must be 0 (off) or a bit error rate below 0.5, where unrelated audio lies (e.g. 0.2)",
             ));
         }
         av::validate(

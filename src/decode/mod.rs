@@ -1,4 +1,5 @@
-//! Decoding media bytes into pixels for measurement.
+//! Decoding media bytes into pixels for measurement: images here, videos and audio through
+//! FFmpeg in [`av`] (containers are recognised from their bytes by [`sniff_av`] first).
 //!
 //! The format is detected from the bytes (never the file name). [`probe`] reads only the
 //! header, so an oversized image can be refused before it is decoded. Measurement needs only

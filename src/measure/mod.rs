@@ -1,6 +1,7 @@
 //! Measuring samples: what an image is (format, size, sha256) and how good it is (sharpness,
-//! brightness, clipping), plus the perceptual hashes dedup needs (pHash, dHash). The CLIP
-//! embeddings and scores are measured later, on the samples that survive dedup (`clip`).
+//! brightness, clipping), plus the perceptual hashes dedup needs (pHash, dHash); videos through
+//! their sampled frames ([`video`]), audio through its levels and fingerprint ([`audio`]). The
+//! CLIP embeddings and scores are measured later, on the samples that survive dedup.
 //!
 //! Pixel work sits behind [`QualityKernels`] so that a GPU backend can implement it; the CPU
 //! implementation here is the reference. This module records numbers and decides nothing.

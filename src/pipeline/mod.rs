@@ -1,6 +1,7 @@
 //! Running the stages together: plan → (source → decode → measure → per-sample filters,
-//! streamed over worker threads, candidates staged) → exact and pHash dedup → CLIP embeddings
-//! of the survivors (with a model) → semantic dedup → alignment thresholds → write.
+//! streamed over worker threads, candidates staged; videos and audio in [`av`]) → exact, pHash,
+//! video and audio dedup → CLIP embeddings of the survivors (with a model) → semantic dedup →
+//! alignment thresholds → write.
 //!
 //! Sources are asynchronous (`object_store` on a tokio runtime) and feed a bounded channel;
 //! worker threads decode and measure. Dedup needs the whole run, so it waits for every sample

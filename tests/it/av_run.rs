@@ -315,3 +315,107 @@ fn keyframes_are_written_as_jpeg_parts_of_the_sample() {
     let parts = &shards["samples"][0]["parts"];
     assert!(parts["000.jpg"]["bytes"].as_u64().unwrap() > 1000, "{parts}");
 }
+
+/// With a CLIP model, a video is embedded through its sampled frames: its embedding is the
+/// normalised mean of theirs and its score the mean (or max) of their scores, computed here
+/// again from the library's own frame sampler and model; audio files are not embedded.
+#[test]
+fn clip_embeds_videos_through_their_frames_and_skips_audio() {
+    use mmcurate::decode::av::{sample_video_frames, FrameSampling};
+    use mmcurate::models::clip::Clip;
+    use mmcurate::models::clip_preprocess::{clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("media");
+    std::fs::create_dir(&input).unwrap();
+    let bikes = shared("video", "bikes.mp4");
+    std::fs::copy(&bikes, input.join("bikes.mp4")).unwrap();
+    write_caption(&input, "bikes", "cyclists riding along a road");
+    std::fs::copy(shared("video", "carphone_pristine.mp4"), input.join("carphone.mp4")).unwrap();
+    std::fs::copy(shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg"), input.join("vibe.ogg")).unwrap();
+    write_caption(&input, "vibe", "an upbeat instrumental track");
+    let model = root().join("tests/fixtures/clip-tiny");
+    let clip_table = format!("[models.clip]\npath = \"{}\"\nbatch_size = 4\n", model.display());
+
+    let mut scores = Vec::new();
+    for score in ["mean", "max"] {
+        let output = tmp.path().join(format!("out-{score}"));
+        let extra = format!("{clip_table}[video]\nclip_score = \"{score}\"\n");
+        let job = config(tmp.path(), &input, &output, &extra);
+        ok(&mmcurate(&["run", s(&job)]));
+        let rows = by_name(&ledger_rows(&output));
+        assert_eq!(rows["vibe.ogg"]["status"], "kept");
+        assert!(rows["vibe.ogg"]["clip_model"].is_null(), "audio is not embedded");
+        assert_eq!(rows["carphone.mp4"]["clip_note"], "not scored: no caption");
+        scores.push(rows["bikes.mp4"]["clip_score"].as_f64().unwrap());
+        if score == "max" {
+            continue;
+        }
+        let embeddings = python_json("read_embeddings.py", &[s(&output)]);
+        let embedded: Vec<&str> = embeddings["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(embedded, ["0:bikes.mp4", "0:carphone.mp4"]);
+        let stored: Vec<f64> = embeddings["rows"][0]["image"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+
+        // The same frames, the same model, here.
+        let sampling = FrameSampling {
+            sample_fps: 1.0,
+            scene_threshold: 30.0,
+            max_frames: 16,
+            min_side: 512,
+            keep_rgb: true,
+        };
+        let frames = sample_video_frames(&read(&bikes), &sampling).unwrap().frames;
+        let clip = Clip::load(
+            &model,
+            "fixture".into(),
+            String::new(),
+            false,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let size = clip.info.image_size;
+        let pixels: Vec<f32> = frames
+            .iter()
+            .flat_map(|f| {
+                let rgb = f.rgb.as_ref().unwrap();
+                clip_pixel_values_rgb(&rgb.pixels, rgb.width, rgb.height, size, OPENAI_MEAN, OPENAI_STD)
+            })
+            .collect();
+        let dim = clip.info.dim;
+        let unit = |v: &[f32]| -> Vec<f64> {
+            let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            v.iter().map(|x| f64::from(*x) / norm).collect()
+        };
+        let features = clip.embed_images(&pixels, frames.len()).unwrap();
+        let frame_units: Vec<Vec<f64>> = features.chunks(dim).map(unit).collect();
+        let mut mean = vec![0f64; dim];
+        for f in &frame_units {
+            mean.iter_mut().zip(f).for_each(|(m, x)| *m += x);
+        }
+        let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let cosine: f64 = mean.iter().zip(&stored).map(|(m, s)| m / norm * s).sum();
+        assert!(cosine > 0.99999, "stored video embedding vs frame mean: cosine {cosine}");
+        let ids = clip.tokenizer().encode("cyclists riding along a road").unwrap().ids;
+        let text = unit(&clip.embed_texts(&[ids]).unwrap());
+        let frame_scores: Vec<f64> = frame_units
+            .iter()
+            .map(|f| f.iter().zip(&text).map(|(a, b)| a * b).sum())
+            .collect();
+        let expected_mean = frame_scores.iter().sum::<f64>() / frame_scores.len() as f64;
+        let expected_max = frame_scores.iter().copied().fold(f64::MIN, f64::max);
+        assert!((scores[0] - expected_mean).abs() < 1e-5, "{} vs {expected_mean}", scores[0]);
+        scores.push(expected_max);
+    }
+    assert!((scores[1] - scores[2]).abs() < 1e-5, "max score {} vs {}", scores[1], scores[2]);
+    assert!(scores[1] >= scores[0]);
+}
