@@ -192,7 +192,11 @@ fn check_fraction(key: &str, value: f64) -> Result<(), ConfigError> {
     if (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
-        Err(invalid(key, value, "must be a fraction from 0 to 1 (1 turns it off)"))
+        Err(invalid(
+            key,
+            value,
+            "must be a fraction from 0 to 1 (1 turns it off)",
+        ))
     }
 }
 
@@ -218,7 +222,11 @@ pub fn validate(
         ));
     }
     if !(1..=1000).contains(&video.max_frames) {
-        return Err(invalid("video.max_frames", video.max_frames, "must be 1 to 1000"));
+        return Err(invalid(
+            "video.max_frames",
+            video.max_frames,
+            "must be 1 to 1000",
+        ));
     }
     if !(audio.max_analysis_seconds >= 1.0 && audio.max_analysis_seconds.is_finite()) {
         return Err(invalid(
@@ -242,7 +250,10 @@ pub fn validate(
         return Err(invalid(
             "filters.video.min_duration",
             v.min_duration,
-            &format!("must not exceed filters.video.max_duration ({})", v.max_duration),
+            &format!(
+                "must not exceed filters.video.max_duration ({})",
+                v.max_duration
+            ),
         ));
     }
     check_non_negative(
@@ -264,7 +275,10 @@ pub fn validate(
         return Err(invalid(
             "filters.audio.min_duration",
             a.min_duration,
-            &format!("must not exceed filters.audio.max_duration ({})", a.max_duration),
+            &format!(
+                "must not exceed filters.audio.max_duration ({})",
+                a.max_duration
+            ),
         ));
     }
     check_fraction("filters.audio.max_clipped_fraction", a.max_clipped_fraction)?;

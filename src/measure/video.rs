@@ -33,7 +33,8 @@ pub fn measure_video(
         m.sharpness_mean = Some(m.frame_sharpness.iter().sum::<f64>() / n as f64);
     }
     if frames.decoded_seconds > 0.0 {
-        m.scene_cuts_per_minute = Some(frames.scene_cuts.len() as f64 * 60.0 / frames.decoded_seconds);
+        m.scene_cuts_per_minute =
+            Some(frames.scene_cuts.len() as f64 * 60.0 / frames.decoded_seconds);
     }
     m.motion_score = frames.mean_frame_difference;
     m
@@ -158,7 +159,12 @@ mod tests {
     #[test]
     fn a_copy_with_the_same_timestamps_matches_at_offset_zero() {
         let times = [0.0, 1.0, 2.0, 3.0];
-        let a = [0x0123_4567_89ab_cdef, 0xffff_0000_ffff_0000, 0x1111_2222_3333_4444, 0];
+        let a = [
+            0x0123_4567_89ab_cdef,
+            0xffff_0000_ffff_0000,
+            0x1111_2222_3333_4444,
+            0,
+        ];
         // Each frame two bits off, as a re-encode leaves them.
         let b: Vec<u64> = a.iter().map(|h| h ^ 0b101).collect();
         let m = compare_signatures(sig(&times, &a), sig(&times, &b), 0.5).unwrap();

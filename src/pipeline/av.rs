@@ -5,8 +5,7 @@
 
 use crate::config::Config;
 use crate::decide::filters::{
-    check_audio_header, check_audio_levels, check_caption, check_video_header,
-    check_video_quality,
+    check_audio_header, check_audio_levels, check_caption, check_video_header, check_video_quality,
 };
 use crate::decide::{Decision, Drop, Reason, Stage};
 use crate::decode::av::{
@@ -100,7 +99,11 @@ pub fn judge_av(
 }
 
 /// The caption checks, shared by every kind of media.
-pub(crate) fn check_sample_caption(sample: &Sample, config: &Config, m: &mut Measurements) -> Option<Judged> {
+pub(crate) fn check_sample_caption(
+    sample: &Sample,
+    config: &Config,
+    m: &mut Measurements,
+) -> Option<Judged> {
     let caption = sample
         .part("txt")
         .map(|p| &p.bytes[..])

@@ -53,8 +53,17 @@ fn make_corpus(dir: &Path) -> Expected {
     write_caption(dir, "bikes", "cyclists riding along a road");
     // Re-encoded at half the size and a lower quality: the same video.
     ffmpeg(&[
-        "-i", s(&bikes), "-vf", "scale=320:-2", "-c:v", "libx264", "-crf", "32", "-preset",
-        "veryfast", s(&p("bikes_small.mp4")),
+        "-i",
+        s(&bikes),
+        "-vf",
+        "scale=320:-2",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "32",
+        "-preset",
+        "veryfast",
+        s(&p("bikes_small.mp4")),
     ]);
     // The same streams in another container.
     ffmpeg(&["-i", s(&bikes), "-c", "copy", s(&p("bikes_remuxed.mkv"))]);
@@ -63,35 +72,100 @@ fn make_corpus(dir: &Path) -> Expected {
     std::fs::copy(&tree, p("opencv_tree.avi")).unwrap();
     // A still image for 3 s: no motion at all.
     ffmpeg(&[
-        "-loop", "1", "-i", s(&shared("images", "opencv_baboon.jpg")), "-t", "3", "-r", "25",
-        "-c:v", "libx264", "-pix_fmt", "yuv420p", s(&p("still.mp4")),
+        "-loop",
+        "1",
+        "-i",
+        s(&shared("images", "opencv_baboon.jpg")),
+        "-t",
+        "3",
+        "-r",
+        "25",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        s(&p("still.mp4")),
     ]);
     // One second: shorter than min_duration.
-    ffmpeg(&["-i", s(&bikes), "-t", "1", "-c:v", "libx264", "-preset", "veryfast", s(&p("bikes_1s.mp4"))]);
+    ffmpeg(&[
+        "-i",
+        s(&bikes),
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        s(&p("bikes_1s.mp4")),
+    ]);
     // Cut in half: the index (moov) is at the end of this file, so nothing can be read.
     let whole = read(&bikes);
     std::fs::write(p("bikes_truncated.mp4"), &whole[..whole.len() / 2]).unwrap();
     std::fs::write(p("empty.mp4"), b"").unwrap();
     std::fs::write(p("notes.mp4"), b"this is a text file with a video name\n").unwrap();
+    // Mislabelled: a video named .wav is a video, named by what its bytes are.
+    std::fs::copy(shared("video", "carphone_pristine.mp4"), p("carphone.wav")).unwrap();
 
     std::fs::copy(&vibe, p("vibe.ogg")).unwrap();
     write_caption(dir, "vibe", "an upbeat instrumental track");
-    ffmpeg(&["-i", s(&vibe), "-vn", "-c:a", "libmp3lame", "-b:a", "128k", s(&p("vibe.mp3"))]);
     ffmpeg(&[
-        "-i", s(&vibe), "-vn", "-af", "volume=-10dB", "-ar", "22050", s(&p("vibe_quiet.flac")),
+        "-i",
+        s(&vibe),
+        "-vn",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "128k",
+        s(&p("vibe.mp3")),
+    ]);
+    ffmpeg(&[
+        "-i",
+        s(&vibe),
+        "-vn",
+        "-af",
+        "volume=-10dB",
+        "-ar",
+        "22050",
+        s(&p("vibe_quiet.flac")),
     ]);
     std::fs::copy(&speech, p("speech.wav")).unwrap();
     // A sine (amplitude 1/8) raised 24 dB, to twice full scale: clipped.
     ffmpeg(&[
-        "-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-af", "volume=24dB", "-c:a",
-        "pcm_s16le", s(&p("clipped.wav")),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=3",
+        "-af",
+        "volume=24dB",
+        "-c:a",
+        "pcm_s16le",
+        s(&p("clipped.wav")),
     ]);
     // Three seconds of digital silence.
     ffmpeg(&[
-        "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3", "-c:a", "pcm_s16le",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=16000:cl=mono",
+        "-t",
+        "3",
+        "-c:a",
+        "pcm_s16le",
         s(&p("silence.wav")),
     ]);
     std::fs::write(p("empty.wav"), b"").unwrap();
+    // Mislabelled the other way: a WAV tone named .mp4 is audio.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=880:duration=3",
+        "-c:a",
+        "pcm_s16le",
+        "-f",
+        "wav",
+        s(&p("tone.mp4")),
+    ]);
     // A WAV whose header declares 29 s, cut after its first tenth.
     let wav = read(&speech);
     std::fs::write(p("speech_truncated.wav"), &wav[..wav.len() / 10]).unwrap();
@@ -101,8 +175,14 @@ fn make_corpus(dir: &Path) -> Expected {
     let dup = |reason, of: &str| ("dropped", Some(reason), Some(format!("0:{of}")));
     BTreeMap::from([
         ("bikes.mp4".to_string(), kept.clone()),
-        ("bikes_small.mp4".to_string(), dup("video_duplicate", "bikes.mp4")),
-        ("bikes_remuxed.mkv".to_string(), dup("video_duplicate", "bikes.mp4")),
+        (
+            "bikes_small.mp4".to_string(),
+            dup("video_duplicate", "bikes.mp4"),
+        ),
+        (
+            "bikes_remuxed.mkv".to_string(),
+            dup("video_duplicate", "bikes.mp4"),
+        ),
         ("bigbuckbunny.mp4".to_string(), kept.clone()),
         ("opencv_tree.avi".to_string(), kept.clone()),
         ("still.mp4".to_string(), drop("static_video")),
@@ -110,9 +190,14 @@ fn make_corpus(dir: &Path) -> Expected {
         ("bikes_truncated.mp4".to_string(), drop("unreadable")),
         ("empty.mp4".to_string(), drop("empty_file")),
         ("notes.mp4".to_string(), drop("not_media")),
+        ("carphone.wav".to_string(), kept.clone()),
+        ("tone.mp4".to_string(), kept.clone()),
         ("vibe.ogg".to_string(), kept.clone()),
         ("vibe.mp3".to_string(), dup("audio_duplicate", "vibe.ogg")),
-        ("vibe_quiet.flac".to_string(), dup("audio_duplicate", "vibe.ogg")),
+        (
+            "vibe_quiet.flac".to_string(),
+            dup("audio_duplicate", "vibe.ogg"),
+        ),
         ("speech.wav".to_string(), kept.clone()),
         ("clipped.wav".to_string(), drop("too_clipped")),
         ("silence.wav".to_string(), drop("too_silent")),
@@ -187,7 +272,10 @@ fn videos_and_audio_are_measured_deduplicated_and_written() {
     assert_eq!(bikes["media_kind"], "video");
     assert_eq!(bikes["format"], "mp4");
     assert_eq!(bikes["video_codec"], "h264");
-    assert_eq!((bikes["width"].as_u64(), bikes["height"].as_u64()), (Some(640), Some(272)));
+    assert_eq!(
+        (bikes["width"].as_u64(), bikes["height"].as_u64()),
+        (Some(640), Some(272))
+    );
     assert_eq!(bikes["fps"].as_f64(), Some(25.0));
     assert!((bikes["duration_seconds"].as_f64().unwrap() - 10.0).abs() < 0.05);
     let times: Vec<f64> = bikes["frame_timestamps"]
@@ -204,25 +292,51 @@ fn videos_and_audio_are_measured_deduplicated_and_written() {
         );
     }
     assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
-    assert_eq!(bikes["frame_phashes"].as_array().unwrap().len(), times.len());
+    assert_eq!(
+        bikes["frame_phashes"].as_array().unwrap().len(),
+        times.len()
+    );
     assert!(bikes["motion_score"].as_f64().unwrap() > 0.5);
     assert!(bikes["sharpness"].as_f64().unwrap() > 0.0);
     let still = &rows["still.mp4"];
     assert!(still["motion_score"].as_f64().unwrap() < 0.5, "{still}");
     // The re-encoded copy's frames line up with the original's within a few bits.
     let small = &rows["bikes_small.mp4"];
-    assert!(small["duplicate_distance"].as_f64().unwrap() <= 8.0, "{small}");
+    assert!(
+        small["duplicate_distance"].as_f64().unwrap() <= 8.0,
+        "{small}"
+    );
     let remuxed = &rows["bikes_remuxed.mkv"];
     assert_eq!(remuxed["format"], "mkv");
-    assert!(remuxed["duplicate_distance"].as_f64().unwrap() <= 1.0, "{remuxed}");
+    assert!(
+        remuxed["duplicate_distance"].as_f64().unwrap() <= 1.0,
+        "{remuxed}"
+    );
     // Big Buck Bunny's 6-channel AAC track is measured too.
     let bunny = &rows["bigbuckbunny.mp4"];
     assert_eq!(bunny["audio_codec"], "aac");
     assert_eq!(bunny["audio_channels"].as_u64(), Some(6));
     assert_eq!(bunny["audio_sample_rate"].as_u64(), Some(48000));
 
+    assert_eq!(
+        (
+            rows["carphone.wav"]["media_kind"].as_str(),
+            rows["carphone.wav"]["format"].as_str()
+        ),
+        (Some("video"), Some("mp4"))
+    );
+    assert_eq!(
+        (
+            rows["tone.mp4"]["media_kind"].as_str(),
+            rows["tone.mp4"]["format"].as_str()
+        ),
+        (Some("audio"), Some("wav"))
+    );
     let vibe = &rows["vibe.ogg"];
-    assert_eq!(vibe["media_kind"], "audio", "cover art is not a video stream");
+    assert_eq!(
+        vibe["media_kind"], "audio",
+        "cover art is not a video stream"
+    );
     assert_eq!(vibe["format"], "ogg");
     assert_eq!(vibe["audio_codec"], "vorbis");
     assert_eq!(vibe["audio_sample_rate"].as_u64(), Some(44100));
@@ -230,7 +344,10 @@ fn videos_and_audio_are_measured_deduplicated_and_written() {
     assert!((vibe["duration_seconds"].as_f64().unwrap() - 61.46).abs() < 0.1);
     let peak = vibe["audio_peak_dbfs"].as_f64().unwrap();
     let rms = vibe["audio_rms_dbfs"].as_f64().unwrap();
-    assert!(peak <= 0.0 && rms < peak && rms > -40.0, "peak {peak}, rms {rms}");
+    assert!(
+        peak <= 0.0 && rms < peak && rms > -40.0,
+        "peak {peak}, rms {rms}"
+    );
     assert!(!vibe["audio_fingerprint"].as_array().unwrap().is_empty());
     for copy in ["vibe.mp3", "vibe_quiet.flac"] {
         let ber = rows[copy]["duplicate_distance"].as_f64().unwrap();
@@ -238,10 +355,18 @@ fn videos_and_audio_are_measured_deduplicated_and_written() {
     }
     let quiet = &rows["vibe_quiet.flac"];
     let level_shift = quiet["audio_rms_dbfs"].as_f64().unwrap() - rms;
-    assert!((level_shift + 10.0).abs() < 0.5, "-10 dB copy measured {level_shift} dB");
-    let clipped = rows["clipped.wav"]["audio_clipped_fraction"].as_f64().unwrap();
+    assert!(
+        (level_shift + 10.0).abs() < 0.5,
+        "-10 dB copy measured {level_shift} dB"
+    );
+    let clipped = rows["clipped.wav"]["audio_clipped_fraction"]
+        .as_f64()
+        .unwrap();
     assert!(clipped > 0.3, "{clipped}");
-    assert_eq!(rows["silence.wav"]["audio_silence_fraction"].as_f64(), Some(1.0));
+    assert_eq!(
+        rows["silence.wav"]["audio_silence_fraction"].as_f64(),
+        Some(1.0)
+    );
     assert!(rows["speech_truncated.wav"]["drop_detail"]
         .as_str()
         .unwrap()
@@ -273,7 +398,10 @@ fn videos_and_audio_are_measured_deduplicated_and_written() {
     assert_eq!(bikes_sample["txt"], "cyclists riding along a road");
 
     let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
-    assert_eq!(manifest["counts"]["samples"].as_u64(), Some(expected.len() as u64));
+    assert_eq!(
+        manifest["counts"]["samples"].as_u64(),
+        Some(expected.len() as u64)
+    );
     assert_eq!(
         manifest["counts"]["dropped_by_reason"]["audio_duplicate"].as_u64(),
         Some(2)
@@ -285,7 +413,11 @@ fn keyframes_are_written_as_jpeg_parts_of_the_sample() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("media");
     std::fs::create_dir(&input).unwrap();
-    std::fs::copy(shared("video", "carphone_pristine.mp4"), input.join("carphone.mp4")).unwrap();
+    std::fs::copy(
+        shared("video", "carphone_pristine.mp4"),
+        input.join("carphone.mp4"),
+    )
+    .unwrap();
     let output = tmp.path().join("out");
     let job = config(
         tmp.path(),
@@ -313,7 +445,10 @@ fn keyframes_are_written_as_jpeg_parts_of_the_sample() {
     // Each keyframe is a JPEG of the frame's size.
     let shards = python_json("read_shards.py", &[s(&output)]);
     let parts = &shards["samples"][0]["parts"];
-    assert!(parts["000.jpg"]["bytes"].as_u64().unwrap() > 1000, "{parts}");
+    assert!(
+        parts["000.jpg"]["bytes"].as_u64().unwrap() > 1000,
+        "{parts}"
+    );
 }
 
 /// With a CLIP model, a video is embedded through its sampled frames: its embedding is the
@@ -331,11 +466,22 @@ fn clip_embeds_videos_through_their_frames_and_skips_audio() {
     let bikes = shared("video", "bikes.mp4");
     std::fs::copy(&bikes, input.join("bikes.mp4")).unwrap();
     write_caption(&input, "bikes", "cyclists riding along a road");
-    std::fs::copy(shared("video", "carphone_pristine.mp4"), input.join("carphone.mp4")).unwrap();
-    std::fs::copy(shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg"), input.join("vibe.ogg")).unwrap();
+    std::fs::copy(
+        shared("video", "carphone_pristine.mp4"),
+        input.join("carphone.mp4"),
+    )
+    .unwrap();
+    std::fs::copy(
+        shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg"),
+        input.join("vibe.ogg"),
+    )
+    .unwrap();
     write_caption(&input, "vibe", "an upbeat instrumental track");
     let model = root().join("tests/fixtures/clip-tiny");
-    let clip_table = format!("[models.clip]\npath = \"{}\"\nbatch_size = 4\n", model.display());
+    let clip_table = format!(
+        "[models.clip]\npath = \"{}\"\nbatch_size = 4\n",
+        model.display()
+    );
 
     let mut scores = Vec::new();
     for score in ["mean", "max"] {
@@ -345,7 +491,10 @@ fn clip_embeds_videos_through_their_frames_and_skips_audio() {
         ok(&mmcurate(&["run", s(&job)]));
         let rows = by_name(&ledger_rows(&output));
         assert_eq!(rows["vibe.ogg"]["status"], "kept");
-        assert!(rows["vibe.ogg"]["clip_model"].is_null(), "audio is not embedded");
+        assert!(
+            rows["vibe.ogg"]["clip_model"].is_null(),
+            "audio is not embedded"
+        );
         assert_eq!(rows["carphone.mp4"]["clip_note"], "not scored: no caption");
         scores.push(rows["bikes.mp4"]["clip_score"].as_f64().unwrap());
         if score == "max" {
@@ -374,7 +523,9 @@ fn clip_embeds_videos_through_their_frames_and_skips_audio() {
             min_side: 512,
             keep_rgb: true,
         };
-        let frames = sample_video_frames(&read(&bikes), &sampling).unwrap().frames;
+        let frames = sample_video_frames(&read(&bikes), &sampling)
+            .unwrap()
+            .frames;
         let clip = Clip::load(
             &model,
             "fixture".into(),
@@ -388,7 +539,14 @@ fn clip_embeds_videos_through_their_frames_and_skips_audio() {
             .iter()
             .flat_map(|f| {
                 let rgb = f.rgb.as_ref().unwrap();
-                clip_pixel_values_rgb(&rgb.pixels, rgb.width, rgb.height, size, OPENAI_MEAN, OPENAI_STD)
+                clip_pixel_values_rgb(
+                    &rgb.pixels,
+                    rgb.width,
+                    rgb.height,
+                    size,
+                    OPENAI_MEAN,
+                    OPENAI_STD,
+                )
             })
             .collect();
         let dim = clip.info.dim;
@@ -404,8 +562,15 @@ fn clip_embeds_videos_through_their_frames_and_skips_audio() {
         }
         let norm = mean.iter().map(|x| x * x).sum::<f64>().sqrt();
         let cosine: f64 = mean.iter().zip(&stored).map(|(m, s)| m / norm * s).sum();
-        assert!(cosine > 0.99999, "stored video embedding vs frame mean: cosine {cosine}");
-        let ids = clip.tokenizer().encode("cyclists riding along a road").unwrap().ids;
+        assert!(
+            cosine > 0.99999,
+            "stored video embedding vs frame mean: cosine {cosine}"
+        );
+        let ids = clip
+            .tokenizer()
+            .encode("cyclists riding along a road")
+            .unwrap()
+            .ids;
         let text = unit(&clip.embed_texts(&[ids]).unwrap());
         let frame_scores: Vec<f64> = frame_units
             .iter()
@@ -413,9 +578,71 @@ fn clip_embeds_videos_through_their_frames_and_skips_audio() {
             .collect();
         let expected_mean = frame_scores.iter().sum::<f64>() / frame_scores.len() as f64;
         let expected_max = frame_scores.iter().copied().fold(f64::MIN, f64::max);
-        assert!((scores[0] - expected_mean).abs() < 1e-5, "{} vs {expected_mean}", scores[0]);
+        assert!(
+            (scores[0] - expected_mean).abs() < 1e-5,
+            "{} vs {expected_mean}",
+            scores[0]
+        );
         scores.push(expected_max);
     }
-    assert!((scores[1] - scores[2]).abs() < 1e-5, "max score {} vs {}", scores[1], scores[2]);
+    assert!(
+        (scores[1] - scores[2]).abs() < 1e-5,
+        "max score {} vs {}",
+        scores[1],
+        scores[2]
+    );
     assert!(scores[1] >= scores[0]);
+}
+
+/// The shipped `configs/video.toml` and `configs/audio.toml` run as they are, on real media
+/// (only the input and output are set on the command line).
+#[test]
+fn video_and_audio_example_configs_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let videos = tmp.path().join("videos");
+    let audio = tmp.path().join("audio");
+    std::fs::create_dir_all(&videos).unwrap();
+    std::fs::create_dir_all(&audio).unwrap();
+    for name in ["bikes.mp4", "bigbuckbunny.mp4"] {
+        std::fs::copy(shared("video", name), videos.join(name)).unwrap();
+        let stem = name.trim_end_matches(".mp4");
+        write_caption(&videos, stem, "a short video clip");
+    }
+    std::fs::copy(
+        shared("video", "carphone_pristine.mp4"),
+        videos.join("uncaptioned.mp4"),
+    )
+    .unwrap();
+    std::fs::copy(
+        shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg"),
+        audio.join("vibe.ogg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        shared("audio", "speech-dispatcher_dummy-message.wav"),
+        audio.join("speech.wav"),
+    )
+    .unwrap();
+    for (config, input, kept) in [("video", &videos, 2), ("audio", &audio, 2)] {
+        let output = tmp.path().join(format!("out-{config}"));
+        ok(&mmcurate(&[
+            "run",
+            &format!("configs/{config}.toml"),
+            "--set",
+            &format!("inputs.0.uri={}", input.display()),
+            "--set",
+            &format!("run.output={}", output.display()),
+        ]));
+        let rows = by_name(&ledger_rows(&output));
+        let kept_names: Vec<&String> = rows
+            .iter()
+            .filter(|(_, r)| r["status"] == "kept")
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(kept_names.len(), kept, "{config}: {rows:?}");
+        if config == "video" {
+            // The caption is required by the example.
+            assert_eq!(rows["uncaptioned.mp4"]["drop_reason"], "no_caption");
+        }
+    }
 }
