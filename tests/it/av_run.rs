@@ -646,3 +646,64 @@ fn video_and_audio_example_configs_run() {
         }
     }
 }
+
+/// Videos and audio inside WebDataset shards: the media part is the sample's video or audio
+/// member, its caption travels with it, and the bytes come out unchanged.
+#[test]
+fn webdataset_shards_with_video_and_audio_members() {
+    let tmp = tempfile::tempdir().unwrap();
+    let members = tmp.path().join("members");
+    std::fs::create_dir(&members).unwrap();
+    std::fs::copy(shared("video", "bikes.mp4"), members.join("clip01.mp4")).unwrap();
+    write_caption(&members, "clip01", "cyclists on a road");
+    ffmpeg(&[
+        "-i",
+        s(&shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg")),
+        "-vn",
+        "-t",
+        "20",
+        "-c:a",
+        "flac",
+        s(&members.join("clip02.flac")),
+    ]);
+    write_caption(&members, "clip02", "a piece of music");
+    let shards = tmp.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    let tar = Command::new("tar")
+        .current_dir(&members)
+        .args(["--format=ustar", "-cf"])
+        .arg(shards.join("part-000000.tar"))
+        .args(["clip01.mp4", "clip01.txt", "clip02.flac", "clip02.txt"])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let output = tmp.path().join("out");
+    let job = config(tmp.path(), &shards, &output, "");
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "[[inputs]]\nuri",
+        "[[inputs]]\nformat = \"webdataset\"\nuri",
+    );
+    std::fs::write(&job, text).unwrap();
+    ok(&mmcurate(&["run", s(&job)]));
+    let rows = ledger_rows(&output);
+    let kinds: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap(),
+                r["media_kind"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("clip01", "video", "kept"), ("clip02", "audio", "kept")]
+    );
+    let out = python_json("read_shards.py", &[s(&output)]);
+    let samples = out["samples"].as_array().unwrap();
+    let video = hex::encode(Sha256::digest(read(members.join("clip01.mp4"))));
+    assert_eq!(samples[0]["parts"]["mp4"]["sha256"], video.as_str());
+    assert_eq!(samples[1]["txt"], "a piece of music");
+    assert!(samples[1]["parts"]["flac"]["bytes"].as_u64().unwrap() > 0);
+}
