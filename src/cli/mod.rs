@@ -74,6 +74,11 @@ pub fn main() -> ExitCode {
                     print_summary(&summary);
                     ExitCode::SUCCESS
                 }
+                // A device that cannot be used is a setup error, found before any work.
+                Err(e @ pipeline::RunError::Device(_)) => {
+                    tracing::error!("{e}");
+                    ExitCode::from(2)
+                }
                 Err(e) => {
                     tracing::error!("the run failed: {e}");
                     ExitCode::from(1)

@@ -68,6 +68,10 @@ pub struct RunConfig {
     /// Worker threads for decoding and measuring; 0 means one per core.
     #[serde(default)]
     pub threads: usize,
+    /// Where pixels are measured: `auto` (the GPU when there is a usable one, else the CPU),
+    /// `cpu`, `cuda` or `cuda:N` (see `gpu::device`).
+    #[serde(default = "default_device")]
+    pub device: String,
     /// Local folder for staging candidate samples between measuring and writing. Default: a
     /// `.staging` folder inside a local output, or the system temporary folder for S3 output.
     #[serde(default)]
@@ -76,6 +80,10 @@ pub struct RunConfig {
 
 fn default_run_name() -> String {
     "mmcurate".to_string()
+}
+
+fn default_device() -> String {
+    "auto".to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -389,6 +397,13 @@ impl Config {
                 "run.threads",
                 self.run.threads,
                 "must be 0 (one per core) to 4096",
+            ));
+        }
+        if crate::gpu::DeviceRequest::parse(&self.run.device).is_none() {
+            return Err(invalid(
+                "run.device",
+                format!("{:?}", self.run.device),
+                crate::gpu::device::DEVICE_VALUES,
             ));
         }
         if self.inputs.is_empty() {
@@ -882,6 +897,25 @@ uri = "data/images"
         for (sets, expected) in cases {
             let e = load(MINIMAL, sets).unwrap_err();
             assert!(e.starts_with(expected), "{sets:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn run_device_defaults_to_auto_and_allows_cpu_cuda_and_cuda_n() {
+        assert_eq!(load(MINIMAL, &[]).unwrap().run.device, "auto");
+        for ok in ["auto", "cpu", "cuda", "cuda:1"] {
+            let set = format!("run.device=\"{ok}\"");
+            assert_eq!(load(MINIMAL, &[set.as_str()]).unwrap().run.device, ok);
+        }
+        for bad in ["gpu", "cuda:x", "CPU"] {
+            let set = format!("run.device=\"{bad}\"");
+            let e = load(MINIMAL, &[set.as_str()]).unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "config key `run.device` = \"{bad}\": must be \"auto\""
+                )) && e.contains("\"cpu\", \"cuda\" or \"cuda:N\""),
+                "{e}"
+            );
         }
     }
 

@@ -2,8 +2,12 @@
 //! NVRTC through `cudarc`, which loads the CUDA libraries dynamically. The default binary thus
 //! links no CUDA library, starts on any machine, and uses the CPU where there is no GPU.
 //!
-//! This module only compiles kernels; running them on a device is the CUDA backend's work. The
-//! CPU implementations in `measure` are the reference the kernels must agree with.
+//! `device` chooses the device a run uses (`[run] device`). The CPU implementations in
+//! `measure` are the reference the kernels must agree with.
+
+pub mod device;
+
+pub use device::{select, DeviceRequest, Selected};
 
 /// A kernel source file and the entry points it must define.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +30,11 @@ pub enum GpuError {
     NvrtcMissing,
     #[error("kernels/{file} does not compile: {log}")]
     Compile { file: String, log: String },
+    #[error("config key `run.device` = \"{value}\": {problem}: {}", .problem.advice())]
+    DeviceUnavailable {
+        value: String,
+        problem: device::GpuProblem,
+    },
 }
 
 /// Whether the NVRTC library can be loaded. cudarc panics on first use when it cannot, so this

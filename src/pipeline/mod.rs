@@ -65,6 +65,18 @@ pub enum RunError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    /// The device in `run.device` cannot be used: a setup error, like a bad config.
+    #[error(transparent)]
+    Device(crate::gpu::GpuError),
+}
+
+/// The device `run.device` asks for (validated with the config, so it parses).
+fn select_device(config: &Config) -> Result<crate::gpu::Selected, RunError> {
+    let request = crate::gpu::DeviceRequest::parse(&config.run.device).unwrap_or(
+        // Unreachable after `Config::validate`; the CPU is the safe reading.
+        crate::gpu::DeviceRequest::Cpu,
+    );
+    crate::gpu::select(request).map_err(RunError::Device)
 }
 
 /// Objects fetched at once per input (files and manifest rows).
@@ -128,6 +140,15 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
             None
         }
     };
+    // The device next, also before any work: `run.device = "cuda"` without a GPU is a setup
+    // error, and `auto` says once which device it took and why.
+    let device = select_device(config)?;
+    let kernels: Box<dyn QualityKernels> = match &device.cuda {
+        // The CUDA backend is being built (issue 5): until then the CPU measures.
+        Some(_) => Box::new(CpuKernels),
+        None => Box::new(CpuKernels),
+    };
+    tracing::info!("measuring on {}", device.description());
     let plan = runtime.block_on(plan::resolve(config, &stores))?;
     let output = stores.open_for_output(&config.run.output)?;
     runtime.block_on(check_output(&output))?;
@@ -148,7 +169,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     })?;
     let measure_started = Instant::now();
     let (mut records, input_errors) =
-        measure_all(&plan, config, &handle, &stores, &staging, progress)?;
+        measure_all(&plan, config, &*kernels, &handle, &stores, &staging, progress)?;
     stage_seconds.insert(
         "measure".to_string(),
         measure_started.elapsed().as_secs_f64(),
@@ -226,6 +247,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         alignment,
         stage_seconds,
         started_at,
+        device: device.label(),
     });
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
     runtime.block_on(async {
@@ -251,6 +273,8 @@ struct RunFacts<'a> {
     alignment: Option<AlignmentSummary>,
     stage_seconds: BTreeMap<String, f64>,
     started_at: chrono::DateTime<chrono::Utc>,
+    /// `cpu` or `cuda:N`.
+    device: String,
 }
 
 /// The run manifest: provenance, counts by status and reason, outputs with checksums.
@@ -308,7 +332,7 @@ fn run_manifest(facts: RunFacts) -> RunManifest {
                 .started_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            device: "cpu".to_string(),
+            device: facts.device,
             threads: facts.config.worker_threads(),
         },
         config: config_json,
@@ -358,6 +382,7 @@ fn staging_dir(config: &Config) -> PathBuf {
 fn measure_all(
     plan: &Plan,
     config: &Config,
+    kernels: &dyn QualityKernels,
     runtime: &tokio::runtime::Handle,
     stores: &Stores,
     staging: &Staging,
@@ -376,10 +401,9 @@ fn measure_all(
                 let measure_bar = &measure_bar;
                 scope.spawn(move || -> Result<Vec<Record>, std::io::Error> {
                     let decoder = CpuDecoder;
-                    let kernels = CpuKernels;
                     let mut out = Vec::new();
                     while let Ok(sample) = receiver.recv_blocking() {
-                        let record = measure_sample(sample, config, &decoder, &kernels, staging)?;
+                        let record = measure_sample(sample, config, &decoder, kernels, staging)?;
                         match record.decision.dropped() {
                             Some(d) => measure_bar.inc_dropped(d.reason.as_str()),
                             None => measure_bar.inc(),

@@ -10,6 +10,7 @@ mod clip_parity;
 mod clip_preprocess;
 mod clip_run;
 mod clip_tokenizer;
+mod gpu;
 mod inputs;
 mod kernels;
 mod model_cards;
