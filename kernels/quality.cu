@@ -1,7 +1,7 @@
 // Quality and hash kernels, batched over many images per launch (one image per blockIdx.y).
-// They mirror the CPU reference in src/measure/ exactly where it is integer arithmetic
-// (luminance, Laplacian and brightness sums), so GPU and CPU agree bit for bit there; the pHash
-// DCT is in double precision like the CPU's, summed in another order.
+// They mirror the CPU reference in src/measure/ exactly: integer sums for luminance, the
+// Laplacian and brightness, and the pHash DCT in the CPU's order of double operations, so GPU
+// and CPU agree bit for bit (gpu::plan mirrors each kernel on the host for the tests).
 //
 // Compiled at run time with NVRTC (src/gpu/mod.rs): no host headers, plain C types only.
 
@@ -68,23 +68,27 @@ extern "C" __global__ void analyse(const unsigned char* pixels, const unsigned l
     }
 }
 
-// pHash of 32x32 images (already resized), one block of 64 threads per image: thread t
-// computes DCT-II coefficient (t / 8, t % 8), then the 64 coefficients are compared with their
-// median (the mean of the 32nd and 33rd smallest) and packed row-major, first bit highest, as
-// imagehash does.
-extern "C" __global__ void phash32(const unsigned char* images, unsigned long long* hashes) {
+// pHash of 32x32 images (already resized), one block of 64 threads per image (blockIdx.y):
+// thread t computes DCT-II coefficient (t / 8, t % 8) in exactly the CPU's order (hash.rs:
+// along columns for each x, then along the row) with the CPU's basis table (gpu::plan), and
+// with __dmul_rn / __dadd_rn, which the compiler never fuses into FMAs, so the coefficients
+// are the CPU's bit for bit. They are compared with their median (the mean of the 32nd and
+// 33rd smallest) and packed row-major, first bit highest, as imagehash does.
+// Image i is the 1024 bytes at images + base + 1024 i; basis is 8 x 32 doubles.
+extern "C" __global__ void phash32(const unsigned char* images, unsigned long long base,
+                                   const double* basis, unsigned long long* hashes) {
     __shared__ double coefficient[64];
     __shared__ double order[2];
     __shared__ unsigned long long bits;
     const int t = threadIdx.x;
-    const unsigned char* p = images + (unsigned long long)blockIdx.y * 1024;
-    const int k = t / 8, l = t % 8;
-    double sum = 0.0;
-    for (int y = 0; y < 32; ++y) {
-        const double cy = cospi(k * (2 * y + 1) / 64.0);
-        double row = 0.0;
-        for (int x = 0; x < 32; ++x) row += p[y * 32 + x] * cospi(l * (2 * x + 1) / 64.0);
-        sum += row * cy;
+    const unsigned char* p = images + base + (unsigned long long)blockIdx.y * 1024;
+    const double* cos_k = basis + (t / 8) * 32;
+    const double* cos_l = basis + (t % 8) * 32;
+    double sum = -0.0;  // Rust's f64 `sum()` starts at -0.0
+    for (int x = 0; x < 32; ++x) {
+        double column = 0.0;
+        for (int y = 0; y < 32; ++y) column = __dadd_rn(column, __dmul_rn((double)p[y * 32 + x], cos_k[y]));
+        sum = __dadd_rn(sum, __dmul_rn(column, cos_l[x]));
     }
     coefficient[t] = sum;
     if (t == 0) bits = 0ull;
@@ -97,18 +101,19 @@ extern "C" __global__ void phash32(const unsigned char* images, unsigned long lo
     if (rank == 31) order[0] = sum;
     if (rank == 32) order[1] = sum;
     __syncthreads();
-    const double median = (order[0] + order[1]) / 2.0;
+    const double median = __ddiv_rn(__dadd_rn(order[0], order[1]), 2.0);
     if (sum > median) atomicOr(&bits, 1ull << (63 - t));
     __syncthreads();
     if (t == 0) hashes[blockIdx.y] = bits;
 }
 
 // dHash of 9x8 images (already resized): bit (row, x) is pixel (row, x + 1) > pixel (row, x).
-extern "C" __global__ void dhash9x8(const unsigned char* images, unsigned long long* hashes,
-                                    int count) {
+// Image i is the 72 bytes at images + base + 72 i.
+extern "C" __global__ void dhash9x8(const unsigned char* images, unsigned long long base,
+                                    unsigned long long* hashes, int count) {
     const int image = blockIdx.x * blockDim.x + threadIdx.x;
     if (image >= count) return;
-    const unsigned char* p = images + image * 72;
+    const unsigned char* p = images + base + (unsigned long long)image * 72;
     unsigned long long hash = 0ull;
     for (int row = 0; row < 8; ++row)
         for (int x = 0; x < 8; ++x) hash = (hash << 1) | (p[row * 9 + x + 1] > p[row * 9 + x]);

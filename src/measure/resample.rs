@@ -136,6 +136,44 @@ impl Coefficients {
     }
 }
 
+/// Fixed-point precision of [`PassCoefficients::weights`]: a pass adds `1 << (bits - 1)` to
+/// the i32 sum of `pixel * weight`, then keeps bits `bits..bits + 8`, saturating (Pillow's
+/// `clip8`).
+pub const WEIGHT_PRECISION_BITS: u32 = PRECISION_BITS;
+
+/// The weights of one resampling pass exactly as the CPU applies them, for other backends (the
+/// GPU's `kernels/resample.cu`) to reproduce its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassCoefficients {
+    /// Weights per output: the stride of `weights`.
+    pub taps: usize,
+    /// Per output: the first input it reads and how many (never past the input's end).
+    pub bounds: Vec<(u32, u32)>,
+    /// `bounds.len() * taps` fixed-point weights; those past an output's count are zero.
+    pub weights: Vec<i32>,
+}
+
+/// The weights that [`resize_plane`] and [`resize_plane_transposed`] use along an axis that
+/// changes from `in_size` to `out_size` pixels. The count of each output stops at its last
+/// non-zero weight, as the CPU loop does; leading zero weights add nothing to the integer sum.
+pub fn pass_coefficients(in_size: usize, out_size: usize, filter: Filter) -> PassCoefficients {
+    let c = Coefficients::new(in_size, out_size, filter);
+    let bounds = c
+        .weights
+        .chunks_exact(c.taps)
+        .zip(&c.start)
+        .map(|(row, &start)| {
+            let count = row.iter().rposition(|&w| w != 0).map_or(0, |i| i + 1);
+            (start as u32, count as u32)
+        })
+        .collect();
+    PassCoefficients {
+        taps: c.taps,
+        bounds,
+        weights: c.weights,
+    }
+}
+
 /// Resizes a `width` x `height` plane to `out_width` x `out_height` as Pillow's `Image.resize`
 /// does for mode `L`: a horizontal pass, then a vertical one, each skipped when that side keeps
 /// its size.
@@ -457,6 +495,24 @@ mod tests {
                 }
                 let plane = resize_plane(&vec![200u8; from * 3], from, 3, to, 5, filter);
                 assert!(plane.iter().all(|&p| p == 200), "{filter:?} {from}->{to}");
+            }
+        }
+    }
+
+    #[test]
+    fn exported_coefficients_stay_inside_the_input() {
+        for filter in [Filter::Box, Filter::Bicubic, Filter::Lanczos3] {
+            for (from, to) in [(100, 37), (37, 100), (4032, 512), (9, 8), (128, 32), (1, 5)] {
+                let c = pass_coefficients(from, to, filter);
+                assert_eq!((c.bounds.len(), c.weights.len()), (to, to * c.taps));
+                for (i, &(start, count)) in c.bounds.iter().enumerate() {
+                    assert!(start + count <= from as u32 && count as usize <= c.taps);
+                    assert!(
+                        c.weights[i * c.taps + count as usize..][..c.taps - count as usize]
+                            .iter()
+                            .all(|&w| w == 0)
+                    );
+                }
             }
         }
     }

@@ -144,8 +144,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     // error, and `auto` says once which device it took and why.
     let device = select_device(config)?;
     let kernels: Box<dyn QualityKernels> = match &device.cuda {
-        // The CUDA backend is being built (issue 5): until then the CPU measures.
-        Some(_) => Box::new(CpuKernels),
+        Some(gpu) => Box::new(crate::gpu::CudaKernels::new(gpu).map_err(RunError::Device)?),
         None => Box::new(CpuKernels),
     };
     tracing::info!("measuring on {}", device.description());

@@ -1,0 +1,257 @@
+//! [`CudaKernels`]: `measure::QualityKernels` on a GPU through cudarc's driver API. It uploads a
+//! batch of luminance planes into one arena, runs the passes that `plan::MeasurePlan` lays out
+//! (resizes, analysis sums, hashes) and downloads four sums and two hashes per image.
+//!
+//! Only the launches and copies live here; sizes, offsets and launch shapes are `plan`'s, which
+//! the tests check on the host. A GPU failure mid-run falls back to the CPU reference for the
+//! images concerned, with a warning, since the results are the same.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+
+use super::device::CudaDevice;
+use super::plan::{self, Launch, MeasurePlan};
+use super::{kernels_ptx, GpuError, KERNELS};
+use crate::decode::LumaImage;
+use crate::measure::{CpuKernels, ImageQuality, QualityKernels};
+
+/// Arena bytes per launch at most: a batch of large images is split into runs under this.
+pub const MAX_ARENA_BYTES: u64 = 1 << 30;
+
+/// The loaded kernels and the GPU they run on.
+pub struct CudaKernels {
+    context: Arc<CudaContext>,
+    /// One stream, used by one batch at a time: the measure workers take turns, which keeps
+    /// each batch's copies and launches in order without events.
+    stream: Mutex<Arc<CudaStream>>,
+    resample_pass: CudaFunction,
+    analyse: CudaFunction,
+    phash32: CudaFunction,
+    dhash9x8: CudaFunction,
+    /// `plan::dct_basis()`, uploaded once.
+    basis: CudaSlice<f64>,
+    /// Whether the CPU fallback has been reported (once per run is enough).
+    warned: AtomicBool,
+}
+
+impl std::fmt::Debug for CudaKernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaKernels")
+            .field("ordinal", &self.context.ordinal())
+            .finish_non_exhaustive()
+    }
+}
+
+fn driver(during: &'static str) -> impl Fn(DriverError) -> GpuError {
+    move |e| GpuError::Driver {
+        during,
+        message: e.to_string(),
+    }
+}
+
+/// cudarc's launch configuration for a planned launch.
+pub fn launch_config(launch: Launch) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: launch.grid,
+        block_dim: launch.block,
+        shared_mem_bytes: 0,
+    }
+}
+
+impl CudaKernels {
+    /// Compiles (or reads from the PTX cache) and loads every kernel on `gpu`.
+    pub fn new(gpu: &CudaDevice) -> Result<CudaKernels, GpuError> {
+        let ptx = kernels_ptx()?;
+        let context = gpu.context.clone();
+        let function = |file: &str, name: &str| -> Result<CudaFunction, GpuError> {
+            let index = KERNELS
+                .iter()
+                .position(|k| k.file == file)
+                .ok_or(GpuError::Driver {
+                    during: "kernel lookup",
+                    message: format!("kernels/{file} is not in gpu::KERNELS"),
+                })?;
+            let module = context
+                .load_module(Ptx::from_src(ptx[index].clone()))
+                .map_err(driver("module load"))?;
+            module.load_function(name).map_err(driver("function load"))
+        };
+        let resample_pass = function("resample.cu", "resample_pass")?;
+        let analyse = function("quality.cu", "analyse")?;
+        let phash32 = function("quality.cu", "phash32")?;
+        let dhash9x8 = function("quality.cu", "dhash9x8")?;
+        let stream = context.new_stream().map_err(driver("stream creation"))?;
+        let basis = stream
+            .clone_htod(&plan::dct_basis())
+            .map_err(driver("upload"))?;
+        Ok(CudaKernels {
+            context,
+            stream: Mutex::new(stream),
+            resample_pass,
+            analyse,
+            phash32,
+            dhash9x8,
+            basis,
+            warned: AtomicBool::new(false),
+        })
+    }
+
+    /// Measures many images in as few launches as the arena budget allows; on a GPU error,
+    /// measures them on the CPU instead (the same results) and warns once.
+    pub fn measure_batch(&self, images: &[LumaImage]) -> Vec<ImageQuality> {
+        match self.try_measure_batch(images) {
+            Ok(qualities) => qualities,
+            Err(e) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("{e}; measuring on the CPU instead");
+                }
+                images
+                    .iter()
+                    .map(|image| CpuKernels.measure(image))
+                    .collect()
+            }
+        }
+    }
+
+    /// [`Self::measure_batch`] without the fallback.
+    pub fn try_measure_batch(&self, images: &[LumaImage]) -> Result<Vec<ImageQuality>, GpuError> {
+        let sizes: Vec<(u32, u32)> = images.iter().map(|i| (i.width, i.height)).collect();
+        let mut out = Vec::with_capacity(images.len());
+        for run in plan::batches(&sizes, MAX_ARENA_BYTES) {
+            let plan = MeasurePlan::new(&sizes[run.clone()]);
+            out.extend(self.run_plan(&plan, &images[run])?);
+        }
+        Ok(out)
+    }
+
+    fn run_plan(
+        &self,
+        plan: &MeasurePlan,
+        images: &[LumaImage],
+    ) -> Result<Vec<ImageQuality>, GpuError> {
+        let n = images.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let packed = plan.pack_inputs(images).ok_or(GpuError::Driver {
+            during: "upload",
+            message: "an image's pixel count does not match its size".to_string(),
+        })?;
+        let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let stream = &*stream;
+        let mut arena = stream
+            .alloc_zeros::<u8>(plan.arena_len as usize)
+            .map_err(driver("allocation"))?;
+        stream
+            .memcpy_htod(&packed, &mut arena.slice_mut(..packed.len()))
+            .map_err(driver("upload"))?;
+        // Never empty: every image has at least its two hash passes.
+        let bounds = stream.clone_htod(&plan.bounds).map_err(driver("upload"))?;
+        let weights = stream.clone_htod(&plan.weights).map_err(driver("upload"))?;
+        for stage in &plan.stages {
+            let jobs = stream
+                .clone_htod(&MeasurePlan::job_table(stage))
+                .map_err(driver("upload"))?;
+            let mut launch = stream.launch_builder(&self.resample_pass);
+            launch.arg(&mut arena).arg(&jobs).arg(&bounds).arg(&weights);
+            // SAFETY: the arguments are resample_pass's, in order; every offset and stride in
+            // the jobs stays inside the arena and the tables (plan's tests check the layout).
+            unsafe { launch.launch(launch_config(plan::pass_launch(stage))) }
+                .map_err(driver("resample_pass"))?;
+        }
+
+        let (offsets, widths, heights) = plan.analysis_tables();
+        let offsets = stream.clone_htod(&offsets).map_err(driver("upload"))?;
+        let widths = stream.clone_htod(&widths).map_err(driver("upload"))?;
+        let heights = stream.clone_htod(&heights).map_err(driver("upload"))?;
+        let mut stats = stream
+            .alloc_zeros::<u64>(4 * n)
+            .map_err(driver("allocation"))?;
+        let mut launch = stream.launch_builder(&self.analyse);
+        launch
+            .arg(&arena)
+            .arg(&offsets)
+            .arg(&widths)
+            .arg(&heights)
+            .arg(&mut stats);
+        // SAFETY: analyse's arguments, in order; stats is zeroed and holds 4 sums per image.
+        unsafe { launch.launch(launch_config(plan::analyse_launch(&plan.analysis))) }
+            .map_err(driver("analyse"))?;
+
+        let mut phashes = stream.alloc_zeros::<u64>(n).map_err(driver("allocation"))?;
+        let mut launch = stream.launch_builder(&self.phash32);
+        launch
+            .arg(&arena)
+            .arg(&plan.phash_base)
+            .arg(&self.basis)
+            .arg(&mut phashes);
+        // SAFETY: phash32's arguments; the plan puts n 32x32 inputs at phash_base.
+        unsafe { launch.launch(launch_config(plan::phash_launch(n))) }
+            .map_err(driver("phash32"))?;
+
+        let mut dhashes = stream.alloc_zeros::<u64>(n).map_err(driver("allocation"))?;
+        let count = n as i32;
+        let mut launch = stream.launch_builder(&self.dhash9x8);
+        launch
+            .arg(&arena)
+            .arg(&plan.dhash_base)
+            .arg(&mut dhashes)
+            .arg(&count);
+        // SAFETY: dhash9x8's arguments; the plan puts n 9x8 inputs at dhash_base.
+        unsafe { launch.launch(launch_config(plan::dhash_launch(n))) }
+            .map_err(driver("dhash9x8"))?;
+
+        let stats = stream.clone_dtoh(&stats).map_err(driver("download"))?;
+        let phashes = stream.clone_dtoh(&phashes).map_err(driver("download"))?;
+        let dhashes = stream.clone_dtoh(&dhashes).map_err(driver("download"))?;
+        stream.synchronize().map_err(driver("synchronize"))?;
+        Ok(plan
+            .analysis
+            .iter()
+            .enumerate()
+            .map(|(i, plane)| {
+                let sums = [
+                    stats[4 * i],
+                    stats[4 * i + 1],
+                    stats[4 * i + 2],
+                    stats[4 * i + 3],
+                ];
+                plan::image_quality(sums, plane.width, plane.height, phashes[i], dhashes[i])
+            })
+            .collect())
+    }
+}
+
+impl QualityKernels for CudaKernels {
+    fn measure(&self, luma: &LumaImage) -> ImageQuality {
+        match self.measure_batch(std::slice::from_ref(luma)).pop() {
+            Some(quality) => quality,
+            None => CpuKernels.measure(luma),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planned_launches_become_cudarc_configs() {
+        let config = launch_config(plan::phash_launch(7));
+        assert_eq!(
+            (config.grid_dim, config.block_dim, config.shared_mem_bytes),
+            ((1, 7, 1), (64, 1, 1), 0)
+        );
+    }
+
+    #[test]
+    fn kernels_are_shareable_across_measure_workers() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<CudaKernels>();
+    }
+}
