@@ -205,6 +205,40 @@ pub struct ClipModelConfig {
     /// Images or captions per forward pass.
     #[serde(default = "default_clip_batch_size")]
     pub batch_size: usize,
+    /// The precision CLIP runs in: `auto` (bf16 on a GPU, f32 on the CPU), `f32`, `f16` or
+    /// `bf16`. f16 and bf16 need CLIP on a GPU: `run.device` a GPU and a binary built with
+    /// `--features cuda`. Embeddings are f32 whatever this is.
+    #[serde(default)]
+    pub dtype: ClipDtype,
+}
+
+/// `[models.clip] dtype`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClipDtype {
+    /// bf16 on a GPU, f32 on the CPU.
+    #[default]
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+impl ClipDtype {
+    /// The value as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClipDtype::Auto => "auto",
+            ClipDtype::F32 => "f32",
+            ClipDtype::F16 => "f16",
+            ClipDtype::Bf16 => "bf16",
+        }
+    }
+
+    /// Whether this precision runs only on a GPU.
+    pub fn needs_gpu(self) -> bool {
+        matches!(self, ClipDtype::F16 | ClipDtype::Bf16)
+    }
 }
 
 fn default_clip_batch_size() -> usize {
@@ -610,6 +644,25 @@ impl Config {
                 "must be 1 to 4096",
             );
         }
+        if clip.dtype.needs_gpu() {
+            // Whether `auto` finds a GPU is known only when the run starts (models::checkpoint
+            // says so then); a CPU-only device or binary is known now.
+            let dtype = format!("{:?}", clip.dtype.as_str());
+            if self.run.device == "cpu" {
+                return invalid(
+                    "models.clip.dtype",
+                    &dtype,
+                    "f16 and bf16 run only on a GPU, and run.device = \"cpu\": use \"auto\" (bf16 on a GPU, f32 on the CPU) or \"f32\", or set run.device = \"auto\" or \"cuda\"",
+                );
+            }
+            if !cfg!(feature = "cuda") {
+                return invalid(
+                    "models.clip.dtype",
+                    &dtype,
+                    "f16 and bf16 run only on a GPU, and this mmcurate was built without the `cuda` feature (CLIP runs on the CPU): use \"auto\" or \"f32\", or build with `--features cuda` (scripts/gpu/build.sh)",
+                );
+            }
+        }
         Ok(())
     }
 
@@ -897,6 +950,51 @@ uri = "data/images"
         for (sets, expected) in cases {
             let e = load(MINIMAL, sets).unwrap_err();
             assert!(e.starts_with(expected), "{sets:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn clip_dtype_defaults_to_auto_and_half_precision_needs_a_gpu() {
+        let clip = "models.clip.path=\"models/b32\"";
+        let c = load(MINIMAL, &[clip]).unwrap();
+        assert_eq!(c.models.clip.as_ref().unwrap().dtype, ClipDtype::Auto);
+        assert_eq!(
+            c.resolved_json_and_sha256().0["models"]["clip"]["dtype"],
+            "auto"
+        );
+        for (value, dtype) in [("auto", ClipDtype::Auto), ("f32", ClipDtype::F32)] {
+            let set = format!("models.clip.dtype=\"{value}\"");
+            for device in ["run.device=\"cpu\"", "run.device=\"auto\""] {
+                let c = load(MINIMAL, &[clip, &set, device]).unwrap();
+                assert_eq!(c.models.clip.unwrap().dtype, dtype);
+            }
+        }
+        let e = load(MINIMAL, &[clip, "models.clip.dtype=\"fp16\""]).unwrap_err();
+        assert!(
+            e.starts_with("config key `models.clip.dtype`: unknown variant `fp16`")
+                && e.contains("`auto`, `f32`, `f16`, `bf16`"),
+            "{e}"
+        );
+        for value in ["f16", "bf16"] {
+            let set = format!("models.clip.dtype=\"{value}\"");
+            let e = load(MINIMAL, &[clip, &set, "run.device=\"cpu\""]).unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "config key `models.clip.dtype` = \"{value}\": f16 and bf16 run only on a GPU, and run.device = \"cpu\""
+                )),
+                "{e}"
+            );
+            let on_gpu = load(MINIMAL, &[clip, &set, "run.device=\"cuda\""]);
+            if cfg!(feature = "cuda") {
+                assert_eq!(on_gpu.unwrap().models.clip.unwrap().dtype.as_str(), value);
+            } else {
+                let e = on_gpu.unwrap_err();
+                assert!(
+                    e.starts_with(&format!("config key `models.clip.dtype` = \"{value}\":"))
+                        && e.contains("built without the `cuda` feature"),
+                    "{e}"
+                );
+            }
         }
     }
 

@@ -99,8 +99,15 @@ impl Selected {
 /// Whether the CUDA driver library (`libcuda.so`) can be loaded. cudarc panics on the first
 /// driver call when it cannot, so this is checked before any.
 pub fn driver_available() -> bool {
+    // With the `cuda` feature candle links libcuda.so.1 at build time (cudarc's
+    // `dynamic-linking`): a binary that started has the library.
+    #[cfg(feature = "cuda")]
+    return true;
     // SAFETY: only tries to open the shared library; no symbol is called.
-    unsafe { cudarc::driver::sys::is_culib_present() }
+    #[cfg(not(feature = "cuda"))]
+    unsafe {
+        cudarc::driver::sys::is_culib_present()
+    }
 }
 
 /// Chooses the device for a request. `Auto` never fails: any reason not to use a GPU makes it

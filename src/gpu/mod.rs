@@ -7,6 +7,7 @@
 
 pub mod cuda;
 pub mod device;
+pub mod nvjpeg;
 pub mod plan;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ use sha2::{Digest, Sha256};
 pub use cuda::CudaKernels;
 
 pub use device::{select, DeviceRequest, Selected};
+
+pub use nvjpeg::GpuJpegDecoder;
 
 /// A kernel source file and the entry points it must define.
 #[derive(Debug, Clone, Copy)]
@@ -64,8 +67,14 @@ pub enum GpuError {
 /// Whether the NVRTC library can be loaded. cudarc panics on first use when it cannot, so this
 /// is checked before any NVRTC call.
 pub fn nvrtc_available() -> bool {
+    // With the `cuda` feature libnvrtc is linked at build time (see `driver_available`).
+    #[cfg(feature = "cuda")]
+    return true;
     // SAFETY: only tries to open the shared library; no symbol is called.
-    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+    #[cfg(not(feature = "cuda"))]
+    unsafe {
+        cudarc::nvrtc::sys::is_culib_present()
+    }
 }
 
 /// The NVRTC options every kernel is compiled with. No fused multiply-adds: the kernels'

@@ -2,22 +2,36 @@
 //! Hugging Face Hub repository (`hf`) fetched into the Hugging Face cache with `hf-hub` (which
 //! honours `HF_HOME` and `HF_ENDPOINT`, and reads the cache without network when the files are
 //! there). The weights' sha256 is matched against the bundled model cards; this module does
-//! not run the model.
+//! not run the model. It also places it: on the run's GPU with candle's CUDA backend when this
+//! binary has the `cuda` feature, in `[models.clip] dtype`, else on the CPU in f32.
 
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::card::{bundled_cards, card_for_repo, match_weights};
-use super::clip::Clip;
+use super::clip::{resolve_dtype, Backend, Clip};
 use super::ModelError;
 use crate::config::ClipModelConfig;
+use crate::gpu::Selected;
 
 /// The files a CLIP folder must hold.
 const CLIP_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
-/// Resolves, verifies and loads the configured CLIP model on the CPU.
-pub fn load_clip(config: &ClipModelConfig) -> Result<Clip, ModelError> {
+/// Resolves, verifies and loads the configured CLIP model on the run's device (`device`, from
+/// `run.device`), see [`clip_backend`].
+pub fn load_clip(config: &ClipModelConfig, device: &Selected) -> Result<Clip, ModelError> {
+    // Where and in what precision first: a dtype the device cannot run is a setup error,
+    // found before the weights are hashed.
+    let backend = clip_backend(device)?;
+    let on_gpu = matches!(&backend, Backend::Candle(d) if !d.is_cpu());
+    let dtype = resolve_dtype(config.dtype, on_gpu).ok_or_else(|| ModelError::Config {
+        path: format!("config key `models.clip.dtype` = {:?}", config.dtype.as_str()),
+        message: format!(
+            "f16 and bf16 run only on a GPU, and this run is on {}: set models.clip.dtype = \"auto\" (bf16 on a GPU, f32 on the CPU) or \"f32\", or run.device = \"cuda\" on a machine with a GPU",
+            device.description()
+        ),
+    })?;
     let cards = bundled_cards();
     let (dir, repo_card) = match (&config.path, &config.hf) {
         (Some(path), _) => (PathBuf::from(path), None),
@@ -74,7 +88,31 @@ pub fn load_clip(config: &ClipModelConfig) -> Result<Clip, ModelError> {
             )
         }
     };
-    Clip::load(&dir, id, sha, verified, &candle_core::Device::Cpu)
+    Clip::load_in(&dir, id, sha, verified, backend, dtype)
+}
+
+/// Where CLIP runs for the run's device: on its GPU through candle's CUDA backend when this
+/// binary has the `cuda` feature; on the CPU otherwise, saying once (here) that a GPU run's
+/// CLIP stays on the CPU.
+pub fn clip_backend(device: &Selected) -> Result<Backend, ModelError> {
+    let Some(gpu) = &device.cuda else {
+        return Ok(Backend::Cpu);
+    };
+    if cfg!(feature = "cuda") {
+        let cuda = candle_core::Device::new_cuda(gpu.ordinal).map_err(|e| ModelError::Config {
+            path: format!("CLIP on cuda:{}", gpu.ordinal),
+            message: format!(
+                "candle cannot use the GPU: {e}; set run.device = \"cpu\" to run on the CPU"
+            ),
+        })?;
+        Ok(Backend::Candle(cuda))
+    } else {
+        tracing::warn!(
+            "CLIP runs on the CPU: this mmcurate was built without the `cuda` feature (measuring still uses cuda:{}); build with `--features cuda` (scripts/gpu/build.sh) to run CLIP on the GPU",
+            gpu.ordinal
+        );
+        Ok(Backend::Cpu)
+    }
 }
 
 /// Fetches the CLIP files of `repo` at `revision` (or finds them in the cache) and returns the

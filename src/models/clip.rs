@@ -8,8 +8,11 @@
 //! token, which differ once a caption is padded. Because the text model's attention is causal,
 //! tokens after a caption's end-of-text cannot change its pooled output, so a batch of captions
 //! is cut to its longest caption instead of running all 77 positions: the result is the same.
+//!
+//! On a GPU (candle's CUDA backend, the `cuda` cargo feature) the model may run in bf16 or f16
+//! (`[models.clip] dtype`); embeddings always leave it as f32.
 
-use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_core::{DType, Device, DeviceLocation, IndexOp, Module, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::clip::text_model::{
     Activation, ClipTextConfig, ClipTextTransformer,
@@ -20,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use super::clip_cpu::{TextTower, VisionTower};
 use super::{ClipTokenizer, ModelError};
+use crate::config::ClipDtype;
 
 /// What a loaded checkpoint is: recorded in the run manifest and beside every score.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -36,6 +40,31 @@ pub struct ClipInfo {
     pub dim: usize,
     /// Text context in tokens.
     pub context_length: usize,
+    /// Where the model ran: `cpu` or `cuda:N`.
+    pub device: String,
+    /// The precision of its weights and activations: `f32`, `f16` or `bf16`.
+    pub dtype: String,
+}
+
+/// The dtype `[models.clip] dtype` asks for on a GPU (`on_gpu`) or on the CPU: `auto` is bf16
+/// on a GPU (tensor cores, half the memory traffic, f32's range) and f32 on the CPU, whose
+/// forward is f32 only. `None`: f16 or bf16 on the CPU, which is not offered.
+pub fn resolve_dtype(requested: ClipDtype, on_gpu: bool) -> Option<DType> {
+    match (requested, on_gpu) {
+        (ClipDtype::Auto, true) | (ClipDtype::Bf16, true) => Some(DType::BF16),
+        (ClipDtype::F16, true) => Some(DType::F16),
+        (ClipDtype::Auto, false) | (ClipDtype::F32, _) => Some(DType::F32),
+        (ClipDtype::F16 | ClipDtype::Bf16, false) => None,
+    }
+}
+
+/// `cpu` or `cuda:N`, as the manifest records the device.
+fn device_label(device: &Device) -> String {
+    match device.location() {
+        DeviceLocation::Cpu => "cpu".to_string(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
 }
 
 /// A loaded CLIP model and its tokenizer.
@@ -66,6 +95,8 @@ enum Towers {
         visual_projection: candle_nn::Linear,
         text_projection: candle_nn::Linear,
         device: Device,
+        /// The weights' and activations' dtype; inputs are cast to it, outputs back to f32.
+        dtype: DType,
     },
 }
 
@@ -164,7 +195,7 @@ impl Clip {
         Clip::load_with(dir, id, weights_sha256, card_verified, backend)
     }
 
-    /// [`Clip::load`] on a chosen backend.
+    /// [`Clip::load`] on a chosen backend, in f32.
     pub fn load_with(
         dir: &Path,
         id: String,
@@ -172,6 +203,32 @@ impl Clip {
         card_verified: bool,
         backend: Backend,
     ) -> Result<Clip, ModelError> {
+        Clip::load_in(dir, id, weights_sha256, card_verified, backend, DType::F32)
+    }
+
+    /// [`Clip::load`] on a chosen backend in `dtype`: f32 on [`Backend::Cpu`]; f32, f16 or
+    /// bf16 on [`Backend::Candle`] (the weights are converted as they are loaded).
+    pub fn load_in(
+        dir: &Path,
+        id: String,
+        weights_sha256: String,
+        card_verified: bool,
+        backend: Backend,
+        dtype: DType,
+    ) -> Result<Clip, ModelError> {
+        let allowed = match &backend {
+            Backend::Cpu => matches!(dtype, DType::F32),
+            Backend::Candle(_) => matches!(dtype, DType::F32 | DType::F16 | DType::BF16),
+        };
+        if !allowed {
+            return Err(ModelError::Config {
+                path: "models.clip.dtype".to_string(),
+                message: format!(
+                    "{} is not offered on this backend: the CPU forward runs in f32, candle's in f32, f16 or bf16",
+                    dtype.as_str()
+                ),
+            });
+        }
         let file = |name: &str| -> Result<PathBuf, ModelError> {
             let path = dir.join(name);
             if path.is_file() {
@@ -226,8 +283,9 @@ impl Clip {
         };
         // SAFETY: the weights file is memory-mapped read-only; mmcurate does not modify it
         // while the model lives, and a concurrent writer is outside what we support.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], dtype, &device) }
             .map_err(|e| ModelError::weights(&weights, e))?;
+        let label = device_label(&device);
         let towers = match backend {
             Backend::Cpu => {
                 let vision = VisionShape {
@@ -309,6 +367,7 @@ impl Clip {
                             vb.pp("text_projection"),
                         )?,
                         device,
+                        dtype,
                     })
                 };
                 build().map_err(|e| ModelError::weights(&weights, e))?
@@ -331,6 +390,8 @@ impl Clip {
                 image_size: v.image_size as u32,
                 dim: config.projection_dim,
                 context_length: t.max_position_embeddings,
+                device: label,
+                dtype: dtype.as_str().to_string(),
             },
         })
     }
@@ -357,12 +418,17 @@ impl Clip {
                 vision,
                 visual_projection,
                 device,
+                dtype,
                 ..
             } => {
                 let run = || -> candle_core::Result<Vec<f32>> {
-                    let input = Tensor::from_slice(pixel_values, (n, 3, size, size), device)?;
+                    let input = Tensor::from_slice(pixel_values, (n, 3, size, size), device)?
+                        .to_dtype(*dtype)?;
                     let features = vision.forward(&input)?.apply(visual_projection)?;
-                    features.flatten_all()?.to_vec1::<f32>()
+                    features
+                        .to_dtype(DType::F32)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()
                 };
                 run().map_err(ModelError::Inference)
             }
@@ -395,6 +461,7 @@ impl Clip {
                 device,
                 ..
             } => {
+                // The token embedding gives the activations the weights' dtype.
                 let run = || -> candle_core::Result<Vec<f32>> {
                     let input = Tensor::from_vec(flat, (ids.len(), width), device)?;
                     let hidden = text.forward_with_mask(&input, usize::MAX)?;
@@ -404,10 +471,95 @@ impl Clip {
                         .map(|(row, &end)| hidden.i((row, end))?.unsqueeze(0))
                         .collect::<candle_core::Result<Vec<_>>>()?;
                     let features = Tensor::cat(&pooled, 0)?.apply(text_projection)?;
-                    features.flatten_all()?.to_vec1::<f32>()
+                    features
+                        .to_dtype(DType::F32)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()
                 };
                 run().map_err(ModelError::Inference)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_is_bf16_on_a_gpu_and_f32_on_the_cpu() {
+        let cases = [
+            (ClipDtype::Auto, true, Some(DType::BF16)),
+            (ClipDtype::Auto, false, Some(DType::F32)),
+            (ClipDtype::F32, true, Some(DType::F32)),
+            (ClipDtype::F32, false, Some(DType::F32)),
+            (ClipDtype::F16, true, Some(DType::F16)),
+            (ClipDtype::Bf16, true, Some(DType::BF16)),
+            (ClipDtype::F16, false, None),
+            (ClipDtype::Bf16, false, None),
+        ];
+        for (requested, on_gpu, expected) in cases {
+            assert_eq!(
+                resolve_dtype(requested, on_gpu),
+                expected,
+                "{requested:?} on_gpu={on_gpu}"
+            );
+        }
+    }
+
+    fn fixture() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-tiny")
+    }
+
+    #[test]
+    fn the_cpu_forward_refuses_half_precision_and_candle_runs_it_with_f32_out() {
+        let load = |backend, dtype| {
+            Clip::load_in(
+                &fixture(),
+                "clip-tiny".into(),
+                String::new(),
+                false,
+                backend,
+                dtype,
+            )
+        };
+        let e = load(Backend::Cpu, DType::BF16).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.starts_with("models.clip.dtype: bf16 is not offered")),
+            "{e:?}"
+        );
+        let f32_model = load(Backend::Cpu, DType::F32).unwrap();
+        assert_eq!(
+            (
+                f32_model.info.device.as_str(),
+                f32_model.info.dtype.as_str()
+            ),
+            ("cpu", "f32")
+        );
+        // f16 weights on candle's CPU backend (which has no bf16 matrix product): the same
+        // model within f16's precision, and what leaves it is f32. The GPU's bf16 is checked
+        // by scripts/gpu/check.sh.
+        let half_model = load(Backend::Candle(Device::Cpu), DType::F16).unwrap();
+        assert_eq!(half_model.info.dtype, "f16");
+        let size = f32_model.info.image_size as usize;
+        let n = 2;
+        let pixels: Vec<f32> = (0..n * 3 * size * size)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+            .collect();
+        let a = f32_model.embed_images(&pixels, n).unwrap();
+        let b = half_model.embed_images(&pixels, n).unwrap();
+        assert_eq!(a.len(), b.len());
+        let dim = f32_model.info.dim;
+        for row in 0..n {
+            let (x, y) = (
+                &a[row * dim..(row + 1) * dim],
+                &b[row * dim..(row + 1) * dim],
+            );
+            let dot: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+            let norm = |v: &[f32]| v.iter().map(|p| p * p).sum::<f32>().sqrt();
+            let cosine = dot / (norm(x) * norm(y));
+            assert!(cosine > 0.99, "row {row}: cosine {cosine}");
         }
     }
 }

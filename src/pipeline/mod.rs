@@ -115,13 +115,21 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     let stores = Stores::new();
     let mut stage_seconds = BTreeMap::new();
 
-    // The model first: a wrong path or a failed download is a setup error, found before any
-    // work starts.
+    // The device first, before any work: `run.device = "cuda"` without a GPU is a setup
+    // error, and `auto` says once which device it took and why.
+    let device = select_device(config)?;
+    let kernels: Box<dyn QualityKernels> = match &device.cuda {
+        Some(gpu) => Box::new(crate::gpu::CudaKernels::new(gpu).map_err(RunError::Device)?),
+        None => Box::new(CpuKernels),
+    };
+    tracing::info!("measuring on {}", device.description());
+    // The model next, on that device: a wrong path, a failed download or a dtype the device
+    // cannot run is a setup error, found before any work starts.
     let clip = match &config.models.clip {
         Some(model) => {
-            let clip = load_clip(model)?;
+            let clip = load_clip(model, &device)?;
             tracing::info!(
-                "CLIP model {} (weights sha256 {}{}), batch size {}",
+                "CLIP model {} (weights sha256 {}{}) on {} in {}, batch size {}",
                 clip.info.id,
                 clip.info.weights_sha256,
                 if clip.info.card_verified {
@@ -129,6 +137,8 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
                 } else {
                     ", no model card"
                 },
+                clip.info.device,
+                clip.info.dtype,
                 model.batch_size
             );
             Some(clip)
@@ -140,14 +150,6 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
             None
         }
     };
-    // The device next, also before any work: `run.device = "cuda"` without a GPU is a setup
-    // error, and `auto` says once which device it took and why.
-    let device = select_device(config)?;
-    let kernels: Box<dyn QualityKernels> = match &device.cuda {
-        Some(gpu) => Box::new(crate::gpu::CudaKernels::new(gpu).map_err(RunError::Device)?),
-        None => Box::new(CpuKernels),
-    };
-    tracing::info!("measuring on {}", device.description());
     let plan = runtime.block_on(plan::resolve(config, &stores))?;
     let output = stores.open_for_output(&config.run.output)?;
     runtime.block_on(check_output(&output))?;
@@ -393,16 +395,24 @@ fn measure_all(
     let read_bar = progress.stage("read", Some(plan.unit_count()));
     let measure_bar = progress.stage("measure", plan.expected_samples());
 
+    // JPEGs decode with nvJPEG when the run measures on a GPU and nvJPEG loads; the rest,
+    // and everything on the CPU, with the CPU decoder.
+    let gpu_decoder = select_device(config)
+        .ok()
+        .and_then(|device| crate::gpu::nvjpeg::decoder_for(&device));
+    let decoder: &dyn ImageDecoder = match &gpu_decoder {
+        Some(gpu) => gpu,
+        None => &CpuDecoder,
+    };
     let records = std::thread::scope(|scope| -> Result<Vec<Record>, RunError> {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let receiver = receiver.clone();
                 let measure_bar = &measure_bar;
                 scope.spawn(move || -> Result<Vec<Record>, std::io::Error> {
-                    let decoder = CpuDecoder;
                     let mut out = Vec::new();
                     while let Ok(sample) = receiver.recv_blocking() {
-                        let record = measure_sample(sample, config, &decoder, kernels, staging)?;
+                        let record = measure_sample(sample, config, decoder, kernels, staging)?;
                         match record.decision.dropped() {
                             Some(d) => measure_bar.inc_dropped(d.reason.as_str()),
                             None => measure_bar.inc(),
