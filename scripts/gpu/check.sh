@@ -86,6 +86,18 @@ TOML
   grep -iE 'warn|error' "$work/$device.stderr" | head -n 5 || true
 done
 
+# CLIP on the GPU vs the CPU, when the `--features cuda` binary is carried (scripts/gpu/build.sh
+# makes it; scripts/gpu/check_clip.sh runs alone too). Its failure fails this script.
+clip_rc=0
+if [ -f "$carry/mmcurate-cuda.xz" ]; then
+  echo "== CLIP on the GPU vs the CPU (scripts/gpu/check_clip.sh) =="
+  set +e
+  MMCURATE_GPU_CARRY=$carry bash scripts/gpu/check_clip.sh
+  clip_rc=$?
+  set -e
+fi
+trap 'rc=$?; rm -rf "$work"; if [ "$rc" = 0 ] && [ "$clip_rc" != 0 ]; then exit "$clip_rc"; fi' EXIT
+
 python3 - "$work" "$count" "$parity_rc" <<'PY'
 import hashlib, json, pathlib, sys
 work, count, parity_rc = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
