@@ -83,82 +83,180 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Levels of interleaved samples (full scale ±1.0). A trailing partial frame (fewer samples
 /// than `channels`) is ignored; `channels == 0` is read as mono. Windows are
 /// [`LEVEL_WINDOW_S`] long; a last partial window counts when it is at least half a window or
-/// the only one.
+/// the only one. The same as one [`LevelMeter::push`] of all the samples.
 pub fn audio_levels(
     interleaved: &[f32],
     channels: u32,
     sample_rate: u32,
     silence_threshold_dbfs: f64,
 ) -> AudioLevels {
-    let channels = channels.max(1) as usize;
-    let frames = interleaved.len() / channels;
-    let samples = &interleaved[..frames * channels];
-    let duration_s = if sample_rate > 0 {
-        frames as f64 / sample_rate as f64
-    } else {
-        0.0
-    };
-    if samples.is_empty() {
-        return AudioLevels {
-            peak_dbfs: LEVEL_FLOOR_DBFS,
-            rms_dbfs: LEVEL_FLOOR_DBFS,
-            clipped_fraction: 0.0,
-            silence_fraction: 1.0,
-            snr_db: None,
-            window_count: 0,
-            duration_s,
-        };
+    let mut meter = LevelMeter::new(channels, sample_rate, silence_threshold_dbfs);
+    meter.push(interleaved);
+    meter.finish()
+}
+
+/// [`audio_levels`] measured as the samples arrive, so that a decoder need not keep them: push
+/// interleaved samples in chunks of any size (a frame or a window may straddle two pushes),
+/// then [`finish`](LevelMeter::finish). The result is bit-identical to [`audio_levels`] over
+/// the concatenation of the pushes: every sum is accumulated in the same order. It keeps one
+/// `f64` per window (20 a second), not the samples.
+#[derive(Debug, Clone)]
+pub struct LevelMeter {
+    channels: usize,
+    sample_rate: u32,
+    silence_threshold_dbfs: f64,
+    /// Samples (not frames) in a full window.
+    window_samples: usize,
+    /// The start of a frame that the last push cut: at most `channels - 1` samples.
+    partial_frame: Vec<f32>,
+    /// Whole frames measured.
+    frames: usize,
+    peak: f32,
+    clipped: usize,
+    /// Sum of squares over the completed windows.
+    sum_sq: f64,
+    /// Sum of squares and sample count of the window being filled.
+    window_sq: f64,
+    window_filled: usize,
+    window_powers: Vec<f64>,
+}
+
+impl LevelMeter {
+    /// A meter for `channels` interleaved channels (0 is read as mono) at `sample_rate`;
+    /// windows whose power is below `silence_threshold_dbfs` count as silent.
+    pub fn new(channels: u32, sample_rate: u32, silence_threshold_dbfs: f64) -> LevelMeter {
+        let channels = channels.max(1) as usize;
+        let window_frames = ((sample_rate as f64 * LEVEL_WINDOW_S).round() as usize).max(1);
+        LevelMeter {
+            channels,
+            sample_rate,
+            silence_threshold_dbfs,
+            window_samples: window_frames * channels,
+            partial_frame: Vec::with_capacity(channels),
+            frames: 0,
+            peak: 0.0,
+            clipped: 0,
+            sum_sq: 0.0,
+            window_sq: 0.0,
+            window_filled: 0,
+            window_powers: Vec::new(),
+        }
     }
 
-    let mut peak = 0.0f32;
-    let mut clipped = 0usize;
-    let mut sum_sq = 0.0f64;
-    // Window powers accumulate in the same pass as the totals.
-    let window_frames = ((sample_rate as f64 * LEVEL_WINDOW_S).round() as usize).max(1);
-    let mut window_powers = Vec::with_capacity(frames / window_frames + 1);
-    for window in samples.chunks(window_frames * channels) {
-        let mut window_sq = 0.0f64;
-        for &x in window {
-            // A NaN sample is not a level; it counts neither as peak nor as power.
-            let a = if x.is_nan() { 0.0 } else { x.abs() };
-            peak = peak.max(a);
-            clipped += usize::from(a >= CLIP_LEVEL);
-            window_sq += f64::from(a) * f64::from(a);
+    /// Measures the next interleaved samples; they continue the frame and the window that the
+    /// previous push left unfinished.
+    pub fn push(&mut self, mut interleaved: &[f32]) {
+        if !self.partial_frame.is_empty() {
+            let missing = self.channels - self.partial_frame.len();
+            let (head, rest) = interleaved.split_at(missing.min(interleaved.len()));
+            self.partial_frame.extend_from_slice(head);
+            interleaved = rest;
+            if self.partial_frame.len() < self.channels {
+                return;
+            }
+            let frame = std::mem::take(&mut self.partial_frame);
+            self.measure_frames(&frame);
+            self.partial_frame = frame;
+            self.partial_frame.clear();
         }
-        sum_sq += window_sq;
-        let is_last_partial = window.len() < window_frames * channels;
-        if !is_last_partial
-            || window.len() * 2 >= window_frames * channels
-            || window_powers.is_empty()
-        {
-            window_powers.push(window_sq / window.len() as f64);
+        let whole = interleaved.len() / self.channels * self.channels;
+        self.measure_frames(&interleaved[..whole]);
+        self.partial_frame.extend_from_slice(&interleaved[whole..]);
+    }
+
+    /// Whole frames only, so that a trailing partial frame never reaches the sums.
+    fn measure_frames(&mut self, mut samples: &[f32]) {
+        self.frames += samples.len() / self.channels;
+        while !samples.is_empty() {
+            let take = (self.window_samples - self.window_filled).min(samples.len());
+            let (window, rest) = samples.split_at(take);
+            samples = rest;
+            let mut peak = self.peak;
+            let mut clipped = self.clipped;
+            let mut window_sq = self.window_sq;
+            for &x in window {
+                // A NaN sample is not a level; it counts neither as peak nor as power.
+                let a = if x.is_nan() { 0.0 } else { x.abs() };
+                peak = peak.max(a);
+                clipped += usize::from(a >= CLIP_LEVEL);
+                window_sq += f64::from(a) * f64::from(a);
+            }
+            self.peak = peak;
+            self.clipped = clipped;
+            self.window_sq = window_sq;
+            self.window_filled += take;
+            if self.window_filled == self.window_samples {
+                self.close_window();
+            }
         }
     }
 
-    let total = samples.len() as f64;
-    let silence_power = 10f64.powf(silence_threshold_dbfs / 10.0);
-    let silent = window_powers.iter().filter(|&&p| p < silence_power).count();
-    let window_count = window_powers.len();
-    let snr_db = (window_count >= SNR_MIN_WINDOWS).then(|| {
-        let mut sorted = window_powers.clone();
-        sorted.sort_by(f64::total_cmp);
-        let floor = 10f64.powf(LEVEL_FLOOR_DBFS / 10.0);
-        let loud = percentile(&sorted, 0.95).max(floor);
-        let noise = percentile(&sorted, 0.10).max(floor);
-        10.0 * (loud / noise).log10()
-    });
-    AudioLevels {
-        peak_dbfs: if peak > 0.0 {
-            (20.0 * f64::from(peak).log10()).max(LEVEL_FLOOR_DBFS)
+    fn close_window(&mut self) {
+        self.sum_sq += self.window_sq;
+        self.window_powers
+            .push(self.window_sq / self.window_filled as f64);
+        self.window_sq = 0.0;
+        self.window_filled = 0;
+    }
+
+    /// Whole frames measured so far.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// The levels of everything pushed; a trailing partial frame is ignored.
+    pub fn finish(mut self) -> AudioLevels {
+        let duration_s = if self.sample_rate > 0 {
+            self.frames as f64 / self.sample_rate as f64
         } else {
-            LEVEL_FLOOR_DBFS
-        },
-        rms_dbfs: power_dbfs(sum_sq / total),
-        clipped_fraction: clipped as f64 / total,
-        silence_fraction: silent as f64 / window_count as f64,
-        snr_db,
-        window_count,
-        duration_s,
+            0.0
+        };
+        if self.frames == 0 {
+            return AudioLevels {
+                peak_dbfs: LEVEL_FLOOR_DBFS,
+                rms_dbfs: LEVEL_FLOOR_DBFS,
+                clipped_fraction: 0.0,
+                silence_fraction: 1.0,
+                snr_db: None,
+                window_count: 0,
+                duration_s,
+            };
+        }
+        if self.window_filled > 0 {
+            // The last partial window: its power counts when it is at least half a window or
+            // the only one, its samples always.
+            if self.window_filled * 2 >= self.window_samples || self.window_powers.is_empty() {
+                self.close_window();
+            } else {
+                self.sum_sq += self.window_sq;
+            }
+        }
+        let window_powers = self.window_powers;
+        let total = (self.frames * self.channels) as f64;
+        let silence_power = 10f64.powf(self.silence_threshold_dbfs / 10.0);
+        let silent = window_powers.iter().filter(|&&p| p < silence_power).count();
+        let window_count = window_powers.len();
+        let snr_db = (window_count >= SNR_MIN_WINDOWS).then(|| {
+            let mut sorted = window_powers;
+            sorted.sort_by(f64::total_cmp);
+            let floor = 10f64.powf(LEVEL_FLOOR_DBFS / 10.0);
+            let loud = percentile(&sorted, 0.95).max(floor);
+            let noise = percentile(&sorted, 0.10).max(floor);
+            10.0 * (loud / noise).log10()
+        });
+        AudioLevels {
+            peak_dbfs: if self.peak > 0.0 {
+                (20.0 * f64::from(self.peak).log10()).max(LEVEL_FLOOR_DBFS)
+            } else {
+                LEVEL_FLOOR_DBFS
+            },
+            rms_dbfs: power_dbfs(self.sum_sq / total),
+            clipped_fraction: self.clipped as f64 / total,
+            silence_fraction: silent as f64 / window_count as f64,
+            snr_db,
+            window_count,
+            duration_s,
+        }
     }
 }
 
@@ -616,6 +714,175 @@ mod tests {
         }
         let l = audio_levels(&[f32::NAN, 0.5], 1, 0, -60.0);
         assert!(l.peak_dbfs.is_finite() && l.rms_dbfs.is_finite(), "{l:?}");
+    }
+
+    /// The one-pass `audio_levels` from before [`LevelMeter`], kept verbatim as the reference
+    /// the meter must reproduce bit for bit.
+    fn reference_levels(
+        interleaved: &[f32],
+        channels: u32,
+        sample_rate: u32,
+        silence_threshold_dbfs: f64,
+    ) -> AudioLevels {
+        let channels = channels.max(1) as usize;
+        let frames = interleaved.len() / channels;
+        let samples = &interleaved[..frames * channels];
+        let duration_s = if sample_rate > 0 {
+            frames as f64 / sample_rate as f64
+        } else {
+            0.0
+        };
+        if samples.is_empty() {
+            return AudioLevels {
+                peak_dbfs: LEVEL_FLOOR_DBFS,
+                rms_dbfs: LEVEL_FLOOR_DBFS,
+                clipped_fraction: 0.0,
+                silence_fraction: 1.0,
+                snr_db: None,
+                window_count: 0,
+                duration_s,
+            };
+        }
+
+        let mut peak = 0.0f32;
+        let mut clipped = 0usize;
+        let mut sum_sq = 0.0f64;
+        // Window powers accumulate in the same pass as the totals.
+        let window_frames = ((sample_rate as f64 * LEVEL_WINDOW_S).round() as usize).max(1);
+        let mut window_powers = Vec::with_capacity(frames / window_frames + 1);
+        for window in samples.chunks(window_frames * channels) {
+            let mut window_sq = 0.0f64;
+            for &x in window {
+                // A NaN sample is not a level; it counts neither as peak nor as power.
+                let a = if x.is_nan() { 0.0 } else { x.abs() };
+                peak = peak.max(a);
+                clipped += usize::from(a >= CLIP_LEVEL);
+                window_sq += f64::from(a) * f64::from(a);
+            }
+            sum_sq += window_sq;
+            let is_last_partial = window.len() < window_frames * channels;
+            if !is_last_partial
+                || window.len() * 2 >= window_frames * channels
+                || window_powers.is_empty()
+            {
+                window_powers.push(window_sq / window.len() as f64);
+            }
+        }
+
+        let total = samples.len() as f64;
+        let silence_power = 10f64.powf(silence_threshold_dbfs / 10.0);
+        let silent = window_powers.iter().filter(|&&p| p < silence_power).count();
+        let window_count = window_powers.len();
+        let snr_db = (window_count >= SNR_MIN_WINDOWS).then(|| {
+            let mut sorted = window_powers.clone();
+            sorted.sort_by(f64::total_cmp);
+            let floor = 10f64.powf(LEVEL_FLOOR_DBFS / 10.0);
+            let loud = percentile(&sorted, 0.95).max(floor);
+            let noise = percentile(&sorted, 0.10).max(floor);
+            10.0 * (loud / noise).log10()
+        });
+        AudioLevels {
+            peak_dbfs: if peak > 0.0 {
+                (20.0 * f64::from(peak).log10()).max(LEVEL_FLOOR_DBFS)
+            } else {
+                LEVEL_FLOOR_DBFS
+            },
+            rms_dbfs: power_dbfs(sum_sq / total),
+            clipped_fraction: clipped as f64 / total,
+            silence_fraction: silent as f64 / window_count as f64,
+            snr_db,
+            window_count,
+            duration_s,
+        }
+    }
+
+    /// Pushing in pieces gives exactly what one call gives, and what the one-pass reference
+    /// gave, bit for bit: chunks of odd sizes
+    /// (1, 2, 3, 7, ..., a prime larger than a window) cut frames and windows at every place,
+    /// and the signals end in a partial frame and in partial windows both above and below half
+    /// a window.
+    #[test]
+    fn level_meter_in_pieces_is_bit_identical() {
+        let rate = 8000; // 400-frame windows
+        let mut tone = sine(0.7, 311.0, rate, 3.0);
+        for (v, n) in tone.iter_mut().zip(white_noise(0.05, 24_000, 9)) {
+            *v += n;
+        }
+        // Loud and quiet stretches, so that the silence and SNR figures are not trivial.
+        for v in &mut tone[4000..9000] {
+            *v *= 1e-4;
+        }
+        tone[123] = 1.0;
+        tone[5000] = f32::NAN;
+        let cases: Vec<(Vec<f32>, u32)> = vec![
+            (tone.clone(), 1),
+            (tone[..tone.len() - 150].to_vec(), 1), // last window 250/400: counts
+            (tone[..tone.len() - 250].to_vec(), 1), // last window 150/400: does not
+            (tone[..2 * 8000 + 2 * 390 + 1].to_vec(), 2), // partial frame after 390 of 400
+            (tone[..3 * 7000 + 2].to_vec(), 3),
+            (tone[..150].to_vec(), 1), // the only window, partial
+            (tone[..1].to_vec(), 2),   // no whole frame
+        ];
+        for (x, channels) in &cases {
+            let whole = audio_levels(x, *channels, rate, -50.0);
+            let reference = reference_levels(x, *channels, rate, -50.0);
+            assert_eq!(format!("{whole:?}"), format!("{reference:?}"));
+            for chunk in [1, 2, 3, 7, 64, 399, 401, 997, 1601] {
+                let mut meter = LevelMeter::new(*channels, rate, -50.0);
+                for piece in x.chunks(chunk) {
+                    meter.push(piece);
+                }
+                meter.push(&[]);
+                let frames = x.len() / (*channels as usize);
+                assert_eq!(meter.frames(), frames);
+                let pieces = meter.finish();
+                let what = format!(
+                    "{} samples, {channels} channels, chunks of {chunk}",
+                    x.len()
+                );
+                assert_eq!(
+                    pieces.peak_dbfs.to_bits(),
+                    whole.peak_dbfs.to_bits(),
+                    "{what}"
+                );
+                assert_eq!(
+                    pieces.rms_dbfs.to_bits(),
+                    whole.rms_dbfs.to_bits(),
+                    "{what}"
+                );
+                assert_eq!(
+                    pieces.clipped_fraction.to_bits(),
+                    whole.clipped_fraction.to_bits(),
+                    "{what}"
+                );
+                assert_eq!(
+                    pieces.silence_fraction.to_bits(),
+                    whole.silence_fraction.to_bits(),
+                    "{what}"
+                );
+                assert_eq!(
+                    pieces.snr_db.map(f64::to_bits),
+                    whole.snr_db.map(f64::to_bits),
+                    "{what}"
+                );
+                assert_eq!(pieces.window_count, whole.window_count, "{what}");
+                assert_eq!(
+                    pieces.duration_s.to_bits(),
+                    whole.duration_s.to_bits(),
+                    "{what}"
+                );
+            }
+        }
+        // The partial last windows were counted or not as intended.
+        assert_eq!(audio_levels(&cases[0].0, 1, rate, -50.0).window_count, 60);
+        assert_eq!(audio_levels(&cases[1].0, 1, rate, -50.0).window_count, 60);
+        assert_eq!(audio_levels(&cases[2].0, 1, rate, -50.0).window_count, 59);
+        assert_eq!(audio_levels(&cases[5].0, 1, rate, -50.0).window_count, 1);
+        let l = audio_levels(&cases[0].0, 1, rate, -50.0);
+        assert!(
+            l.silence_fraction > 0.1 && l.snr_db.is_some_and(|s| s > 20.0),
+            "{l:?}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::decode::av::{
     decode_audio, probe_media, sample_video_frames, FrameSampling, MediaInfo, VideoStreamInfo,
 };
 use crate::decode::{check_container_complete, AvContainer};
-use crate::measure::audio::{audio_levels, fingerprint, FINGERPRINT_RATE};
+use crate::measure::audio::{fingerprint, FINGERPRINT_RATE};
 use crate::measure::video::{mean_brightness, measure_video};
 use crate::measure::{AudioMeasurements, Measurements, QualityKernels, ANALYSIS_SHORT_SIDE};
 use crate::source::Sample;
@@ -225,9 +225,14 @@ fn measure_audio(
     info: &MediaInfo,
     config: &Config,
 ) -> Result<AudioMeasurements, String> {
-    let decoded = decode_audio(media, FINGERPRINT_RATE, config.audio.max_analysis_seconds)
-        .map_err(|e| e.to_string())?;
-    if decoded.interleaved.is_empty() {
+    let decoded = decode_audio(
+        media,
+        FINGERPRINT_RATE,
+        config.audio.max_analysis_seconds,
+        config.audio.silence_threshold_dbfs,
+    )
+    .map_err(|e| e.to_string())?;
+    if decoded.frames == 0 {
         return Err("the audio stream decoded to no samples".to_string());
     }
     // A file cut short still decodes up to the cut: compare with what the container declares.
@@ -239,12 +244,7 @@ fn measure_audio(
             ));
         }
     }
-    let levels = audio_levels(
-        &decoded.interleaved,
-        decoded.channels,
-        decoded.sample_rate,
-        config.audio.silence_threshold_dbfs,
-    );
+    let levels = &decoded.levels;
     let print = fingerprint(&decoded.mono, decoded.analysis_rate);
     Ok(AudioMeasurements {
         codec: info
