@@ -49,6 +49,12 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
     /usr/local/lib/python3*/ /opt/conda/lib/ -name 'libnvrtc.so*' 2>/dev/null | head -n 1 || true)
   if [ -n "$nvrtc" ]; then export LD_LIBRARY_PATH="$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
 fi
+# nvJPEG (JPEG decoding on the GPU) is loaded at run time too; without it JPEGs decode on the CPU.
+if ! ldconfig -p 2>/dev/null | grep -q 'libnvjpeg\.so'; then
+  nvjpeg=$(find /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib /usr/lib/python3*/ \
+    /usr/local/lib/python3*/ /opt/conda/lib/ -name 'libnvjpeg.so*' 2>/dev/null | head -n 1 || true)
+  if [ -n "$nvjpeg" ]; then export LD_LIBRARY_PATH="$(dirname "$nvjpeg")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
+fi
 export XDG_CACHE_HOME="$work/cache"   # a cold PTX cache: the first CUDA use compiles
 nvidia-smi -L 2>/dev/null || echo "nvidia-smi: not found"
 
@@ -62,6 +68,15 @@ set +e
 parity_rc=$?
 set -e
 grep -E '^gpu parity|^test |test result|panicked' "$parity_log" || tail -n 30 "$parity_log"
+
+echo "== nvJPEG decode parity (tests/it/gpu.rs) =="
+set +e
+"$work/bin/it" --exact --nocapture --test-threads 1 \
+  gpu::nvjpeg_parity_on_the_shared_images gpu::shared_jpegs_are_routed_by_their_headers \
+  > "$work/nvjpeg.log" 2>&1
+nvjpeg_rc=$?
+set -e
+grep -E '^nvjpeg (parity|routes)|^test |test result|panicked' "$work/nvjpeg.log" || tail -n 30 "$work/nvjpeg.log"
 
 echo "== timing: mmcurate run, device cpu vs cuda =="
 corpus="$work/corpus"
@@ -98,9 +113,10 @@ if [ -f "$carry/mmcurate-cuda.xz" ]; then
 fi
 trap 'rc=$?; rm -rf "$work"; if [ "$rc" = 0 ] && [ "$clip_rc" != 0 ]; then exit "$clip_rc"; fi' EXIT
 
-python3 - "$work" "$count" "$parity_rc" <<'PY'
+python3 - "$work" "$count" "$parity_rc" "$nvjpeg_rc" <<'PY'
 import hashlib, json, pathlib, sys
 work, count, parity_rc = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+nvjpeg_rc = int(sys.argv[4])
 def outputs(device):
     out = work / f"out-{device}"
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
@@ -123,5 +139,6 @@ for device, rc, used, wall, measure, kept in rows:
 same = outputs("cpu") == outputs("cuda") and all(r[1] == 0 for r in rows)
 print(f"\nshards and ledger identical between cpu and cuda: {'yes' if same else 'NO'}")
 print(f"parity tests: {'passed' if parity_rc == 0 else 'FAILED (exit %d)' % parity_rc}")
-sys.exit(0 if parity_rc == 0 and same else 1)
+print(f"nvJPEG parity: {'passed' if nvjpeg_rc == 0 else 'FAILED (exit %d)' % nvjpeg_rc}")
+sys.exit(0 if parity_rc == 0 and nvjpeg_rc == 0 and same else 1)
 PY

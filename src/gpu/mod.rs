@@ -7,6 +7,7 @@
 
 pub mod cuda;
 pub mod device;
+pub mod nvjpeg;
 pub mod plan;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ use sha2::{Digest, Sha256};
 pub use cuda::CudaKernels;
 
 pub use device::{select, DeviceRequest, Selected};
+
+pub use nvjpeg::GpuJpegDecoder;
 
 /// A kernel source file and the entry points it must define.
 #[derive(Debug, Clone, Copy)]

@@ -395,16 +395,24 @@ fn measure_all(
     let read_bar = progress.stage("read", Some(plan.unit_count()));
     let measure_bar = progress.stage("measure", plan.expected_samples());
 
+    // JPEGs decode with nvJPEG when the run measures on a GPU and nvJPEG loads; the rest,
+    // and everything on the CPU, with the CPU decoder.
+    let gpu_decoder = select_device(config)
+        .ok()
+        .and_then(|device| crate::gpu::nvjpeg::decoder_for(&device));
+    let decoder: &dyn ImageDecoder = match &gpu_decoder {
+        Some(gpu) => gpu,
+        None => &CpuDecoder,
+    };
     let records = std::thread::scope(|scope| -> Result<Vec<Record>, RunError> {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let receiver = receiver.clone();
                 let measure_bar = &measure_bar;
                 scope.spawn(move || -> Result<Vec<Record>, std::io::Error> {
-                    let decoder = CpuDecoder;
                     let mut out = Vec::new();
                     while let Ok(sample) = receiver.recv_blocking() {
-                        let record = measure_sample(sample, config, &decoder, kernels, staging)?;
+                        let record = measure_sample(sample, config, decoder, kernels, staging)?;
                         match record.decision.dropped() {
                             Some(d) => measure_bar.inc_dropped(d.reason.as_str()),
                             None => measure_bar.inc(),

@@ -183,3 +183,194 @@ fn gpu_parity_on_the_shared_images() {
         "dHash identical on {dhash_same}/{n}"
     );
 }
+
+/// The shared JPEGs: name, bytes and header info, in name order.
+fn shared_jpegs() -> Vec<(String, Vec<u8>, mmcurate::decode::ImageInfo)> {
+    let dir = std::env::var_os("MMCURATE_MEDIA_IMAGES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(shared_images);
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        let bytes = read(&path);
+        let Ok(info) = mmcurate::decode::probe(&bytes) else {
+            continue;
+        };
+        if info.format == image::ImageFormat::Jpeg {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            out.push((name, bytes, info));
+        }
+    }
+    assert!(out.len() >= 20, "only {} JPEGs", out.len());
+    out
+}
+
+/// Runs everywhere: without libnvjpeg, loading it is an error naming the library and what to
+/// install (no panic), and a CPU run gets no GPU decoder.
+#[test]
+fn nvjpeg_loading_fails_cleanly_without_the_library() {
+    use mmcurate::gpu::nvjpeg;
+    let e = nvjpeg::load_from(&["libnvjpeg.so.0-not-here"]).unwrap_err();
+    assert!(
+        e.to_string().contains("libnvjpeg.so.0-not-here")
+            && e.to_string().contains("install nvJPEG"),
+        "{e}"
+    );
+    match nvjpeg::api() {
+        Ok(api) => println!(
+            "nvjpeg load: {} {} is installed here",
+            api.library_name(),
+            api.version()
+        ),
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("tried libnvjpeg.so.13, libnvjpeg.so.12, libnvjpeg.so")
+                    && message.contains("nvidia-nvjpeg")
+                    && message.contains("LD_LIBRARY_PATH"),
+                "{message}"
+            );
+        }
+    }
+    let cpu = mmcurate::gpu::select(mmcurate::gpu::DeviceRequest::Cpu).unwrap();
+    assert!(nvjpeg::decoder_for(&cpu).is_none());
+}
+
+/// Runs everywhere: every shared JPEG's header is read, and routed to nvJPEG (hardware for
+/// baseline) or, with the reason, to the CPU.
+#[test]
+fn shared_jpegs_are_routed_by_their_headers() {
+    use mmcurate::gpu::nvjpeg::{gpu_route, parse_jpeg_header};
+    let jpegs = shared_jpegs();
+    let (mut hardware, mut cuda, mut cpu) = (0, 0, Vec::new());
+    for (name, bytes, info) in &jpegs {
+        let header = parse_jpeg_header(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            (header.width as u32, header.height as u32),
+            (info.width, info.height),
+            "{name}"
+        );
+        match gpu_route(&header) {
+            Ok(true) => hardware += 1,
+            Ok(false) => cuda += 1,
+            Err(why) => cpu.push(format!("{name}: {why}")),
+        }
+    }
+    println!(
+        "nvjpeg routes: {} JPEGs, {hardware} baseline (hardware engine), {cuda} other (nvJPEG CUDA decoder), {} to the CPU {cpu:?}",
+        jpegs.len(),
+        cpu.len()
+    );
+    assert!(hardware + cuda >= jpegs.len() * 9 / 10, "{cpu:?}");
+}
+
+/// Runs when a GPU answers and nvJPEG loads (else prints why not): every shared JPEG decoded
+/// by nvJPEG and by libjpeg-turbo. Luminance at full size: mean absolute difference at most
+/// 1.0 per image. Measured (CPU kernels on each decoder's output, the CPU one as the pipeline
+/// decodes it, at a reduced DCT scale for large images): pHash identical on at least 99%.
+/// Sharpness is reported against the 1e-3 relative bar, not asserted: full-size
+/// decoding then resizing is not DCT-domain scaling, so that bar may not hold, and the CPU
+/// decoder stays the reference.
+#[test]
+fn nvjpeg_parity_on_the_shared_images() {
+    use mmcurate::decode::{CpuDecoder, ImageDecoder};
+    use mmcurate::gpu::nvjpeg::{self, mean_absolute_difference, GpuJpegDecoder};
+    use mmcurate::measure::{CpuKernels, QualityKernels, ANALYSIS_SHORT_SIDE};
+    let selected =
+        mmcurate::gpu::select(mmcurate::gpu::DeviceRequest::Auto).unwrap_or_else(|e| panic!("{e}"));
+    let Some(device) = &selected.cuda else {
+        println!(
+            "nvjpeg parity: skipped, no CUDA device ({})",
+            selected.reason
+        );
+        return;
+    };
+    if let Err(e) = nvjpeg::api() {
+        println!("nvjpeg parity: skipped, {e}");
+        return;
+    }
+    let decoder = GpuJpegDecoder::new(device).unwrap_or_else(|e| panic!("{e}"));
+    let jpegs = shared_jpegs();
+    let n = jpegs.len();
+    let (mut decoded, mut refused) = (0usize, Vec::new());
+    let (mut mae_max, mut mae_sum, mut pixel_max) = (0f64, 0f64, 0u8);
+    let (mut phash_same, mut phash_same_full, mut sharp_ok) = (0usize, 0usize, 0usize);
+    let (mut sharp_err, mut sharp_err_full) = (0f64, 0f64);
+    for (name, bytes, info) in &jpegs {
+        let gpu = match decoder.try_decode_luma(bytes) {
+            Ok(luma) => luma,
+            Err(e) => {
+                refused.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        decoded += 1;
+        let cpu_full = CpuDecoder.decode_luma(bytes, info, u32::MAX).unwrap();
+        assert_eq!(
+            (gpu.width, gpu.height),
+            (cpu_full.width, cpu_full.height),
+            "{name}"
+        );
+        let mae = mean_absolute_difference(&gpu.pixels, &cpu_full.pixels);
+        assert!(mae <= 1.0, "{name}: mean absolute luma difference {mae:.3}");
+        mae_max = mae_max.max(mae);
+        mae_sum += mae;
+        let worst = gpu
+            .pixels
+            .iter()
+            .zip(&cpu_full.pixels)
+            .map(|(a, b)| a.abs_diff(*b));
+        pixel_max = pixel_max.max(worst.max().unwrap_or(0));
+        // The trait path gives the same pixels, and the device path leaves them on the GPU.
+        assert_eq!(
+            decoder
+                .decode_luma(bytes, info, ANALYSIS_SHORT_SIDE)
+                .unwrap(),
+            gpu,
+            "{name}"
+        );
+        let device_luma = decoder.decode_luma_device(bytes).unwrap();
+        assert_eq!(device_luma.download().unwrap(), gpu, "{name}");
+
+        let cpu_pipeline = CpuDecoder
+            .decode_luma(bytes, info, ANALYSIS_SHORT_SIDE)
+            .unwrap();
+        let reference = CpuKernels.measure(&cpu_pipeline);
+        let reference_full = CpuKernels.measure(&cpu_full);
+        let measured = CpuKernels.measure(&gpu);
+        phash_same += (measured.phash == reference.phash) as usize;
+        phash_same_full += (measured.phash == reference_full.phash) as usize;
+        let e = relative_error(measured.sharpness, reference.sharpness);
+        sharp_ok += (e <= 1e-3) as usize;
+        sharp_err = sharp_err.max(e);
+        sharp_err_full =
+            sharp_err_full.max(relative_error(measured.sharpness, reference_full.sharpness));
+    }
+    let (gpu_count, hardware_count) = decoder.gpu_decodes();
+    println!(
+        "nvjpeg parity on {} ({}): {n} JPEGs, {decoded} decoded by nvJPEG ({hardware_count} of {gpu_count} decodes on the hardware engine), {} left to the CPU {refused:?}; luma vs libjpeg-turbo at full size: mean abs diff max {mae_max:.3} mean {:.3}, largest pixel diff {pixel_max}; pHash identical {phash_same}/{decoded} vs the CPU pipeline ({phash_same_full}/{decoded} vs full-size CPU decode); sharpness within 1e-3 relative {sharp_ok}/{decoded}, max relative error {sharp_err:.2e} ({sharp_err_full:.2e} vs full-size CPU decode)",
+        device.name,
+        decoder.description(),
+        refused.len(),
+        mae_sum / decoded.max(1) as f64,
+    );
+    assert!(decoded * 100 >= n * 90, "nvJPEG refused {refused:?}");
+    assert!(
+        phash_same * 100 >= decoded * 99,
+        "pHash identical on {phash_same}/{decoded}"
+    );
+    // The refused files through the trait: each is decoded by the CPU and counted once.
+    let before = decoder.fallbacks();
+    for (name, bytes, info) in &jpegs {
+        if refused.iter().any(|r| r.starts_with(&format!("{name}:"))) {
+            decoder
+                .decode_luma(bytes, info, ANALYSIS_SHORT_SIDE)
+                .unwrap();
+        }
+    }
+    assert_eq!(decoder.fallbacks() - before, refused.len() as u64);
+}
