@@ -72,6 +72,11 @@ pub struct RunConfig {
     /// `cpu`, `cuda` or `cuda:N` (see `gpu::device`).
     #[serde(default = "default_device")]
     pub device: String,
+    /// With a CUDA device: decode JPEGs with nvJPEG (the GPU's JPEG engine where it has one).
+    /// Off by default: nvJPEG's inverse DCT rounds differently from libjpeg-turbo's, so the
+    /// measurements are close to, not identical with, a CPU run's.
+    #[serde(default)]
+    pub gpu_jpeg_decode: bool,
     /// Local folder for staging candidate samples between measuring and writing. Default: a
     /// `.staging` folder inside a local output, or the system temporary folder for S3 output.
     #[serde(default)]

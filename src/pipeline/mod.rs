@@ -123,6 +123,28 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         None => Box::new(CpuKernels),
     };
     tracing::info!("measuring on {}", device.description());
+    // JPEGs decode with nvJPEG only when asked (`run.gpu_jpeg_decode`): its inverse DCT rounds
+    // differently from libjpeg-turbo's, so the numbers, unlike the kernels', are not
+    // bit-identical to a CPU run's.
+    let gpu_decoder = if config.run.gpu_jpeg_decode {
+        let decoder = crate::gpu::nvjpeg::decoder_for(&device);
+        if decoder.is_none() {
+            tracing::warn!(
+                "run.gpu_jpeg_decode = true, but nvJPEG cannot be used on {}: JPEGs decode on the CPU",
+                device.label()
+            );
+        }
+        decoder
+    } else {
+        None
+    };
+    let jpeg_decoder = gpu_decoder
+        .as_ref()
+        .map_or("libjpeg-turbo (cpu)".to_string(), |d| d.description());
+    let decoder: &dyn ImageDecoder = match &gpu_decoder {
+        Some(gpu) => gpu,
+        None => &CpuDecoder,
+    };
     // The model next, on that device: a wrong path, a failed download or a dtype the device
     // cannot run is a setup error, found before any work starts.
     let clip = match &config.models.clip {
@@ -170,7 +192,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     })?;
     let measure_started = Instant::now();
     let (mut records, input_errors) =
-        measure_all(&plan, config, &*kernels, &handle, &stores, &staging, progress)?;
+        measure_all(&plan, config, decoder, &*kernels, &handle, &stores, &staging, progress)?;
     stage_seconds.insert(
         "measure".to_string(),
         measure_started.elapsed().as_secs_f64(),
@@ -249,6 +271,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         stage_seconds,
         started_at,
         device: device.label(),
+        jpeg_decoder,
     });
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
     runtime.block_on(async {
@@ -276,6 +299,8 @@ struct RunFacts<'a> {
     started_at: chrono::DateTime<chrono::Utc>,
     /// `cpu` or `cuda:N`.
     device: String,
+    /// What decoded the JPEGs.
+    jpeg_decoder: String,
 }
 
 /// The run manifest: provenance, counts by status and reason, outputs with checksums.
@@ -334,6 +359,7 @@ fn run_manifest(facts: RunFacts) -> RunManifest {
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             device: facts.device,
+            jpeg_decoder: facts.jpeg_decoder,
             threads: facts.config.worker_threads(),
         },
         config: config_json,
@@ -380,9 +406,11 @@ fn staging_dir(config: &Config) -> PathBuf {
 /// Streams every input through decode and measure on `threads` workers. Returns one record
 /// per sample (in no particular order) and the input errors, by input index.
 #[allow(clippy::type_complexity)]
+#[allow(clippy::too_many_arguments)]
 fn measure_all(
     plan: &Plan,
     config: &Config,
+    decoder: &dyn ImageDecoder,
     kernels: &dyn QualityKernels,
     runtime: &tokio::runtime::Handle,
     stores: &Stores,
@@ -395,15 +423,6 @@ fn measure_all(
     let read_bar = progress.stage("read", Some(plan.unit_count()));
     let measure_bar = progress.stage("measure", plan.expected_samples());
 
-    // JPEGs decode with nvJPEG when the run measures on a GPU and nvJPEG loads; the rest,
-    // and everything on the CPU, with the CPU decoder.
-    let gpu_decoder = select_device(config)
-        .ok()
-        .and_then(|device| crate::gpu::nvjpeg::decoder_for(&device));
-    let decoder: &dyn ImageDecoder = match &gpu_decoder {
-        Some(gpu) => gpu,
-        None => &CpuDecoder,
-    };
     let records = std::thread::scope(|scope| -> Result<Vec<Record>, RunError> {
         let workers: Vec<_> = (0..threads)
             .map(|_| {

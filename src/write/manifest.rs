@@ -61,6 +61,8 @@ pub struct RunInfo {
     pub started_at: String,
     pub finished_at: String,
     pub device: String,
+    /// `libjpeg-turbo (cpu)`, or nvJPEG's backend with `run.gpu_jpeg_decode`.
+    pub jpeg_decoder: String,
     pub threads: usize,
 }
 
