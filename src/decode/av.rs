@@ -2,8 +2,9 @@
 //! in memory: [`probe_media`] reads the container header, [`sample_video_frames`] decodes the
 //! video lane into a few sampled frames (regular times plus scene cuts) and a motion score, and
 //! [`decode_audio`] decodes the audio lane to f32 at its own rate and a mono analysis rate.
-//! It does not measure or judge anything, writes no temp files, and neither seeks to the targets
-//! (it decodes forward from the start) nor decodes on hardware (the CPU path is the reference).
+//! It does not measure or judge anything, writes no temp files, and does not decode on
+//! hardware (the CPU path is the reference); it seeks only to far targets with scene detection
+//! off.
 
 use std::sync::OnceLock;
 
@@ -121,6 +122,9 @@ pub struct VideoFrames {
     /// Whether non-reference frames were skipped (scene detection off): the motion score is
     /// then over consecutive reference frames, which are further apart.
     pub skipped_non_reference: bool,
+    /// Seeks made to reach targets far ahead (scene detection off); the motion score is then
+    /// over the consecutive frames between seeks.
+    pub seeks: u32,
 }
 
 /// Decoded audio: the levels of the native-rate samples, measured as they were decoded (keeping
@@ -540,12 +544,30 @@ impl FrameSampler<'_> {
 /// Decoding is single-threaded (`thread_count = 1`): the pipeline already runs one sample per
 /// worker thread, and one thread gives the same frames whatever the machine. With scene
 /// detection off the decoder skips non-reference frames (`AVDISCARD_NONREF`; a property of the
-/// bitstream, so still deterministic) and stops once the targets are passed; with it on every
-/// frame is decoded to the end, as a cut is only exact to a frame with all frames present.
+/// bitstream, so still deterministic), seeks to the keyframe before a target more than
+/// [`SEEK_MIN_GAP_SECONDS`] ahead (the frames sampled are those linear decoding finds), and
+/// stops once the targets are passed; with it on every frame is decoded to the end, as a cut is
+/// only exact to a frame with all frames present.
 /// A stream that ends well before its declared duration is reported as truncated.
 pub fn sample_video_frames(
     bytes: &[u8],
     sampling: &FrameSampling,
+) -> Result<VideoFrames, DecodeError> {
+    sample_video_frames_seeking(bytes, sampling, SEEK_MIN_GAP_SECONDS)
+}
+
+/// With scene detection off, a regular target further than this ahead of the last decoded
+/// frame is reached by seeking to the keyframe before it instead of decoding up to it. Below a
+/// few seconds (a typical keyframe interval) the seek would land behind the frames already
+/// decoded and save nothing.
+const SEEK_MIN_GAP_SECONDS: f64 = 5.0;
+
+/// [`sample_video_frames`] with the seek threshold as a parameter (`f64::INFINITY`: never
+/// seek), so tests can hold the seeking path to the linear one.
+fn sample_video_frames_seeking(
+    bytes: &[u8],
+    sampling: &FrameSampling,
+    seek_min_gap: f64,
 ) -> Result<VideoFrames, DecodeError> {
     let mut media = open_media(bytes)?;
     let container = container_name(media.input());
@@ -609,6 +631,7 @@ pub fn sample_video_frames(
             mean_frame_difference: None,
             decoded_seconds: 0.0,
             skipped_non_reference: skip_non_reference,
+            seeks: 0,
         },
     };
 
@@ -625,7 +648,30 @@ pub fn sample_video_frames(
     let mut first_error: Option<String> = None;
     let mut reached_end = false;
     let mut wanted = true;
+    // After a seek, frames at or before this time were decoded already (the keyframe found
+    // may lie behind them): they are passed over so nothing is counted twice.
+    let mut decoded_up_to: Option<f64> = None;
+    let start_seconds = start as f64 * f64::from(time_base);
     while wanted {
+        // Only with scene detection off: a cut is only found with every frame decoded.
+        if skip_non_reference {
+            let position = previous_seconds.unwrap_or(0.0);
+            if let Some(target) = sampler.targets.current() {
+                if target - position > seek_min_gap {
+                    let timestamp =
+                        ((start_seconds + target) * f64::from(ffmpeg::ffi::AV_TIME_BASE)) as i64;
+                    // At or before the target (max = timestamp): the first frame decoded
+                    // after it whose time reaches the target is the one linear decoding finds.
+                    if media.input_mut().seek(timestamp, ..timestamp).is_ok() {
+                        decoder.flush();
+                        // The frames on either side of a seek are not consecutive.
+                        sampler.previous_thumbnail = None;
+                        decoded_up_to = previous_seconds;
+                        sampler.out.seeks += 1;
+                    }
+                }
+            }
+        }
         // A fresh packet each time: av_read_frame overwrites without unreferencing, so
         // reusing one would leak every packet's buffer (the Drop unrefs it).
         let mut packet = ffmpeg::Packet::empty();
@@ -648,6 +694,10 @@ pub fn sample_video_frames(
         }
         while wanted && decoder.receive_frame(&mut decoded).is_ok() {
             let seconds = frame_seconds(&decoded, previous_seconds);
+            if decoded_up_to.is_some_and(|up_to| seconds <= up_to) {
+                continue;
+            }
+            decoded_up_to = None;
             previous_seconds = Some(seconds);
             wanted = sampler.push(&decoded, seconds)?;
         }
@@ -1523,6 +1573,54 @@ mod tests {
         for (t, e) in times.iter().zip(expected) {
             assert!((t - e).abs() < 1e-5, "{times:?}");
         }
+    }
+
+    #[test]
+    fn seeking_to_far_targets_samples_the_frames_linear_decoding_finds() {
+        // 60 s of video with a keyframe every 2 s; 4 samples spread 15 s apart, scene
+        // detection off: the seeking path decodes a fraction of the frames.
+        let dir = tempfile::tempdir().unwrap();
+        let bikes = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/media/video/bikes.mp4"
+        );
+        let long = ffmpeg_cli(
+            dir.path(),
+            &[
+                "-stream_loop",
+                "5",
+                "-i",
+                bikes,
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "50",
+                "-an",
+            ],
+            "long.mp4",
+        );
+        let sampling = sampling(1.0, 0.0, 4);
+        let linear = sample_video_frames_seeking(&long, &sampling, f64::INFINITY).unwrap();
+        let seeking = sample_video_frames(&long, &sampling).unwrap();
+        assert_eq!(linear.seeks, 0);
+        assert_eq!(
+            seeking.seeks, 3,
+            "targets at 15, 30 and 45 s are reached by seeking"
+        );
+        let times = |v: &VideoFrames| v.frames.iter().map(|f| f.pts_seconds).collect::<Vec<_>>();
+        assert_eq!(times(&seeking), times(&linear));
+        assert_eq!(times(&linear), [0.0, 15.0, 30.0, 45.0]);
+        for (a, b) in seeking.frames.iter().zip(&linear.frames) {
+            assert_eq!(a.luma, b.luma, "frame at {} s", a.pts_seconds);
+        }
+        assert!(
+            seeking.decoded_frames * 2 < linear.decoded_frames,
+            "seeking decoded {} frames, linear {}",
+            seeking.decoded_frames,
+            linear.decoded_frames
+        );
     }
 
     #[test]
