@@ -774,10 +774,10 @@ fn apply_drops(records: &mut [Record], indices: &[usize], drops: Vec<Option<Drop
 /// neighbours among images, signature matches among videos and fingerprint matches among
 /// audio files.
 fn decide_duplicates(records: &mut [Record], config: &Config) {
+    /// Finds the drops among the records at the indices given.
+    type FindDrops<'f> = &'f dyn Fn(&[usize], &[Record]) -> Vec<Option<Drop>>;
     let dedup = &config.dedup;
-    let run = |records: &mut [Record],
-               applies: &dyn Fn(&Record) -> bool,
-               find: &dyn Fn(&[usize], &[Record]) -> Vec<Option<Drop>>| {
+    let run = |records: &mut [Record], applies: &dyn Fn(&Record) -> bool, find: FindDrops| {
         let kept: Vec<usize> = (0..records.len())
             .filter(|&i| records[i].decision.is_keep() && applies(&records[i]))
             .collect();
