@@ -306,7 +306,10 @@ pub fn audio_duplicates(
         for (frame, &sub) in print.frames.iter().enumerate() {
             for half in 0..2u8 {
                 let key = (half, (sub >> (16 * half as u32)) as u16);
-                postings.entry(key).or_default().push((file as u32, frame as u32));
+                postings
+                    .entry(key)
+                    .or_default()
+                    .push((file as u32, frame as u32));
             }
         }
     }

@@ -106,8 +106,11 @@ fn check_duration(duration: Option<f64>, min: f64, max: f64) -> Option<Drop> {
 /// Checks what a video's container says, before any frame is decoded: duration, frame size,
 /// audio track.
 pub fn check_video_header(info: &MediaInfo, limits: &VideoFilters) -> Option<Drop> {
-    if let Some(d) = check_duration(info.duration_seconds, limits.min_duration, limits.max_duration)
-    {
+    if let Some(d) = check_duration(
+        info.duration_seconds,
+        limits.min_duration,
+        limits.max_duration,
+    ) {
         return Some(d);
     }
     if let Some(v) = &info.video {
@@ -161,15 +164,21 @@ pub fn check_video_quality(m: &VideoMeasurements, limits: &VideoFilters) -> Opti
 
 /// Checks what an audio file's container says: duration, sample rate.
 pub fn check_audio_header(info: &MediaInfo, limits: &AudioFilters) -> Option<Drop> {
-    if let Some(d) = check_duration(info.duration_seconds, limits.min_duration, limits.max_duration)
-    {
+    if let Some(d) = check_duration(
+        info.duration_seconds,
+        limits.min_duration,
+        limits.max_duration,
+    ) {
         return Some(d);
     }
     let rate = info.audio.as_ref()?.sample_rate;
     if rate < limits.min_sample_rate {
         return filter_drop(
             Reason::LowSampleRate,
-            format!("sample rate {rate} Hz < min_sample_rate {}", limits.min_sample_rate),
+            format!(
+                "sample rate {rate} Hz < min_sample_rate {}",
+                limits.min_sample_rate
+            ),
         );
     }
     None

@@ -260,7 +260,9 @@ pub enum AvContainer {
     /// ISO base media (`ftyp`): MP4, MOV, M4A, 3GP.
     IsoMedia,
     /// EBML: Matroska or WebM (`webm` is true when the doctype says so).
-    Matroska { webm: bool },
+    Matroska {
+        webm: bool,
+    },
     Avi,
     Wav,
     Aiff,
@@ -303,8 +305,16 @@ impl AvContainer {
 /// file cut short still opens and decodes up to the cut, so the cut is found here, from the
 /// sizes its chunks or boxes declare. Other containers are left to the decoder.
 pub fn check_container_complete(container: AvContainer, bytes: &[u8]) -> Result<(), String> {
-    let u32_le = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let u32_be = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let u32_le = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u32_be = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
     let truncated = |what: &str, declared: u64| {
         Err(format!(
             "truncated: {what} declares {declared} bytes, the file ends after {}",
@@ -506,7 +516,10 @@ mod tests {
         mp4.extend_from_slice(&[0, 0, 0x10, 0]);
         mp4.extend_from_slice(b"mdat");
         mp4.extend_from_slice(&[0; 4096 - 8]);
-        assert_eq!(check_container_complete(AvContainer::IsoMedia, &mp4), Ok(()));
+        assert_eq!(
+            check_container_complete(AvContainer::IsoMedia, &mp4),
+            Ok(())
+        );
         let err = check_container_complete(AvContainer::IsoMedia, &mp4[..2000]).unwrap_err();
         assert!(err.contains("`mdat` box at byte 16 declares 4096"), "{err}");
     }

@@ -25,7 +25,14 @@ pub fn clip_pixel_values(
 ) -> Result<Vec<f32>, PreprocessError> {
     let rgb = image::load_from_memory(bytes)?.to_rgb8();
     let (width, height) = rgb.dimensions();
-    Ok(clip_pixel_values_rgb(rgb.as_raw(), width, height, size, mean, std))
+    Ok(clip_pixel_values_rgb(
+        rgb.as_raw(),
+        width,
+        height,
+        size,
+        mean,
+        std,
+    ))
 }
 
 /// Preprocesses packed RGB24 pixels (`width x height`, row-major) into a `3 x size x size`

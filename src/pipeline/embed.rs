@@ -11,9 +11,9 @@ use rayon::prelude::*;
 
 use super::progress::Progress;
 use crate::config::FrameScore;
-use crate::decode::av::{sample_video_frames, FrameSampling};
 use crate::decide::semantic::{cosine, normalise};
 use crate::decide::{Decision, Drop, Reason, Stage};
+use crate::decode::av::{sample_video_frames, FrameSampling};
 use crate::measure::Embeddings;
 use crate::models::clip::Clip;
 use crate::models::clip_preprocess::{

@@ -25,10 +25,10 @@ use crate::decide::dedup::{
     audio_duplicates, exact_duplicates, near_duplicates, semantic_duplicates, video_duplicates,
     Candidate,
 };
-use crate::measure::video::Signature;
 use crate::decide::filters::{check_header, check_quality};
 use crate::decide::{Decision, Drop, Reason, Stage};
 use crate::decode::{probe, sniff_av, CpuDecoder, DecodeError, ImageDecoder};
+use crate::measure::video::Signature;
 use crate::measure::Embeddings;
 use crate::measure::{
     sha256_hex, CpuKernels, Measurements, QualityKernels, ANALYSIS_SHORT_SIDE, MEASURE_VERSION,
@@ -191,8 +191,9 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         source,
     })?;
     let measure_started = Instant::now();
-    let (mut records, input_errors) =
-        measure_all(&plan, config, decoder, &*kernels, &handle, &stores, &staging, progress)?;
+    let (mut records, input_errors) = measure_all(
+        &plan, config, decoder, &*kernels, &handle, &stores, &staging, progress,
+    )?;
     stage_seconds.insert(
         "measure".to_string(),
         measure_started.elapsed().as_secs_f64(),
@@ -791,24 +792,30 @@ fn decide_duplicates(records: &mut [Record], config: &Config) {
     }
     if dedup.phash_max_distance > 0 {
         let d = dedup.phash_max_distance;
-        run(records, &|r| r.measurements.phash.is_some(), &|kept, records| {
-            near_duplicates(&candidates(kept, records), d)
-        });
+        run(
+            records,
+            &|r| r.measurements.phash.is_some(),
+            &|kept, records| near_duplicates(&candidates(kept, records), d),
+        );
     }
     if dedup.video_max_distance > 0.0 {
         let tolerance = 0.5 / config.video.sample_fps;
-        run(records, &|r| r.measurements.video.is_some(), &|kept, records| {
-            let signatures: Vec<Signature> = kept
-                .iter()
-                .filter_map(|&i| records[i].measurements.video.as_ref().map(Signature::of))
-                .collect();
-            video_duplicates(
-                &candidates(kept, records),
-                &signatures,
-                dedup.video_max_distance,
-                tolerance,
-            )
-        });
+        run(
+            records,
+            &|r| r.measurements.video.is_some(),
+            &|kept, records| {
+                let signatures: Vec<Signature> = kept
+                    .iter()
+                    .filter_map(|&i| records[i].measurements.video.as_ref().map(Signature::of))
+                    .collect();
+                video_duplicates(
+                    &candidates(kept, records),
+                    &signatures,
+                    dedup.video_max_distance,
+                    tolerance,
+                )
+            },
+        );
     }
     if dedup.audio_max_bit_error_rate > 0.0 {
         let is_audio = |r: &Record| {
