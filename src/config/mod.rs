@@ -852,6 +852,43 @@ uri = "data/images"
     }
 
     #[test]
+    fn video_and_audio_keys_have_defaults_and_are_checked() {
+        let c = load(MINIMAL, &[]).unwrap();
+        assert_eq!(c.video.sample_fps, 1.0);
+        assert_eq!(c.video.max_frames, 16);
+        assert_eq!(c.video.clip_score, FrameScore::Mean);
+        assert_eq!(c.audio.silence_threshold_dbfs, -60.0);
+        assert_eq!(c.filters.audio.max_clipped_fraction, 1.0);
+        assert_eq!(c.dedup.video_max_distance, 8.0);
+        assert_eq!(c.dedup.audio_max_bit_error_rate, 0.2);
+        let cases: [(&[&str], &str); 7] = [
+            (&["video.sample_fps=0"], "config key `video.sample_fps` = 0: must be above 0"),
+            (&["video.max_frames=0"], "config key `video.max_frames` = 0: must be 1 to 1000"),
+            (&["video.clip_score=\"median\""], "config key `video.clip_score`: unknown variant `median`"),
+            (
+                &["filters.audio.max_clipped_fraction=2"],
+                "config key `filters.audio.max_clipped_fraction` = 2: must be a fraction from 0 to 1",
+            ),
+            (
+                &["filters.video.min_duration=10", "filters.video.max_duration=5"],
+                "config key `filters.video.min_duration` = 10: must not exceed filters.video.max_duration (5)",
+            ),
+            (
+                &["dedup.audio_max_bit_error_rate=0.6"],
+                "config key `dedup.audio_max_bit_error_rate` = 0.6: must be 0 (off) or a bit error rate below 0.5",
+            ),
+            (
+                &["audio.silence_threshold_dbfs=3"],
+                "config key `audio.silence_threshold_dbfs` = 3: must be a level from -150 to 0 dBFS",
+            ),
+        ];
+        for (sets, expected) in cases {
+            let e = load(MINIMAL, sets).unwrap_err();
+            assert!(e.starts_with(expected), "{sets:?}: {e}");
+        }
+    }
+
+    #[test]
     fn errors_name_key_value_and_what_is_allowed() {
         let e = load(&MINIMAL.replace("data/images", "ftp://x/y"), &[]).unwrap_err();
         assert!(

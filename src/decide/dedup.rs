@@ -498,4 +498,82 @@ mod tests {
         let backward: Vec<usize> = (0..200).rev().collect();
         assert_eq!(make(&forward), make(&backward));
     }
+
+    /// A deterministic stream of pseudo-random words (splitmix64).
+    fn words(seed: u64, n: usize) -> Vec<u64> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = x;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn video_copies_are_grouped_by_their_aligned_signatures() {
+        let times: Vec<f64> = (0..10).map(f64::from).collect();
+        let original = words(1, 10);
+        // A re-encode: every frame 3 bits off. A trimmed copy: starts 4 s in, 1 bit off.
+        let reencoded: Vec<u64> = original.iter().map(|h| h ^ 0b111).collect();
+        let trimmed: Vec<u64> = original[4..].iter().map(|h| h ^ 1).collect();
+        let other = words(2, 10);
+        let signatures = [
+            Signature { times: &times, hashes: &original },
+            Signature { times: &times, hashes: &reencoded },
+            Signature { times: &times[..6], hashes: &trimmed },
+            Signature { times: &times, hashes: &other },
+        ];
+        let c = vec![
+            candidate("0:a.mp4", "1", 0, 50.0, 100),
+            candidate("0:b.mp4", "2", 0, 40.0, 100),
+            candidate("0:c.mp4", "3", 0, 60.0, 50),
+            candidate("0:d.mp4", "4", 0, 10.0, 100),
+        ];
+        let drops = video_duplicates(&c, &signatures, 8.0, 0.5);
+        // The trimmed copy is the sharpest: it is kept, the others point to it.
+        assert!(drops[2].is_none() && drops[3].is_none());
+        let a = drops[0].as_ref().unwrap();
+        assert_eq!(a.reason, Reason::VideoDuplicate);
+        assert_eq!(a.duplicate_of.as_deref(), Some("0:c.mp4"));
+        assert_eq!(a.duplicate_distance, Some(1.0));
+        assert!(a.detail.contains("offset +4.00 s"), "{}", a.detail);
+        let b = drops[1].as_ref().unwrap();
+        assert_eq!(b.duplicate_of.as_deref(), Some("0:c.mp4"));
+        // Nothing links the unrelated video, and a limit below the re-encode's distance keeps
+        // the re-encode apart.
+        assert_eq!(video_duplicates(&c, &signatures, 1.5, 0.5)[1], None);
+    }
+
+    #[test]
+    fn audio_copies_are_found_through_the_index_at_their_offset() {
+        let print = |w: &[u64]| -> Vec<u32> { w.iter().map(|&x| x as u32).collect() };
+        let original = print(&words(3, 400));
+        // A lossy copy cut 25 frames in: one bit flipped in every frame, in the low half of
+        // even frames and the high half of odd ones, so each frame keeps one half intact.
+        let copy: Vec<u32> = original[25..]
+            .iter()
+            .zip(words(4, 375))
+            .enumerate()
+            .map(|(i, (&f, noise))| f ^ (1 << (noise % 16 + 16 * (i as u64 % 2))))
+            .collect();
+        let other = print(&words(5, 400));
+        let prints: Vec<&[u32]> = vec![&original, &copy, &other];
+        let c = vec![
+            candidate("0:a.flac", "1", 0, 88200.0, 1000),
+            candidate("0:b.mp3", "2", 0, 88200.0, 200),
+            candidate("0:c.ogg", "3", 0, 88200.0, 300),
+        ];
+        let drops = audio_duplicates(&c, &prints, 0.2);
+        assert!(drops[0].is_none() && drops[2].is_none());
+        let b = drops[1].as_ref().unwrap();
+        assert_eq!(b.reason, Reason::AudioDuplicate);
+        assert_eq!(b.duplicate_of.as_deref(), Some("0:a.flac"));
+        // One bit of 32 per frame.
+        assert_eq!(b.duplicate_distance, Some(1.0 / 32.0));
+        assert!(b.detail.contains("offset +3.10 s"), "{}", b.detail);
+    }
 }

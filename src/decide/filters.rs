@@ -292,7 +292,141 @@ pub fn check_caption<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::av::{AudioStreamInfo, VideoStreamInfo};
     use image::ImageFormat;
+
+    fn media(duration: f64, video: bool, audio_rate: Option<u32>) -> MediaInfo {
+        MediaInfo {
+            container: "mov,mp4,m4a,3gp,3g2,mj2".into(),
+            duration_seconds: Some(duration),
+            bit_rate: None,
+            video: video.then(|| VideoStreamInfo {
+                codec: "h264".into(),
+                width: 640,
+                height: 272,
+                fps: Some(25.0),
+                frame_count: None,
+                duration_seconds: Some(duration),
+            }),
+            audio: audio_rate.map(|sample_rate| AudioStreamInfo {
+                codec: "aac".into(),
+                sample_rate,
+                channels: 2,
+                duration_seconds: Some(duration),
+            }),
+        }
+    }
+
+    fn reason(drop: Option<Drop>) -> Option<Reason> {
+        drop.map(|d| d.reason)
+    }
+
+    #[test]
+    fn video_limits_in_order_duration_size_audio_then_quality() {
+        let limits = VideoFilters {
+            min_duration: 2.0,
+            max_duration: 60.0,
+            min_side: 300,
+            require_audio: true,
+            min_sharpness: 20.0,
+            min_motion: 0.5,
+        };
+        assert_eq!(
+            reason(check_video_header(&media(1.0, true, Some(48000)), &limits)),
+            Some(Reason::TooShort)
+        );
+        assert_eq!(
+            reason(check_video_header(&media(61.0, true, Some(48000)), &limits)),
+            Some(Reason::TooLong)
+        );
+        assert_eq!(
+            reason(check_video_header(&media(10.0, true, Some(48000)), &limits)),
+            Some(Reason::TooSmall)
+        );
+        let small_ok = VideoFilters {
+            min_side: 64,
+            ..limits.clone()
+        };
+        assert_eq!(
+            reason(check_video_header(&media(10.0, true, None), &small_ok)),
+            Some(Reason::NoAudio)
+        );
+        assert_eq!(
+            check_video_header(&media(10.0, true, Some(48000)), &small_ok),
+            None
+        );
+        let measured = |sharpness: f64, motion: f64| VideoMeasurements {
+            sharpness_mean: Some(sharpness),
+            motion_score: Some(motion),
+            ..VideoMeasurements::default()
+        };
+        assert_eq!(
+            reason(check_video_quality(&measured(10.0, 5.0), &limits)),
+            Some(Reason::TooBlurry)
+        );
+        let d = check_video_quality(&measured(30.0, 0.1), &limits).unwrap();
+        assert_eq!(d.reason, Reason::StaticVideo);
+        assert!(d.detail.contains("0.100 < min_motion 0.5"), "{}", d.detail);
+        assert_eq!(check_video_quality(&measured(30.0, 5.0), &limits), None);
+        // 0 turns the limits off.
+        assert_eq!(
+            check_video_quality(&measured(0.0, 0.0), &VideoFilters::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn audio_limits_rate_clipping_silence_and_noise() {
+        let limits = AudioFilters {
+            min_duration: 1.0,
+            max_duration: 0.0,
+            min_sample_rate: 16000,
+            max_clipped_fraction: 0.01,
+            max_silence_fraction: 0.5,
+            min_snr_db: Some(15.0),
+        };
+        assert_eq!(
+            reason(check_audio_header(&media(0.5, false, Some(44100)), &limits)),
+            Some(Reason::TooShort)
+        );
+        assert_eq!(
+            check_audio_header(&media(9999.0, false, Some(44100)), &limits),
+            None
+        );
+        assert_eq!(
+            reason(check_audio_header(&media(5.0, false, Some(8000)), &limits)),
+            Some(Reason::LowSampleRate)
+        );
+        let levels = |clipped: f64, silence: f64, snr: Option<f64>| AudioMeasurements {
+            clipped_fraction: clipped,
+            silence_fraction: silence,
+            snr_db: snr,
+            ..AudioMeasurements::default()
+        };
+        assert_eq!(
+            reason(check_audio_levels(&levels(0.02, 0.0, Some(30.0)), &limits)),
+            Some(Reason::TooClipped)
+        );
+        assert_eq!(
+            reason(check_audio_levels(&levels(0.0, 0.6, Some(30.0)), &limits)),
+            Some(Reason::TooSilent)
+        );
+        assert_eq!(
+            reason(check_audio_levels(&levels(0.0, 0.1, Some(9.0)), &limits)),
+            Some(Reason::TooNoisy)
+        );
+        // Too short to estimate the SNR while a minimum is asked for: dropped, saying why.
+        let d = check_audio_levels(&levels(0.0, 0.1, None), &limits).unwrap();
+        assert!(d.detail.contains("too short to estimate"), "{}", d.detail);
+        assert_eq!(
+            check_audio_levels(&levels(0.0, 0.1, Some(20.0)), &limits),
+            None
+        );
+        assert_eq!(
+            check_audio_levels(&levels(0.5, 1.0, None), &AudioFilters::default()),
+            None
+        );
+    }
 
     #[test]
     fn caption_checks() {
