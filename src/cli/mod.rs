@@ -200,6 +200,15 @@ fn print_summary(summary: &RunSummary) {
     };
     row(&mut out, "inputs", m.inputs.len().to_string());
     row(&mut out, "samples", c.samples.to_string());
+    if c.by_media_kind.len() > 1 {
+        for (kind, n) in &c.by_media_kind {
+            row(
+                &mut out,
+                &format!("  {kind}"),
+                format!("{} ({} kept)", n.samples, n.kept),
+            );
+        }
+    }
     row(&mut out, "kept", c.kept.to_string());
     row(&mut out, "dropped", c.dropped.to_string());
     for (reason, n) in &c.dropped_by_reason {

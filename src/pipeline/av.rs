@@ -68,9 +68,6 @@ pub fn judge_av(
     kernels: &dyn QualityKernels,
     m: &mut Measurements,
 ) -> Judged {
-    if let Err(message) = check_container_complete(container, media) {
-        return Judged::drop(Stage::Decode, Reason::Unreadable, message);
-    }
     let info = match probe_media(media) {
         Ok(info) => info,
         Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
@@ -80,11 +77,18 @@ pub fn judge_av(
     let has_video = info.video.is_some();
     let ext = container.extension(has_video).to_string();
     m.format = Some(ext.clone());
+    m.media_kind = match (has_video, info.audio.is_some()) {
+        (true, _) => Some("video"),
+        (false, true) => Some("audio"),
+        (false, false) => None,
+    };
+    // After probing, so that the ledger says what a file cut short was.
+    if let Err(message) = check_container_complete(container, media) {
+        return Judged::drop(Stage::Decode, Reason::Unreadable, message);
+    }
     if let Some(stream) = &info.video {
-        m.media_kind = Some("video");
         judge_video(sample, media, &info, stream, ext, config, kernels, m)
     } else if info.audio.is_some() {
-        m.media_kind = Some("audio");
         judge_audio(sample, media, &info, ext, config, m)
     } else {
         Judged::drop(

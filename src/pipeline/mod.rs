@@ -318,6 +318,12 @@ fn run_manifest(facts: RunFacts) -> RunManifest {
         dropped: facts.records.len() as u64 - kept,
         ..Counts::default()
     };
+    for record in facts.records {
+        let kind = record.measurements.media_kind.unwrap_or("unknown");
+        let entry = counts.by_media_kind.entry(kind.to_string()).or_default();
+        entry.samples += 1;
+        entry.kept += u64::from(record.decision.is_keep());
+    }
     for drop in facts.records.iter().filter_map(|r| r.decision.dropped()) {
         *counts
             .dropped_by_stage

@@ -91,6 +91,16 @@ pub struct Counts {
     pub dropped: u64,
     pub dropped_by_stage: BTreeMap<String, u64>,
     pub dropped_by_reason: BTreeMap<String, u64>,
+    /// Samples and kept samples by media kind (`image`, `video`, `audio`; `unknown` for bytes
+    /// that were not recognised or not read).
+    pub by_media_kind: BTreeMap<String, KindCounts>,
+}
+
+/// How many samples of one media kind there were, and how many were kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct KindCounts {
+    pub samples: u64,
+    pub kept: u64,
 }
 
 /// An output file (ledger or embeddings Parquet) with its row count and checksum.

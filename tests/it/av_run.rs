@@ -406,6 +406,15 @@ fn videos_and_audio_are_measured_deduplicated_and_written() {
         manifest["counts"]["dropped_by_reason"]["audio_duplicate"].as_u64(),
         Some(2)
     );
+    let kinds = &manifest["counts"]["by_media_kind"];
+    let kind = |k: &str| (kinds[k]["samples"].as_u64(), kinds[k]["kept"].as_u64());
+    // bikes (×3), bigbuckbunny, opencv_tree, still, bikes_1s, carphone.wav; the truncated
+    // WAV is known as audio from its header; the half MP4 (no index), empty files and text
+    // are not recognised.
+    assert_eq!(kind("video"), (Some(8), Some(4)));
+    assert_eq!(kind("audio"), (Some(8), Some(3)));
+    assert_eq!(kind("unknown"), (Some(4), Some(0)));
+    assert_eq!(rows["speech_truncated.wav"]["media_kind"], "audio");
 }
 
 #[test]
