@@ -59,19 +59,19 @@ ls "$corpus"/audio/* | xargs -P "$procs" -I{} sh -c \
 t2=$(seconds)
 
 run() {
-  rm -rf "target/bench/av-out-$1"
+  rm -rf "target/bench/av-out-$1${2:-}"
   ./target/release/mmcurate run "configs/$1.toml" --quiet --set "inputs.0.uri=$corpus/$1" \
-    --set "run.output=target/bench/av-out-$1" --set "run.threads=$procs" \
+    --set "run.output=target/bench/av-out-$1${2:-}" --set "run.threads=$procs" ${3:-} \
     --set filters.caption.required=false --set filters.video.min_duration=0 \
     --set filters.video.min_sharpness=0 --set filters.video.min_motion=0 \
     --set filters.audio.min_snr_db=0 --set filters.audio.max_silence_fraction=1 \
     --set dedup.exact=false --set dedup.video_max_distance=0 \
     --set dedup.audio_max_bit_error_rate=0 > /dev/null
 }
-run video; run audio
+run video; run video -noscene "--set video.scene_threshold=0"; run audio
 
 "$py" - "$frames" "$videos" "$audios" "$audio_seconds" "$t0" "$t1" "$t2" \
-  target/bench/av-out-video target/bench/av-out-audio <<'PY'
+  target/bench/av-out-video target/bench/av-out-audio target/bench/av-out-video-noscene <<'PY'
 import json, sys, glob
 frames, videos, audios = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 audio_seconds = float(sys.argv[4])
@@ -85,6 +85,10 @@ rows = pq.read_table(glob.glob(video_out + "/ledger/*.parquet")).to_pylist()
 decoded = sum(r["frames_decoded"] or 0 for r in rows)
 sampled = sum(len(r["frame_timestamps"] or []) for r in rows)
 ours_v, ours_a = stage(video_out), stage(audio_out)
+noscene_out = sys.argv[10]
+rows_ns = pq.read_table(glob.glob(noscene_out + "/ledger/*.parquet")).to_pylist()
+decoded_ns = sum(r["frames_decoded"] or 0 for r in rows_ns)
+ours_ns = stage(noscene_out)
 print(json.dumps({"tool": "ffmpeg -f null", "videos": videos, "frames": frames,
                   "seconds": round(ffmpeg_s, 3), "frames_per_sec": round(frames / ffmpeg_s, 1),
                   "videos_per_sec": round(videos / ffmpeg_s, 2)}))
@@ -92,6 +96,9 @@ print(json.dumps({"tool": "mmcurate video", "videos": len(rows), "frames_decoded
                   "frames_sampled_and_measured": sampled, "seconds": round(ours_v, 3),
                   "frames_decoded_per_sec": round(decoded / ours_v, 1),
                   "videos_per_sec": round(len(rows) / ours_v, 2)}))
+print(json.dumps({"tool": "mmcurate video, scene detection off", "videos": len(rows_ns),
+                  "frames_decoded": decoded_ns, "seconds": round(ours_ns, 3),
+                  "videos_per_sec": round(len(rows_ns) / ours_ns, 2)}))
 print(json.dumps({"tool": "fpcalc", "files": audios, "audio_seconds": round(audio_seconds, 1),
                   "seconds": round(fpcalc_s, 3), "fingerprints_per_sec": round(audios / fpcalc_s, 2),
                   "audio_seconds_per_sec": round(audio_seconds / fpcalc_s, 1)}))
@@ -99,7 +106,8 @@ print(json.dumps({"tool": "mmcurate audio", "files": audios, "seconds": round(ou
                   "fingerprints_per_sec": round(audios / ours_a, 2),
                   "audio_seconds_per_sec": round(audio_seconds / ours_a, 1)}))
 print(f"video: mmcurate {len(rows) / ours_v:.2f} videos/s measured vs ffmpeg {videos / ffmpeg_s:.2f} "
-      f"videos/s decoded: {ffmpeg_s / ours_v:.2f}x; decoding {decoded / ours_v:.0f} vs {frames / ffmpeg_s:.0f} frames/s")
+      f"videos/s decoded: {ffmpeg_s / ours_v:.2f}x; decoding {decoded / ours_v:.0f} vs {frames / ffmpeg_s:.0f} frames/s; "
+      f"scene detection off: {len(rows_ns) / ours_ns:.2f} videos/s, {ffmpeg_s / ours_ns:.2f}x")
 print(f"audio: mmcurate {audios / ours_a:.2f} files/s (levels + fingerprint) vs fpcalc "
       f"{audios / fpcalc_s:.2f} files/s: {fpcalc_s / ours_a:.2f}x")
 PY
