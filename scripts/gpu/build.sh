@@ -10,7 +10,9 @@
 # the linker only, as the toolkit's lib64/stubs/libcuda.so is; the real one is loaded there.
 # The default build is untouched: everything goes to target/gpu-build/ and target/gpu-carry/.
 #
-#   bash scripts/gpu/build.sh            # ≈ the candle-kernels nvcc step dominates on 2 cores
+#   bash scripts/gpu/build.sh   # clean: ≈ 30 min on 2 cores (candle-kernels runs nvcc on its
+#                               # .cu files); after a change to mmcurate only: ≈ 1.5 min.
+#                               # Out: ≈ 13 MB xz (79 MB stripped).
 #
 # Environment: CARGO_BUILD_JOBS, CUDAFORGE_THREADS (nvcc jobs) are honoured.
 set -euo pipefail
