@@ -82,9 +82,10 @@ export CUDA_COMPUTE_CAP=90          # Hopper (H100/H200): sm_90 PTX and code
 export CUDARC_CUDA_VERSION=13000    # the GPU machine's CUDA, whatever `nvcc --version` says
 nvcc --version | tail -n 2
 
-echo "== cargo build --release --locked --features cuda ($(date -u +%H:%M:%S) UTC)"
+echo "== cargo build --release --locked --no-default-features --features cuda ($(date -u +%H:%M:%S) UTC)"
 started=$(date +%s)
-cargo build --release --locked --features cuda --target-dir "$gpu/target" --bin mmcurate
+# Without the default `av` feature: the GPU machine has no FFmpeg 5.1 libraries to link.
+cargo build --release --locked --no-default-features --features cuda --target-dir "$gpu/target" --bin mmcurate
 echo "   built in $(( $(date +%s) - started )) s"
 
 bin=$gpu/target/release/mmcurate

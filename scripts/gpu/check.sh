@@ -3,9 +3,11 @@
 # a prebuilt test binary, then `mmcurate run` timed with run.device = "cpu" and "cuda" on a corpus
 # made from the shared images, with a summary table. Nothing is built or downloaded here.
 #
-# Prepare on a machine with Rust (the carried folder is under target/, which git ignores):
-#   cargo build --release --locked
-#   it=$(cargo test --release --locked --no-run --test it 2>&1 | grep -o 'target/release/deps/it-[0-9a-f]*' | head -n 1)
+# Prepare on a machine with Rust (the carried folder is under target/, which git ignores).
+# Build without the default `av` feature: the GPU machine has no FFmpeg 5.1 libraries, and a
+# binary linked to them would not start there (images and CLIP need none of them):
+#   cargo build --release --locked --no-default-features
+#   it=$(cargo test --release --locked --no-default-features --no-run --test it 2>&1 | grep -o 'target/release/deps/it-[0-9a-f]*' | head -n 1)
 #   mkdir -p target/gpu-carry
 #   strip -o target/gpu-carry/mmcurate target/release/mmcurate && strip -o target/gpu-carry/it "$it"
 #   xz -T0 -6 -f target/gpu-carry/mmcurate target/gpu-carry/it     # both must fit 64 MiB in all

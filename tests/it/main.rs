@@ -4,6 +4,7 @@
 
 mod common;
 
+#[cfg(feature = "av")]
 mod av_run;
 mod cli;
 mod clip_parity;

@@ -1,0 +1,184 @@
+//! Video and audio decoding through FFmpeg (the `ffmpeg-next` bindings), straight from the bytes
+//! in memory: [`probe_media`] reads the container header, [`sample_video_frames`] decodes the
+//! video lane into a few sampled frames (regular times plus scene cuts) and a motion score, and
+//! [`decode_audio`] decodes the audio lane to f32 at its own rate and a mono analysis rate.
+//! It does not measure or judge anything, writes no temp files, and does not decode on
+//! hardware (the CPU path is the reference); it seeks only to far targets with scene detection
+//! off.
+//!
+//! FFmpeg comes with the `av` cargo feature (on by default). A binary built without it
+//! (`--no-default-features`) needs no FFmpeg library to start; its functions here then refuse
+//! every file with a message saying so, and such samples are dropped as unreadable.
+
+use crate::decode::LumaImage;
+use crate::measure::audio::AudioLevels;
+
+#[cfg(feature = "av")]
+mod with_ffmpeg;
+#[cfg(feature = "av")]
+pub use with_ffmpeg::{decode_audio, probe_media, sample_video_frames};
+
+/// What the container says, without decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaInfo {
+    /// FFmpeg's demuxer name as it reports it, e.g. `"mov,mp4,m4a,3gp,3g2,mj2"`, `"ogg"`, `"wav"`.
+    pub container: String,
+    /// The container's duration, when it declares one.
+    pub duration_seconds: Option<f64>,
+    /// The container's overall bit rate in bits per second, when known.
+    pub bit_rate: Option<u64>,
+    /// The best video stream (FFmpeg's `av_find_best_stream`), never an attached picture (cover
+    /// art): a music file with a cover has `video: None`.
+    pub video: Option<VideoStreamInfo>,
+    /// The best audio stream.
+    pub audio: Option<AudioStreamInfo>,
+}
+
+/// The chosen video stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoStreamInfo {
+    /// FFmpeg's codec name, e.g. `"h264"`, `"cinepak"`.
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// The average frame rate, else the base frame rate, when the container gives one.
+    pub fps: Option<f64>,
+    /// The frame count the container declares (`nb_frames`); many formats do not.
+    pub frame_count: Option<u64>,
+    /// The stream's own duration, when declared (may differ from the container's).
+    pub duration_seconds: Option<f64>,
+}
+
+/// The chosen audio stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioStreamInfo {
+    /// FFmpeg's codec name, e.g. `"aac"`, `"vorbis"`, `"pcm_s16le"`.
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+    /// The stream's own duration, when declared.
+    pub duration_seconds: Option<f64>,
+}
+
+/// Which frames to sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameSampling {
+    /// Regular samples per second of video (e.g. 1.0); 0 (or not finite) takes no regular
+    /// samples, only scene cuts.
+    pub sample_fps: f64,
+    /// A cut is a decoded frame whose 64x64 luma thumbnail differs from the previous decoded
+    /// frame's by a mean absolute difference (0-255 scale) of at least this; 0 turns scene
+    /// detection off.
+    pub scene_threshold: f64,
+    /// At most this many sampled frames in all (regular and cuts).
+    pub max_frames: usize,
+    /// The sampled luma is scaled so its shorter side is `min(min_side, original)`, aspect kept;
+    /// 0 keeps the original size.
+    pub min_side: u32,
+    /// Also return each sampled frame as packed RGB24 at its original size.
+    pub keep_rgb: bool,
+}
+
+/// One sampled frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledFrame {
+    /// Presentation time in seconds from the stream's start time.
+    pub pts_seconds: f64,
+    /// Sampled because it starts a new scene (it may also be a regular sample).
+    pub scene_cut: bool,
+    /// Luminance (swscale GRAY8, area filter) at the scaled size of [`FrameSampling::min_side`].
+    pub luma: LumaImage,
+    /// The frame in RGB24 at its original size, when [`FrameSampling::keep_rgb`].
+    pub rgb: Option<RgbFrame>,
+}
+
+/// A packed RGB24 image, row-major, no padding (`width * height * 3` bytes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RgbFrame {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// What [`sample_video_frames`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoFrames {
+    /// The sampled frames, in time order.
+    pub frames: Vec<SampledFrame>,
+    /// Frames the decoder produced (without non-reference frames when those were skipped, see
+    /// [`sample_video_frames`]).
+    pub decoded_frames: u64,
+    /// Timestamps of every detected cut, also those not sampled because of `max_frames`.
+    pub scene_cuts: Vec<f64>,
+    /// The motion score: the mean over consecutive decoded-frame pairs of their thumbnail
+    /// difference (static video or slideshow ≈ 0). `None` with fewer than two decoded frames.
+    pub mean_frame_difference: Option<f64>,
+    /// The span from the first to the last decoded timestamp.
+    pub decoded_seconds: f64,
+    /// Whether non-reference frames were skipped (scene detection off): the motion score is
+    /// then over consecutive reference frames, which are further apart.
+    pub skipped_non_reference: bool,
+    /// Seeks made to reach targets far ahead (scene detection off); the motion score is then
+    /// over the consecutive frames between seeks.
+    pub seeks: u32,
+}
+
+/// Decoded audio: the levels of the native-rate samples, measured as they were decoded (keeping
+/// them all cost more than decoding them), and the mono analysis signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedAudio {
+    /// The stream's own rate and channel count.
+    pub sample_rate: u32,
+    pub channels: u32,
+    /// Native-rate frames (one sample per channel) decoded and measured.
+    pub frames: usize,
+    /// [`crate::measure::audio::audio_levels`] of the native-rate interleaved samples.
+    pub levels: AudioLevels,
+    /// The rate of `mono`.
+    pub analysis_rate: u32,
+    /// The mean of the channels, resampled (swresample) to `analysis_rate`: the fingerprint
+    /// uses this.
+    pub mono: Vec<f32>,
+    /// Seconds decoded and measured (`frames / sample_rate`).
+    pub decoded_seconds: f64,
+    /// Decoding stopped at `max_seconds` with more audio left.
+    pub truncated: bool,
+}
+
+/// Without FFmpeg: every call says what to do instead.
+#[cfg(not(feature = "av"))]
+mod without_ffmpeg {
+    use super::*;
+    use crate::decode::DecodeError;
+
+    fn unavailable() -> DecodeError {
+        DecodeError::Corrupt {
+            format: "FFmpeg".to_string(),
+            message: "this mmcurate was built without FFmpeg (the `av` cargo feature), so it \
+                      cannot read video or audio: use a build with the default features"
+                .to_string(),
+        }
+    }
+
+    pub fn probe_media(_bytes: &[u8]) -> Result<MediaInfo, DecodeError> {
+        Err(unavailable())
+    }
+
+    pub fn sample_video_frames(
+        _bytes: &[u8],
+        _sampling: &FrameSampling,
+    ) -> Result<VideoFrames, DecodeError> {
+        Err(unavailable())
+    }
+
+    pub fn decode_audio(
+        _bytes: &[u8],
+        _analysis_rate: u32,
+        _max_seconds: f64,
+        _silence_threshold_dbfs: f64,
+    ) -> Result<DecodedAudio, DecodeError> {
+        Err(unavailable())
+    }
+}
+#[cfg(not(feature = "av"))]
+pub use without_ffmpeg::{decode_audio, probe_media, sample_video_frames};
