@@ -60,6 +60,25 @@ fn open_media(bytes: &[u8]) -> Result<MemoryInput<'_>, DecodeError> {
     MemoryInput::open(bytes).map_err(|e| ffmpeg_error("ffmpeg demuxer", e))
 }
 
+/// The next packet of stream `index`, or `None` at the end of the file. A fresh packet each
+/// time: av_read_frame overwrites without unreferencing, so reusing one would leak every
+/// packet's buffer (the Drop unrefs it).
+fn next_packet(
+    media: &mut MemoryInput<'_>,
+    index: usize,
+    container: &str,
+) -> Result<Option<ffmpeg::Packet>, DecodeError> {
+    loop {
+        let mut packet = ffmpeg::Packet::empty();
+        match packet.read(media.input_mut()) {
+            Ok(()) if packet.stream() == index => return Ok(Some(packet)),
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => return Ok(None),
+            Err(e) => return Err(ffmpeg_error(container, e)),
+        }
+    }
+}
+
 fn container_name(input: &ffmpeg::format::context::Input) -> String {
     input.format().name().to_string()
 }
@@ -544,20 +563,10 @@ fn sample_video_frames_seeking(
                 }
             }
         }
-        // A fresh packet each time: av_read_frame overwrites without unreferencing, so
-        // reusing one would leak every packet's buffer (the Drop unrefs it).
-        let mut packet = ffmpeg::Packet::empty();
-        match packet.read(media.input_mut()) {
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => {
-                reached_end = true;
-                break;
-            }
-            Err(e) => return Err(ffmpeg_error(&container, e)),
-        }
-        if packet.stream() != index {
-            continue;
-        }
+        let Some(packet) = next_packet(&mut media, index, &container)? else {
+            reached_end = true;
+            break;
+        };
         // A damaged packet is skipped as FFmpeg's own tools do; the file fails only if
         // nothing decodes or the stream ends early.
         if let Err(e) = decoder.send_packet(&packet) {
@@ -908,19 +917,10 @@ pub fn decode_audio(
     };
     let mut reached_end = false;
     while decoded_frames < limit {
-        // A fresh packet each time, as in `sample_video_frames`.
-        let mut packet = ffmpeg::Packet::empty();
-        match packet.read(media.input_mut()) {
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => {
-                reached_end = true;
-                break;
-            }
-            Err(e) => return Err(ffmpeg_error(&container, e)),
-        }
-        if packet.stream() != index {
-            continue;
-        }
+        let Some(packet) = next_packet(&mut media, index, &container)? else {
+            reached_end = true;
+            break;
+        };
         if let Err(e) = decoder.send_packet(&packet) {
             first_error.get_or_insert_with(|| e.to_string());
             continue;
