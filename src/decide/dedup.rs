@@ -522,10 +522,22 @@ mod tests {
         let trimmed: Vec<u64> = original[4..].iter().map(|h| h ^ 1).collect();
         let other = words(2, 10);
         let signatures = [
-            Signature { times: &times, hashes: &original },
-            Signature { times: &times, hashes: &reencoded },
-            Signature { times: &times[..6], hashes: &trimmed },
-            Signature { times: &times, hashes: &other },
+            Signature {
+                times: &times,
+                hashes: &original,
+            },
+            Signature {
+                times: &times,
+                hashes: &reencoded,
+            },
+            Signature {
+                times: &times[..6],
+                hashes: &trimmed,
+            },
+            Signature {
+                times: &times,
+                hashes: &other,
+            },
         ];
         let c = vec![
             candidate("0:a.mp4", "1", 0, 50.0, 100),
