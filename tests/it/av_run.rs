@@ -716,3 +716,70 @@ fn webdataset_shards_with_video_and_audio_members() {
     assert_eq!(samples[1]["txt"], "a piece of music");
     assert!(samples[1]["parts"]["flac"]["bytes"].as_u64().unwrap() > 0);
 }
+
+/// Videos and audio keep the output contract: the same inputs give byte-identical shards and
+/// ledger with 1 and 3 worker threads.
+#[test]
+fn video_and_audio_outputs_do_not_depend_on_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("media");
+    std::fs::create_dir(&input).unwrap();
+    let bikes = shared("video", "bikes.mp4");
+    std::fs::copy(&bikes, input.join("bikes.mp4")).unwrap();
+    ffmpeg(&[
+        "-i",
+        s(&bikes),
+        "-vf",
+        "scale=320:-2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        s(&input.join("bikes_small.mp4")),
+    ]);
+    std::fs::copy(
+        shared("video", "carphone_pristine.mp4"),
+        input.join("carphone.mp4"),
+    )
+    .unwrap();
+    let vibe = shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg");
+    std::fs::copy(&vibe, input.join("vibe.ogg")).unwrap();
+    ffmpeg(&[
+        "-i",
+        s(&vibe),
+        "-vn",
+        "-t",
+        "30",
+        "-c:a",
+        "libmp3lame",
+        s(&input.join("vibe.mp3")),
+    ]);
+    let mut outputs = Vec::new();
+    for threads in [1, 3] {
+        let output = tmp.path().join(format!("out-{threads}"));
+        let job = config(tmp.path(), &input, &output, "");
+        ok(&mmcurate(&[
+            "run",
+            s(&job),
+            "--set",
+            &format!("run.threads={threads}"),
+        ]));
+        let files: Vec<(String, Vec<u8>)> = tree(&output)
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("shards/") || name.starts_with("ledger/"))
+            .collect();
+        outputs.push(files);
+    }
+    assert!(
+        outputs[0].len() >= 2,
+        "{:?}",
+        outputs[0].iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert!(
+        outputs[0] == outputs[1],
+        "shards or ledger differ between 1 and 3 threads"
+    );
+    let rows = by_name(&ledger_rows(&tmp.path().join("out-1")));
+    assert_eq!(rows["bikes_small.mp4"]["drop_reason"], "video_duplicate");
+    assert_eq!(rows["vibe.mp3"]["drop_reason"], "audio_duplicate");
+}
