@@ -2,10 +2,14 @@
 //! batch of luminance planes into one arena, runs the passes that `plan::MeasurePlan` lays out
 //! (resizes, analysis sums, hashes) and downloads four sums and two hashes per image.
 //!
-//! Only the launches and copies live here; sizes, offsets and launch shapes are `plan`'s, which
-//! the tests check on the host. A GPU failure mid-run falls back to the CPU reference for the
-//! images concerned, with a warning, since the results are the same.
+//! It also turns a batch of RGB images (on the host, or decoded on the device by nvJPEG) into
+//! CLIP's input tensor in device memory ([`CudaKernels::clip_inputs`], `clip_plan`'s layout).
+//!
+//! Only the launches and copies live here; sizes, offsets and launch shapes are `plan`'s and
+//! `clip_plan`'s, which the tests check on the host. A GPU failure mid-run falls back to the
+//! CPU reference for the images concerned, with a warning, since the results are the same.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +18,9 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
+use super::clip_plan::{self, ClipPlan};
 use super::device::CudaDevice;
+use super::nvjpeg::DeviceRgb;
 use super::plan::{self, Launch, MeasurePlan};
 use super::{kernels_ptx, GpuError, KERNELS};
 use crate::decode::LumaImage;
@@ -33,6 +39,7 @@ pub struct CudaKernels {
     analyse: CudaFunction,
     phash32: CudaFunction,
     dhash9x8: CudaFunction,
+    clip_normalise: CudaFunction,
     /// `plan::dct_basis()`, uploaded once.
     basis: CudaSlice<f64>,
     /// Whether the CPU fallback has been reported (once per run is enough).
@@ -85,6 +92,7 @@ impl CudaKernels {
         let analyse = function("quality.cu", "analyse")?;
         let phash32 = function("quality.cu", "phash32")?;
         let dhash9x8 = function("quality.cu", "dhash9x8")?;
+        let clip_normalise = function("clip.cu", "clip_normalise")?;
         let stream = context.new_stream().map_err(driver("stream creation"))?;
         let basis = stream
             .clone_htod(&plan::dct_basis())
@@ -96,6 +104,7 @@ impl CudaKernels {
             analyse,
             phash32,
             dhash9x8,
+            clip_normalise,
             basis,
             warned: AtomicBool::new(false),
         })
@@ -224,6 +233,147 @@ impl CudaKernels {
                 plan::image_quality(sums, plane.width, plane.height, phashes[i], dhashes[i])
             })
             .collect())
+    }
+}
+
+/// An image for [`CudaKernels::clip_inputs`]: interleaved RGB, `3 * width` bytes a row, in
+/// host memory or already on the device.
+#[derive(Debug, Clone, Copy)]
+pub enum RgbInput<'a> {
+    Host {
+        width: u32,
+        height: u32,
+        pixels: &'a [u8],
+    },
+    Device(&'a DeviceRgb),
+}
+
+impl RgbInput<'_> {
+    fn size(&self) -> (u32, u32) {
+        match self {
+            RgbInput::Host { width, height, .. } => (*width, *height),
+            RgbInput::Device(rgb) => (rgb.width, rgb.height),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            RgbInput::Host { pixels, .. } => pixels.len(),
+            RgbInput::Device(rgb) => rgb.pixels.len(),
+        }
+    }
+}
+
+/// Splits a CLIP batch into runs whose arenas stay under `max_arena_bytes` (an image larger
+/// than that runs alone) and whose image count fits a launch.
+pub fn clip_batches(sizes: &[(u32, u32)], size: u32, max_arena_bytes: u64) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, &image) in sizes.iter().enumerate() {
+        let need = ClipPlan::new(&[image], size).arena_len;
+        if i > start && (bytes + need > max_arena_bytes || i - start >= plan::MAX_BATCH_IMAGES) {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += need;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+impl CudaKernels {
+    /// CLIP's input for `images`: `n x 3 x size x size` float32, CHW, in device memory, equal
+    /// bit for bit to `clip_pixel_values_rgb` of the same pixels. Complete when this returns
+    /// (the stream is synchronised), so another stream (candle's) or the host may read it.
+    pub fn clip_inputs(
+        &self,
+        images: &[RgbInput],
+        size: u32,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) -> Result<CudaSlice<f32>, GpuError> {
+        let sizes: Vec<(u32, u32)> = images.iter().map(RgbInput::size).collect();
+        let floats = 3 * size as usize * size as usize;
+        let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let stream = &*stream;
+        let mut out = stream
+            .alloc_zeros::<f32>((images.len() * floats).max(1))
+            .map_err(driver("allocation"))?;
+        let norm = stream
+            .clone_htod(&clip_plan::normalisation(mean, std))
+            .map_err(driver("upload"))?;
+        for run in clip_batches(&sizes, size, MAX_ARENA_BYTES) {
+            let plan = ClipPlan::new(&sizes[run.clone()], size);
+            let mut arena = stream
+                .alloc_zeros::<u8>(plan.arena_len.max(1) as usize)
+                .map_err(driver("allocation"))?;
+            for (image, plane) in images[run.clone()].iter().zip(&plan.inputs) {
+                if image.len() as u64 != plane.len() {
+                    return Err(GpuError::Driver {
+                        during: "upload",
+                        message: "an RGB image's byte count does not match its size".to_string(),
+                    });
+                }
+                let at = plane.offset as usize;
+                let mut slot = arena.slice_mut(at..at + image.len());
+                match image {
+                    RgbInput::Host { pixels, .. } => stream.memcpy_htod(*pixels, &mut slot),
+                    RgbInput::Device(rgb) => stream.memcpy_dtod(&rgb.pixels, &mut slot),
+                }
+                .map_err(driver("upload"))?;
+            }
+            if !plan.stages.is_empty() {
+                let bounds = stream.clone_htod(&plan.bounds).map_err(driver("upload"))?;
+                let weights = stream.clone_htod(&plan.weights).map_err(driver("upload"))?;
+                for stage in &plan.stages {
+                    let jobs = stream
+                        .clone_htod(&MeasurePlan::job_table(stage))
+                        .map_err(driver("upload"))?;
+                    let mut launch = stream.launch_builder(&self.resample_pass);
+                    launch.arg(&mut arena).arg(&jobs).arg(&bounds).arg(&weights);
+                    // SAFETY: resample_pass's arguments, in order; every offset and stride of
+                    // the jobs stays inside the arena and the tables (clip_plan's tests).
+                    unsafe { launch.launch(launch_config(plan::pass_launch(stage))) }
+                        .map_err(driver("resample_pass"))?;
+                }
+            }
+            let crops = stream
+                .clone_htod(&plan.crop_table())
+                .map_err(driver("upload"))?;
+            let side = size as i32;
+            let mut target = out.slice_mut(run.start * floats..run.end * floats);
+            let mut launch = stream.launch_builder(&self.clip_normalise);
+            launch
+                .arg(&arena)
+                .arg(&crops)
+                .arg(&side)
+                .arg(&norm)
+                .arg(&mut target);
+            // SAFETY: clip_normalise's arguments, in order; each crop reads size x size pixels
+            // inside the arena, and `target` holds 3 x size x size floats per image of the run.
+            unsafe { launch.launch(launch_config(clip_plan::normalise_launch(run.len(), size))) }
+                .map_err(driver("clip_normalise"))?;
+        }
+        stream.synchronize().map_err(driver("synchronize"))?;
+        Ok(out)
+    }
+
+    /// [`Self::clip_inputs`] copied to the host, for a CLIP that runs on the CPU.
+    pub fn clip_inputs_host(
+        &self,
+        images: &[RgbInput],
+        size: u32,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) -> Result<Vec<f32>, GpuError> {
+        let device = self.clip_inputs(images, size, mean, std)?;
+        let stream = device.stream().clone();
+        let mut host = stream.clone_dtoh(&device).map_err(driver("download"))?;
+        stream.synchronize().map_err(driver("synchronize"))?;
+        host.truncate(images.len() * 3 * size as usize * size as usize);
+        Ok(host)
     }
 }
 

@@ -5,6 +5,7 @@
 //! `device` chooses the device a run uses (`[run] device`). The CPU implementations in
 //! `measure` are the reference the kernels must agree with.
 
+pub mod clip_plan;
 pub mod cuda;
 pub mod device;
 pub mod nvjpeg;
@@ -30,7 +31,14 @@ pub struct KernelSource {
 }
 
 /// Every kernel file, embedded in the binary.
-pub const KERNELS: &[KernelSource] = &[QUALITY_KERNELS, RESAMPLE_KERNELS];
+pub const KERNELS: &[KernelSource] = &[QUALITY_KERNELS, RESAMPLE_KERNELS, CLIP_KERNELS];
+
+/// CLIP's crop and normalisation into the model's input tensor (`clip_plan`).
+pub const CLIP_KERNELS: KernelSource = KernelSource {
+    file: "clip.cu",
+    source: include_str!("../../kernels/clip.cu"),
+    entry_points: &["clip_normalise"],
+};
 
 /// Luminance, the analysis sums and the hashes.
 pub const QUALITY_KERNELS: KernelSource = KernelSource {

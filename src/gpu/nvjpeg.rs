@@ -105,6 +105,8 @@ pub mod ffi {
     /// `channel[0]` with `pitch[0] >= width[0]` (2.1.1).
     pub type NvjpegOutputFormat = c_int;
     pub const NVJPEG_OUTPUT_Y: NvjpegOutputFormat = 2;
+    /// `NVJPEG_OUTPUT_RGBI = 5`: interleaved RGB in `channel[0]`, `pitch[0] >= 3 * width`.
+    pub const NVJPEG_OUTPUT_RGBI: NvjpegOutputFormat = 5;
 
     /// `nvjpegChromaSubsampling_t` (2.3.x "nvJPEG Chroma Subsampling"); read, not interpreted.
     pub type NvjpegChromaSubsampling = c_int;
@@ -382,9 +384,10 @@ impl Drop for State {
 struct Worker {
     stream: Arc<CudaStream>,
     state: State,
-    /// The state for the hardware handle, and whether `nvjpegDecodeBatchedInitialize` has
-    /// been called on it since it was made or last failed.
-    hardware: Option<(State, bool)>,
+    /// The state for the hardware handle, and the output format
+    /// `nvjpegDecodeBatchedInitialize` was last called with on it (none since it was made or
+    /// last failed: `None`).
+    hardware: Option<(State, Option<ffi::NvjpegOutputFormat>)>,
 }
 
 // SAFETY: a worker's states are used by one thread at a time (the pool hands each worker to
@@ -399,6 +402,39 @@ enum Engine {
     Auto,
     Hardware,
     Cuda,
+}
+
+/// What nvJPEG writes: the luminance plane (measuring) or interleaved RGB (CLIP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Luma,
+    Rgb,
+}
+
+impl Output {
+    fn format(self) -> ffi::NvjpegOutputFormat {
+        match self {
+            Output::Luma => ffi::NVJPEG_OUTPUT_Y,
+            Output::Rgb => ffi::NVJPEG_OUTPUT_RGBI,
+        }
+    }
+
+    fn channels(self) -> usize {
+        match self {
+            Output::Luma => 1,
+            Output::Rgb => 3,
+        }
+    }
+}
+
+/// Interleaved RGB left on the GPU by [`GpuJpegDecoder::decode_rgb_device`]: `3 * width *
+/// height` bytes, row-major, pitch = 3 * width, complete (its stream was synchronised),
+/// allocated in the decoder's CUDA context.
+#[derive(Debug)]
+pub struct DeviceRgb {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: CudaSlice<u8>,
 }
 
 /// Luminance left on the GPU by [`GpuJpegDecoder::decode_luma_device`]: `width * height`
@@ -551,7 +587,29 @@ impl GpuJpegDecoder {
     /// stream handed over (or an event) instead of this call's synchronisation, and batching
     /// decodes per measure batch.
     pub fn decode_luma_device(&self, bytes: &[u8]) -> Result<DeviceLuma, NvjpegError> {
-        self.decode_device_with(bytes, Engine::Auto)
+        let (width, height, pixels) = self.decode_device_with(bytes, Engine::Auto, Output::Luma)?;
+        Ok(DeviceLuma {
+            width,
+            height,
+            pixels,
+        })
+    }
+
+    /// Decodes a JPEG to interleaved RGB in device memory, without any CPU fallback: the
+    /// input of CLIP preprocessing on the GPU (`CudaKernels::clip_inputs`). Truncated JPEGs,
+    /// which nvJPEG would fill with grey, and JPEGs `gpu_route` sends to the CPU are errors.
+    pub fn decode_rgb_device(&self, bytes: &[u8]) -> Result<DeviceRgb, NvjpegError> {
+        if !has_end_marker(bytes) {
+            return Err(NvjpegError::Unsupported(
+                "the JPEG has no end marker (truncated)".to_string(),
+            ));
+        }
+        let (width, height, pixels) = self.decode_device_with(bytes, Engine::Auto, Output::Rgb)?;
+        Ok(DeviceRgb {
+            width,
+            height,
+            pixels,
+        })
     }
 
     /// [`Self::decode_luma_device`] then a download: nvJPEG or an error, never the CPU.
@@ -559,7 +617,12 @@ impl GpuJpegDecoder {
         self.decode_luma_device(bytes)?.download()
     }
 
-    fn decode_device_with(&self, bytes: &[u8], engine: Engine) -> Result<DeviceLuma, NvjpegError> {
+    fn decode_device_with(
+        &self,
+        bytes: &[u8],
+        engine: Engine,
+        output: Output,
+    ) -> Result<(u32, u32, CudaSlice<u8>), NvjpegError> {
         let header = parse_jpeg_header(bytes).map_err(NvjpegError::Unsupported)?;
         let baseline = gpu_route(&header).map_err(NvjpegError::Unsupported)?;
         self.context.bind_to_thread().map_err(driver("context"))?;
@@ -573,7 +636,14 @@ impl GpuJpegDecoder {
             Engine::Hardware => true,
             Engine::Cuda => false,
         };
-        let result = self.decode_on(&mut worker, bytes, width, height, use_hardware, engine);
+        let result = self.decode_on(
+            &mut worker,
+            bytes,
+            (width, height),
+            use_hardware,
+            engine,
+            output,
+        );
         // Whatever happened, nothing of this decode may still run when another thread takes
         // the worker; a worker whose stream does not synchronise is dropped.
         match (result, worker.stream.synchronize()) {
@@ -582,11 +652,7 @@ impl GpuJpegDecoder {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(worker);
-                Ok(DeviceLuma {
-                    width,
-                    height,
-                    pixels,
-                })
+                Ok((width, height, pixels))
             }
             (Err(e), Ok(())) => {
                 self.workers
@@ -606,7 +672,7 @@ impl GpuJpegDecoder {
             .map_err(driver("stream creation"))?;
         let state = State::create(&self.default)?;
         let hardware = match &self.hardware {
-            Some(handle) => Some((State::create(handle)?, false)),
+            Some(handle) => Some((State::create(handle)?, None)),
             None => None,
         };
         Ok(Worker {
@@ -654,13 +720,14 @@ impl GpuJpegDecoder {
         &self,
         worker: &mut Worker,
         bytes: &[u8],
-        width: u32,
-        height: u32,
+        (width, height): (u32, u32),
         use_hardware: bool,
         engine: Engine,
+        output: Output,
     ) -> Result<CudaSlice<u8>, NvjpegError> {
         let stream = worker.stream.clone();
-        let len = width as usize * height as usize;
+        let pitch = output.channels() * width as usize;
+        let len = pitch * height as usize;
         let mut pixels = stream
             .alloc_zeros::<u8>(len)
             .map_err(driver("allocation"))?;
@@ -675,7 +742,7 @@ impl GpuJpegDecoder {
             pitch: [0; ffi::NVJPEG_MAX_COMPONENT],
         };
         image.channel[0] = pointer as usize as *mut c_uchar;
-        image.pitch[0] = width as usize;
+        image.pitch[0] = pitch;
 
         let mut outcome = Err(NvjpegError::Unsupported(
             "no nvJPEG decoder was tried".to_string(),
@@ -684,8 +751,15 @@ impl GpuJpegDecoder {
             if let (Some(handle), Some((state, initialised))) =
                 (&self.hardware, worker.hardware.as_mut())
             {
-                outcome =
-                    decode_hardware(handle, state, initialised, bytes, &mut image, raw_stream);
+                outcome = decode_hardware(
+                    handle,
+                    state,
+                    initialised,
+                    bytes,
+                    output.format(),
+                    &mut image,
+                    raw_stream,
+                );
                 if outcome.is_ok() {
                     self.hardware_decodes.fetch_add(1, Ordering::Relaxed);
                 }
@@ -695,14 +769,15 @@ impl GpuJpegDecoder {
             // SAFETY: live handle and state (this thread holds the worker); `bytes` outlives
             // the call, which reads the host input before it returns; channel[0] points to
             // `len` = pitch[0] * height device bytes in the current context, the size 2.1.1
-            // asks of NVJPEG_OUTPUT_Y; `raw_stream` is a stream of that context.
+            // asks of NVJPEG_OUTPUT_Y (pitch = width) and NVJPEG_OUTPUT_RGBI (pitch = 3 x
+            // width); `raw_stream` is a stream of that context.
             outcome = check("nvjpegDecode", unsafe {
                 (self.api.decode)(
                     self.default.raw,
                     worker.state.raw,
                     bytes.as_ptr(),
                     bytes.len(),
-                    ffi::NVJPEG_OUTPUT_Y,
+                    output.format(),
                     &mut image,
                     raw_stream,
                 )
@@ -724,7 +799,13 @@ impl GpuJpegDecoder {
         let cpu = CpuDecoder
             .decode_luma(&jpeg, &info, u32::MAX)
             .map_err(|e| NvjpegError::SelfCheck(format!("the CPU decoder: {e}")))?;
-        let gpu = self.decode_device_with(&jpeg, engine)?.download()?;
+        let (width, height, pixels) = self.decode_device_with(&jpeg, engine, Output::Luma)?;
+        let gpu = DeviceLuma {
+            width,
+            height,
+            pixels,
+        }
+        .download()?;
         if (gpu.width, gpu.height) != (cpu.width, cpu.height) {
             return Err(NvjpegError::SelfCheck(format!(
                 "a {}x{} JPEG decodes to {}x{}",
@@ -753,28 +834,24 @@ impl GpuJpegDecoder {
     }
 }
 
-/// The hardware backend's one-image batch: initialised once per state, again after a failure
-/// (2.1.3.1: "if the batch decoding fails, then call nvjpegDecodeBatchedInitialize() again").
+/// The hardware backend's one-image batch: initialised once per state and output format, again
+/// after a failure (2.1.3.1: "if the batch decoding fails, then call
+/// nvjpegDecodeBatchedInitialize() again").
 fn decode_hardware(
     handle: &Handle,
     state: &State,
-    initialised: &mut bool,
+    initialised: &mut Option<ffi::NvjpegOutputFormat>,
     bytes: &[u8],
+    format: ffi::NvjpegOutputFormat,
     image: &mut ffi::NvjpegImage,
     stream: ffi::CudaStreamT,
 ) -> Result<(), NvjpegError> {
-    if !*initialised {
+    if *initialised != Some(format) {
         // SAFETY: live hardware handle and its state, held by this thread only.
         check("nvjpegDecodeBatchedInitialize", unsafe {
-            (handle.api.decode_batched_initialize)(
-                handle.raw,
-                state.raw,
-                1,
-                1,
-                ffi::NVJPEG_OUTPUT_Y,
-            )
+            (handle.api.decode_batched_initialize)(handle.raw, state.raw, 1, 1, format)
         })?;
-        *initialised = true;
+        *initialised = Some(format);
     }
     let data = [bytes.as_ptr()];
     let lengths = [bytes.len()];
@@ -792,7 +869,7 @@ fn decode_hardware(
     };
     let result = check("nvjpegDecodeBatched (hardware)", status);
     if result.is_err() {
-        *initialised = false;
+        *initialised = None;
     }
     result
 }

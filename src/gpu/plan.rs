@@ -99,7 +99,7 @@ pub struct Launch {
 /// transposed resize does when that axis keeps its size, or the move of a hash input that is
 /// already at the hash size into its slot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Weights {
+pub(super) enum Weights {
     Filter(Filter),
     Identity,
 }
@@ -129,8 +129,8 @@ pub struct MeasurePlan {
     /// `dhash_base + 72 i`.
     pub phash_base: u64,
     pub dhash_base: u64,
-    /// Axis tables already built: input size, output size, weights, and where they are.
-    tables: Vec<(usize, usize, Weights, u32, u32, u32)>,
+    /// Axis tables already built.
+    tables: BuiltTables,
 }
 
 impl MeasurePlan {
@@ -316,35 +316,14 @@ impl MeasurePlan {
 
     /// The table of an axis, built once per batch: (bounds index, weights index, taps).
     fn table(&mut self, in_size: usize, out_size: usize, weights: Weights) -> (u32, u32, u32) {
-        if let Some(t) = self
-            .tables
-            .iter()
-            .find(|t| (t.0, t.1, t.2) == (in_size, out_size, weights))
-        {
-            return (t.3, t.4, t.5);
-        }
-        let (bounds, table, taps) = match weights {
-            Weights::Filter(filter) => {
-                let c = pass_coefficients(in_size, out_size, filter);
-                (c.bounds, c.weights, c.taps)
-            }
-            Weights::Identity => (
-                (0..out_size as u32).map(|i| (i, 1)).collect(),
-                vec![1i32 << WEIGHT_PRECISION_BITS; out_size],
-                1,
-            ),
-        };
-        let at = (
-            self.bounds.len() as u32,
-            self.weights.len() as u32,
-            taps as u32,
-        );
-        self.bounds
-            .extend(bounds.iter().flat_map(|&(s, c)| [s as i32, c as i32]));
-        self.weights.extend(table);
-        self.tables
-            .push((in_size, out_size, weights, at.0, at.1, at.2));
-        at
+        axis_table(
+            &mut self.bounds,
+            &mut self.weights,
+            &mut self.tables,
+            in_size,
+            out_size,
+            weights,
+        )
     }
 
     /// The bytes of the input region (`inputs`, packed), which is uploaded at offset 0.
@@ -406,6 +385,44 @@ impl MeasurePlan {
             .collect();
         Some(qualities)
     }
+}
+
+/// Axis tables already built for a batch: input size, output size, weights, and where the
+/// table is in the batch's bounds and weights.
+pub(super) type BuiltTables = Vec<(usize, usize, Weights, u32, u32, u32)>;
+
+/// The table of an axis from `in_size` to `out_size` pixels, appended to `bounds` and
+/// `weights` unless `built` says it is there already: (bounds index, weights index, taps).
+pub(super) fn axis_table(
+    bounds: &mut Vec<i32>,
+    weights: &mut Vec<i32>,
+    built: &mut BuiltTables,
+    in_size: usize,
+    out_size: usize,
+    kind: Weights,
+) -> (u32, u32, u32) {
+    if let Some(t) = built
+        .iter()
+        .find(|t| (t.0, t.1, t.2) == (in_size, out_size, kind))
+    {
+        return (t.3, t.4, t.5);
+    }
+    let (pairs, table, taps) = match kind {
+        Weights::Filter(filter) => {
+            let c = pass_coefficients(in_size, out_size, filter);
+            (c.bounds, c.weights, c.taps)
+        }
+        Weights::Identity => (
+            (0..out_size as u32).map(|i| (i, 1)).collect(),
+            vec![1i32 << WEIGHT_PRECISION_BITS; out_size],
+            1,
+        ),
+    };
+    let at = (bounds.len() as u32, weights.len() as u32, taps as u32);
+    bounds.extend(pairs.iter().flat_map(|&(s, c)| [s as i32, c as i32]));
+    weights.extend(table);
+    built.push((in_size, out_size, kind, at.0, at.1, at.2));
+    at
 }
 
 /// Launch size of one pass stage: one block row per job, enough blocks across for the largest.

@@ -374,3 +374,138 @@ fn nvjpeg_parity_on_the_shared_images() {
     }
     assert_eq!(decoder.fallbacks() - before, refused.len() as u64);
 }
+
+/// The shared images decoded to RGB as the CPU's CLIP preprocessing decodes them, name order.
+fn shared_rgbs() -> Vec<(String, image::RgbImage)> {
+    let dir = std::env::var_os("MMCURATE_MEDIA_IMAGES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(shared_images);
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        let Ok(decoded) = image::load_from_memory(&read(&path)) else {
+            continue;
+        };
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        out.push((name, decoded.to_rgb8()));
+    }
+    assert!(out.len() >= 40, "only {} images decoded", out.len());
+    out
+}
+
+/// Floats that differ in any bit, and the largest absolute difference.
+fn float_differences(a: &[f32], b: &[f32]) -> (usize, f32) {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).fold((0, 0f32), |(n, worst), (x, y)| {
+        (
+            n + (x.to_bits() != y.to_bits()) as usize,
+            worst.max((x - y).abs()),
+        )
+    })
+}
+
+/// Runs everywhere: the GPU's CLIP preprocessing plan, executed by host loops in the kernels'
+/// arithmetic, gives the CPU's model input bit for bit on every shared image, in one batch.
+#[test]
+fn the_clip_plan_emulated_on_the_host_preprocesses_the_shared_images_as_the_cpu() {
+    use mmcurate::gpu::clip_plan::ClipPlan;
+    use mmcurate::models::clip_preprocess::{clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD};
+    let images = shared_rgbs();
+    let sizes: Vec<_> = images.iter().map(|(_, i)| i.dimensions()).collect();
+    let plan = ClipPlan::new(&sizes, 224);
+    let inputs: Vec<&[u8]> = images.iter().map(|(_, i)| i.as_raw().as_slice()).collect();
+    let emulated = plan
+        .emulate(&inputs, OPENAI_MEAN, OPENAI_STD)
+        .expect("planned sizes");
+    let floats = 3 * 224 * 224;
+    for (k, (name, rgb)) in images.iter().enumerate() {
+        let (w, h) = rgb.dimensions();
+        let cpu = clip_pixel_values_rgb(rgb.as_raw(), w, h, 224, OPENAI_MEAN, OPENAI_STD);
+        let (differing, _) = float_differences(&cpu, &emulated[k * floats..(k + 1) * floats]);
+        assert_eq!(differing, 0, "{name} ({w}x{h})");
+    }
+}
+
+/// Runs when a GPU is there (else returns at once, saying why): CLIP's input tensor made by the
+/// CUDA kernels from the CPU decoder's RGB equals the CPU's bit for bit on every shared image
+/// (one batch); from nvJPEG's RGB (where nvJPEG loads) it is within the decoders' difference,
+/// reported, with the mean absolute difference at most 2/255 / std per image.
+#[test]
+fn gpu_clip_preprocessing_parity_on_the_shared_images() {
+    use mmcurate::gpu::cuda::RgbInput;
+    use mmcurate::gpu::{select, CudaKernels, DeviceRequest, GpuJpegDecoder};
+    use mmcurate::models::clip_preprocess::{clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD};
+    let selected = select(DeviceRequest::Auto).unwrap_or_else(|e| panic!("{e}"));
+    let Some(device) = &selected.cuda else {
+        println!(
+            "gpu clip preprocessing parity: skipped, no CUDA device ({})",
+            selected.reason
+        );
+        return;
+    };
+    let kernels = CudaKernels::new(device).unwrap_or_else(|e| panic!("{e}"));
+    let images = shared_rgbs();
+    let inputs: Vec<RgbInput> = images
+        .iter()
+        .map(|(_, rgb)| RgbInput::Host {
+            width: rgb.width(),
+            height: rgb.height(),
+            pixels: rgb.as_raw(),
+        })
+        .collect();
+    let gpu = kernels
+        .clip_inputs_host(&inputs, 224, OPENAI_MEAN, OPENAI_STD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let floats = 3 * 224 * 224;
+    let mut identical = 0;
+    for (k, (name, rgb)) in images.iter().enumerate() {
+        let (w, h) = rgb.dimensions();
+        let cpu = clip_pixel_values_rgb(rgb.as_raw(), w, h, 224, OPENAI_MEAN, OPENAI_STD);
+        let (differing, worst) = float_differences(&cpu, &gpu[k * floats..(k + 1) * floats]);
+        assert_eq!(differing, 0, "{name} ({w}x{h}): largest difference {worst}");
+        identical += 1;
+    }
+    println!(
+        "gpu clip preprocessing parity on {}: {identical}/{} images bit-identical to the CPU",
+        device.name,
+        images.len()
+    );
+
+    let decoder = match GpuJpegDecoder::new(device) {
+        Ok(decoder) => decoder,
+        Err(e) => {
+            println!("gpu clip preprocessing from nvJPEG: skipped, {e}");
+            return;
+        }
+    };
+    let (mut decoded, mut worst_mean) = (0, 0f64);
+    for (name, bytes, _) in shared_jpegs() {
+        let Ok(rgb) = decoder.decode_rgb_device(&bytes) else {
+            continue;
+        };
+        let from_device = kernels
+            .clip_inputs_host(&[RgbInput::Device(&rgb)], 224, OPENAI_MEAN, OPENAI_STD)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cpu_rgb = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        let (w, h) = cpu_rgb.dimensions();
+        assert_eq!((rgb.width, rgb.height), (w, h), "{name}");
+        let cpu = clip_pixel_values_rgb(cpu_rgb.as_raw(), w, h, 224, OPENAI_MEAN, OPENAI_STD);
+        let mean = cpu
+            .iter()
+            .zip(&from_device)
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .sum::<f64>()
+            / cpu.len() as f64;
+        assert!(mean <= 2.0 / 255.0 / 0.26, "{name}: mean difference {mean}");
+        worst_mean = worst_mean.max(mean);
+        decoded += 1;
+    }
+    println!(
+        "gpu clip preprocessing from nvJPEG RGB: {decoded} JPEGs, largest mean absolute difference to the CPU's input {worst_mean:.2e}"
+    );
+    assert!(decoded > 0);
+}
