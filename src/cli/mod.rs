@@ -242,6 +242,14 @@ fn print_summary(summary: &RunSummary) {
         .filter_map(|s| m.stage_seconds.get(*s).map(|t| format!("{s} {t:.2}s")))
         .collect();
     out.push_str(&format!("  stage time: {}\n", stages.join(" · ")));
+    if !m.gpu_busy_seconds.is_empty() {
+        let busy: Vec<String> = m
+            .gpu_busy_seconds
+            .iter()
+            .map(|(step, t)| format!("{step} {t:.2}s"))
+            .collect();
+        out.push_str(&format!("  GPU busy: {}\n", busy.join(" · ")));
+    }
     print!("{out}");
 }
 

@@ -10,8 +10,9 @@
 //! CPU reference for the images concerned, with a warning, since the results are the same.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
@@ -20,7 +21,7 @@ use cudarc::nvrtc::Ptx;
 
 use super::clip_plan::{self, ClipPlan};
 use super::device::CudaDevice;
-use super::nvjpeg::DeviceRgb;
+use super::nvjpeg::{DeviceLuma, DeviceRgb};
 use super::plan::{self, Launch, MeasurePlan};
 use super::{kernels_ptx, GpuError, KERNELS};
 use crate::decode::LumaImage;
@@ -44,6 +45,17 @@ pub struct CudaKernels {
     basis: CudaSlice<f64>,
     /// Whether the CPU fallback has been reported (once per run is enough).
     warned: AtomicBool,
+    /// Nanoseconds the stream was held for measuring, and for CLIP inputs: each holder
+    /// synchronises before it lets go, so this is the time the GPU worked for each (plus the
+    /// launches' host overhead).
+    busy_nanos: [AtomicU64; 2],
+}
+
+/// Seconds [`CudaKernels`] kept the GPU busy.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KernelBusy {
+    pub measure: f64,
+    pub clip_inputs: f64,
 }
 
 impl std::fmt::Debug for CudaKernels {
@@ -58,6 +70,28 @@ fn driver(during: &'static str) -> impl Fn(DriverError) -> GpuError {
     move |e| GpuError::Driver {
         during,
         message: e.to_string(),
+    }
+}
+
+/// Adds the time from its making to its drop to a counter.
+struct BusyTimer<'a> {
+    started: Instant,
+    nanos: &'a AtomicU64,
+}
+
+impl<'a> BusyTimer<'a> {
+    fn new(nanos: &'a AtomicU64) -> Self {
+        BusyTimer {
+            started: Instant::now(),
+            nanos,
+        }
+    }
+}
+
+impl Drop for BusyTimer<'_> {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed().as_nanos() as u64;
+        self.nanos.fetch_add(elapsed, Ordering::Relaxed);
     }
 }
 
@@ -107,7 +141,17 @@ impl CudaKernels {
             clip_normalise,
             basis,
             warned: AtomicBool::new(false),
+            busy_nanos: [AtomicU64::new(0), AtomicU64::new(0)],
         })
+    }
+
+    /// How long the GPU has worked for measuring and for CLIP inputs so far.
+    pub fn busy(&self) -> KernelBusy {
+        let seconds = |n: &AtomicU64| n.load(Ordering::Relaxed) as f64 * 1e-9;
+        KernelBusy {
+            measure: seconds(&self.busy_nanos[0]),
+            clip_inputs: seconds(&self.busy_nanos[1]),
+        }
     }
 
     /// Measures many images in as few launches as the arena budget allows; on a GPU error,
@@ -133,32 +177,69 @@ impl CudaKernels {
         let mut out = Vec::with_capacity(images.len());
         for run in plan::batches(&sizes, MAX_ARENA_BYTES) {
             let plan = MeasurePlan::new(&sizes[run.clone()]);
-            out.extend(self.run_plan(&plan, &images[run])?);
+            let images = &images[run];
+            let packed = plan.pack_inputs(images).ok_or(GpuError::Driver {
+                during: "upload",
+                message: "an image's pixel count does not match its size".to_string(),
+            })?;
+            out.extend(self.run_plan(&plan, |stream, arena| {
+                stream
+                    .memcpy_htod(&packed, &mut arena.slice_mut(..packed.len()))
+                    .map_err(driver("upload"))
+            })?);
         }
         Ok(out)
     }
 
+    /// Measures luminance planes already in device memory (nvJPEG's), copied device to device
+    /// into the arena: the pixels never go through the host. No CPU fallback: an error is
+    /// returned for the caller to decide.
+    pub fn try_measure_device(
+        &self,
+        images: &[&DeviceLuma],
+    ) -> Result<Vec<ImageQuality>, GpuError> {
+        let sizes: Vec<(u32, u32)> = images.iter().map(|i| (i.width, i.height)).collect();
+        let mut out = Vec::with_capacity(images.len());
+        for run in plan::batches(&sizes, MAX_ARENA_BYTES) {
+            let plan = MeasurePlan::new(&sizes[run.clone()]);
+            let images = &images[run];
+            out.extend(self.run_plan(&plan, |stream, arena| {
+                for (image, input) in images.iter().zip(&plan.inputs) {
+                    let (at, len) = (input.offset as usize, image.pixels.len());
+                    if len as u64 != input.width as u64 * input.height as u64 {
+                        return Err(GpuError::Driver {
+                            during: "upload",
+                            message: "a device plane's size does not match its dimensions"
+                                .to_string(),
+                        });
+                    }
+                    stream
+                        .memcpy_dtod(&image.pixels, &mut arena.slice_mut(at..at + len))
+                        .map_err(driver("device copy"))?;
+                }
+                Ok(())
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Runs one plan; `upload` fills the arena's input region on the stream.
     fn run_plan(
         &self,
         plan: &MeasurePlan,
-        images: &[LumaImage],
+        upload: impl FnOnce(&Arc<CudaStream>, &mut CudaSlice<u8>) -> Result<(), GpuError>,
     ) -> Result<Vec<ImageQuality>, GpuError> {
-        let n = images.len();
+        let n = plan.inputs.len();
         if n == 0 {
             return Ok(Vec::new());
         }
-        let packed = plan.pack_inputs(images).ok_or(GpuError::Driver {
-            during: "upload",
-            message: "an image's pixel count does not match its size".to_string(),
-        })?;
         let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let _busy = BusyTimer::new(&self.busy_nanos[0]);
         let stream = &*stream;
         let mut arena = stream
             .alloc_zeros::<u8>(plan.arena_len as usize)
             .map_err(driver("allocation"))?;
-        stream
-            .memcpy_htod(&packed, &mut arena.slice_mut(..packed.len()))
-            .map_err(driver("upload"))?;
+        upload(stream, &mut arena)?;
         // Never empty: every image has at least its two hash passes.
         let bounds = stream.clone_htod(&plan.bounds).map_err(driver("upload"))?;
         let weights = stream.clone_htod(&plan.weights).map_err(driver("upload"))?;
@@ -297,6 +378,7 @@ impl CudaKernels {
         let sizes: Vec<(u32, u32)> = images.iter().map(RgbInput::size).collect();
         let floats = 3 * size as usize * size as usize;
         let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let _busy = BusyTimer::new(&self.busy_nanos[1]);
         let stream = &*stream;
         let mut out = stream
             .alloc_zeros::<f32>((images.len() * floats).max(1))

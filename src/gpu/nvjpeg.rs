@@ -482,6 +482,9 @@ pub struct GpuJpegDecoder {
     hardware_decodes: AtomicU64,
     fallbacks: AtomicU64,
     warned: AtomicBool,
+    /// Nanoseconds spent in decodes, from the worker's taking to its stream's
+    /// synchronisation, summed over the threads decoding at once.
+    busy_nanos: AtomicU64,
 }
 
 impl std::fmt::Debug for GpuJpegDecoder {
@@ -524,6 +527,7 @@ impl GpuJpegDecoder {
             hardware_decodes: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             warned: AtomicBool::new(false),
+            busy_nanos: AtomicU64::new(0),
         };
         decoder.self_check(Engine::Cuda)?;
         if decoder.hardware.is_some() {
@@ -542,6 +546,7 @@ impl GpuJpegDecoder {
         }
         decoder.gpu_decodes.store(0, Ordering::Relaxed);
         decoder.hardware_decodes.store(0, Ordering::Relaxed);
+        decoder.busy_nanos.store(0, Ordering::Relaxed);
         Ok(decoder)
     }
 
@@ -559,6 +564,12 @@ impl GpuJpegDecoder {
                 "CUDA decoder (this GPU has no JPEG engine)"
             }
         )
+    }
+
+    /// Seconds spent decoding on the GPU so far, summed over the threads that decode at once
+    /// (so it can exceed the wall time).
+    pub fn busy_seconds(&self) -> f64 {
+        self.busy_nanos.load(Ordering::Relaxed) as f64 * 1e-9
     }
 
     /// Whether the hardware JPEG engine is in use.
@@ -625,6 +636,10 @@ impl GpuJpegDecoder {
     ) -> Result<(u32, u32, CudaSlice<u8>), NvjpegError> {
         let header = parse_jpeg_header(bytes).map_err(NvjpegError::Unsupported)?;
         let baseline = gpu_route(&header).map_err(NvjpegError::Unsupported)?;
+        let _counted = Counted {
+            started: std::time::Instant::now(),
+            nanos: &self.busy_nanos,
+        };
         self.context.bind_to_thread().map_err(driver("context"))?;
         let (width, height) = self.image_size(bytes, header.components)?;
         let mut worker = match self.workers.lock().unwrap_or_else(|p| p.into_inner()).pop() {
@@ -834,6 +849,19 @@ impl GpuJpegDecoder {
     }
 }
 
+/// Adds the time since `started` to `nanos` when dropped.
+struct Counted<'a> {
+    started: std::time::Instant,
+    nanos: &'a AtomicU64,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed().as_nanos() as u64;
+        self.nanos.fetch_add(elapsed, Ordering::Relaxed);
+    }
+}
+
 /// The hardware backend's one-image batch: initialised once per state and output format, again
 /// after a failure (2.1.3.1: "if the batch decoding fails, then call
 /// nvjpegDecodeBatchedInitialize() again").
@@ -922,6 +950,42 @@ impl ImageDecoder for GpuJpegDecoder {
             Err(e) => {
                 self.note_fallback(&e);
                 CpuDecoder.decode_luma(bytes, info, min_side)
+            }
+        }
+    }
+}
+
+impl GpuJpegDecoder {
+    /// Decodes a JPEG's luminance into device memory and measures it there with `kernels`
+    /// (same GPU): the pixels never reach the host. `None` for a sample the CPU decoder must
+    /// take (not a JPEG, truncated, refused by nvJPEG or a GPU error), counted as a fallback;
+    /// the caller then decodes it on the CPU.
+    pub fn measure_on_device(
+        &self,
+        bytes: &[u8],
+        info: &ImageInfo,
+        kernels: &super::CudaKernels,
+    ) -> Option<crate::measure::ImageQuality> {
+        if info.format != ImageFormat::Jpeg || !has_end_marker(bytes) {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let measured = self.decode_luma_device(bytes).and_then(|luma| {
+            if (luma.width, luma.height) != (info.width, info.height) {
+                return Err(NvjpegError::Unsupported(format!(
+                    "nvJPEG decodes {}x{}, the header says {}x{}",
+                    luma.width, luma.height, info.width, info.height
+                )));
+            }
+            kernels
+                .try_measure_device(&[&luma])
+                .map_err(|e| NvjpegError::Unsupported(e.to_string()))
+        });
+        match measured {
+            Ok(mut qualities) => qualities.pop(),
+            Err(e) => {
+                self.note_fallback(&e);
+                None
             }
         }
     }

@@ -435,6 +435,63 @@ impl Clip {
         }
     }
 
+    /// Whether the model runs on a GPU (candle's CUDA backend).
+    pub fn on_gpu(&self) -> bool {
+        matches!(&self.towers, Towers::Candle { device, .. } if device.is_cuda())
+    }
+
+    /// [`Self::embed_images`] on inputs already in device memory (`n x 3 x size x size` f32,
+    /// made by `gpu::CudaKernels::clip_inputs` and complete): handed to candle without a copy
+    /// when the model runs on that GPU, else copied to the host first.
+    #[cfg(feature = "cuda")]
+    pub fn embed_images_on_device(
+        &self,
+        pixel_values: cudarc::driver::CudaSlice<f32>,
+        n: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        let size = self.info.image_size as usize;
+        let Towers::Candle {
+            vision,
+            visual_projection,
+            device: Device::Cuda(cuda),
+            dtype,
+            ..
+        } = &self.towers
+        else {
+            let stream = pixel_values.stream().clone();
+            let host = stream
+                .clone_dtoh(&pixel_values)
+                .and_then(|host| stream.synchronize().map(|()| host))
+                .map_err(|e| ModelError::Inference(candle_core::Error::Msg(e.to_string())))?;
+            return self.embed_images(&host, n);
+        };
+        if pixel_values.len() != n * 3 * size * size {
+            return Err(ModelError::Inference(candle_core::Error::Msg(format!(
+                "{} pixel values on the device for {n} images of 3 x {size} x {size}",
+                pixel_values.len()
+            ))));
+        }
+        let run = || -> candle_core::Result<Vec<f32>> {
+            let storage = candle_core::Storage::Cuda(candle_core::CudaStorage::wrap_cuda_slice(
+                pixel_values,
+                cuda.clone(),
+            ));
+            let input = Tensor::from_storage(
+                storage,
+                (n, 3, size, size),
+                candle_core::op::BackpropOp::none(),
+                false,
+            )
+            .to_dtype(*dtype)?;
+            let features = vision.forward(&input)?.apply(visual_projection)?;
+            features
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+        };
+        run().map_err(ModelError::Inference)
+    }
+
     /// Text features of tokenised captions (each `context_length` ids), row-major `n x dim`.
     pub fn embed_texts(&self, ids: &[Vec<u32>]) -> Result<Vec<f32>, ModelError> {
         if ids.is_empty() {

@@ -44,8 +44,11 @@ use crate::write::manifest::{
 use crate::write::staging::{StagedPart, Staging};
 use crate::write::{self, Record, WriteError};
 use av::Judged;
-use embed::{embed_kept, EmbedError, VideoEmbedding};
+use embed::{embed_kept, EmbedError, Preprocessing, VideoEmbedding};
 use progress::Progress;
+
+/// nvJPEG and the kernels on one GPU: JPEGs are decoded and measured in device memory.
+type OnDevice<'a> = (&'a crate::gpu::GpuJpegDecoder, &'a crate::gpu::CudaKernels);
 
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -118,9 +121,13 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     // The device first, before any work: `run.device = "cuda"` without a GPU is a setup
     // error, and `auto` says once which device it took and why.
     let device = select_device(config)?;
-    let kernels: Box<dyn QualityKernels> = match &device.cuda {
-        Some(gpu) => Box::new(crate::gpu::CudaKernels::new(gpu).map_err(RunError::Device)?),
-        None => Box::new(CpuKernels),
+    let cuda_kernels = match &device.cuda {
+        Some(gpu) => Some(crate::gpu::CudaKernels::new(gpu).map_err(RunError::Device)?),
+        None => None,
+    };
+    let kernels: &dyn QualityKernels = match &cuda_kernels {
+        Some(cuda) => cuda,
+        None => &CpuKernels,
     };
     tracing::info!("measuring on {}", device.description());
     // JPEGs decode with nvJPEG only when asked (`run.gpu_jpeg_decode`): its inverse DCT rounds
@@ -145,6 +152,8 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         Some(gpu) => gpu,
         None => &CpuDecoder,
     };
+    // nvJPEG and the kernels on the same GPU: JPEG pixels stay in device memory for measuring.
+    let on_device: Option<OnDevice> = gpu_decoder.as_ref().zip(cuda_kernels.as_ref());
     // The model next, on that device: a wrong path, a failed download or a dtype the device
     // cannot run is a setup error, found before any work starts.
     let clip = match &config.models.clip {
@@ -192,8 +201,18 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     })?;
     let measure_started = Instant::now();
     let (mut records, input_errors) = measure_all(
-        &plan, config, decoder, &*kernels, &handle, &stores, &staging, progress,
+        &plan, config, decoder, kernels, on_device, &handle, &stores, &staging, progress,
     )?;
+    // The GPU's busy time by stage and step (only for a run on a GPU).
+    let mut gpu_busy_seconds = BTreeMap::new();
+    let jpeg_busy = || gpu_decoder.as_ref().map_or(0.0, |d| d.busy_seconds());
+    let measure_jpeg_busy = jpeg_busy();
+    if let Some(cuda) = &cuda_kernels {
+        gpu_busy_seconds.insert("measure.kernels".to_string(), cuda.busy().measure);
+        if gpu_decoder.is_some() {
+            gpu_busy_seconds.insert("measure.jpeg_decode".to_string(), measure_jpeg_busy);
+        }
+    }
     stage_seconds.insert(
         "measure".to_string(),
         measure_started.elapsed().as_secs_f64(),
@@ -217,14 +236,34 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
             sampling: &sampling,
             score: config.video.clip_score,
         };
+        let preprocessing = match &cuda_kernels {
+            Some(kernels) => Preprocessing::Gpu {
+                kernels,
+                jpeg: gpu_decoder.as_ref(),
+            },
+            None => Preprocessing::Cpu,
+        };
+        let mut model_gpu_seconds = 0.0;
         let embeddings = embed_kept(
             &mut records,
             &reader,
             clip,
             model.batch_size,
             &video,
+            preprocessing,
+            &mut model_gpu_seconds,
             progress,
         )?;
+        if let Some(cuda) = &cuda_kernels {
+            gpu_busy_seconds.insert("embed.clip_inputs".to_string(), cuda.busy().clip_inputs);
+            if gpu_decoder.is_some() {
+                let seconds = jpeg_busy() - measure_jpeg_busy;
+                gpu_busy_seconds.insert("embed.jpeg_decode".to_string(), seconds);
+            }
+            if clip.on_gpu() {
+                gpu_busy_seconds.insert("embed.model".to_string(), model_gpu_seconds);
+            }
+        }
         stage_seconds.insert("embed".to_string(), embed_started.elapsed().as_secs_f64());
         let decide_started = Instant::now();
         alignment = decide_semantic_and_alignment(&mut records, &embeddings, config);
@@ -270,6 +309,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         clip: clip.as_ref(),
         alignment,
         stage_seconds,
+        gpu_busy_seconds,
         started_at,
         device: device.label(),
         jpeg_decoder,
@@ -297,6 +337,7 @@ struct RunFacts<'a> {
     clip: Option<&'a Clip>,
     alignment: Option<AlignmentSummary>,
     stage_seconds: BTreeMap<String, f64>,
+    gpu_busy_seconds: BTreeMap<String, f64>,
     started_at: chrono::DateTime<chrono::Utc>,
     /// `cpu` or `cuda:N`.
     device: String,
@@ -382,6 +423,7 @@ fn run_manifest(facts: RunFacts) -> RunManifest {
         alignment: facts.alignment,
         measure_version: MEASURE_VERSION.to_string(),
         stage_seconds: facts.stage_seconds,
+        gpu_busy_seconds: facts.gpu_busy_seconds,
     }
 }
 
@@ -419,6 +461,7 @@ fn measure_all(
     config: &Config,
     decoder: &dyn ImageDecoder,
     kernels: &dyn QualityKernels,
+    on_device: Option<OnDevice>,
     runtime: &tokio::runtime::Handle,
     stores: &Stores,
     staging: &Staging,
@@ -438,7 +481,8 @@ fn measure_all(
                 scope.spawn(move || -> Result<Vec<Record>, std::io::Error> {
                     let mut out = Vec::new();
                     while let Ok(sample) = receiver.recv_blocking() {
-                        let record = measure_sample(sample, config, decoder, kernels, staging)?;
+                        let record =
+                            measure_sample(sample, config, decoder, kernels, on_device, staging)?;
                         match record.decision.dropped() {
                             Some(d) => measure_bar.inc_dropped(d.reason.as_str()),
                             None => measure_bar.inc(),
@@ -570,11 +614,19 @@ fn measure_sample(
     config: &Config,
     decoder: &dyn ImageDecoder,
     kernels: &dyn QualityKernels,
+    on_device: Option<OnDevice>,
     staging: &Staging,
 ) -> Result<Record, std::io::Error> {
     let mut measurements = Measurements::default();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        judge(&sample, config, decoder, kernels, &mut measurements)
+        judge(
+            &sample,
+            config,
+            decoder,
+            kernels,
+            on_device,
+            &mut measurements,
+        )
     }));
     let judged = outcome.unwrap_or_else(|panic| {
         let message = panic
@@ -618,6 +670,7 @@ fn judge(
     config: &Config,
     decoder: &dyn ImageDecoder,
     kernels: &dyn QualityKernels,
+    on_device: Option<OnDevice>,
     m: &mut Measurements,
 ) -> Judged {
     if let Some(error) = &sample.fetch_error {
@@ -677,11 +730,21 @@ fn judge(
     if let Some(dropped) = av::check_sample_caption(sample, config, m) {
         return dropped;
     }
-    let luma = match decoder.decode_luma(media, &info, ANALYSIS_SHORT_SIDE) {
-        Ok(luma) => luma,
-        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+    let gpu_path_given = on_device.is_some();
+    let on_device = on_device.and_then(|(gpu, cuda)| gpu.measure_on_device(media, &info, cuda));
+    let quality = match on_device {
+        Some(quality) => quality,
+        None => {
+            // What the device path did not take, the CPU decodes (the GPU decoder would only
+            // refuse it again).
+            let decoder = if gpu_path_given { &CpuDecoder } else { decoder };
+            let luma = match decoder.decode_luma(media, &info, ANALYSIS_SHORT_SIDE) {
+                Ok(luma) => luma,
+                Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+            };
+            kernels.measure(&luma)
+        }
     };
-    let quality = kernels.measure(&luma);
     m.sharpness = Some(quality.sharpness);
     m.brightness = Some(quality.brightness);
     m.clipped_fraction = Some(quality.clipped_fraction);

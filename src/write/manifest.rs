@@ -29,6 +29,11 @@ pub struct RunManifest {
     pub alignment: Option<AlignmentSummary>,
     pub measure_version: String,
     pub stage_seconds: BTreeMap<String, f64>,
+    /// On a GPU: seconds it was busy per stage and step (`measure.kernels`,
+    /// `measure.jpeg_decode`, `embed.jpeg_decode`, `embed.clip_inputs`, `embed.model`); absent
+    /// on the CPU. nvJPEG's are summed over the threads decoding at once.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gpu_busy_seconds: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -509,3 +509,40 @@ fn gpu_clip_preprocessing_parity_on_the_shared_images() {
     );
     assert!(decoded > 0);
 }
+
+/// Runs when a GPU answers and nvJPEG loads: measuring nvJPEG's luminance in device memory
+/// (no host copy) gives exactly what measuring its downloaded copy gives.
+#[test]
+fn measuring_on_the_device_equals_measuring_the_downloaded_pixels() {
+    use mmcurate::gpu::{select, CudaKernels, DeviceRequest, GpuJpegDecoder};
+    use mmcurate::measure::QualityKernels;
+    let selected = select(DeviceRequest::Auto).unwrap_or_else(|e| panic!("{e}"));
+    let Some(device) = &selected.cuda else {
+        println!(
+            "device measuring: skipped, no CUDA device ({})",
+            selected.reason
+        );
+        return;
+    };
+    let decoder = match GpuJpegDecoder::new(device) {
+        Ok(decoder) => decoder,
+        Err(e) => {
+            println!("device measuring: skipped, {e}");
+            return;
+        }
+    };
+    let kernels = CudaKernels::new(device).unwrap_or_else(|e| panic!("{e}"));
+    let mut measured = 0;
+    for (name, bytes, info) in shared_jpegs() {
+        let Ok(luma) = decoder.try_decode_luma(&bytes) else {
+            continue;
+        };
+        let on_device = decoder
+            .measure_on_device(&bytes, &info, &kernels)
+            .unwrap_or_else(|| panic!("{name}: the device path refused a JPEG nvJPEG decodes"));
+        assert_eq!(on_device, kernels.measure(&luma), "{name}");
+        measured += 1;
+    }
+    println!("device measuring: {measured} JPEGs measured in device memory, as from the host");
+    assert!(measured > 0);
+}
