@@ -19,6 +19,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
+use super::batcher::Batcher;
 use super::clip_plan::{self, ClipPlan};
 use super::device::CudaDevice;
 use super::nvjpeg::{DeviceLuma, DeviceRgb};
@@ -49,6 +50,9 @@ pub struct CudaKernels {
     /// synchronises before it lets go, so this is the time the GPU worked for each (plus the
     /// launches' host overhead).
     busy_nanos: [AtomicU64; 2],
+    /// The measure workers' planes, gathered into batches (group commit).
+    host_batch: Batcher<LumaImage, ImageQuality>,
+    device_batch: Batcher<DeviceLuma, Result<ImageQuality, GpuError>>,
 }
 
 /// Seconds [`CudaKernels`] kept the GPU busy.
@@ -142,6 +146,8 @@ impl CudaKernels {
             basis,
             warned: AtomicBool::new(false),
             busy_nanos: [AtomicU64::new(0), AtomicU64::new(0)],
+            host_batch: Batcher::new(plan::MAX_BATCH_IMAGES),
+            device_batch: Batcher::new(plan::MAX_BATCH_IMAGES),
         })
     }
 
@@ -465,6 +471,44 @@ impl QualityKernels for CudaKernels {
             Some(quality) => quality,
             None => CpuKernels.measure(luma),
         }
+    }
+
+    /// Queued with what the other measure workers submit at the same time, and measured with
+    /// them in one batch (`batcher`).
+    fn measure_owned(&self, luma: LumaImage) -> ImageQuality {
+        match self
+            .host_batch
+            .submit(luma, |images| self.measure_batch(images))
+        {
+            Ok(quality) => quality,
+            Err(luma) => CpuKernels.measure(&luma),
+        }
+    }
+}
+
+impl CudaKernels {
+    /// [`Self::try_measure_device`] of one plane, in a batch with what the other measure
+    /// workers submit at the same time.
+    pub fn measure_device_batched(&self, luma: DeviceLuma) -> Result<ImageQuality, GpuError> {
+        let outcome = self.device_batch.submit(luma, |lumas| {
+            let planes: Vec<&DeviceLuma> = lumas.iter().collect();
+            match self.try_measure_device(&planes) {
+                Ok(qualities) => qualities.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e); lumas.len()],
+            }
+        });
+        outcome.unwrap_or_else(|_| {
+            Err(GpuError::Driver {
+                during: "measure batch",
+                message: "the batch failed".to_string(),
+            })
+        })
+    }
+
+    /// Measure batches run so far and the images they held, host and device planes together.
+    pub fn batch_counts(&self) -> (u64, u64) {
+        let (a, b) = (self.host_batch.counts(), self.device_batch.counts());
+        (a.0 + b.0, a.1 + b.1)
     }
 }
 

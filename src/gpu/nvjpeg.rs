@@ -978,11 +978,11 @@ impl GpuJpegDecoder {
                 )));
             }
             kernels
-                .try_measure_device(&[&luma])
+                .measure_device_batched(luma)
                 .map_err(|e| NvjpegError::Unsupported(e.to_string()))
         });
         match measured {
-            Ok(mut qualities) => qualities.pop(),
+            Ok(quality) => Some(quality),
             Err(e) => {
                 self.note_fallback(&e);
                 None

@@ -179,6 +179,12 @@ const HASH_PREREDUCE: u32 = 128;
 /// Pixel kernels: one CPU reference implementation, and room for a GPU one.
 pub trait QualityKernels: Send + Sync {
     fn measure(&self, luma: &LumaImage) -> ImageQuality;
+
+    /// [`Self::measure`] of a plane the caller no longer needs, which a batching backend can
+    /// queue without copying it.
+    fn measure_owned(&self, luma: LumaImage) -> ImageQuality {
+        self.measure(&luma)
+    }
 }
 
 /// The CPU reference kernels.

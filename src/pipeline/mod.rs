@@ -742,7 +742,7 @@ fn judge(
                 Ok(luma) => luma,
                 Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
             };
-            kernels.measure(&luma)
+            kernels.measure_owned(luma)
         }
     };
     m.sharpness = Some(quality.sharpness);

@@ -170,6 +170,21 @@ fn gpu_parity_on_the_shared_images() {
         // One image per launch takes the same path as the batch.
         assert_eq!(kernels.measure(luma), *gpu, "{name}: alone vs in a batch");
     }
+    // Four workers submitting at once share batches (group commit) and get their own results.
+    let share = lumas.len().div_ceil(4);
+    std::thread::scope(|scope| {
+        for (c, part) in lumas.chunks(share).enumerate() {
+            let (kernels, batched) = (&kernels, &batched);
+            scope.spawn(move || {
+                for (k, luma) in part.iter().enumerate() {
+                    let quality = kernels.measure_owned(luma.clone());
+                    assert_eq!(quality, batched[c * share + k]);
+                }
+            });
+        }
+    });
+    let (batches, images) = kernels.batch_counts();
+    println!("gpu parity: {images} planes submitted by 4 workers ran in {batches} batches");
     println!(
         "gpu parity on {}: {n} images, pHash identical {phash_same}/{n}, dHash identical {dhash_same}/{n}, all fields identical {identical}/{n}, max relative error sharpness {sharpness_err:.2e} brightness {brightness_err:.2e}",
         device.name
