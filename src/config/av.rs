@@ -29,6 +29,16 @@ pub struct VideoConfig {
     /// of the frames' scores.
     #[serde(default)]
     pub clip_score: FrameScore,
+    /// Decode video with NVDEC when the run's device (`run.device`) is a GPU; videos NVDEC
+    /// cannot decode exactly still decode on the CPU, one by one. The frames are the same
+    /// either way.
+    #[serde(default = "default_gpu_decode")]
+    pub gpu_decode: bool,
+    /// Not a config key: the CUDA device videos decode on, resolved when the run has chosen
+    /// its device (`pipeline::av::resolve_video_decoding`: `gpu_decode` and a GPU). `None`
+    /// decodes on the CPU; a config read from TOML always has `None`.
+    #[serde(skip)]
+    pub nvdec_device: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +58,9 @@ fn default_scene_threshold() -> f64 {
 fn default_max_frames() -> usize {
     16
 }
+fn default_gpu_decode() -> bool {
+    true
+}
 
 impl Default for VideoConfig {
     fn default() -> Self {
@@ -57,6 +70,8 @@ impl Default for VideoConfig {
             max_frames: default_max_frames(),
             write_keyframes: false,
             clip_score: FrameScore::Mean,
+            gpu_decode: default_gpu_decode(),
+            nvdec_device: None,
         }
     }
 }
@@ -293,4 +308,50 @@ pub fn validate(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const MINIMAL: &str = "[run]\noutput = \"out\"\n[[inputs]]\nuri = \"data/videos\"\n";
+
+    fn load(text: &str, sets: &[&str]) -> Result<Config, String> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::from_toml_str(text, "test.toml", &sets).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn gpu_decode_defaults_to_on_and_must_be_a_boolean() {
+        let c = load(MINIMAL, &[]).unwrap();
+        assert!(c.video.gpu_decode);
+        assert_eq!(c.video.nvdec_device, None);
+        let c = load(&format!("{MINIMAL}[video]\ngpu_decode = false\n"), &[]).unwrap();
+        assert!(!c.video.gpu_decode);
+        let c = load(MINIMAL, &["video.gpu_decode=false"]).unwrap();
+        assert!(!c.video.gpu_decode);
+
+        let e = load(&format!("{MINIMAL}[video]\ngpu_decode = \"yes\"\n"), &[]).unwrap_err();
+        assert!(
+            e.starts_with(
+                "config key `video.gpu_decode`: invalid type: string \"yes\", expected a boolean"
+            ),
+            "{e}"
+        );
+        let e = load(MINIMAL, &["video.gpu_decode=1"]).unwrap_err();
+        assert!(
+            e.starts_with("config key `video.gpu_decode`: invalid type"),
+            "{e}"
+        );
+        // The resolved device is not a key: a config cannot set it.
+        let e = load(&format!("{MINIMAL}[video]\nnvdec_device = 0\n"), &[]).unwrap_err();
+        assert!(e.contains("unknown field `nvdec_device`"), "{e}");
+        // And it stays out of the resolved config (and its hash) the manifest records.
+        let mut resolved = load(MINIMAL, &[]).unwrap();
+        let (json, hash) = resolved.resolved_json_and_sha256();
+        assert!(json["video"].get("nvdec_device").is_none());
+        assert_eq!(json["video"]["gpu_decode"], true);
+        resolved.video.nvdec_device = Some(0);
+        assert_eq!(resolved.resolved_json_and_sha256().1, hash);
+    }
 }

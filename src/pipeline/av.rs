@@ -41,7 +41,8 @@ impl Judged {
     }
 }
 
-/// The frame sampling a config asks for; the CLIP stage samples the same frames again.
+/// The frame sampling a config asks for; the CLIP stage samples the same frames again. Videos
+/// decode with NVDEC on the device [`resolve_video_decoding`] put in the config, if any.
 pub fn frame_sampling(config: &Config, keep_rgb: bool) -> FrameSampling {
     FrameSampling {
         sample_fps: config.video.sample_fps,
@@ -49,7 +50,22 @@ pub fn frame_sampling(config: &Config, keep_rgb: bool) -> FrameSampling {
         max_frames: config.video.max_frames,
         min_side: ANALYSIS_SHORT_SIDE,
         keep_rgb,
+        cuda_device: config.video.nvdec_device,
     }
+}
+
+/// The config a run on `device` works with: with `[video] gpu_decode` (the default) and a
+/// GPU, videos decode with NVDEC on it (each falls back to the CPU on its own when NVDEC
+/// cannot decode it exactly); otherwise on the CPU. Nothing users set changes, so neither does
+/// the resolved config the manifest records.
+pub fn resolve_video_decoding(config: &Config, device: &crate::gpu::Selected) -> Config {
+    let mut config = config.clone();
+    config.video.nvdec_device = device
+        .cuda
+        .as_ref()
+        .filter(|_| config.video.gpu_decode)
+        .map(|gpu| gpu.ordinal);
+    config
 }
 
 /// A stream that decodes to less than this share of the duration its container declares was
@@ -157,6 +173,9 @@ fn judge_video(
         Ok(frames) => frames,
         Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
     };
+    if let Some(reason) = &frames.nvdec_fallback {
+        tracing::debug!("{}: {reason}", sample.id);
+    }
     let video = measure_video(&frames, &stream.codec, stream.fps, kernels);
     m.sharpness = video.sharpness_mean;
     m.brightness = mean_brightness(&video);

@@ -121,6 +121,8 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     // The device first, before any work: `run.device = "cuda"` without a GPU is a setup
     // error, and `auto` says once which device it took and why.
     let device = select_device(config)?;
+    // Videos decode with NVDEC on that GPU unless `[video] gpu_decode = false`.
+    let config = &av::resolve_video_decoding(config, &device);
     let cuda_kernels = match &device.cuda {
         Some(gpu) => Some(crate::gpu::CudaKernels::new(gpu).map_err(RunError::Device)?),
         None => None,

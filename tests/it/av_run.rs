@@ -531,6 +531,7 @@ fn clip_embeds_videos_through_their_frames_and_skips_audio() {
             max_frames: 16,
             min_side: 512,
             keep_rgb: true,
+            cuda_device: None,
         };
         let frames = sample_video_frames(&read(&bikes), &sampling)
             .unwrap()

@@ -2,9 +2,10 @@
 //! in memory: [`probe_media`] reads the container header, [`sample_video_frames`] decodes the
 //! video lane into a few sampled frames (regular times plus scene cuts) and a motion score, and
 //! [`decode_audio`] decodes the audio lane to f32 at its own rate and a mono analysis rate.
-//! It does not measure or judge anything, writes no temp files, and does not decode on
-//! hardware (the CPU path is the reference); it seeks only to far targets with scene detection
-//! off.
+//! Video decodes with NVDEC (FFmpeg's CUDA hardware acceleration) when
+//! [`FrameSampling::cuda_device`] asks for it and the GPU can decode the stream, else on the
+//! CPU, the reference, per video ([`VideoFrames::decoder`] says which). It does not measure or
+//! judge anything, writes no temp files, and seeks only to far targets with scene detection off.
 //!
 //! FFmpeg comes with the `av` cargo feature (on by default). A binary built without it
 //! (`--no-default-features`) needs no FFmpeg library to start; its functions here then refuse
@@ -16,7 +17,14 @@ use crate::measure::audio::AudioLevels;
 #[cfg(feature = "av")]
 mod with_ffmpeg;
 #[cfg(feature = "av")]
-pub use with_ffmpeg::{decode_audio, probe_media, sample_video_frames};
+pub use with_ffmpeg::{decode_audio, nvdec_device_state, probe_media, sample_video_frames};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// [`VideoFrames::decoder`] of a video whose frames came from NVDEC.
+pub const NVDEC: &str = "nvdec";
+/// [`VideoFrames::decoder`] of a video decoded by FFmpeg's software decoder.
+pub const CPU: &str = "cpu";
 
 /// What the container says, without decoding.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +85,11 @@ pub struct FrameSampling {
     pub min_side: u32,
     /// Also return each sampled frame as packed RGB24 at its original size.
     pub keep_rgb: bool,
+    /// Decode with NVDEC on this CUDA device (its ordinal) when it can decode the stream
+    /// exactly; `None` decodes on the CPU. Either way the sampled frames are the same: NVDEC is
+    /// used only for codecs whose decoding is bit-exact by specification (H.264, HEVC, VP8,
+    /// VP9, AV1), and any video it cannot decode cleanly is decoded again on the CPU.
+    pub cuda_device: Option<usize>,
 }
 
 /// One sampled frame.
@@ -121,6 +134,51 @@ pub struct VideoFrames {
     /// Seeks made to reach targets far ahead (scene detection off); the motion score is then
     /// over the consecutive frames between seeks.
     pub seeks: u32,
+    /// Which decoder produced the frames: [`NVDEC`] or [`CPU`].
+    pub decoder: &'static str,
+    /// Why NVDEC, though asked for ([`FrameSampling::cuda_device`]), did not decode this
+    /// video, e.g. no CUDA device, a codec it does not decode exactly, or a decode error on the
+    /// device; `None` when it did or was not asked.
+    pub nvdec_fallback: Option<String>,
+}
+
+/// How many videos [`sample_video_frames`] decoded with each decoder in this process (each
+/// call that returned frames counts once, so a video sampled again for CLIP counts twice).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoDecoderCounts {
+    pub nvdec: u64,
+    pub cpu: u64,
+}
+
+static NVDEC_VIDEOS: AtomicU64 = AtomicU64::new(0);
+static CPU_VIDEOS: AtomicU64 = AtomicU64::new(0);
+
+/// The process-wide counts of videos decoded by NVDEC and by the CPU, for the run's report.
+pub fn video_decoder_counts() -> VideoDecoderCounts {
+    VideoDecoderCounts {
+        nvdec: NVDEC_VIDEOS.load(Ordering::Relaxed),
+        cpu: CPU_VIDEOS.load(Ordering::Relaxed),
+    }
+}
+
+#[cfg(feature = "av")]
+fn count_video_decoded(decoder: &str) {
+    let counter = if decoder == NVDEC {
+        &NVDEC_VIDEOS
+    } else {
+        &CPU_VIDEOS
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What became of opening a CUDA device for NVDEC: tried once per device and process, the
+/// outcome kept (a machine without a GPU does not try again for every video).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvdecDeviceState {
+    /// `Err` says why the device cannot decode video.
+    pub opened: Result<(), String>,
+    /// How many times opening it was attempted: 1 once tried, however many videos asked.
+    pub attempts: u32,
 }
 
 /// Decoded audio: the levels of the native-rate samples, measured as they were decoded (keeping
@@ -179,6 +237,11 @@ mod without_ffmpeg {
     ) -> Result<DecodedAudio, DecodeError> {
         Err(unavailable())
     }
+
+    /// Without FFmpeg no device is ever opened for NVDEC.
+    pub fn nvdec_device_state(_ordinal: usize) -> Option<NvdecDeviceState> {
+        None
+    }
 }
 #[cfg(not(feature = "av"))]
-pub use without_ffmpeg::{decode_audio, probe_media, sample_video_frames};
+pub use without_ffmpeg::{decode_audio, nvdec_device_state, probe_media, sample_video_frames};
