@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# GPU checks for issue 5, on a machine with a GPU and no Rust: the CUDA-vs-CPU parity tests from
-# a prebuilt test binary, then `mmcurate run` timed with run.device = "cpu" and "cuda" on a corpus
-# made from the shared images, with a summary table. Nothing is built or downloaded here.
+# The GPU checks of issue 5 in one call, on a machine with a GPU and no Rust (nothing is built
+# or downloaded here), each step with its table:
+#   1. the CUDA-vs-CPU parity tests of tests/it/gpu.rs from the carried test binary: measuring
+#      kernels (hashes, sharpness, brightness; batched, alone and from four workers at once),
+#      CLIP preprocessing (bit-identical to the CPU's), nvJPEG decoding, and measuring nvJPEG's
+#      pixels in device memory (NVDEC's test is a unit test of decode::av, which needs FFmpeg
+#      5.1: the GPU machine has none, so the carried binaries are built without it);
+#   2. `mmcurate run` with run.device = "cpu" and "cuda" on a corpus made from the shared images:
+#      timings, and shards and ledger compared;
+#   3. CLIP on the GPU against the CPU (scripts/gpu/check_clip.sh);
+#   4. the end-to-end benchmark against the PyTorch pipeline (scripts/gpu/bench_e2e.sh), unless
+#      MMCURATE_GPU_BENCH=0.
 #
-# Prepare on a machine with Rust (the carried folder is under target/, which git ignores).
-# Build without the default `av` feature: the GPU machine has no FFmpeg 5.1 libraries, and a
-# binary linked to them would not start there (images and CLIP need none of them):
-#   cargo build --release --locked --no-default-features
-#   it=$(cargo test --release --locked --no-default-features --no-run --test it 2>&1 | grep -o 'target/release/deps/it-[0-9a-f]*' | head -n 1)
-#   mkdir -p target/gpu-carry
-#   strip -o target/gpu-carry/mmcurate target/release/mmcurate && strip -o target/gpu-carry/it "$it"
-#   xz -T0 -6 -f target/gpu-carry/mmcurate target/gpu-carry/it     # both must fit 64 MiB in all
-# Then run, carrying target/gpu-carry:  bash scripts/gpu/check.sh
+# Prepare on a machine with Rust: `bash scripts/gpu/prepare.sh` (builds and packs
+# target/gpu-carry: it.xz, mmcurate-cuda.xz and .needed, media/), then, with the device tool,
+# carry ["target/gpu-carry"] with timeout_s 590:  bash scripts/gpu/check.sh
 #
 # Environment: MMCURATE_GPU_CARRY (default target/gpu-carry), MMCURATE_MEDIA_IMAGES (default
-# ../shared/media/images or shared/media/images), MMCURATE_GPU_CORPUS_COUNT (default 1000).
+# ../shared/media/images, shared/media/images or the carried media/images),
+# MMCURATE_GPU_CORPUS_COUNT (default 1000), MMCURATE_GPU_BENCH (1), MMCURATE_BENCH_DEADLINE_S
+# (what the benchmark may take, default 300 here).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -22,41 +27,34 @@ carry=${MMCURATE_GPU_CARRY:-target/gpu-carry}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin"
+started_at=$(date +%s)
 
-for name in mmcurate it; do
-  if [ -f "$carry/$name.xz" ]; then
-    xz -dc "$carry/$name.xz" > "$work/bin/$name"
-  elif [ -f "$carry/$name" ]; then
-    cp "$carry/$name" "$work/bin/$name"
+for pair in it:it mmcurate:mmcurate-cuda; do
+  name=${pair%%:*} file=${pair#*:}
+  if [ -f "$carry/$file.xz" ]; then
+    xz -dc "$carry/$file.xz" > "$work/bin/$name"
+  elif [ -f "$carry/$file" ]; then
+    cp "$carry/$file" "$work/bin/$name"
   else
-    echo "check.sh: $carry/$name(.xz) is missing; see the preparation steps at the top of $0" >&2
+    echo "check.sh: $carry/$file(.xz) is missing; run scripts/gpu/prepare.sh on a machine with Rust" >&2
     exit 2
   fi
   chmod +x "$work/bin/$name"
 done
 
 media=${MMCURATE_MEDIA_IMAGES:-}
-for candidate in ../shared/media/images shared/media/images; do
+for candidate in ../shared/media/images shared/media/images "$carry/media/images"; do
   if [ -z "$media" ] && [ -d "$candidate" ]; then media=$(cd "$candidate" && pwd); fi
 done
 if [ -z "$media" ] || [ ! -d "$media" ]; then
-  echo "check.sh: no image folder; set MMCURATE_MEDIA_IMAGES" >&2
+  echo "check.sh: no image folder; run scripts/gpu/prepare.sh (it carries them) or set MMCURATE_MEDIA_IMAGES" >&2
   exit 2
 fi
 export MMCURATE_MEDIA_IMAGES=$media
 
-# The kernels are compiled at run time with NVRTC: find it if the loader does not.
-if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
-  nvrtc=$(find /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib /usr/lib/python3*/ \
-    /usr/local/lib/python3*/ /opt/conda/lib/ -name 'libnvrtc.so*' 2>/dev/null | head -n 1 || true)
-  if [ -n "$nvrtc" ]; then export LD_LIBRARY_PATH="$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
-fi
-# nvJPEG (JPEG decoding on the GPU) is loaded at run time too; without it JPEGs decode on the CPU.
-if ! ldconfig -p 2>/dev/null | grep -q 'libnvjpeg\.so'; then
-  nvjpeg=$(find /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib /usr/lib/python3*/ \
-    /usr/local/lib/python3*/ /opt/conda/lib/ -name 'libnvjpeg.so*' 2>/dev/null | head -n 1 || true)
-  if [ -n "$nvjpeg" ]; then export LD_LIBRARY_PATH="$(dirname "$nvjpeg")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
-fi
+# The CUDA libraries the binaries link and load (cudart, cuBLAS, cuRAND, NVRTC, nvJPEG).
+source scripts/gpu/cuda_libs.sh
+cuda_libs "$work/bin/it" "$work/bin/mmcurate" || exit 2
 export XDG_CACHE_HOME="$work/cache"   # a cold PTX cache: the first CUDA use compiles
 nvidia-smi -L 2>/dev/null || echo "nvidia-smi: not found"
 
@@ -66,19 +64,23 @@ set +e
 "$work/bin/it" --exact --nocapture --test-threads 1 \
   gpu::gpu_parity_on_the_shared_images \
   gpu::the_gpu_plan_emulated_on_the_host_measures_the_shared_images_as_the_cpu \
+  gpu::gpu_clip_preprocessing_parity_on_the_shared_images \
+  gpu::the_clip_plan_emulated_on_the_host_preprocesses_the_shared_images_as_the_cpu \
+  kernels::every_kernel_compiles_with_nvrtc \
   > "$parity_log" 2>&1
 parity_rc=$?
 set -e
-grep -E '^gpu parity|^test |test result|panicked' "$parity_log" || tail -n 30 "$parity_log"
+grep -E '^gpu (clip preprocessing )?parity|^test |test result|panicked' "$parity_log" || tail -n 30 "$parity_log"
 
 echo "== nvJPEG decode parity (tests/it/gpu.rs) =="
 set +e
 "$work/bin/it" --exact --nocapture --test-threads 1 \
   gpu::nvjpeg_parity_on_the_shared_images gpu::shared_jpegs_are_routed_by_their_headers \
+  gpu::measuring_on_the_device_equals_measuring_the_downloaded_pixels \
   > "$work/nvjpeg.log" 2>&1
 nvjpeg_rc=$?
 set -e
-grep -E '^nvjpeg (parity|routes)|^test |test result|panicked' "$work/nvjpeg.log" || tail -n 30 "$work/nvjpeg.log"
+grep -E '^nvjpeg (parity|routes)|^device measuring|^gpu clip preprocessing from|^test |test result|panicked' "$work/nvjpeg.log" || tail -n 30 "$work/nvjpeg.log"
 
 echo "== timing: mmcurate run, device cpu vs cuda =="
 corpus="$work/corpus"
@@ -105,7 +107,7 @@ done
 
 # CLIP on the GPU vs the CPU, when the `--features cuda` binary is carried (scripts/gpu/build.sh
 # makes it; scripts/gpu/check_clip.sh runs alone too). Its failure fails this script.
-clip_rc=0
+clip_rc=-1   # skipped
 if [ -f "$carry/mmcurate-cuda.xz" ]; then
   echo "== CLIP on the GPU vs the CPU (scripts/gpu/check_clip.sh) =="
   set +e
@@ -113,12 +115,23 @@ if [ -f "$carry/mmcurate-cuda.xz" ]; then
   clip_rc=$?
   set -e
 fi
-trap 'rc=$?; rm -rf "$work"; if [ "$rc" = 0 ] && [ "$clip_rc" != 0 ]; then exit "$clip_rc"; fi' EXIT
 
-python3 - "$work" "$count" "$parity_rc" "$nvjpeg_rc" <<'PY'
+# The end-to-end benchmark, in what is left of the call (the device tool allows 600 s).
+bench_rc=-1   # skipped
+if [ "${MMCURATE_GPU_BENCH:-1}" != 0 ]; then
+  echo "== end-to-end benchmark (scripts/gpu/bench_e2e.sh) =="
+  left=$(( 560 - ($(date +%s) - started_at) ))
+  deadline=${MMCURATE_BENCH_DEADLINE_S:-$(( left < 300 ? left : 300 ))}
+  set +e
+  MMCURATE_GPU_CARRY=$carry MMCURATE_BENCH_DEADLINE_S=$deadline bash scripts/gpu/bench_e2e.sh
+  bench_rc=$?
+  set -e
+fi
+
+python3 - "$work" "$count" "$parity_rc" "$nvjpeg_rc" "$clip_rc" "$bench_rc" <<'PY'
 import hashlib, json, pathlib, sys
 work, count, parity_rc = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-nvjpeg_rc = int(sys.argv[4])
+nvjpeg_rc, clip_rc, bench_rc = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 def outputs(device):
     out = work / f"out-{device}"
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
@@ -142,5 +155,9 @@ same = outputs("cpu") == outputs("cuda") and all(r[1] == 0 for r in rows)
 print(f"\nshards and ledger identical between cpu and cuda: {'yes' if same else 'NO'}")
 print(f"parity tests: {'passed' if parity_rc == 0 else 'FAILED (exit %d)' % parity_rc}")
 print(f"nvJPEG parity: {'passed' if nvjpeg_rc == 0 else 'FAILED (exit %d)' % nvjpeg_rc}")
-sys.exit(0 if parity_rc == 0 and nvjpeg_rc == 0 and same else 1)
+def said(rc, ok):
+    return "skipped" if rc == -1 else ok if rc == 0 else f"FAILED (exit {rc})"
+print(f"CLIP on the GPU vs the CPU: {said(clip_rc, 'passed')}")
+print(f"end-to-end benchmark: {said(bench_rc, 'every step ran')}")
+sys.exit(0 if parity_rc == nvjpeg_rc == 0 and clip_rc in (0, -1) and bench_rc in (0, -1) and same else 1)
 PY

@@ -202,9 +202,20 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         source,
     })?;
     let measure_started = Instant::now();
+    let videos_before = crate::decode::av::video_decoder_counts();
     let (mut records, input_errors) = measure_all(
         &plan, config, decoder, kernels, on_device, &handle, &stores, &staging, progress,
     )?;
+    let videos_after = crate::decode::av::video_decoder_counts();
+    let mut video_decoders = BTreeMap::new();
+    for (name, before, after) in [
+        ("nvdec", videos_before.nvdec, videos_after.nvdec),
+        ("cpu", videos_before.cpu, videos_after.cpu),
+    ] {
+        if after > before {
+            video_decoders.insert(name.to_string(), after - before);
+        }
+    }
     // The GPU's busy time by stage and step (only for a run on a GPU).
     let mut gpu_busy_seconds = BTreeMap::new();
     let jpeg_busy = || gpu_decoder.as_ref().map_or(0.0, |d| d.busy_seconds());
@@ -315,6 +326,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         started_at,
         device: device.label(),
         jpeg_decoder,
+        video_decoders,
     });
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
     runtime.block_on(async {
@@ -345,6 +357,8 @@ struct RunFacts<'a> {
     device: String,
     /// What decoded the JPEGs.
     jpeg_decoder: String,
+    /// Videos decoded while measuring, by decoder.
+    video_decoders: BTreeMap<String, u64>,
 }
 
 /// The run manifest: provenance, counts by status and reason, outputs with checksums.
@@ -410,6 +424,7 @@ fn run_manifest(facts: RunFacts) -> RunManifest {
             finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             device: facts.device,
             jpeg_decoder: facts.jpeg_decoder,
+            video_decoders: facts.video_decoders,
             threads: facts.config.worker_threads(),
         },
         config: config_json,

@@ -68,6 +68,9 @@ pub struct RunInfo {
     pub device: String,
     /// `libjpeg-turbo (cpu)`, or nvJPEG's backend with `run.gpu_jpeg_decode`.
     pub jpeg_decoder: String,
+    /// Videos decoded while measuring, by decoder (`nvdec`, `cpu`); absent without videos.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub video_decoders: BTreeMap<String, u64>,
     pub threads: usize,
 }
 

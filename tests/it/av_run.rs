@@ -415,6 +415,12 @@ fn videos_and_audio_are_measured_deduplicated_and_written() {
     assert_eq!(kind("audio"), (Some(8), Some(3)));
     assert_eq!(kind("unknown"), (Some(4), Some(0)));
     assert_eq!(rows["speech_truncated.wav"]["media_kind"], "audio");
+    // No GPU here: every video whose frames were sampled was decoded on the CPU, the kept four
+    // among them.
+    let decoders = &manifest["run"]["video_decoders"];
+    assert!(decoders["nvdec"].is_null(), "{decoders}");
+    let cpu = decoders["cpu"].as_u64().unwrap_or(0);
+    assert!((4..=8).contains(&cpu), "{decoders}");
 }
 
 #[test]
