@@ -229,6 +229,35 @@ impl CudaKernels {
         Ok(out)
     }
 
+    /// Launches `resample_pass` once per stage, in order, on jobs that stay inside `arena` and
+    /// the tables (the callers' plans are tested for it).
+    fn run_passes(
+        &self,
+        stream: &Arc<CudaStream>,
+        arena: &mut CudaSlice<u8>,
+        stages: &[Vec<plan::PassJob>],
+        bounds: &[i32],
+        weights: &[i32],
+    ) -> Result<(), GpuError> {
+        if stages.is_empty() {
+            return Ok(());
+        }
+        let bounds = stream.clone_htod(bounds).map_err(driver("upload"))?;
+        let weights = stream.clone_htod(weights).map_err(driver("upload"))?;
+        for stage in stages {
+            let jobs = stream
+                .clone_htod(&MeasurePlan::job_table(stage))
+                .map_err(driver("upload"))?;
+            let mut launch = stream.launch_builder(&self.resample_pass);
+            launch.arg(&mut *arena).arg(&jobs).arg(&bounds).arg(&weights);
+            // SAFETY: the arguments are resample_pass's, in order; every offset and stride in
+            // the jobs stays inside the arena and the tables (see above).
+            unsafe { launch.launch(launch_config(plan::pass_launch(stage))) }
+                .map_err(driver("resample_pass"))?;
+        }
+        Ok(())
+    }
+
     /// Runs one plan; `upload` fills the arena's input region on the stream.
     fn run_plan(
         &self,
@@ -246,20 +275,14 @@ impl CudaKernels {
             .alloc_zeros::<u8>(plan.arena_len as usize)
             .map_err(driver("allocation"))?;
         upload(stream, &mut arena)?;
-        // Never empty: every image has at least its two hash passes.
-        let bounds = stream.clone_htod(&plan.bounds).map_err(driver("upload"))?;
-        let weights = stream.clone_htod(&plan.weights).map_err(driver("upload"))?;
-        for stage in &plan.stages {
-            let jobs = stream
-                .clone_htod(&MeasurePlan::job_table(stage))
-                .map_err(driver("upload"))?;
-            let mut launch = stream.launch_builder(&self.resample_pass);
-            launch.arg(&mut arena).arg(&jobs).arg(&bounds).arg(&weights);
-            // SAFETY: the arguments are resample_pass's, in order; every offset and stride in
-            // the jobs stays inside the arena and the tables (plan's tests check the layout).
-            unsafe { launch.launch(launch_config(plan::pass_launch(stage))) }
-                .map_err(driver("resample_pass"))?;
-        }
+        // plan's tests check that every job stays inside the arena and the tables.
+        self.run_passes(
+            stream,
+            &mut arena,
+            &plan.stages,
+            &plan.bounds,
+            &plan.weights,
+        )?;
 
         let (offsets, widths, heights) = plan.analysis_tables();
         let offsets = stream.clone_htod(&offsets).map_err(driver("upload"))?;
@@ -354,20 +377,11 @@ impl RgbInput<'_> {
 /// Splits a CLIP batch into runs whose arenas stay under `max_arena_bytes` (an image larger
 /// than that runs alone) and whose image count fits a launch.
 pub fn clip_batches(sizes: &[(u32, u32)], size: u32, max_arena_bytes: u64) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, &image) in sizes.iter().enumerate() {
-        let need = ClipPlan::new(&[image], size).arena_len;
-        if i > start && (bytes + need > max_arena_bytes || i - start >= plan::MAX_BATCH_IMAGES) {
-            out.push(start..i);
-            (start, bytes) = (i, 0);
-        }
-        bytes += need;
-    }
-    if start < sizes.len() {
-        out.push(start..sizes.len());
-    }
-    out
+    let needs: Vec<u64> = sizes
+        .iter()
+        .map(|&image| ClipPlan::new(&[image], size).arena_len)
+        .collect();
+    plan::split_runs(&needs, plan::MAX_BATCH_IMAGES, max_arena_bytes)
 }
 
 impl CudaKernels {
@@ -412,21 +426,14 @@ impl CudaKernels {
                 }
                 .map_err(driver("upload"))?;
             }
-            if !plan.stages.is_empty() {
-                let bounds = stream.clone_htod(&plan.bounds).map_err(driver("upload"))?;
-                let weights = stream.clone_htod(&plan.weights).map_err(driver("upload"))?;
-                for stage in &plan.stages {
-                    let jobs = stream
-                        .clone_htod(&MeasurePlan::job_table(stage))
-                        .map_err(driver("upload"))?;
-                    let mut launch = stream.launch_builder(&self.resample_pass);
-                    launch.arg(&mut arena).arg(&jobs).arg(&bounds).arg(&weights);
-                    // SAFETY: resample_pass's arguments, in order; every offset and stride of
-                    // the jobs stays inside the arena and the tables (clip_plan's tests).
-                    unsafe { launch.launch(launch_config(plan::pass_launch(stage))) }
-                        .map_err(driver("resample_pass"))?;
-                }
-            }
+            // clip_plan's tests check that every job stays inside the arena and the tables.
+            self.run_passes(
+                stream,
+                &mut arena,
+                &plan.stages,
+                &plan.bounds,
+                &plan.weights,
+            )?;
             let crops = stream
                 .clone_htod(&plan.crop_table())
                 .map_err(driver("upload"))?;

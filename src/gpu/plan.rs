@@ -464,18 +464,27 @@ pub fn dhash_launch(images: usize) -> Launch {
 /// Splits a batch into runs whose arenas stay under `max_arena_bytes` (an image larger than
 /// that runs alone) and whose image count fits a launch.
 pub fn batches(sizes: &[(u32, u32)], max_arena_bytes: u64) -> Vec<Range<usize>> {
+    let needs: Vec<u64> = sizes
+        .iter()
+        .map(|&size| MeasurePlan::new(&[size]).arena_len)
+        .collect();
+    split_runs(&needs, MAX_BATCH_IMAGES, max_arena_bytes)
+}
+
+/// Consecutive runs of at most `max_items` items whose costs add up to at most `max_total`
+/// (an item costing more than that runs alone).
+pub fn split_runs(costs: &[u64], max_items: usize, max_total: u64) -> Vec<Range<usize>> {
     let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, &size) in sizes.iter().enumerate() {
-        let need = MeasurePlan::new(&[size]).arena_len;
-        if i > start && (bytes + need > max_arena_bytes || i - start >= MAX_BATCH_IMAGES) {
+    let (mut start, mut total) = (0, 0u64);
+    for (i, &cost) in costs.iter().enumerate() {
+        if i > start && (i - start >= max_items || total.saturating_add(cost) > max_total) {
             out.push(start..i);
-            (start, bytes) = (i, 0);
+            (start, total) = (i, 0);
         }
-        bytes += need;
+        total = total.saturating_add(cost);
     }
-    if start < sizes.len() {
-        out.push(start..sizes.len());
+    if start < costs.len() {
+        out.push(start..costs.len());
     }
     out
 }
@@ -831,6 +840,17 @@ mod tests {
         assert_eq!(
             MeasurePlan::job_table(&plan.stages[0]).len(),
             JOB_FIELDS * plan.stages[0].len()
+        );
+    }
+
+    #[test]
+    fn runs_are_split_by_count_and_by_cost() {
+        assert_eq!(split_runs(&[1; 7], 3, u64::MAX), vec![0..3, 3..6, 6..7]);
+        assert_eq!(split_runs(&[], 3, u64::MAX), Vec::<Range<usize>>::new());
+        // 4 + 4 fit 10, the third does not; an item costing more than the budget runs alone.
+        assert_eq!(
+            split_runs(&[4, 4, 4, 20, 1, 1], 8, 10),
+            vec![0..2, 2..3, 3..4, 4..6]
         );
     }
 

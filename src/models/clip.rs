@@ -100,6 +100,23 @@ enum Towers {
     },
 }
 
+/// Image features with candle's modules: the input cast to the weights' dtype, the features
+/// back to f32, row-major.
+fn candle_image_features(
+    vision: &ClipVisionTransformer,
+    visual_projection: &candle_nn::Linear,
+    dtype: DType,
+    input: &Tensor,
+) -> candle_core::Result<Vec<f32>> {
+    let features = vision
+        .forward(&input.to_dtype(dtype)?)?
+        .apply(visual_projection)?;
+    features
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()
+}
+
 /// The vision tower's dimensions, from `config.json`.
 pub(crate) struct VisionShape {
     pub dim: usize,
@@ -420,18 +437,9 @@ impl Clip {
                 device,
                 dtype,
                 ..
-            } => {
-                let run = || -> candle_core::Result<Vec<f32>> {
-                    let input = Tensor::from_slice(pixel_values, (n, 3, size, size), device)?
-                        .to_dtype(*dtype)?;
-                    let features = vision.forward(&input)?.apply(visual_projection)?;
-                    features
-                        .to_dtype(DType::F32)?
-                        .flatten_all()?
-                        .to_vec1::<f32>()
-                };
-                run().map_err(ModelError::Inference)
-            }
+            } => Tensor::from_slice(pixel_values, (n, 3, size, size), device)
+                .and_then(|input| candle_image_features(vision, visual_projection, *dtype, &input))
+                .map_err(ModelError::Inference),
         }
     }
 
@@ -471,25 +479,18 @@ impl Clip {
                 pixel_values.len()
             ))));
         }
-        let run = || -> candle_core::Result<Vec<f32>> {
-            let storage = candle_core::Storage::Cuda(candle_core::CudaStorage::wrap_cuda_slice(
-                pixel_values,
-                cuda.clone(),
-            ));
-            let input = Tensor::from_storage(
-                storage,
-                (n, 3, size, size),
-                candle_core::op::BackpropOp::none(),
-                false,
-            )
-            .to_dtype(*dtype)?;
-            let features = vision.forward(&input)?.apply(visual_projection)?;
-            features
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()
-        };
-        run().map_err(ModelError::Inference)
+        let storage = candle_core::Storage::Cuda(candle_core::CudaStorage::wrap_cuda_slice(
+            pixel_values,
+            cuda.clone(),
+        ));
+        let input = Tensor::from_storage(
+            storage,
+            (n, 3, size, size),
+            candle_core::op::BackpropOp::none(),
+            false,
+        );
+        candle_image_features(vision, visual_projection, *dtype, &input)
+            .map_err(ModelError::Inference)
     }
 
     /// Text features of tokenised captions (each `context_length` ids), row-major `n x dim`.

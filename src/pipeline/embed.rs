@@ -130,7 +130,7 @@ pub fn embed_kept(
         Preprocessing::Gpu { .. } => MAX_GPU_BATCH_RGB_BYTES,
     };
     let sizes: Vec<u64> = jobs.iter().map(|j| j.rgb_bytes).collect();
-    let batches = cut_batches(&sizes, batch_size, max_bytes);
+    let batches = crate::gpu::plan::split_runs(&sizes, batch_size.max(1), max_bytes);
     let dim = clip.info.dim;
     let size = clip.info.image_size;
     let bar = progress.stage("embed", Some(jobs.len() as u64));
@@ -175,24 +175,6 @@ pub fn embed_kept(
     Ok(out)
 }
 
-/// Batches of at most `batch_size` samples whose decoded bytes stay under `max_bytes` (a
-/// sample larger than that goes alone).
-fn cut_batches(bytes: &[u64], batch_size: usize, max_bytes: u64) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut total) = (0, 0u64);
-    for (i, &b) in bytes.iter().enumerate() {
-        if i > start && (i - start >= batch_size || total + b > max_bytes) {
-            out.push(start..i);
-            (start, total) = (i, 0);
-        }
-        total += b;
-    }
-    if start < bytes.len() {
-        out.push(start..bytes.len());
-    }
-    out
-}
-
 /// Whether a GPU preprocessing failure was reported (once per run).
 static GPU_FALLBACK_WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -233,26 +215,12 @@ fn frame_features(
             Ok(Input::Values(values)) => pixels.extend_from_slice(values),
             Ok(Input::Rgb(rgbs)) => {
                 for rgb in rgbs {
-                    pixels.extend(clip_pixel_values_rgb(
-                        &rgb.pixels,
-                        rgb.width,
-                        rgb.height,
-                        size,
-                        OPENAI_MEAN,
-                        OPENAI_STD,
-                    ));
+                    pixels.extend(cpu_values(&rgb.pixels, rgb.width, rgb.height, size));
                 }
             }
             Ok(Input::Device(rgb)) => {
                 let host = download_rgb(rgb)?;
-                pixels.extend(clip_pixel_values_rgb(
-                    &host,
-                    rgb.width,
-                    rgb.height,
-                    size,
-                    OPENAI_MEAN,
-                    OPENAI_STD,
-                ));
+                pixels.extend(cpu_values(&host, rgb.width, rgb.height, size));
             }
             Err(_) => {}
         }
@@ -265,6 +233,11 @@ fn frame_features(
         *model_gpu_seconds += started.elapsed().as_secs_f64();
     }
     Ok(features)
+}
+
+/// CLIP's input of one RGB image, preprocessed on the CPU (OpenAI's normalisation).
+fn cpu_values(rgb: &[u8], width: u32, height: u32, size: u32) -> Vec<f32> {
+    clip_pixel_values_rgb(rgb, width, height, size, OPENAI_MEAN, OPENAI_STD)
 }
 
 /// The GPU inputs of a prepared sample's frames.
@@ -462,16 +435,7 @@ fn prepare(
                 } else {
                     let values = rgbs
                         .iter()
-                        .flat_map(|rgb| {
-                            clip_pixel_values_rgb(
-                                &rgb.pixels,
-                                rgb.width,
-                                rgb.height,
-                                size,
-                                OPENAI_MEAN,
-                                OPENAI_STD,
-                            )
-                        })
+                        .flat_map(|rgb| cpu_values(&rgb.pixels, rgb.width, rgb.height, size))
                         .collect();
                     (Ok(Input::Values(values)), frames)
                 }
@@ -526,24 +490,5 @@ fn prepare_image(media: &[u8], size: u32, preprocessing: Preprocessing) -> Resul
                 pixels: rgb.into_raw(),
             }]))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_are_cut_by_count_and_by_bytes() {
-        assert_eq!(cut_batches(&[1; 7], 3, u64::MAX), vec![0..3, 3..6, 6..7]);
-        assert_eq!(
-            cut_batches(&[], 3, u64::MAX),
-            Vec::<std::ops::Range<usize>>::new()
-        );
-        // 4 + 4 fit 10, the third does not; an oversized sample goes alone.
-        assert_eq!(
-            cut_batches(&[4, 4, 4, 20, 1, 1], 8, 10),
-            vec![0..2, 2..3, 3..4, 4..6]
-        );
     }
 }
