@@ -592,11 +592,7 @@ impl GpuJpegDecoder {
     }
 
     /// Decodes a JPEG's luminance into device memory, without any CPU fallback: the input of
-    /// a zero-copy measure path. What that path still needs: `CudaKernels` taking device planes
-    /// (it packs host planes into its arena today; a device-to-device copy per plane, or
-    /// decoding straight into the arena at the plan's offsets, would replace the upload), the
-    /// stream handed over (or an event) instead of this call's synchronisation, and batching
-    /// decodes per measure batch.
+    /// the measure path that keeps the pixels on the GPU ([`Self::measure_on_device`]).
     pub fn decode_luma_device(&self, bytes: &[u8]) -> Result<DeviceLuma, NvjpegError> {
         let (width, height, pixels) = self.decode_device_with(bytes, Engine::Auto, Output::Luma)?;
         Ok(DeviceLuma {
