@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the `--features cuda` release binary (CLIP on candle's CUDA backend) on a machine
-# WITHOUT a GPU, for the GPU machine (Hopper, CUDA 13.0 driver and toolkit, no Rust, no
-# network), and packs it to carry: target/gpu-carry/mmcurate-cuda.xz plus
-# target/gpu-carry/mmcurate-cuda.needed (the sonames it links). scripts/gpu/check.sh uses both.
+# Builds the `--no-default-features --features cuda,av-static` release binary (CLIP on candle's
+# CUDA backend; video and audio through a static, minimal FFmpeg 5.1.9 with NVDEC, see
+# scripts/gpu/build_ffmpeg.sh) on a machine WITHOUT a GPU, for the GPU machine (Hopper, CUDA
+# 13.0 driver and toolkit, no Rust, no network, no FFmpeg libraries), and packs it to carry:
+# target/gpu-carry/mmcurate-cuda.xz plus target/gpu-carry/mmcurate-cuda.needed (the sonames it
+# links: glibc's and CUDA's only, no libav*/libsw*). scripts/gpu/check.sh uses both.
 #
 # The CUDA 13.0 toolchain comes from PyPI's wheels, pinned to the 13.0 releases (what the
 # GPU machine's driver 580 / toolkit 13.0 runs), in a venv under target/gpu-build/. The wheels
@@ -11,8 +13,9 @@
 # The default build is untouched: everything goes to target/gpu-build/ and target/gpu-carry/.
 #
 #   bash scripts/gpu/build.sh   # clean: ≈ 30 min on 2 cores (candle-kernels runs nvcc on its
-#                               # .cu files); after a change to mmcurate only: ≈ 1.5 min.
-#                               # Out: ≈ 13 MB xz (79 MB stripped).
+#                               # .cu files; + ≈ 2 min for FFmpeg, once); after a change to
+#                               # mmcurate only: ≈ 1.5 min. Out: ≈ 15 MB xz (82 MB stripped;
+#                               # 13 MB / 79 MB without FFmpeg).
 #
 # Environment: CARGO_BUILD_JOBS, CUDAFORGE_THREADS (nvcc jobs) are honoured.
 set -euo pipefail
@@ -74,6 +77,13 @@ grep -oE '^ +fn cu[A-Za-z0-9_]+\(' "$cudarc_sys" | sed -E 's/^ +fn (cu[A-Za-z0-9
 cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$cuda/lib64/stubs/libcuda.so" "$gpu/libcuda_stub.c"
 echo "   libcuda stub: $(wc -l < "$gpu/libcuda_stub.c") driver symbols"
 
+# The static FFmpeg the `av-static` feature links (ffmpeg-sys-next reads FFMPEG_DIR: include/
+# for its bindings, lib/*.a to link); only here and in prepare.sh, never in .cargo/config, so
+# the default build stays on the system FFmpeg.
+bash scripts/gpu/build_ffmpeg.sh
+FFMPEG_DIR=$(cd "$root/target/ffmpeg-static/prefix" && pwd -P)   # prefix links to prefix-<hash>
+export FFMPEG_DIR
+
 export CUDA_HOME=$cuda CUDA_PATH=$cuda CUDA_ROOT=$cuda
 export PATH=$cuda/bin:$PATH
 export LIBRARY_PATH=$cuda/lib64:$cuda/lib64/stubs${LIBRARY_PATH:+:$LIBRARY_PATH}
@@ -82,10 +92,11 @@ export CUDA_COMPUTE_CAP=90          # Hopper (H100/H200): sm_90 PTX and code
 export CUDARC_CUDA_VERSION=13000    # the GPU machine's CUDA, whatever `nvcc --version` says
 nvcc --version | tail -n 2
 
-echo "== cargo build --release --locked --no-default-features --features cuda ($(date -u +%H:%M:%S) UTC)"
+echo "== cargo build --release --locked --no-default-features --features cuda,av-static ($(date -u +%H:%M:%S) UTC)"
 started=$(date +%s)
-# Without the default `av` feature: the GPU machine has no FFmpeg 5.1 libraries to link.
-cargo build --release --locked --no-default-features --features cuda --target-dir "$gpu/target" --bin mmcurate
+# Not the default `av` feature (the system's FFmpeg shared libraries, which the GPU machine
+# lacks) but `av-static`: the same lane with FFmpeg linked in.
+cargo build --release --locked --no-default-features --features cuda,av-static --target-dir "$gpu/target" --bin mmcurate
 echo "   built in $(( $(date +%s) - started )) s"
 
 bin=$gpu/target/release/mmcurate
@@ -95,6 +106,10 @@ objdump -p "$carry/mmcurate-cuda" | awk '/NEEDED/ { print $2 }' > "$carry/mmcura
 xz -T0 -6 -f "$carry/mmcurate-cuda"
 echo "== $carry/mmcurate-cuda.xz: $(du -h "$carry/mmcurate-cuda.xz" | cut -f1) (unstripped $(du -h "$bin" | cut -f1)); links:"
 sed 's/^/   /' "$carry/mmcurate-cuda.needed"
+if grep -qE '^lib(av|sw)' "$carry/mmcurate-cuda.needed"; then
+  echo "build.sh: the binary links FFmpeg shared libraries: the av-static build did not link statically" >&2
+  exit 1
+fi
 # On the GPU machine the CUDA 13.0 toolkit provides libcudart.so.13, libcublas(Lt).so.13,
 # libcurand.so.10 and libnvrtc.so.13 (check.sh finds them and puts them on LD_LIBRARY_PATH).
 # Should one be missing there, carry the wheels' copies instead (≈ 700 MB unpacked: too big

@@ -77,6 +77,7 @@ set +e
 "$work/bin/it" --exact --nocapture --test-threads 1 \
   gpu::nvjpeg_parity_on_the_shared_images gpu::shared_jpegs_are_routed_by_their_headers \
   gpu::measuring_on_the_device_equals_measuring_the_downloaded_pixels \
+  gpu::nvdec_parity_on_the_shared_videos \
   > "$work/nvjpeg.log" 2>&1
 nvjpeg_rc=$?
 set -e

@@ -22,6 +22,24 @@ pub fn shared_images() -> PathBuf {
     dir
 }
 
+/// The shared media folder (`images/`, `video/`, `audio/`): MMCURATE_MEDIA when set, else the
+/// parent of MMCURATE_MEDIA_IMAGES when it has a `video/` beside the images (scripts/gpu/check.sh
+/// sets that one on the GPU machine, where prepare.sh carries `media/{images,video,audio}`), else
+/// `../shared/media` beside the repository.
+pub fn shared_media() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MMCURATE_MEDIA") {
+        return PathBuf::from(dir);
+    }
+    if let Some(images) = std::env::var_os("MMCURATE_MEDIA_IMAGES") {
+        if let Some(parent) = Path::new(&images).parent() {
+            if parent.join("video").is_dir() {
+                return parent.to_path_buf();
+            }
+        }
+    }
+    root().join("../shared/media")
+}
+
 /// The Python interpreter with the test clients (scripts/requirements-test.txt): set by
 /// `scripts/test.sh` as MMCURATE_TEST_PYTHON, or the repository's `.venv`.
 pub fn python() -> PathBuf {

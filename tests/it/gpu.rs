@@ -561,3 +561,128 @@ fn measuring_on_the_device_equals_measuring_the_downloaded_pixels() {
     println!("device measuring: {measured} JPEGs measured in device memory, as from the host");
     assert!(measured > 0);
 }
+
+/// NVDEC (FFmpeg's CUDA hwaccel) against the CPU decoder, through the public API, on the shared
+/// videos (`video/` of the shared media folder, see `shared_media`; on the GPU machine the one
+/// scripts/gpu/prepare.sh carries): every H.264 video decodes with decoder "nvdec" and no
+/// fallback, to exactly the CPU's sampled frames (timestamps, luma and RGB bit-identical, with
+/// and without scene detection), and a codec NVDEC is not used for (the Cinepak AVI) comes back
+/// from the CPU with the same frames. Needs a binary with FFmpeg (the `av` or `av-static`
+/// feature: the GPU carry's is `av-static`); skipped, saying why, without one, without a CUDA
+/// device, or where NVDEC cannot be opened on it.
+#[test]
+fn nvdec_parity_on_the_shared_videos() {
+    use mmcurate::decode::av::{self, sample_video_frames, FrameSampling};
+    use mmcurate::gpu::{select, DeviceRequest};
+    if !cfg!(feature = "av") {
+        println!("nvdec parity: skipped, this binary was built without FFmpeg (no `av` feature)");
+        return;
+    }
+    let selected = select(DeviceRequest::Auto).unwrap_or_else(|e| panic!("{e}"));
+    let Some(device) = &selected.cuda else {
+        println!(
+            "nvdec parity: skipped, no CUDA device ({})",
+            selected.reason
+        );
+        return;
+    };
+    let dir = shared_media().join("video");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (set MMCURATE_MEDIA)", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    assert!(
+        paths.len() >= 3,
+        "only {} videos in {}",
+        paths.len(),
+        dir.display()
+    );
+    let (mut on_nvdec, mut frames_compared) = (0usize, 0usize);
+    for path in &paths {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = read(path);
+        let codec = av::probe_media(&bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .video
+            .unwrap_or_else(|| panic!("{name}: no video stream"))
+            .codec;
+        let nvdec_codec = matches!(codec.as_str(), "h264" | "hevc" | "vp8" | "vp9" | "av1");
+        for threshold in [0.0, 30.0] {
+            let cpu = FrameSampling {
+                sample_fps: 2.0,
+                scene_threshold: threshold,
+                max_frames: 8,
+                min_side: 512,
+                keep_rgb: true,
+                cuda_device: None,
+            };
+            let gpu = FrameSampling {
+                cuda_device: Some(device.ordinal),
+                ..cpu.clone()
+            };
+            let reference =
+                sample_video_frames(&bytes, &cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let out = sample_video_frames(&bytes, &gpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Some(Err(reason)) = av::nvdec_device_state(device.ordinal).map(|s| s.opened) {
+                println!(
+                    "nvdec parity: skipped, NVDEC cannot be opened on cuda:{} ({reason})",
+                    device.ordinal
+                );
+                return;
+            }
+            assert_eq!(reference.decoder, av::CPU, "{name}");
+            if nvdec_codec {
+                assert_eq!(
+                    out.decoder,
+                    av::NVDEC,
+                    "{name} ({codec}): {:?}",
+                    out.nvdec_fallback
+                );
+                assert_eq!(out.nvdec_fallback, None, "{name}");
+            } else {
+                assert_eq!(
+                    out.decoder,
+                    av::CPU,
+                    "{name} ({codec}) is not an NVDEC codec"
+                );
+            }
+            assert_eq!(out.frames.len(), reference.frames.len(), "{name}");
+            assert!(!out.frames.is_empty(), "{name}: no frames sampled");
+            for (a, b) in out.frames.iter().zip(&reference.frames) {
+                assert_eq!(a.pts_seconds, b.pts_seconds, "{name}");
+                let max_difference = |x: &[u8], y: &[u8]| {
+                    assert_eq!(x.len(), y.len(), "{name}");
+                    x.iter()
+                        .zip(y)
+                        .map(|(p, q)| p.abs_diff(*q))
+                        .max()
+                        .unwrap_or(0)
+                };
+                let luma = max_difference(&a.luma.pixels, &b.luma.pixels);
+                let (ra, rb) = (a.rgb.as_ref().unwrap(), b.rgb.as_ref().unwrap());
+                let rgb = max_difference(&ra.pixels, &rb.pixels);
+                assert_eq!(
+                    (luma, rgb),
+                    (0, 0),
+                    "{name}, scene threshold {threshold}: frame at {} s",
+                    a.pts_seconds
+                );
+                frames_compared += 1;
+            }
+            if out.decoder == av::NVDEC {
+                on_nvdec += 1;
+            }
+        }
+        println!(
+            "nvdec parity: {name} ({codec}) decoded by {} with the CPU's frames",
+            if nvdec_codec { av::NVDEC } else { av::CPU }
+        );
+    }
+    assert!(on_nvdec > 0, "no video was decoded by NVDEC");
+    println!(
+        "nvdec parity: {} videos on {}, {on_nvdec} decodes on NVDEC, {frames_compared} frames bit-identical to the CPU's",
+        paths.len(),
+        device.name
+    );
+}
