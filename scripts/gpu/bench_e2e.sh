@@ -79,7 +79,7 @@ if [ "${1:-}" = prepare ]; then
   needed=$carry/mmcurate-cuda.needed
   [ -f "$needed" ] || die "$needed is missing: run scripts/gpu/build.sh again"
   if grep -qE '^lib(av|sw)' "$needed"; then
-    die "$bin links FFmpeg ($(grep -E '^lib(av|sw)' "$needed" | tr '\n' ' ')): it was built before build.sh dropped the av feature, and would not start on the GPU machine; run scripts/gpu/build.sh again"
+    die "$bin links FFmpeg ($(grep -E '^lib(av|sw)' "$needed" | tr '\n' ' ')): it links the system's FFmpeg, which the GPU machine lacks, so it would not start there; run scripts/gpu/build.sh again (it links FFmpeg statically)"
   fi
   built=$(stat -c %Y "$bin")
   changed=$(git log -1 --format=%ct -- src kernels Cargo.toml Cargo.lock build.rs 2>/dev/null || echo 0)

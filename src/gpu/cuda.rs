@@ -249,7 +249,11 @@ impl CudaKernels {
                 .clone_htod(&MeasurePlan::job_table(stage))
                 .map_err(driver("upload"))?;
             let mut launch = stream.launch_builder(&self.resample_pass);
-            launch.arg(&mut *arena).arg(&jobs).arg(&bounds).arg(&weights);
+            launch
+                .arg(&mut *arena)
+                .arg(&jobs)
+                .arg(&bounds)
+                .arg(&weights);
             // SAFETY: the arguments are resample_pass's, in order; every offset and stride in
             // the jobs stays inside the arena and the tables (see above).
             unsafe { launch.launch(launch_config(plan::pass_launch(stage))) }
