@@ -121,6 +121,16 @@ fn the_gpu_plan_emulated_on_the_host_measures_the_shared_images_as_the_cpu() {
     }
 }
 
+/// The GPU the GPU-only tests run on, or `None` after printing why `test` is skipped.
+fn gpu_or_skip(test: &str) -> Option<mmcurate::gpu::device::CudaDevice> {
+    let selected =
+        mmcurate::gpu::select(mmcurate::gpu::DeviceRequest::Auto).unwrap_or_else(|e| panic!("{e}"));
+    if selected.cuda.is_none() {
+        println!("{test}: skipped, no CUDA device ({})", selected.reason);
+    }
+    selected.cuda
+}
+
 /// Relative error, 0 when both are 0.
 fn relative_error(a: f64, b: f64) -> f64 {
     let scale = a.abs().max(b.abs());
@@ -138,11 +148,9 @@ fn relative_error(a: f64, b: f64) -> f64 {
 /// how many are bit-identical.
 #[test]
 fn gpu_parity_on_the_shared_images() {
-    use mmcurate::gpu::{select, CudaKernels, DeviceRequest};
+    use mmcurate::gpu::CudaKernels;
     use mmcurate::measure::{CpuKernels, QualityKernels};
-    let selected = select(DeviceRequest::Auto).unwrap_or_else(|e| panic!("{e}"));
-    let Some(device) = &selected.cuda else {
-        println!("gpu parity: skipped, no CUDA device ({})", selected.reason);
+    let Some(device) = &gpu_or_skip("gpu parity") else {
         return;
     };
     let kernels = CudaKernels::new(device).unwrap_or_else(|e| panic!("{e}"));
@@ -295,13 +303,7 @@ fn nvjpeg_parity_on_the_shared_images() {
     use mmcurate::decode::{CpuDecoder, ImageDecoder};
     use mmcurate::gpu::nvjpeg::{self, mean_absolute_difference, GpuJpegDecoder};
     use mmcurate::measure::{CpuKernels, QualityKernels, ANALYSIS_SHORT_SIDE};
-    let selected =
-        mmcurate::gpu::select(mmcurate::gpu::DeviceRequest::Auto).unwrap_or_else(|e| panic!("{e}"));
-    let Some(device) = &selected.cuda else {
-        println!(
-            "nvjpeg parity: skipped, no CUDA device ({})",
-            selected.reason
-        );
+    let Some(device) = &gpu_or_skip("nvjpeg parity") else {
         return;
     };
     if let Err(e) = nvjpeg::api() {
@@ -452,14 +454,9 @@ fn the_clip_plan_emulated_on_the_host_preprocesses_the_shared_images_as_the_cpu(
 #[test]
 fn gpu_clip_preprocessing_parity_on_the_shared_images() {
     use mmcurate::gpu::cuda::RgbInput;
-    use mmcurate::gpu::{select, CudaKernels, DeviceRequest, GpuJpegDecoder};
+    use mmcurate::gpu::{CudaKernels, GpuJpegDecoder};
     use mmcurate::models::clip_preprocess::{clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD};
-    let selected = select(DeviceRequest::Auto).unwrap_or_else(|e| panic!("{e}"));
-    let Some(device) = &selected.cuda else {
-        println!(
-            "gpu clip preprocessing parity: skipped, no CUDA device ({})",
-            selected.reason
-        );
+    let Some(device) = &gpu_or_skip("gpu clip preprocessing parity") else {
         return;
     };
     let kernels = CudaKernels::new(device).unwrap_or_else(|e| panic!("{e}"));
@@ -529,14 +526,9 @@ fn gpu_clip_preprocessing_parity_on_the_shared_images() {
 /// (no host copy) gives exactly what measuring its downloaded copy gives.
 #[test]
 fn measuring_on_the_device_equals_measuring_the_downloaded_pixels() {
-    use mmcurate::gpu::{select, CudaKernels, DeviceRequest, GpuJpegDecoder};
+    use mmcurate::gpu::{CudaKernels, GpuJpegDecoder};
     use mmcurate::measure::QualityKernels;
-    let selected = select(DeviceRequest::Auto).unwrap_or_else(|e| panic!("{e}"));
-    let Some(device) = &selected.cuda else {
-        println!(
-            "device measuring: skipped, no CUDA device ({})",
-            selected.reason
-        );
+    let Some(device) = &gpu_or_skip("device measuring") else {
         return;
     };
     let decoder = match GpuJpegDecoder::new(device) {
@@ -573,17 +565,11 @@ fn measuring_on_the_device_equals_measuring_the_downloaded_pixels() {
 #[test]
 fn nvdec_parity_on_the_shared_videos() {
     use mmcurate::decode::av::{self, sample_video_frames, FrameSampling};
-    use mmcurate::gpu::{select, DeviceRequest};
     if !cfg!(feature = "av") {
         println!("nvdec parity: skipped, this binary was built without FFmpeg (no `av` feature)");
         return;
     }
-    let selected = select(DeviceRequest::Auto).unwrap_or_else(|e| panic!("{e}"));
-    let Some(device) = &selected.cuda else {
-        println!(
-            "nvdec parity: skipped, no CUDA device ({})",
-            selected.reason
-        );
+    let Some(device) = &gpu_or_skip("nvdec parity") else {
         return;
     };
     let dir = shared_media().join("video");
