@@ -77,12 +77,10 @@ fn an_unknown_device_is_a_config_error_naming_the_allowed_values() {
     assert!(!output.exists());
 }
 
-/// The shared images as the measure stage sees them: decoded to luminance by the CPU decoder
-/// at the analysis size, in name order.
-fn shared_lumas() -> Vec<(String, mmcurate::decode::LumaImage)> {
-    use mmcurate::decode::{probe, CpuDecoder, ImageDecoder};
-    // scripts/gpu/check.sh runs this binary on another machine, where the build's
-    // CARGO_MANIFEST_DIR does not exist: it says where the images are.
+/// The shared image files, in name order. scripts/gpu/check.sh runs this binary on another
+/// machine, where the build's CARGO_MANIFEST_DIR does not exist: MMCURATE_MEDIA_IMAGES says
+/// where the images are.
+fn shared_image_paths() -> Vec<std::path::PathBuf> {
     let dir = std::env::var_os("MMCURATE_MEDIA_IMAGES")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(shared_images);
@@ -91,8 +89,15 @@ fn shared_lumas() -> Vec<(String, mmcurate::decode::LumaImage)> {
         .map(|e| e.unwrap().path())
         .collect();
     paths.sort();
+    paths
+}
+
+/// The shared images as the measure stage sees them: decoded to luminance by the CPU decoder
+/// at the analysis size, in name order.
+fn shared_lumas() -> Vec<(String, mmcurate::decode::LumaImage)> {
+    use mmcurate::decode::{probe, CpuDecoder, ImageDecoder};
     let mut out = Vec::new();
-    for path in paths {
+    for path in shared_image_paths() {
         let bytes = read(&path);
         let Ok(info) = probe(&bytes) else { continue };
         let luma = CpuDecoder
@@ -209,16 +214,8 @@ fn gpu_parity_on_the_shared_images() {
 
 /// The shared JPEGs: name, bytes and header info, in name order.
 fn shared_jpegs() -> Vec<(String, Vec<u8>, mmcurate::decode::ImageInfo)> {
-    let dir = std::env::var_os("MMCURATE_MEDIA_IMAGES")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(shared_images);
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
     let mut out = Vec::new();
-    for path in paths {
+    for path in shared_image_paths() {
         let bytes = read(&path);
         let Ok(info) = mmcurate::decode::probe(&bytes) else {
             continue;
@@ -394,16 +391,8 @@ fn nvjpeg_parity_on_the_shared_images() {
 
 /// The shared images decoded to RGB as the CPU's CLIP preprocessing decodes them, name order.
 fn shared_rgbs() -> Vec<(String, image::RgbImage)> {
-    let dir = std::env::var_os("MMCURATE_MEDIA_IMAGES")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(shared_images);
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
     let mut out = Vec::new();
-    for path in paths {
+    for path in shared_image_paths() {
         let Ok(decoded) = image::load_from_memory(&read(&path)) else {
             continue;
         };
