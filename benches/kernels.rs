@@ -58,7 +58,7 @@ fn kernels(c: &mut Criterion) {
         &luma,
         1000,
         866,
-        mmcurate::measure::resample::Filter::Bicubic,
+        mmcurate::pixels::resample::Filter::Bicubic,
     );
     c.bench_function("measure/resize_1000x866_to_512", |b| {
         b.iter(|| quality::resize_shorter_side_transposed(&large, ANALYSIS_SHORT_SIDE))

@@ -9,7 +9,8 @@
 
 use std::time::Instant;
 
-use mmcurate::decide::semantic::{normalise, SemanticIndex};
+use mmcurate::decide::semantic::SemanticIndex;
+use mmcurate::vector::normalise;
 use rayon::prelude::*;
 
 const DIM: usize = 512;

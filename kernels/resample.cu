@@ -1,4 +1,4 @@
-// One separable pass of Pillow's fixed-point convolution resize (src/measure/resample.rs), over
+// One separable pass of Pillow's fixed-point convolution resize (src/pixels/resample.rs), over
 // many images per launch: block row blockIdx.y runs job blockIdx.y, one output pixel per thread.
 // The weights are the CPU's own (resample::pass_coefficients), the sum is the same i32 sum and
 // the rounding the same clip8, so every byte equals the CPU's (gpu::plan pins this arithmetic

@@ -2,8 +2,10 @@
 //!
 //! The modules follow the data flow, in the order a sample meets them:
 //! `config` → `plan` → `source` → `decode` → `measure` → `decide` → `write`, with `pipeline`
-//! running the stages together and `cli` as the binary's edge. Stages talk through a few plain
-//! types: [`source::Sample`], [`measure::Measurements`] and [`decide::Decision`].
+//! running the stages together and `cli` as the binary's edge; `gpu` and `models` sit beside
+//! the stages, and the low-level `pixels` and `vector` serve them all. Imports run with the flow
+//! (tests/it/architecture.rs checks it). Stages talk through a few plain types:
+//! [`source::Sample`], [`measure::Measurements`] and [`decide::Decision`].
 
 pub mod cli;
 pub mod config;
@@ -13,8 +15,10 @@ pub mod gpu;
 pub mod measure;
 pub mod models;
 pub mod pipeline;
+pub mod pixels;
 pub mod plan;
 pub mod source;
+pub mod vector;
 pub mod write;
 
 /// The tool's version, recorded in every manifest and shard `.json`.

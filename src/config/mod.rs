@@ -3,16 +3,33 @@
 //! Every key has a documented default (README, "Config reference"). `--set a.b=c` overrides are
 //! applied to the TOML tree before it is typed, so they go through the same checks. Validation
 //! happens here, before any work starts; an error names the key, the value and what is allowed.
+//! Each section has its own file with its types and its `validate()`, over the shared range
+//! checks in `check`; [`Config::validate`] runs them in order.
 //! This module does not touch the network: whether inputs exist is the `plan` stage's job.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
-mod av;
+mod audio;
 mod bytesize_serde;
-pub use av::{AudioConfig, AudioFilters, FrameScore, VideoConfig, VideoFilters};
+mod check;
+mod dedup;
+mod filters;
+mod input;
+mod models;
+mod output;
+mod run;
+mod video;
+pub use audio::{AudioConfig, AudioFilters};
 pub use bytesize_serde::ByteSize;
+pub use dedup::{DedupConfig, DEFAULT_MAX_BIT_ERROR_RATE};
+pub use filters::{AlignmentFilters, CaptionFilters, FiltersConfig, ImageFilters};
+pub use input::{InputConfig, InputFormat};
+pub use models::{ClipDtype, ClipModelConfig, ModelsConfig};
+pub use output::OutputConfig;
+pub use run::{DeviceRequest, RunConfig, DEVICE_VALUES};
+pub use video::{FrameScore, VideoConfig, VideoFilters};
 
 /// A configuration problem, reported before any work starts.
 #[derive(Debug, thiserror::Error)]
@@ -57,328 +74,6 @@ pub struct Config {
     pub audio: AudioConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunConfig {
-    /// A name for the run, recorded in the manifest.
-    #[serde(default = "default_run_name")]
-    pub name: String,
-    /// Where shards, ledger and manifest go: a local path, `file://…` or `s3://bucket/prefix`.
-    pub output: String,
-    /// Worker threads for decoding and measuring; 0 means one per core.
-    #[serde(default)]
-    pub threads: usize,
-    /// Where pixels are measured: `auto` (the GPU when there is a usable one, else the CPU),
-    /// `cpu`, `cuda` or `cuda:N` (see `gpu::device`).
-    #[serde(default = "default_device")]
-    pub device: String,
-    /// With a CUDA device: decode JPEGs with nvJPEG (the GPU's JPEG engine where it has one).
-    /// Off by default: nvJPEG's inverse DCT rounds differently from libjpeg-turbo's, so the
-    /// measurements are close to, not identical with, a CPU run's.
-    #[serde(default)]
-    pub gpu_jpeg_decode: bool,
-    /// Local folder for staging candidate samples between measuring and writing. Default: a
-    /// `.staging` folder inside a local output, or the system temporary folder for S3 output.
-    #[serde(default)]
-    pub staging_dir: Option<String>,
-}
-
-fn default_run_name() -> String {
-    "mmcurate".to_string()
-}
-
-fn default_device() -> String {
-    "auto".to_string()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InputFormat {
-    /// Every object under a prefix; captions from `.txt` / `.json` sidecars with the same stem.
-    Files,
-    /// Existing WebDataset `.tar` shards, streamed.
-    Webdataset,
-    /// JSONL or Parquet rows naming object URIs.
-    Manifest,
-}
-
-impl InputFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InputFormat::Files => "files",
-            InputFormat::Webdataset => "webdataset",
-            InputFormat::Manifest => "manifest",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputConfig {
-    /// A local path, `file://…` or `s3://bucket/prefix`: a folder/prefix or a single object.
-    pub uri: String,
-    #[serde(default = "default_format")]
-    pub format: InputFormat,
-    /// Manifest column holding each object's URI.
-    #[serde(default = "default_url_column")]
-    pub url_column: String,
-    /// Manifest column holding each object's caption.
-    #[serde(default = "default_caption_column")]
-    pub caption_column: String,
-}
-
-fn default_format() -> InputFormat {
-    InputFormat::Files
-}
-fn default_url_column() -> String {
-    "url".to_string()
-}
-fn default_caption_column() -> String {
-    "caption".to_string()
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FiltersConfig {
-    #[serde(default)]
-    pub image: ImageFilters,
-    #[serde(default)]
-    pub caption: CaptionFilters,
-    #[serde(default)]
-    pub alignment: AlignmentFilters,
-    #[serde(default)]
-    pub video: VideoFilters,
-    #[serde(default)]
-    pub audio: AudioFilters,
-}
-
-/// Checks on the caption (a `.txt` part, a sidecar's or a manifest's `caption`), run with the
-/// cheap filters, before anything is embedded. A `.txt` part that is not UTF-8 is always
-/// dropped: no tokenizer or training loader can read it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaptionFilters {
-    /// Drop samples without a caption (none, or only white space).
-    #[serde(default)]
-    pub required: bool,
-    /// Drop captions of fewer words (white-space separated) than this; 0 turns it off.
-    #[serde(default)]
-    pub min_words: u32,
-    /// Drop captions of fewer characters (after trimming white space) than this; 0: off.
-    #[serde(default)]
-    pub min_chars: u32,
-}
-
-/// Image-text alignment: the CLIP score (cosine of image and caption embeddings) of samples
-/// that survived dedup. Needs `[models.clip]`. Samples without a caption are not scored and
-/// are not dropped by these rules.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlignmentFilters {
-    /// Drop samples whose CLIP score is below this (LAION-5B used 0.28 with ViT-B/32).
-    #[serde(default)]
-    pub min_clip_score: Option<f64>,
-    /// Keep only this fraction of the scored samples, the best-aligned (DataComp's CLIP score
-    /// filter kept 0.3); the threshold is the run-wide quantile, recorded in the manifest.
-    #[serde(default)]
-    pub keep_top_fraction: Option<f64>,
-}
-
-/// Auxiliary models. Without `[models.clip]` the CLIP stages (embeddings, semantic dedup,
-/// alignment scores) are skipped.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelsConfig {
-    #[serde(default)]
-    pub clip: Option<ClipModelConfig>,
-}
-
-/// Where a CLIP checkpoint comes from (`path` or `hf`, not both) and how it runs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClipModelConfig {
-    /// A local folder in the Hugging Face layout: config.json, model.safetensors, tokenizer.json.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// A Hugging Face Hub repository id, fetched into the Hugging Face cache (`HF_HOME`).
-    #[serde(default)]
-    pub hf: Option<String>,
-    /// The hub revision (commit, branch or tag) for `hf`. Default: the revision its model card
-    /// pins, or `main` for a repository without a card.
-    #[serde(default)]
-    pub revision: Option<String>,
-    /// Images or captions per forward pass.
-    #[serde(default = "default_clip_batch_size")]
-    pub batch_size: usize,
-    /// The precision CLIP runs in: `auto` (bf16 on a GPU, f32 on the CPU), `f32`, `f16` or
-    /// `bf16`. f16 and bf16 need CLIP on a GPU: `run.device` a GPU and a binary built with
-    /// `--features cuda`. Embeddings are f32 whatever this is.
-    #[serde(default)]
-    pub dtype: ClipDtype,
-}
-
-/// `[models.clip] dtype`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ClipDtype {
-    /// bf16 on a GPU, f32 on the CPU.
-    #[default]
-    Auto,
-    F32,
-    F16,
-    Bf16,
-}
-
-impl ClipDtype {
-    /// The value as the config spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClipDtype::Auto => "auto",
-            ClipDtype::F32 => "f32",
-            ClipDtype::F16 => "f16",
-            ClipDtype::Bf16 => "bf16",
-        }
-    }
-
-    /// Whether this precision runs only on a GPU.
-    pub fn needs_gpu(self) -> bool {
-        matches!(self, ClipDtype::F16 | ClipDtype::Bf16)
-    }
-}
-
-fn default_clip_batch_size() -> usize {
-    32
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImageFilters {
-    /// Drop images whose shorter side is below this many pixels.
-    #[serde(default = "default_min_side")]
-    pub min_side: u32,
-    /// Refuse images whose header declares more pixels than this, before decoding them.
-    #[serde(default = "default_max_pixels")]
-    pub max_pixels: u64,
-    /// Drop images whose longer side is more than this many times the shorter side.
-    #[serde(default = "default_max_aspect_ratio")]
-    pub max_aspect_ratio: f64,
-    /// Drop images whose sharpness (Laplacian variance at a 512-px shorter side) is below this.
-    #[serde(default)]
-    pub min_sharpness: f64,
-    /// Drop images whose mean luminance (0–255) is below this.
-    #[serde(default)]
-    pub min_brightness: f64,
-    /// Drop images whose mean luminance (0–255) is above this.
-    #[serde(default = "default_max_brightness")]
-    pub max_brightness: f64,
-}
-
-fn default_min_side() -> u32 {
-    64
-}
-fn default_max_pixels() -> u64 {
-    100_000_000
-}
-fn default_max_aspect_ratio() -> f64 {
-    10.0
-}
-fn default_max_brightness() -> f64 {
-    255.0
-}
-
-impl Default for ImageFilters {
-    fn default() -> Self {
-        ImageFilters {
-            min_side: default_min_side(),
-            max_pixels: default_max_pixels(),
-            max_aspect_ratio: default_max_aspect_ratio(),
-            min_sharpness: 0.0,
-            min_brightness: 0.0,
-            max_brightness: default_max_brightness(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DedupConfig {
-    /// Drop byte-identical copies (same sha256).
-    #[serde(default = "default_true")]
-    pub exact: bool,
-    /// Near duplicates: pHashes within this many differing bits (0–64); 0 turns it off.
-    #[serde(default = "default_phash_max_distance")]
-    pub phash_max_distance: u32,
-    /// Semantic duplicates (with `[models.clip]`): image embeddings whose cosine similarity is
-    /// at least this are linked; 0 turns it off.
-    #[serde(default = "default_embedding_min_cosine")]
-    pub embedding_min_cosine: f64,
-    /// Video copies: mean pHash distance (bits) of time-aligned sampled frames at or below
-    /// this; 0 turns it off.
-    #[serde(default = "default_video_max_distance")]
-    pub video_max_distance: f64,
-    /// Audio copies: fingerprint bit error rate at the best alignment at or below this; 0
-    /// turns it off.
-    #[serde(default = "default_audio_max_bit_error_rate")]
-    pub audio_max_bit_error_rate: f64,
-}
-
-fn default_video_max_distance() -> f64 {
-    8.0
-}
-fn default_audio_max_bit_error_rate() -> f64 {
-    crate::measure::audio::DEFAULT_MAX_BIT_ERROR_RATE
-}
-
-fn default_embedding_min_cosine() -> f64 {
-    0.95
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_phash_max_distance() -> u32 {
-    4
-}
-
-impl Default for DedupConfig {
-    fn default() -> Self {
-        DedupConfig {
-            exact: true,
-            phash_max_distance: default_phash_max_distance(),
-            embedding_min_cosine: default_embedding_min_cosine(),
-            video_max_distance: default_video_max_distance(),
-            audio_max_bit_error_rate: default_audio_max_bit_error_rate(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputConfig {
-    /// Start a new shard after this many samples.
-    #[serde(default = "default_max_samples_per_shard")]
-    pub max_samples_per_shard: u64,
-    /// Start a new shard before it would grow past this size ("512MB", "1GiB" or bytes).
-    #[serde(default = "default_max_bytes_per_shard")]
-    pub max_bytes_per_shard: ByteSize,
-}
-
-fn default_max_samples_per_shard() -> u64 {
-    10_000
-}
-fn default_max_bytes_per_shard() -> ByteSize {
-    ByteSize(1 << 30)
-}
-
-impl Default for OutputConfig {
-    fn default() -> Self {
-        OutputConfig {
-            max_samples_per_shard: default_max_samples_per_shard(),
-            max_bytes_per_shard: default_max_bytes_per_shard(),
-        }
-    }
-}
-
 impl Config {
     /// Reads a TOML file, applies `--set KEY=VALUE` overrides, types and validates it.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
@@ -418,256 +113,21 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks every value against what it allows; the first problem found is returned.
+    /// Checks every value against what it allows, section by section (each section's own
+    /// `validate()`); the first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn invalid(key: &str, value: impl std::fmt::Display, allowed: &str) -> ConfigError {
-            ConfigError::Invalid {
-                key: key.to_string(),
-                value: value.to_string(),
-                allowed: allowed.to_string(),
-            }
-        }
-        check_uri("run.output", &self.run.output)?;
-        if self.run.name.trim().is_empty() {
-            return Err(invalid("run.name", "\"\"", "must not be empty"));
-        }
-        if self.run.threads > 4096 {
-            return Err(invalid(
-                "run.threads",
-                self.run.threads,
-                "must be 0 (one per core) to 4096",
-            ));
-        }
-        if crate::gpu::DeviceRequest::parse(&self.run.device).is_none() {
-            return Err(invalid(
-                "run.device",
-                format!("{:?}", self.run.device),
-                crate::gpu::device::DEVICE_VALUES,
-            ));
-        }
-        if self.inputs.is_empty() {
-            return Err(invalid(
-                "inputs",
-                "[]",
-                "at least one [[inputs]] table with a `uri` is required",
-            ));
-        }
-        for (i, input) in self.inputs.iter().enumerate() {
-            check_uri(&format!("inputs[{i}].uri"), &input.uri)?;
-            if input.url_column.is_empty() {
-                return Err(invalid(
-                    &format!("inputs[{i}].url_column"),
-                    "\"\"",
-                    "must name a column",
-                ));
-            }
-        }
-        let f = &self.filters.image;
-        if f.min_side == 0 {
-            return Err(invalid(
-                "filters.image.min_side",
-                0,
-                "must be at least 1 pixel",
-            ));
-        }
-        if f.max_pixels == 0 {
-            return Err(invalid(
-                "filters.image.max_pixels",
-                0,
-                "must be at least 1 pixel",
-            ));
-        }
-        if !(f.max_aspect_ratio >= 1.0 && f.max_aspect_ratio.is_finite()) {
-            return Err(invalid(
-                "filters.image.max_aspect_ratio",
-                f.max_aspect_ratio,
-                "must be a finite number >= 1.0",
-            ));
-        }
-        if !(f.min_sharpness >= 0.0 && f.min_sharpness.is_finite()) {
-            return Err(invalid(
-                "filters.image.min_sharpness",
-                f.min_sharpness,
-                "must be a finite number >= 0 (0 turns the filter off)",
-            ));
-        }
-        for (key, value) in [
-            ("filters.image.min_brightness", f.min_brightness),
-            ("filters.image.max_brightness", f.max_brightness),
-        ] {
-            if !(0.0..=255.0).contains(&value) {
-                return Err(invalid(
-                    key,
-                    value,
-                    "must be between 0 and 255 (mean luminance)",
-                ));
-            }
-        }
-        if f.min_brightness > f.max_brightness {
-            return Err(invalid(
-                "filters.image.min_brightness",
-                f.min_brightness,
-                &format!(
-                    "must not exceed filters.image.max_brightness ({})",
-                    f.max_brightness
-                ),
-            ));
-        }
-        if self.dedup.phash_max_distance > 64 {
-            return Err(invalid(
-                "dedup.phash_max_distance",
-                self.dedup.phash_max_distance,
-                "must be 0 (off) to 64 bits",
-            ));
-        }
-        let d = self.dedup.embedding_min_cosine;
-        if !(0.0..=1.0).contains(&d) {
-            return Err(invalid(
-                "dedup.embedding_min_cosine",
-                d,
-                "must be 0 (off) or a cosine similarity up to 1.0 (e.g. 0.95)",
-            ));
-        }
-        if !(0.0..=64.0).contains(&self.dedup.video_max_distance) {
-            return Err(invalid(
-                "dedup.video_max_distance",
-                self.dedup.video_max_distance,
-                "must be 0 (off) to 64 bits, a mean pHash distance (e.g. 8)",
-            ));
-        }
-        if !(0.0..0.5).contains(&self.dedup.audio_max_bit_error_rate) {
-            return Err(invalid(
-                "dedup.audio_max_bit_error_rate",
-                self.dedup.audio_max_bit_error_rate,
-                "must be 0 (off) or a bit error rate below 0.5, where unrelated audio lies (e.g. 0.2)",
-            ));
-        }
-        av::validate(
-            &self.video,
-            &self.audio,
-            &self.filters.video,
-            &self.filters.audio,
-        )?;
-        self.validate_captions_and_models()?;
-        if self.output.max_samples_per_shard == 0 {
-            return Err(invalid(
-                "output.max_samples_per_shard",
-                0,
-                "must be at least 1",
-            ));
-        }
-        if self.output.max_bytes_per_shard.0 < 10 * 1024 {
-            return Err(invalid(
-                "output.max_bytes_per_shard",
-                self.output.max_bytes_per_shard,
-                "must be at least 10KiB",
-            ));
-        }
-        Ok(())
-    }
-
-    fn validate_captions_and_models(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, value: &dyn std::fmt::Display, allowed: &str| {
-            Err(ConfigError::Invalid {
-                key: key.to_string(),
-                value: value.to_string(),
-                allowed: allowed.to_string(),
-            })
-        };
-        let a = &self.filters.alignment;
-        if let Some(score) = a.min_clip_score {
-            if !(-1.0..=1.0).contains(&score) {
-                return invalid(
-                    "filters.alignment.min_clip_score",
-                    &score,
-                    "must be a cosine similarity between -1 and 1 (LAION used 0.28 with ViT-B/32)",
-                );
-            }
-        }
-        if let Some(fraction) = a.keep_top_fraction {
-            if !(fraction > 0.0 && fraction <= 1.0) {
-                return invalid(
-                    "filters.alignment.keep_top_fraction",
-                    &fraction,
-                    "must be above 0 and at most 1 (DataComp kept 0.3)",
-                );
-            }
-        }
-        let Some(clip) = &self.models.clip else {
-            for (key, set) in [
-                ("filters.alignment.min_clip_score", a.min_clip_score),
-                ("filters.alignment.keep_top_fraction", a.keep_top_fraction),
-            ] {
-                if let Some(value) = set {
-                    return invalid(
-                        key,
-                        &value,
-                        "needs a CLIP model to score with: add a [models.clip] table with `path` or `hf`",
-                    );
-                }
-            }
-            return Ok(());
-        };
-        match (&clip.path, &clip.hf) {
-            (None, None) => {
-                return invalid(
-                    "models.clip",
-                    &"{}",
-                    "needs `path` (a local folder with config.json, model.safetensors and tokenizer.json) or `hf` (a Hugging Face repository id)",
-                )
-            }
-            (Some(_), Some(hf)) => {
-                return invalid(
-                    "models.clip.hf",
-                    &format!("{hf:?}"),
-                    "set either `path` or `hf`, not both",
-                )
-            }
-            (Some(path), None) if path.trim().is_empty() => {
-                return invalid("models.clip.path", &"\"\"", "must name a folder")
-            }
-            (None, Some(hf)) if hf.split('/').filter(|p| !p.is_empty()).count() != 2 => {
-                return invalid(
-                    "models.clip.hf",
-                    &format!("{hf:?}"),
-                    "must be a repository id such as \"openai/clip-vit-base-patch32\"",
-                )
-            }
-            _ => {}
-        }
-        if let (Some(revision), None) = (&clip.revision, &clip.hf) {
-            return invalid(
-                "models.clip.revision",
-                &format!("{revision:?}"),
-                "applies only to `hf`; a local `path` has no revision",
-            );
-        }
-        if !(1..=4096).contains(&clip.batch_size) {
-            return invalid(
-                "models.clip.batch_size",
-                &clip.batch_size,
-                "must be 1 to 4096",
-            );
-        }
-        if clip.dtype.needs_gpu() {
-            // Whether `auto` finds a GPU is known only when the run starts (models::checkpoint
-            // says so then); a CPU-only device or binary is known now.
-            let dtype = format!("{:?}", clip.dtype.as_str());
-            if self.run.device == "cpu" {
-                return invalid(
-                    "models.clip.dtype",
-                    &dtype,
-                    "f16 and bf16 run only on a GPU, and run.device = \"cpu\": use \"auto\" (bf16 on a GPU, f32 on the CPU) or \"f32\", or set run.device = \"auto\" or \"cuda\"",
-                );
-            }
-            if !cfg!(feature = "cuda") {
-                return invalid(
-                    "models.clip.dtype",
-                    &dtype,
-                    "f16 and bf16 run only on a GPU, and this mmcurate was built without the `cuda` feature (CLIP runs on the CPU): use \"auto\" or \"f32\", or build with `--features cuda` (scripts/gpu/build.sh)",
-                );
-            }
-        }
+        self.run.validate()?;
+        input::validate(&self.inputs)?;
+        self.filters.image.validate()?;
+        self.dedup.validate()?;
+        self.video.validate()?;
+        self.audio.validate()?;
+        self.filters.video.validate()?;
+        self.filters.audio.validate()?;
+        self.filters.alignment.validate()?;
+        self.models
+            .validate(&self.filters.alignment, &self.run.device)?;
+        self.output.validate()?;
         Ok(())
     }
 
@@ -687,42 +147,6 @@ impl Config {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
     }
-}
-
-/// Accepts a local path, `file://` or `s3://bucket[/prefix]`.
-fn check_uri(key: &str, uri: &str) -> Result<(), ConfigError> {
-    let bad = |allowed: &str| ConfigError::Invalid {
-        key: key.to_string(),
-        value: format!("{uri:?}"),
-        allowed: allowed.to_string(),
-    };
-    if uri.trim().is_empty() {
-        return Err(bad(
-            "must be a local path, file://PATH or s3://BUCKET/PREFIX",
-        ));
-    }
-    if let Some((scheme, rest)) = uri.split_once("://") {
-        match scheme {
-            "file" => {
-                if !rest.starts_with('/') {
-                    return Err(bad(
-                        "a file:// URI must hold an absolute path (file:///data/x)",
-                    ));
-                }
-            }
-            "s3" => {
-                if rest.split('/').next().unwrap_or("").is_empty() {
-                    return Err(bad("an s3:// URI must name a bucket (s3://BUCKET/PREFIX)"));
-                }
-            }
-            _ => {
-                return Err(bad(
-                    "unsupported scheme: use a local path, file://PATH or s3://BUCKET/PREFIX",
-                ))
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Applies one `KEY=VALUE` override to the TOML tree. The value is read as a TOML value when

@@ -10,13 +10,14 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use super::hamming_index::pairs_within;
-use super::semantic::{cosine, pairs_above};
+use super::semantic::pairs_above;
 use super::{Drop, Reason, Stage};
 use crate::measure::audio::{
     compare_fingerprints, Fingerprint, DEFAULT_MIN_OVERLAP_FRAMES, FINGERPRINT_HOP,
     FINGERPRINT_RATE,
 };
 use crate::measure::video::{compare_signatures, Signature};
+use crate::vector::cosine;
 
 /// What dedup needs to know about a sample that passed the per-sample filters.
 #[derive(Debug, Clone)]

@@ -9,9 +9,13 @@
 //! module does not measure or judge anything.
 
 pub mod av;
+pub mod jpeg;
 
 use image::ImageFormat;
 use std::io::Cursor;
+
+use crate::pixels::LumaImage;
+use jpeg::check_jpeg_complete;
 
 /// Why a media part could not be decoded. The message is the decoder's own where there is one.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -50,15 +54,6 @@ fn format_extension(format: ImageFormat) -> &'static str {
         ImageFormat::Tiff => "tif",
         other => other.extensions_str().first().copied().unwrap_or("img"),
     }
-}
-
-/// An 8-bit luminance image, row-major, `width * height` bytes. It may be smaller than the
-/// original when the decoder scaled it down while decoding.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LumaImage {
-    pub width: u32,
-    pub height: u32,
-    pub pixels: Vec<u8>,
 }
 
 /// Detects the format from the magic bytes and reads the dimensions from the header.
@@ -217,24 +212,6 @@ fn jpeg_scale(shorter: u32, min_side: u32) -> turbojpeg::ScalingFactor {
         .unwrap_or(turbojpeg::ScalingFactor::ONE)
 }
 
-/// A JPEG that ends before its end-of-image marker is truncated. Decoders fill the missing
-/// part with grey and carry on; a curation tool must not keep such a file. The marker may be
-/// followed by padding or trailer bytes, so look for it near the end.
-fn check_jpeg_complete(bytes: &[u8]) -> Result<(), DecodeError> {
-    let tail = &bytes[bytes.len().saturating_sub(4096)..];
-    if tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
-        Ok(())
-    } else {
-        Err(DecodeError::Corrupt {
-            format: "JPEG".to_string(),
-            message: format!(
-                "truncated: no end-of-image marker (FFD9) in the last {} bytes",
-                tail.len()
-            ),
-        })
-    }
-}
-
 fn decode_other_luma(bytes: &[u8], format: ImageFormat) -> Result<LumaImage, DecodeError> {
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     reader.no_limits();
@@ -301,10 +278,26 @@ impl AvContainer {
     }
 }
 
+/// A container whose declared sizes its bytes do not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContainerError {
+    #[error("truncated: {what} declares {declared} bytes, the file ends after {len}")]
+    Truncated {
+        what: String,
+        declared: u64,
+        len: usize,
+    },
+    #[error("corrupt: a box at byte {at} declares {size} bytes")]
+    BadBoxSize { at: u64, size: u64 },
+}
+
 /// Whether a container that declares its own size holds all of it: a WAV (RIFF) or ISO media
 /// file cut short still opens and decodes up to the cut, so the cut is found here, from the
 /// sizes its chunks or boxes declare. Other containers are left to the decoder.
-pub fn check_container_complete(container: AvContainer, bytes: &[u8]) -> Result<(), String> {
+pub fn check_container_complete(
+    container: AvContainer,
+    bytes: &[u8],
+) -> Result<(), ContainerError> {
     let u32_le = |at: usize| {
         bytes
             .get(at..at + 4)
@@ -316,10 +309,11 @@ pub fn check_container_complete(container: AvContainer, bytes: &[u8]) -> Result<
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
     let truncated = |what: &str, declared: u64| {
-        Err(format!(
-            "truncated: {what} declares {declared} bytes, the file ends after {}",
-            bytes.len()
-        ))
+        Err(ContainerError::Truncated {
+            what: what.to_string(),
+            declared,
+            len: bytes.len(),
+        })
     };
     match container {
         AvContainer::Wav => {
@@ -352,7 +346,7 @@ pub fn check_container_complete(container: AvContainer, bytes: &[u8]) -> Result<
                     n => n as u64,
                 };
                 if size < 8 {
-                    return Err(format!("corrupt: a box at byte {at} declares {size} bytes"));
+                    return Err(ContainerError::BadBoxSize { at, size });
                 }
                 if at + size > bytes.len() as u64 {
                     let kind = bytes
@@ -508,7 +502,9 @@ mod tests {
         wav.extend_from_slice(b"data\x00\x08\0\0");
         wav.extend_from_slice(&[0; 2048]);
         assert_eq!(check_container_complete(AvContainer::Wav, &wav), Ok(()));
-        let err = check_container_complete(AvContainer::Wav, &wav[..1000]).unwrap_err();
+        let err = check_container_complete(AvContainer::Wav, &wav[..1000])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("data chunk declares 2048 bytes"), "{err}");
 
         let mut mp4 = vec![0, 0, 0, 16];
@@ -520,7 +516,9 @@ mod tests {
             check_container_complete(AvContainer::IsoMedia, &mp4),
             Ok(())
         );
-        let err = check_container_complete(AvContainer::IsoMedia, &mp4[..2000]).unwrap_err();
+        let err = check_container_complete(AvContainer::IsoMedia, &mp4[..2000])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`mdat` box at byte 16 declares 4096"), "{err}");
     }
 

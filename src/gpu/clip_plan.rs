@@ -8,7 +8,7 @@
 //! alone, so skipping the cropped-off ones changes no byte of the rest.
 
 use super::plan::{axis_table, BuiltTables, Launch, PassJob, Weights, BLOCK_THREADS};
-use crate::measure::resample::Filter;
+use crate::pixels::resample::Filter;
 
 /// One image of a batch: interleaved RGB (`3 * width` bytes a row) at `offset` in the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

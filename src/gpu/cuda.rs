@@ -25,8 +25,8 @@ use super::device::CudaDevice;
 use super::nvjpeg::{DeviceLuma, DeviceRgb};
 use super::plan::{self, Launch, MeasurePlan};
 use super::{kernels_ptx, GpuError, KERNELS};
-use crate::decode::LumaImage;
 use crate::measure::{CpuKernels, ImageQuality, QualityKernels};
+use crate::pixels::LumaImage;
 
 /// Arena bytes per launch at most: a batch of large images is split into runs under this.
 pub const MAX_ARENA_BYTES: u64 = 1 << 30;

@@ -10,47 +10,7 @@ use std::sync::Arc;
 use cudarc::driver::CudaContext;
 
 use super::{nvrtc_available, GpuError};
-
-/// What `[run] device` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceRequest {
-    /// The GPU when there is a usable one, else the CPU.
-    Auto,
-    Cpu,
-    /// GPU number N (`cuda` is `cuda:0`).
-    Cuda(usize),
-}
-
-/// What `[run] device` allows, for error messages.
-pub const DEVICE_VALUES: &str = "must be \"auto\" (the GPU when there is one, else the CPU), \"cpu\", \"cuda\" or \"cuda:N\" (GPU number N, from 0)";
-
-impl DeviceRequest {
-    /// Parses `auto`, `cpu`, `cuda` or `cuda:N`; `None` for anything else.
-    pub fn parse(value: &str) -> Option<DeviceRequest> {
-        match value {
-            "auto" => Some(DeviceRequest::Auto),
-            "cpu" => Some(DeviceRequest::Cpu),
-            "cuda" => Some(DeviceRequest::Cuda(0)),
-            other => {
-                let n = other.strip_prefix("cuda:")?;
-                // Digits only: `cuda:+1` or `cuda: 1` would parse as usize but are typos.
-                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                n.parse().ok().map(DeviceRequest::Cuda)
-            }
-        }
-    }
-
-    /// The value as the config spells it (`cuda:0` for `cuda`).
-    pub fn as_config_value(self) -> String {
-        match self {
-            DeviceRequest::Auto => "auto".to_string(),
-            DeviceRequest::Cpu => "cpu".to_string(),
-            DeviceRequest::Cuda(n) => format!("cuda:{n}"),
-        }
-    }
-}
+use crate::config::DeviceRequest;
 
 /// The GPU a run uses.
 #[derive(Debug, Clone)]
@@ -204,20 +164,6 @@ fn open_gpu(ordinal: usize) -> Result<CudaDevice, GpuProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn requests_parse_as_the_config_spells_them() {
-        assert_eq!(DeviceRequest::parse("auto"), Some(DeviceRequest::Auto));
-        assert_eq!(DeviceRequest::parse("cpu"), Some(DeviceRequest::Cpu));
-        assert_eq!(DeviceRequest::parse("cuda"), Some(DeviceRequest::Cuda(0)));
-        assert_eq!(DeviceRequest::parse("cuda:3"), Some(DeviceRequest::Cuda(3)));
-        for bad in [
-            "gpu", "CUDA", "cuda:", "cuda:x", "cuda:+1", "cuda: 1", "cuda:-1", "",
-        ] {
-            assert_eq!(DeviceRequest::parse(bad), None, "{bad:?}");
-        }
-        assert_eq!(DeviceRequest::Cuda(2).as_config_value(), "cuda:2");
-    }
 
     #[test]
     fn cpu_is_always_granted_and_auto_never_fails() {

@@ -19,7 +19,10 @@ use sha2::{Digest, Sha256};
 
 pub use cuda::CudaKernels;
 
-pub use device::{select, DeviceRequest, Selected};
+pub use device::{select, Selected};
+// Parsed by `config` (it owns `[run] device`); re-exported so that `gpu::select`'s callers
+// (pipeline, tests) name the request where they name the function.
+pub use crate::config::DeviceRequest;
 
 pub use nvjpeg::GpuJpegDecoder;
 

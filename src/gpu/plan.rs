@@ -8,10 +8,10 @@
 
 use std::ops::Range;
 
-use crate::decode::LumaImage;
 use crate::measure::quality::shorter_side_size;
-use crate::measure::resample::{pass_coefficients, Filter, WEIGHT_PRECISION_BITS};
 use crate::measure::{ImageQuality, ANALYSIS_SHORT_SIDE};
+use crate::pixels::resample::{pass_coefficients, Filter, WEIGHT_PRECISION_BITS};
+use crate::pixels::LumaImage;
 
 /// Long longs per job in the job table (`JOB_FIELDS` in kernels/resample.cu).
 pub const JOB_FIELDS: usize = 12;
@@ -675,8 +675,8 @@ pub fn resize_with_passes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::resample::{resize_plane, resize_plane_transposed};
     use crate::measure::{CpuKernels, QualityKernels};
+    use crate::pixels::resample::{resize_plane, resize_plane_transposed};
 
     /// A photo-like plane: smooth gradients, edges and noise, so every filter lobe matters.
     fn image(width: u32, height: u32, seed: u32) -> LumaImage {

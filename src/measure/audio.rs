@@ -1,12 +1,17 @@
 //! Audio measurements over decoded PCM: levels (peak, RMS, clipping, silence, an SNR estimate)
 //! and a Chromaprint-style fingerprint (chroma features to 32-bit sub-fingerprints) with
-//! bit-error-rate matching for near-duplicate audio. It decodes and resamples nothing: callers
-//! hand it interleaved `f32` samples at full scale ±1.0 (and mono at [`FINGERPRINT_RATE`] for the
-//! fingerprint). The sub-fingerprint bits are our own design, documented at [`fingerprint`].
+//! bit-error-rate matching for near-duplicate audio. It decodes and resamples nothing itself:
+//! it measures interleaved `f32` samples at full scale ±1.0 (and mono at [`FINGERPRINT_RATE`] for
+//! the fingerprint), and [`decode_audio_levels`] runs `decode`'s audio decoding with the level
+//! meter as its sink. The sub-fingerprint bits are our own design, documented at
+//! [`fingerprint`].
 
 use std::sync::{Arc, OnceLock};
 
 use realfft::{RealFftPlanner, RealToComplex};
+
+use crate::decode::av::{decode_audio, AudioSink, DecodedAudio};
+use crate::decode::DecodeError;
 
 /// The rate the fingerprint is computed at (Chromaprint uses 11025 Hz).
 pub const FINGERPRINT_RATE: u32 = 11025;
@@ -95,6 +100,19 @@ pub fn audio_levels(
     meter.finish()
 }
 
+/// Decodes the audio stream of `bytes` (see [`decode_audio`]) and measures the levels of its
+/// native-rate samples as they are decoded: [`audio_levels`] of all of them, bit for bit.
+pub fn decode_audio_levels(
+    bytes: &[u8],
+    analysis_rate: u32,
+    max_seconds: f64,
+    silence_threshold_dbfs: f64,
+) -> Result<(DecodedAudio, AudioLevels), DecodeError> {
+    let mut meter = LevelMeter::new(1, 0, silence_threshold_dbfs);
+    let decoded = decode_audio(bytes, analysis_rate, max_seconds, &mut meter)?;
+    Ok((decoded, meter.finish()))
+}
+
 /// [`audio_levels`] measured as the samples arrive, so that a decoder need not keep them: push
 /// interleaved samples in chunks of any size (a frame or a window may straddle two pushes),
 /// then [`finish`](LevelMeter::finish). The result is bit-identical to [`audio_levels`] over
@@ -119,6 +137,18 @@ pub struct LevelMeter {
     window_sq: f64,
     window_filled: usize,
     window_powers: Vec<f64>,
+}
+
+/// The meter as decoding's sink: [`AudioSink::start`] sets it up for the stream's format
+/// (keeping its silence threshold), then every push is measured.
+impl AudioSink for LevelMeter {
+    fn start(&mut self, channels: u32, sample_rate: u32) {
+        *self = LevelMeter::new(channels, sample_rate, self.silence_threshold_dbfs);
+    }
+
+    fn push(&mut self, interleaved: &[f32]) {
+        LevelMeter::push(self, interleaved);
+    }
 }
 
 impl LevelMeter {
@@ -457,12 +487,6 @@ pub fn fingerprint(mono: &[f32], sample_rate: u32) -> Fingerprint {
         .collect();
     out
 }
-
-/// Bit error rate up to which two fingerprints are the same audio. Observed: re-encodes,
-/// resampling and level changes of music 0–0.016, trimmed copies (frame grids misaligned by up
-/// to half a hop) 0.05–0.10; unrelated audio at the best of all offsets 0.42–0.56 (see the
-/// tests), so 0.2 leaves a margin of 2x above the copies and 0.2 below the unrelated.
-pub const DEFAULT_MAX_BIT_ERROR_RATE: f64 = 0.2;
 
 /// Overlap, in frames, below which a match is not trusted: 40 frames is 5 s, 1,280 bits. With
 /// fewer, the best of many offsets of unrelated audio drifts down from 0.5 towards the

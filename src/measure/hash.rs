@@ -11,8 +11,8 @@
 use std::sync::OnceLock;
 
 use super::quality::resize;
-use super::resample::Filter;
-use crate::decode::LumaImage;
+use crate::pixels::resample::Filter;
+use crate::pixels::LumaImage;
 
 const SIDE: usize = 32;
 const LOW: usize = 8;

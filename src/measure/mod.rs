@@ -9,7 +9,6 @@
 pub mod audio;
 pub mod hash;
 pub mod quality;
-pub mod resample;
 pub mod video;
 
 use serde::Serialize;
@@ -17,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use std::borrow::Cow;
 
-use crate::decode::LumaImage;
-use resample::Filter;
+use crate::pixels::resample::{self, Filter};
+use crate::pixels::LumaImage;
 
 /// The algorithms behind the numbers, recorded with every measurement so a later run can tell
 /// whether a stored value is still comparable. Bump a part when its computation changes.

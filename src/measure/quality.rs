@@ -1,8 +1,8 @@
 //! Quality metrics on luminance: resizing to the analysis size, Laplacian-variance sharpness,
 //! mean brightness and the clipped fraction.
 
-use super::resample::{resize_plane, resize_plane_transposed, Filter};
-use crate::decode::LumaImage;
+use crate::pixels::resample::{resize_plane, resize_plane_transposed, Filter};
+use crate::pixels::LumaImage;
 
 /// Resizes with one of Pillow's filters, byte for byte as Pillow does (the filter support grows
 /// with the reduction factor), which is what makes our pHash agree with `imagehash`'s.

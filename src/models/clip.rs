@@ -21,7 +21,7 @@ use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisi
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-use super::clip_cpu::{TextTower, VisionTower};
+use super::clip_cpu::{TextShape, TextTower, VisionShape, VisionTower};
 use super::{ClipTokenizer, ModelError};
 use crate::config::ClipDtype;
 
@@ -115,29 +115,6 @@ fn candle_image_features(
         .to_dtype(DType::F32)?
         .flatten_all()?
         .to_vec1::<f32>()
-}
-
-/// The vision tower's dimensions, from `config.json`.
-pub(crate) struct VisionShape {
-    pub dim: usize,
-    pub intermediate: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub channels: usize,
-    pub image_size: usize,
-    pub patch_size: usize,
-    pub projection_dim: usize,
-}
-
-/// The text tower's dimensions, from `config.json`.
-pub(crate) struct TextShape {
-    pub dim: usize,
-    pub intermediate: usize,
-    pub layers: usize,
-    pub heads: usize,
-    pub vocab: usize,
-    pub context: usize,
-    pub projection_dim: usize,
 }
 
 /// The parts of Hugging Face's CLIP `config.json` that the model needs.

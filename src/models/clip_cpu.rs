@@ -19,6 +19,29 @@ const LAYER_NORM_EPS: f32 = 1e-5;
 /// Rows per rayon task in the element-wise passes: enough work to amortise a task.
 const ROWS_PER_TASK: usize = 16;
 
+/// The vision tower's dimensions, read from `config.json` by `clip`.
+pub(crate) struct VisionShape {
+    pub dim: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub channels: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub projection_dim: usize,
+}
+
+/// The text tower's dimensions, read from `config.json` by `clip`.
+pub(crate) struct TextShape {
+    pub dim: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub vocab: usize,
+    pub context: usize,
+    pub projection_dim: usize,
+}
+
 /// A linear layer's weight as stored by PyTorch (`out x in`, row-major) and its bias.
 struct Linear {
     weight: Vec<f32>,
@@ -230,7 +253,7 @@ impl VisionTower {
     pub(crate) fn load(
         vb: VarBuilder,
         projection: VarBuilder,
-        config: &super::clip::VisionShape,
+        config: &VisionShape,
     ) -> candle_core::Result<VisionTower> {
         let dim = config.dim;
         let p = config.patch_size;
@@ -329,7 +352,7 @@ impl TextTower {
     pub(crate) fn load(
         vb: VarBuilder,
         projection: VarBuilder,
-        config: &super::clip::TextShape,
+        config: &TextShape,
     ) -> candle_core::Result<TextTower> {
         let dim = config.dim;
         let embeddings = vb.pp("embeddings");

@@ -2,7 +2,7 @@
 //! the model size with bicubic filtering (Pillow's, a = -0.5, widened when shrinking), a centre
 //! crop to a square, then (x / 255 - mean) / std per channel, laid out CHW as float32.
 
-use crate::measure::resample::{resize_plane, Filter};
+use crate::pixels::resample::{resize_plane, Filter};
 
 /// OpenAI CLIP's normalisation.
 pub const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];

@@ -9,10 +9,10 @@ use crate::decide::filters::{
 };
 use crate::decide::{Decision, Drop, Reason, Stage};
 use crate::decode::av::{
-    decode_audio, probe_media, sample_video_frames, FrameSampling, MediaInfo, VideoStreamInfo,
+    probe_media, sample_video_frames, FrameSampling, MediaInfo, VideoStreamInfo,
 };
 use crate::decode::{check_container_complete, AvContainer};
-use crate::measure::audio::{fingerprint, FINGERPRINT_RATE};
+use crate::measure::audio::{decode_audio_levels, fingerprint, FINGERPRINT_RATE};
 use crate::measure::video::{mean_brightness, measure_video};
 use crate::measure::{AudioMeasurements, Measurements, QualityKernels, ANALYSIS_SHORT_SIDE};
 use crate::source::Sample;
@@ -100,7 +100,7 @@ pub fn judge_av(
     };
     // After probing, so that the ledger says what a file cut short was.
     if let Err(message) = check_container_complete(container, media) {
-        return Judged::drop(Stage::Decode, Reason::Unreadable, message);
+        return Judged::drop(Stage::Decode, Reason::Unreadable, message.to_string());
     }
     if let Some(stream) = &info.video {
         judge_video(sample, media, &info, stream, ext, config, kernels, m)
@@ -248,7 +248,7 @@ fn measure_audio(
     info: &MediaInfo,
     config: &Config,
 ) -> Result<AudioMeasurements, String> {
-    let decoded = decode_audio(
+    let (decoded, levels) = decode_audio_levels(
         media,
         FINGERPRINT_RATE,
         config.audio.max_analysis_seconds,
@@ -267,7 +267,7 @@ fn measure_audio(
             ));
         }
     }
-    let levels = &decoded.levels;
+    let levels = &levels;
     let print = fingerprint(&decoded.mono, decoded.analysis_rate);
     Ok(AudioMeasurements {
         codec: info

@@ -21,7 +21,7 @@ use super::progress::Progress;
 use crate::config::FrameScore;
 use crate::decide::semantic::{cosine, normalise};
 use crate::decide::{Decision, Drop, Reason, Stage};
-use crate::decode::av::{sample_video_frames, FrameSampling, RgbFrame};
+use crate::decode::av::{sample_video_frames, FrameSampling};
 use crate::gpu::cuda::RgbInput;
 use crate::gpu::nvjpeg::DeviceRgb;
 use crate::gpu::{CudaKernels, GpuError, GpuJpegDecoder};
@@ -31,6 +31,7 @@ use crate::models::clip_preprocess::{
     clip_pixel_values, clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD,
 };
 use crate::models::ModelError;
+use crate::pixels::RgbImage as RgbFrame;
 use crate::write::staging::{StagedPart, StagingReader};
 use crate::write::Record;
 

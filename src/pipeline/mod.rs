@@ -593,7 +593,7 @@ fn read_inputs(
                                 errors
                                     .lock()
                                     .unwrap_or_else(|p| p.into_inner())
-                                    .push((index, message));
+                                    .push((index, message.to_string()));
                             }
                             read_bar.inc();
                         });

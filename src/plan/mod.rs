@@ -172,13 +172,12 @@ async fn resolve_input(
             let mut manifests = Vec::new();
             for object in &found {
                 let location = base.at(object.location.clone());
-                let bytes =
-                    files::get_bytes(&location, &location.path)
-                        .await
-                        .map_err(|message| SourceError::Read {
-                            uri: location.uri(),
-                            message,
-                        })?;
+                let bytes = files::get_bytes(&location, &location.path)
+                    .await
+                    .map_err(|e| SourceError::Read {
+                        uri: location.uri(),
+                        message: e.to_string(),
+                    })?;
                 let rows = manifest::parse(
                     &location.uri(),
                     bytes,

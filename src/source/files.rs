@@ -80,7 +80,7 @@ pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Samp
     match get_bytes(base, &unit.media.location).await {
         Ok(bytes) => sample.parts.push(Part { ext, bytes }),
         Err(e) => {
-            sample.fetch_error = Some(e);
+            sample.fetch_error = Some(e.to_string());
             return sample;
         }
     }
@@ -99,13 +99,12 @@ pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Samp
     sample
 }
 
-/// The whole object as bytes, or the store's error message.
+/// The whole object as bytes, or the store's error.
 pub async fn get_bytes(
     base: &Location,
     path: &object_store::path::Path,
-) -> Result<bytes::Bytes, String> {
-    let result = base.store.get(path).await.map_err(|e| e.to_string())?;
-    result.bytes().await.map_err(|e| e.to_string())
+) -> Result<bytes::Bytes, object_store::Error> {
+    base.store.get(path).await?.bytes().await
 }
 
 /// The `caption` string field of a JSON object, if there is one.

@@ -166,7 +166,9 @@ pub async fn fetch_row(
         Ok(location) => match location.store.head(&location.path).await {
             Ok(meta) => {
                 sample.origin.etag = meta.e_tag;
-                get_bytes(&location, &location.path).await
+                get_bytes(&location, &location.path)
+                    .await
+                    .map_err(|e| e.to_string())
             }
             Err(e) => Err(e.to_string()),
         },

@@ -27,10 +27,33 @@ pub fn key_and_extension(member: &str) -> Option<(&str, String)> {
     ))
 }
 
+/// Why a shard could not be read to its end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("cannot open {uri}: {message}")]
+    Open { uri: String, message: String },
+    #[error("{uri} is not a readable tar file: {message}")]
+    NotTar { uri: String, message: String },
+    #[error("{uri}: tar stream broken after {count} samples: {message}")]
+    Broken {
+        uri: String,
+        count: u64,
+        message: String,
+    },
+    #[error("{uri}: member {member} is truncated ({why})")]
+    TruncatedMember {
+        uri: String,
+        member: String,
+        why: String,
+    },
+    #[error("{uri}: no end-of-archive marker after {count} samples: the shard was cut short between two members")]
+    NoEndMarker { uri: String, count: u64 },
+}
+
 /// Streams one shard and hands each sample to `emit`, in tar order. `relative` names the shard
-/// relative to its input (it goes into sample ids). Returns the number of samples read, or an
-/// error message when the shard could not be read to its end; the samples read before the
-/// error have been emitted, and a sample cut short by it is emitted with `fetch_error` set.
+/// relative to its input (it goes into sample ids). Returns the number of samples read, or why
+/// the shard could not be read to its end; the samples read before the error have been
+/// emitted, and a sample cut short by it is emitted with `fetch_error` set to the error.
 ///
 /// This blocks: call it from a blocking thread, with a handle to the runtime for the I/O.
 pub fn read_shard(
@@ -39,11 +62,14 @@ pub fn read_shard(
     input_index: usize,
     runtime: &tokio::runtime::Handle,
     mut emit: impl FnMut(Sample),
-) -> Result<u64, String> {
+) -> Result<u64, ShardError> {
     let uri = shard.uri();
     let result = runtime
         .block_on(shard.store.get(&shard.path))
-        .map_err(|e| format!("cannot open {uri}: {e}"))?;
+        .map_err(|e| ShardError::Open {
+            uri: uri.clone(),
+            message: e.to_string(),
+        })?;
     let stream = result.into_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream), runtime.clone());
     let ran_dry = Arc::new(AtomicBool::new(false));
@@ -61,16 +87,21 @@ pub fn read_shard(
             emit(sample);
         }
     };
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("{uri} is not a readable tar file: {e}"))?;
+    let entries = archive.entries().map_err(|e| ShardError::NotTar {
+        uri: uri.clone(),
+        message: e.to_string(),
+    })?;
     for entry in entries {
         let mut entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                let message = format!("{uri}: tar stream broken after {count} samples: {e}");
-                finish(&mut group, Some(message.clone()), &mut count);
-                return Err(message);
+                let error = ShardError::Broken {
+                    uri: uri.clone(),
+                    count,
+                    message: e.to_string(),
+                };
+                finish(&mut group, Some(error.to_string()), &mut count);
+                return Err(error);
             }
         };
         if !entry.header().entry_type().is_file() {
@@ -95,7 +126,11 @@ pub fn read_shard(
                 Err(e) => e.to_string(),
                 Ok(n) => format!("{n} of {size} bytes"),
             };
-            let message = format!("{uri}: member {member} is truncated ({why})");
+            let error = ShardError::TruncatedMember {
+                uri: uri.clone(),
+                member: member.clone(),
+                why,
+            };
             group.members.push((
                 member,
                 Part {
@@ -103,8 +138,8 @@ pub fn read_shard(
                     bytes: bytes.into(),
                 },
             ));
-            finish(&mut group, Some(message.clone()), &mut count);
-            return Err(message);
+            finish(&mut group, Some(error.to_string()), &mut count);
+            return Err(error);
         }
         group.members.push((
             member,
@@ -119,9 +154,7 @@ pub fn read_shard(
     // stream; a shard cut between two members instead ends where a header should be, which
     // tar takes for a normal end. Only the stream running dry tells them apart.
     if ran_dry.load(Ordering::Relaxed) {
-        return Err(format!(
-            "{uri}: no end-of-archive marker after {count} samples: the shard was cut short between two members"
-        ));
+        return Err(ShardError::NoEndMarker { uri, count });
     }
     Ok(count)
 }

@@ -94,7 +94,7 @@ fn shared_image_paths() -> Vec<std::path::PathBuf> {
 
 /// The shared images as the measure stage sees them: decoded to luminance by the CPU decoder
 /// at the analysis size, in name order.
-fn shared_lumas() -> Vec<(String, mmcurate::decode::LumaImage)> {
+fn shared_lumas() -> Vec<(String, mmcurate::pixels::LumaImage)> {
     use mmcurate::decode::{probe, CpuDecoder, ImageDecoder};
     let mut out = Vec::new();
     for path in shared_image_paths() {
@@ -264,7 +264,8 @@ fn nvjpeg_loading_fails_cleanly_without_the_library() {
 /// baseline) or, with the reason, to the CPU.
 #[test]
 fn shared_jpegs_are_routed_by_their_headers() {
-    use mmcurate::gpu::nvjpeg::{gpu_route, parse_jpeg_header};
+    use mmcurate::decode::jpeg::parse_jpeg_header;
+    use mmcurate::gpu::nvjpeg::gpu_route;
     let jpegs = shared_jpegs();
     let (mut hardware, mut cuda, mut cpu) = (0, 0, Vec::new());
     for (name, bytes, info) in &jpegs {

@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use mmcurate::decode::{probe, CpuDecoder, ImageDecoder};
-use mmcurate::measure::resample::{resize_plane, Filter};
+use mmcurate::pixels::resample::{resize_plane, Filter};
 use serde_json::json;
 
 struct Plane {

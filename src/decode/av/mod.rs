@@ -11,13 +11,15 @@
 //! (`--no-default-features`) needs no FFmpeg library to start; its functions here then refuse
 //! every file with a message saying so, and such samples are dropped as unreadable.
 
-use crate::decode::LumaImage;
-use crate::measure::audio::AudioLevels;
+use crate::pixels::{LumaImage, RgbImage};
 
 #[cfg(feature = "av")]
-mod with_ffmpeg;
+mod ffmpeg;
+// Without FFmpeg nothing samples frames; the logic stays compiled and tested.
+#[cfg_attr(not(feature = "av"), allow(dead_code))]
+mod sampler;
 #[cfg(feature = "av")]
-pub use with_ffmpeg::{decode_audio, nvdec_device_state, probe_media, sample_video_frames};
+pub use ffmpeg::{decode_audio, nvdec_device_state, probe_media, sample_video_frames};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -102,15 +104,7 @@ pub struct SampledFrame {
     /// Luminance (swscale GRAY8, area filter) at the scaled size of [`FrameSampling::min_side`].
     pub luma: LumaImage,
     /// The frame in RGB24 at its original size, when [`FrameSampling::keep_rgb`].
-    pub rgb: Option<RgbFrame>,
-}
-
-/// A packed RGB24 image, row-major, no padding (`width * height * 3` bytes).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RgbFrame {
-    pub width: u32,
-    pub height: u32,
-    pub pixels: Vec<u8>,
+    pub rgb: Option<RgbImage>,
 }
 
 /// What [`sample_video_frames`] found.
@@ -181,23 +175,31 @@ pub struct NvdecDeviceState {
     pub attempts: u32,
 }
 
-/// Decoded audio: the levels of the native-rate samples, measured as they were decoded (keeping
-/// them all cost more than decoding them), and the mono analysis signal.
+/// Where [`decode_audio`] hands the native-rate samples as it decodes them: a level meter in
+/// `measure` (decoding measures nothing itself, and keeping every sample cost more than
+/// decoding them).
+pub trait AudioSink {
+    /// Called once, before any samples, with the stream's channel count and rate.
+    fn start(&mut self, channels: u32, sample_rate: u32);
+    /// The next interleaved f32 samples (full scale ±1.0), whole frames of `channels` each.
+    fn push(&mut self, interleaved: &[f32]);
+}
+
+/// Decoded audio: what was decoded (its samples went to the caller's [`AudioSink`]) and the
+/// mono analysis signal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedAudio {
     /// The stream's own rate and channel count.
     pub sample_rate: u32,
     pub channels: u32,
-    /// Native-rate frames (one sample per channel) decoded and measured.
+    /// Native-rate frames (one sample per channel) decoded and handed to the sink.
     pub frames: usize,
-    /// [`crate::measure::audio::audio_levels`] of the native-rate interleaved samples.
-    pub levels: AudioLevels,
     /// The rate of `mono`.
     pub analysis_rate: u32,
     /// The mean of the channels, resampled (swresample) to `analysis_rate`: the fingerprint
     /// uses this.
     pub mono: Vec<f32>,
-    /// Seconds decoded and measured (`frames / sample_rate`).
+    /// Seconds decoded and handed to the sink (`frames / sample_rate`).
     pub decoded_seconds: f64,
     /// Decoding stopped at `max_seconds` with more audio left.
     pub truncated: bool,
@@ -233,7 +235,7 @@ mod without_ffmpeg {
         _bytes: &[u8],
         _analysis_rate: u32,
         _max_seconds: f64,
-        _silence_threshold_dbfs: f64,
+        _sink: &mut dyn AudioSink,
     ) -> Result<DecodedAudio, DecodeError> {
         Err(unavailable())
     }

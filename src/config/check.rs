@@ -1,0 +1,91 @@
+//! The range checks every section's `validate()` shares, and the error they make: it names the
+//! key, the value and what is allowed. This module knows no section; the sections call it.
+
+use super::ConfigError;
+
+/// What a duration limit allows.
+pub(crate) const SECONDS: &str = "must be a finite number of seconds >= 0 (0 turns it off)";
+
+/// The error for `key` = `value`, saying what is `allowed`.
+pub(crate) fn invalid(key: &str, value: impl std::fmt::Display, allowed: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        allowed: allowed.to_string(),
+    }
+}
+
+/// A finite number >= 0.
+pub(crate) fn check_non_negative(key: &str, value: f64, allowed: &str) -> Result<(), ConfigError> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(invalid(key, value, allowed))
+    }
+}
+
+/// A fraction from 0 to 1, where 1 turns the limit off.
+pub(crate) fn check_fraction(key: &str, value: f64) -> Result<(), ConfigError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            value,
+            "must be a fraction from 0 to 1 (1 turns it off)",
+        ))
+    }
+}
+
+/// `min` is at most `max` when `max` is set (above 0); else the error names `min`.
+pub(crate) fn check_min_not_above_max(
+    min_key: &str,
+    min: f64,
+    max_key: &str,
+    max: f64,
+) -> Result<(), ConfigError> {
+    if max > 0.0 && min > max {
+        return Err(invalid(
+            min_key,
+            min,
+            &format!("must not exceed {max_key} ({max})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Accepts a local path, `file://` or `s3://bucket[/prefix]`.
+pub(crate) fn check_uri(key: &str, uri: &str) -> Result<(), ConfigError> {
+    let bad = |allowed: &str| ConfigError::Invalid {
+        key: key.to_string(),
+        value: format!("{uri:?}"),
+        allowed: allowed.to_string(),
+    };
+    if uri.trim().is_empty() {
+        return Err(bad(
+            "must be a local path, file://PATH or s3://BUCKET/PREFIX",
+        ));
+    }
+    if let Some((scheme, rest)) = uri.split_once("://") {
+        match scheme {
+            "file" => {
+                if !rest.starts_with('/') {
+                    return Err(bad(
+                        "a file:// URI must hold an absolute path (file:///data/x)",
+                    ));
+                }
+            }
+            "s3" => {
+                if rest.split('/').next().unwrap_or("").is_empty() {
+                    return Err(bad("an s3:// URI must name a bucket (s3://BUCKET/PREFIX)"));
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "unsupported scheme: use a local path, file://PATH or s3://BUCKET/PREFIX",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
