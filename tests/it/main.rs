@@ -4,6 +4,8 @@
 
 mod common;
 
+mod architecture;
+
 #[cfg(feature = "av")]
 mod av_run;
 mod cli;
