@@ -89,3 +89,36 @@ pub(crate) fn check_uri(key: &str, uri: &str) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_checks_name_key_value_and_what_is_allowed() {
+        assert!(check_non_negative("a.b", 0.0, SECONDS).is_ok());
+        let e = check_non_negative("a.b", f64::NAN, SECONDS).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config key `a.b` = NaN: must be a finite number of seconds >= 0 (0 turns it off)"
+        );
+        assert!(check_fraction("f", 1.0).is_ok());
+        assert_eq!(
+            check_fraction("f", 1.5).unwrap_err().to_string(),
+            "config key `f` = 1.5: must be a fraction from 0 to 1 (1 turns it off)"
+        );
+        // A max of 0 is "no limit": any min passes.
+        assert!(check_min_not_above_max("lo", 9.0, "hi", 0.0).is_ok());
+        assert_eq!(
+            check_min_not_above_max("lo", 9.0, "hi", 3.0)
+                .unwrap_err()
+                .to_string(),
+            "config key `lo` = 9: must not exceed hi (3)"
+        );
+        assert!(check_uri("run.output", "s3://bucket/prefix").is_ok());
+        assert_eq!(
+            check_uri("run.output", "s3:///x").unwrap_err().to_string(),
+            "config key `run.output` = \"s3:///x\": an s3:// URI must name a bucket (s3://BUCKET/PREFIX)"
+        );
+    }
+}
