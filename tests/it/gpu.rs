@@ -77,13 +77,13 @@ fn an_unknown_device_is_a_config_error_naming_the_allowed_values() {
     assert!(!output.exists());
 }
 
-/// The shared image files, in name order. scripts/gpu/check.sh runs this binary on another
-/// machine, where the build's CARGO_MANIFEST_DIR does not exist: MMCURATE_MEDIA_IMAGES says
-/// where the images are.
+/// The files of tests/media/images, in name order. scripts/gpu/check.sh runs this binary on
+/// another machine, where the build's CARGO_MANIFEST_DIR does not exist: MMCURATE_MEDIA (the
+/// checkout's tests/media there) or MMCURATE_MEDIA_IMAGES says where the images are.
 fn shared_image_paths() -> Vec<std::path::PathBuf> {
     let dir = std::env::var_os("MMCURATE_MEDIA_IMAGES")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(shared_images);
+        .unwrap_or_else(test_images);
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -152,7 +152,7 @@ fn relative_error(a: f64, b: f64) -> f64 {
 /// relative error. The kernels are written to agree exactly, so the summary line also says
 /// how many are bit-identical.
 #[test]
-fn gpu_parity_on_the_shared_images() {
+fn gpu_parity_on_the_test_images() {
     use mmcurate::gpu::CudaKernels;
     use mmcurate::measure::{CpuKernels, QualityKernels};
     let Some(device) = &gpu_or_skip("gpu parity") else {
@@ -296,7 +296,7 @@ fn shared_jpegs_are_routed_by_their_headers() {
 /// decoding then resizing is not DCT-domain scaling, so that bar may not hold, and the CPU
 /// decoder stays the reference.
 #[test]
-fn nvjpeg_parity_on_the_shared_images() {
+fn nvjpeg_parity_on_the_test_images() {
     use mmcurate::decode::{CpuDecoder, ImageDecoder};
     use mmcurate::gpu::nvjpeg::{self, mean_absolute_difference, GpuJpegDecoder};
     use mmcurate::measure::{CpuKernels, QualityKernels, ANALYSIS_SHORT_SIDE};
@@ -441,7 +441,7 @@ fn the_clip_plan_emulated_on_the_host_preprocesses_the_shared_images_as_the_cpu(
 /// (one batch); from nvJPEG's RGB (where nvJPEG loads) it is within the decoders' difference,
 /// reported, with the mean absolute difference at most 2/255 / std per image.
 #[test]
-fn gpu_clip_preprocessing_parity_on_the_shared_images() {
+fn gpu_clip_preprocessing_parity_on_the_test_images() {
     use mmcurate::gpu::cuda::RgbInput;
     use mmcurate::gpu::{CudaKernels, GpuJpegDecoder};
     use mmcurate::models::clip_preprocess::{clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD};
@@ -543,12 +543,12 @@ fn measuring_on_the_device_equals_measuring_the_downloaded_pixels() {
     assert!(measured > 0);
 }
 
-/// NVDEC (FFmpeg's CUDA hwaccel) against the CPU decoder, through the public API, on the shared
-/// videos (`video/` of the shared media folder, see `shared_media`; on the GPU machine the one
-/// scripts/gpu/prepare.sh carries): every H.264 video decodes with decoder "nvdec" and no
-/// fallback, to exactly the CPU's sampled frames (timestamps, luma and RGB bit-identical, with
-/// and without scene detection), and a codec NVDEC is not used for (the Cinepak AVI) comes back
-/// from the CPU with the same frames. Needs a binary with FFmpeg (the `av` or `av-static`
+/// NVDEC (FFmpeg's CUDA hwaccel) against the CPU decoder, through the public API, on the
+/// videos of tests/media (see `test_media`; on the GPU machine the checkout's, through
+/// MMCURATE_MEDIA): every H.264 video decodes with decoder "nvdec" and no fallback, to exactly
+/// the CPU's sampled frames (timestamps, luma and RGB bit-identical, with and without scene
+/// detection), and a codec NVDEC is not used for (the Cinepak AVI) comes back from the CPU with
+/// the same frames. Needs a binary with FFmpeg (the `av` or `av-static`
 /// feature: the GPU carry's is `av-static`); skipped, saying why, without one, without a CUDA
 /// device, or where NVDEC cannot be opened on it.
 #[test]
@@ -561,7 +561,7 @@ fn nvdec_parity_on_the_shared_videos() {
     let Some(device) = &gpu_or_skip("nvdec parity") else {
         return;
     };
-    let dir = shared_media().join("video");
+    let dir = test_media().join("video");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e} (set MMCURATE_MEDIA)", dir.display()))
         .map(|e| e.unwrap().path())

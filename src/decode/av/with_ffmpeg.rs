@@ -1828,10 +1828,32 @@ mod tests {
     use std::path::Path;
     use std::process::Command;
 
-    const MEDIA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media/");
+    /// A file of the repository's test media, tests/media (MMCURATE_MEDIA overrides the
+    /// folder: on a GPU machine the test binary runs away from the checkout it was built in).
+    fn media_path(name: &str) -> String {
+        let dir = std::env::var("MMCURATE_MEDIA")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media").to_string());
+        format!("{dir}/{name}")
+    }
 
     fn media(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{MEDIA}{name}")).expect("test media in ../shared/media")
+        let path = media_path(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("test media {path}: {e}"))
+    }
+
+    /// The speech clip tests/media/make_speech.sh makes with espeak-ng and the ffmpeg CLI:
+    /// 29.435 s (470,960 samples) of 16 kHz mono 16-bit PCM in a 44-byte-header WAV, about
+    /// 24 s of speech with pauses, then silence.
+    fn speech() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("speech.wav");
+        let status = Command::new("bash")
+            .arg(media_path("make_speech.sh"))
+            .arg(&path)
+            .status()
+            .expect("bash runs");
+        assert!(status.success(), "tests/media/make_speech.sh failed");
+        std::fs::read(&path).expect("the speech clip")
     }
 
     /// Runs the ffmpeg CLI with `args` and returns the bytes of `output` (in `dir`).
@@ -1922,7 +1944,7 @@ mod tests {
         );
         assert!((info.duration_seconds.unwrap() - 61.458866).abs() < 1e-3);
 
-        let info = probe_media(&media("audio/speech-dispatcher_dummy-message.wav")).unwrap();
+        let info = probe_media(&speech()).unwrap();
         assert_eq!(info.container, "wav");
         assert_eq!(info.video, None);
         let audio = info.audio.unwrap();
@@ -1946,7 +1968,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mp4 = media("video/bigbuckbunny.mp4");
         let avi = media("video/opencv_tree.avi");
-        let wav = media("audio/Front_Center.wav");
+        let wav = speech();
         let text =
             b"This is a caption, not a video. It has words and no frames at all.\n".repeat(40);
         let zero = ffmpeg_cli(
@@ -1959,7 +1981,7 @@ mod tests {
             dir.path(),
             &[
                 "-i",
-                &format!("{MEDIA}video/bikes.mp4"),
+                &media_path("video/bikes.mp4"),
                 "-c",
                 "copy",
                 "-movflags",
@@ -2108,17 +2130,14 @@ mod tests {
         // 60 s of video with a keyframe every 2 s; 4 samples spread 15 s apart, scene
         // detection off: the seeking path decodes a fraction of the frames.
         let dir = tempfile::tempdir().unwrap();
-        let bikes = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/media/video/bikes.mp4"
-        );
+        let bikes = media_path("video/bikes.mp4");
         let long = ffmpeg_cli(
             dir.path(),
             &[
                 "-stream_loop",
                 "5",
                 "-i",
-                bikes,
+                &bikes,
                 "-c:v",
                 "libx264",
                 "-preset",
@@ -2270,7 +2289,7 @@ mod tests {
             dir.path(),
             &[
                 "-i",
-                &format!("{MEDIA}video/bikes.mp4"),
+                &media_path("video/bikes.mp4"),
                 "-t",
                 "3",
                 "-vf",
@@ -2333,7 +2352,7 @@ mod tests {
 
     /// Short clips of `bikes.mp4` re-encoded with `codec_args`, for the NVDEC tests.
     fn reencoded(dir: &Path, codec_args: &[&str], name: &str) -> Option<Vec<u8>> {
-        let input = format!("{MEDIA}video/bikes.mp4");
+        let input = media_path("video/bikes.mp4");
         let args = [&["-i", input.as_str(), "-t", "2", "-an"][..], codec_args].concat();
         try_ffmpeg_cli(dir, &args, name)
     }
@@ -2815,7 +2834,7 @@ mod tests {
             dir.path(),
             &[
                 "-i",
-                &format!("{MEDIA}audio/Kevin_MacLeod_-_Vibe_Ace.ogg"),
+                &media_path("audio/Kevin_MacLeod_-_Vibe_Ace.ogg"),
                 "-t",
                 "7",
                 "-ac",
@@ -2931,13 +2950,7 @@ mod tests {
 
     #[test]
     fn real_audio_decodes_to_its_declared_length() {
-        let speech = decode_audio(
-            &media("audio/speech-dispatcher_dummy-message.wav"),
-            16_000,
-            600.0,
-            -50.0,
-        )
-        .unwrap();
+        let speech = decode_audio(&speech(), 16_000, 600.0, -50.0).unwrap();
         assert_eq!((speech.sample_rate, speech.channels), (16_000, 1));
         assert_eq!(speech.frames, 470_960); // 29.435 s x 16 kHz
         assert!(!speech.truncated);
@@ -2993,7 +3006,7 @@ mod tests {
             line.split_whitespace().nth(1).unwrap().parse().unwrap()
         }
         let mp4 = media("video/carphone_pristine.mp4");
-        let wav = media("audio/Front_Center.wav");
+        let wav = speech();
         let text = b"hello hello hello".repeat(100);
         type Op<'a> = Box<dyn Fn() + 'a>;
         let ops: Vec<(&str, Op)> = vec![
