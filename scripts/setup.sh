@@ -24,8 +24,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
 # FFmpeg's libraries and headers for decode::av (ffmpeg-sys-next runs pkg-config and bindgen,
 # which needs libclang); the ffmpeg CLI makes the test media variants.
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-pkg-config --exists libavformat libavcodec libavutil libswscale libswresample libavfilter libavdevice 2>/dev/null \
-  || missing+=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev)
+# Only the libraries decode::av links (Cargo.toml: ffmpeg-next without libavfilter/libavdevice).
+pkg-config --exists libavformat libavcodec libavutil libswscale libswresample 2>/dev/null \
+  || missing+=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev)
 { command -v clang && compgen -G '/usr/lib/llvm-*/lib/libclang*.so*'; } >/dev/null 2>&1 || missing+=(clang libclang-dev)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
