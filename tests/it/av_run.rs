@@ -395,6 +395,52 @@ fn videos_and_audio_are_measured_deduplicated_and_written() {
         .unwrap();
     assert_eq!(bikes_sample["txt"], "cyclists riding along a road");
 
+    // Hugging Face `datasets` reads every series of shards, sample for sample as the ledger.
+    let report = crate::hf_datasets::assert_datasets_reads_every_kept_sample(&output);
+    let rows_of = |series: &str| report["series"][series]["rows"].as_u64();
+    assert_eq!(
+        report["series"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["avi", "mp4", "ogg", "wav"]
+    );
+    // bikes, bigbuckbunny and carphone.wav (an MP4 under a .wav name); tone.mp4 (a WAV) and
+    // speech.
+    assert_eq!(
+        [
+            rows_of("avi"),
+            rows_of("mp4"),
+            rows_of("ogg"),
+            rows_of("wav")
+        ],
+        [Some(1), Some(3), Some(1), Some(2)]
+    );
+    let column = |series: &str, col: &str| {
+        report["series"][series]["columns"][col]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(column("mp4", "mp4").starts_with("Video("), "{report}");
+    assert!(column("avi", "avi").starts_with("Video("), "{report}");
+    for audio in ["ogg", "wav"] {
+        let typed = column(audio, audio);
+        assert!(
+            typed.starts_with("Audio(") || typed.contains("binary"),
+            "{audio}: {typed}"
+        );
+    }
+    // The uncaptioned videos of the captioned mp4 series have an empty caption.
+    let carphone = report["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["key"] == "carphone")
+        .unwrap();
+    assert_eq!(carphone["txt"], "");
+
     let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
     assert_eq!(
         manifest["counts"]["samples"].as_u64(),
@@ -445,7 +491,7 @@ fn keyframes_are_written_as_jpeg_parts_of_the_sample() {
     assert_eq!(times, 8);
     let tar = Command::new("tar")
         .arg("-tf")
-        .arg(output.join("shards/shard-000000.tar"))
+        .arg(output.join("shards/mp4_8frames-000000.tar"))
         .output()
         .unwrap();
     let members = String::from_utf8(tar.stdout).unwrap();
@@ -712,10 +758,11 @@ fn webdataset_shards_with_video_and_audio_members() {
     );
     let out = python_json("read_shards.py", &[s(&output)]);
     let samples = out["samples"].as_array().unwrap();
+    let sample = |key: &str| samples.iter().find(|s| s["key"] == key).unwrap();
     let video = hex::encode(Sha256::digest(read(members.join("clip01.mp4"))));
-    assert_eq!(samples[0]["parts"]["mp4"]["sha256"], video.as_str());
-    assert_eq!(samples[1]["txt"], "a piece of music");
-    assert!(samples[1]["parts"]["flac"]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(sample("clip01")["parts"]["mp4"]["sha256"], video.as_str());
+    assert_eq!(sample("clip02")["txt"], "a piece of music");
+    assert!(sample("clip02")["parts"]["flac"]["bytes"].as_u64().unwrap() > 0);
 }
 
 /// Videos and audio keep the output contract: the same inputs give byte-identical shards and

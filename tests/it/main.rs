@@ -12,6 +12,7 @@ mod clip_preprocess;
 mod clip_run;
 mod clip_tokenizer;
 mod gpu;
+mod hf_datasets;
 mod inputs;
 mod kernels;
 mod model_cards;
