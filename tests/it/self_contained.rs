@@ -57,7 +57,8 @@ fn resolve_inside(base: &Path, path: &str) -> Option<PathBuf> {
 /// The places in `text` (a file at `relative`) that name a path outside the repository: an
 /// absolute home or work folder, or a relative path whose `..` climb above the root, read both
 /// from the root (where the tests and scripts run) and from the file's folder. `include_str!`
-/// and `include_bytes!` paths are read from the file's folder only, as the compiler does.
+/// and `include_bytes!` paths, and Markdown links, are read from the file's folder only, as the
+/// compiler and Markdown readers do.
 fn outside_paths(relative: &Path, text: &str) -> Vec<String> {
     let mut found = Vec::new();
     for (number, line) in text.lines().enumerate() {
@@ -82,8 +83,9 @@ fn outside_paths(relative: &Path, text: &str) -> Vec<String> {
                 .map_or(line.len(), |e| index + e);
             let token = &line[start..end];
             let before = &line[..start];
-            let file_relative =
-                before.ends_with("include_str!(\"") || before.ends_with("include_bytes!(\"");
+            let file_relative = before.ends_with("include_str!(\"")
+                || before.ends_with("include_bytes!(\"")
+                || relative.extension().is_some_and(|e| e == "md");
             let folder = relative.parent().unwrap_or(Path::new(""));
             // `$X/../y` and `"/../y"` appended to a folder: read from the root.
             let path = token.trim_start_matches(|c: char| c != '.');
@@ -167,6 +169,16 @@ fn the_scan_finds_paths_outside_the_repository() {
             false,
         ),
         ("scripts/test.sh", "cd \"$(dirname \"$0\")/..\"", false),
+        (
+            "tests/fixtures/m/README.md",
+            "see ../../media/LICENSES.md",
+            false,
+        ),
+        (
+            "tests/fixtures/m/README.md",
+            "see ../../../../shared/x.md",
+            true,
+        ),
     ];
     for (file, line, outside) in cases {
         let found = outside_paths(Path::new(file), line);
