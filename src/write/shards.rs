@@ -63,10 +63,10 @@ struct OpenShard {
 /// The media keep their detected extension and original bytes: a series per format, rather than
 /// one media part name for every format (as img2dataset does when it does not re-encode).
 pub fn series_name(exts: &[&str]) -> String {
-    let is_keyframe = |e: &&str| {
+    let is_keyframe = |e: &str| {
         e.len() == 7 && e.ends_with(".jpg") && e.as_bytes()[..3].iter().all(u8::is_ascii_digit)
     };
-    let keyframes = exts.iter().skip(1).filter(is_keyframe).count();
+    let keyframes = exts.iter().skip(1).filter(|e| is_keyframe(e)).count();
     let others: BTreeSet<String> = exts
         .iter()
         .skip(1)

@@ -152,7 +152,7 @@ fn relative_error(a: f64, b: f64) -> f64 {
 /// relative error. The kernels are written to agree exactly, so the summary line also says
 /// how many are bit-identical.
 #[test]
-fn gpu_parity_on_the_test_images() {
+fn gpu_parity_on_the_shared_images() {
     use mmcurate::gpu::CudaKernels;
     use mmcurate::measure::{CpuKernels, QualityKernels};
     let Some(device) = &gpu_or_skip("gpu parity") else {
@@ -296,7 +296,7 @@ fn shared_jpegs_are_routed_by_their_headers() {
 /// decoding then resizing is not DCT-domain scaling, so that bar may not hold, and the CPU
 /// decoder stays the reference.
 #[test]
-fn nvjpeg_parity_on_the_test_images() {
+fn nvjpeg_parity_on_the_shared_images() {
     use mmcurate::decode::{CpuDecoder, ImageDecoder};
     use mmcurate::gpu::nvjpeg::{self, mean_absolute_difference, GpuJpegDecoder};
     use mmcurate::measure::{CpuKernels, QualityKernels, ANALYSIS_SHORT_SIDE};
@@ -441,7 +441,7 @@ fn the_clip_plan_emulated_on_the_host_preprocesses_the_shared_images_as_the_cpu(
 /// (one batch); from nvJPEG's RGB (where nvJPEG loads) it is within the decoders' difference,
 /// reported, with the mean absolute difference at most 2/255 / std per image.
 #[test]
-fn gpu_clip_preprocessing_parity_on_the_test_images() {
+fn gpu_clip_preprocessing_parity_on_the_shared_images() {
     use mmcurate::gpu::cuda::RgbInput;
     use mmcurate::gpu::{CudaKernels, GpuJpegDecoder};
     use mmcurate::models::clip_preprocess::{clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD};
