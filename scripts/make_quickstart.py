@@ -25,7 +25,7 @@ Usage (from the repository root):
 
     .venv/bin/python scripts/make_quickstart.py [--media DIR] [--out DIR]
 
-``--media`` defaults to ``../shared/media/images`` resolved from the
+``--media`` defaults to ``tests/media/images`` resolved from the
 repository root; ``--out`` defaults to ``examples/quickstart``.
 """
 
@@ -624,8 +624,8 @@ def main() -> None:
     parser.add_argument(
         "--media",
         type=Path,
-        default=REPO_ROOT / ".." / "shared" / "media" / "images",
-        help="folder with the shared sample images and captions.tsv",
+        default=REPO_ROOT / "tests" / "media" / "images",
+        help="folder with the sample images and captions.tsv",
     )
     parser.add_argument(
         "--out",

@@ -4,7 +4,8 @@
 #          `ffmpeg -i F -f null -` (decoding every frame and nothing else);
 #   audio: mmcurate's decode → levels → fingerprint, against Chromaprint's `fpcalc`.
 # Both sides use every core: mmcurate with one worker thread per core, the tools one process
-# per core (xargs -P), single-threaded each. Makes the corpus from ../shared/media first.
+# per core (xargs -P), single-threaded each. Makes the corpus from tests/media first (and the
+# speech clip tests/media/make_speech.sh makes).
 #
 #   bash scripts/bench/av_compare.sh [VARIANTS]   (default 8 copies of each video and audio file)
 set -euo pipefail
@@ -13,12 +14,13 @@ variants=${1:-8}
 corpus=target/bench/av-corpus-$variants
 procs=$(nproc)
 py=${MMCURATE_TEST_PYTHON:-.venv/bin/python}
-media=../shared/media
+media=tests/media
 command -v fpcalc >/dev/null || { echo "installing fpcalc (libchromaprint-tools)" >&2;
   apt-get install -y -qq --no-install-recommends libchromaprint-tools >/dev/null; }
 
 if [ ! -d "$corpus" ]; then
   mkdir -p "$corpus.tmp/video" "$corpus.tmp/audio"
+  bash tests/media/make_speech.sh "$corpus.tmp/speech.wav"
   for v in $(seq 1 "$variants"); do
     crf=$((18 + v * 2)); width=$((320 + v * 40))
     for f in bikes.mp4 bigbuckbunny.mp4 carphone_pristine.mp4 opencv_tree.avi; do
@@ -28,9 +30,10 @@ if [ ! -d "$corpus" ]; then
     ext=(mp3 flac ogg wav); e=${ext[$((v % 4))]}
     ffmpeg -v error -nostdin -y -i "$media/audio/Kevin_MacLeod_-_Vibe_Ace.ogg" -vn -ss "$v" \
       "$corpus.tmp/audio/v${v}_vibe.$e"
-    ffmpeg -v error -nostdin -y -i "$media/audio/speech-dispatcher_dummy-message.wav" \
+    ffmpeg -v error -nostdin -y -i "$corpus.tmp/speech.wav" \
       -af "volume=-${v}dB" "$corpus.tmp/audio/v${v}_speech.$e"
   done
+  rm "$corpus.tmp/speech.wav"
   mv "$corpus.tmp" "$corpus"
 fi
 cargo build --release --locked --quiet

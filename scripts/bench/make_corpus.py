@@ -1,4 +1,4 @@
-"""Make a deterministic benchmark corpus of JPEGs from the shared source photos.
+"""Make a deterministic benchmark corpus of JPEGs from the test photos (tests/media/images).
 
 Each output image is a random crop (>= 50% of each side) of a random source image,
 resized (Lanczos, aspect kept) so its longer side is 256..2048 px, saved as RGB JPEG
@@ -46,7 +46,7 @@ def main():
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--media", default="../shared/media/images",
+    ap.add_argument("--media", default="tests/media/images",
                     help="source images; relative paths are resolved against the repo root")
     ap.add_argument("--procs", type=int, default=2)
     args = ap.parse_args()

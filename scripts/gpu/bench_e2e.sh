@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The end-to-end GPU benchmark of issue 5 (item 7), in ONE call on the GPU machine (H100/H200,
 # CUDA 13.0, PyTorch, torchvision, transformers; no Rust, no network, no FFmpeg 5.1):
-#   1. makes MMCURATE_BENCH_COUNT (default 20,000) captioned JPEGs from the shared example
-#      images (scripts/gpu/make_jpegs.py: 256-1024 px, a few % exact and near copies), and,
-#      meanwhile, random-weight CLIP models with the real ViT-B/32 and ViT-L/14 dimensions
-#      (scripts/bench/make_clip_model.py);
+#   1. makes MMCURATE_BENCH_COUNT (default 20,000) captioned JPEGs from the repository's test
+#      images, tests/media/images (scripts/gpu/make_jpegs.py: 256-1024 px, a few % exact and
+#      near copies), and, meanwhile, random-weight CLIP models with the real ViT-B/32 and
+#      ViT-L/14 dimensions (scripts/bench/make_clip_model.py);
 #   2. a short warm-up `mmcurate run` on 256 of them (compiles and caches the NVRTC kernels, and
 #      checks that the binary really decodes with nvJPEG and runs CLIP on the GPU: if it does
 #      not, the mmcurate runs are skipped with the reason, not timed on the CPU);
@@ -20,8 +20,9 @@
 #
 # Prepare here (a machine with Rust), then carry target/gpu-carry:
 #   bash scripts/gpu/build.sh                  # target/gpu-carry/mmcurate-cuda.xz (+ .needed)
-#   bash scripts/gpu/bench_e2e.sh prepare      # checks the binary (no FFmpeg libraries), copies
-#                                              # the shared images into target/gpu-carry/media
+#   bash scripts/gpu/bench_e2e.sh prepare      # checks the binary (no FFmpeg libraries) and the
+#                                              # size of what travels (the images travel in the
+#                                              # working tree: tests/media/images)
 # The one call on the GPU machine (device tool: carry ["target/gpu-carry"], timeout_s 420):
 #   bash scripts/gpu/bench_e2e.sh
 # Results: summary.md (the table), results.json (every number, the manifests), log.txt (each
@@ -33,7 +34,7 @@
 # keep the count small), MMCURATE_BENCH_DTYPE (bf16 on cuda, f32 on cpu), MMCURATE_BENCH_BATCH
 # (256), MMCURATE_BENCH_SEMANTIC_MIN_COSINE (0 = semantic dedup off, see below), MMCURATE_BENCH_BIN
 # (an mmcurate binary instead of $carry/mmcurate-cuda.xz), MMCURATE_GPU_CARRY (target/gpu-carry),
-# MMCURATE_MEDIA_IMAGES (../shared/media/images, shared/media/images, $carry/media/images),
+# MMCURATE_MEDIA_IMAGES (tests/media/images, else an older carry's $carry/media/images),
 # MMCURATE_BENCH_MODEL_B32 / _L14 (an existing CLIP folder instead of making one),
 # MMCURATE_BENCH_PYTHON (python3: make_jpegs, needs Pillow), MMCURATE_BENCH_TORCH_PYTHON (same:
 # torch, torchvision, transformers, safetensors), MMCURATE_BENCH_DEADLINE_S (360: the whole
@@ -65,10 +66,10 @@ find_media() {
     [ -d "$m" ] || die "MMCURATE_MEDIA_IMAGES=$m is not a folder"
     (cd "$m" && pwd); return
   fi
-  for candidate in ../shared/media/images shared/media/images "$carry/media/images"; do
+  for candidate in tests/media/images "$carry/media/images"; do
     if [ -d "$candidate" ] && compgen -G "$candidate/*.jpg" > /dev/null; then (cd "$candidate" && pwd); return; fi
   done
-  die "no source images: none of ../shared/media/images, shared/media/images, $carry/media/images (run 'bash $0 prepare' here and carry $carry, or set MMCURATE_MEDIA_IMAGES)"
+  die "no source images: none of tests/media/images, $carry/media/images (run this from the repository root, or set MMCURATE_MEDIA_IMAGES)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -86,25 +87,17 @@ if [ "${1:-}" = prepare ]; then
   if [ "$built" -lt "$changed" ]; then
     echo "bench_e2e.sh: warning: $bin ($(date -u -d @"$built" +%FT%TZ)) is older than the last commit to src/kernels/Cargo ($(date -u -d @"$changed" +%FT%TZ)); rebuild with scripts/gpu/build.sh to measure the current code" >&2
   fi
-  media=${MMCURATE_MEDIA_IMAGES:-}
-  for candidate in ../shared/media/images shared/media/images; do
-    if [ -z "$media" ] && [ -d "$candidate" ]; then media=$candidate; fi
-  done
-  [ -n "$media" ] && [ -d "$media" ] || die "no shared images to copy (../shared/media/images); set MMCURATE_MEDIA_IMAGES"
-  if [ "$(cd "$media" && pwd)" != "$(mkdir -p "$carry/media/images" && cd "$carry/media/images" && pwd)" ]; then
-    rm -rf "$carry/media/images"
-    mkdir -p "$carry/media/images"
-    cp "$media"/*.jpg "$media"/*.png "$carry/media/images/"
-    [ -f "$media/captions.tsv" ] && cp "$media/captions.tsv" "$carry/media/images/"
-    [ -f "$media/../LICENSES.md" ] && cp "$media/../LICENSES.md" "$carry/media/"
-  fi
+  # The source images are the repository's (tests/media/images): they travel in the working
+  # tree, so nothing is copied into the carry; an older carry's copy is removed.
+  rm -rf "$carry/media"
+  media=$(find_media)
   # Apparent sizes (what travels), not disk blocks.
   tree_b=$(git ls-files -z --cached --others --exclude-standard | du -c -b --files0-from=- 2>/dev/null | tail -n 1 | cut -f1)
   carry_b=$(du -s -b "$carry" | cut -f1)
   total=$(( tree_b + carry_b ))
   mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
-  echo "carry: $carry $(mib "$carry_b") ($(compgen -G "$carry/media/images/*.[jp][pn]g" | wc -l) images), working tree $(mib "$tree_b"): $(mib "$total") of the 64 MiB a call takes"
-  [ "$total" -lt $(( 62 * 1048576 )) ] || die "too big to travel: carry less (e.g. only mmcurate-cuda.xz, .needed and media/)"
+  echo "carry: $carry $(mib "$carry_b"), source images $media ($(compgen -G "$media/*.[jp][pn]g" | wc -l)), working tree $(mib "$tree_b"): $(mib "$total") of the 64 MiB a call takes"
+  [ "$total" -lt $(( 62 * 1048576 )) ] || die "too big to travel: carry less (e.g. only mmcurate-cuda.xz and .needed)"
   echo "then, on the GPU machine, with carry [\"$carry\"] and timeout_s 420:  bash scripts/gpu/bench_e2e.sh"
   exit 0
 fi

@@ -23,8 +23,9 @@
 #             libnvcuvid are dlopen'ed at run time, nothing CUDA is linked,
 #   pthreads (frame/slice threads), x86 asm (nasm), -fPIC, hypot bound to its pre-2.35 glibc
 #   symbol version (the binary keeps needing glibc 2.34), no zlib/bzlib/lzma/iconv/network,
-#   no encoders/muxers/filters/devices (libavfilter and libavdevice are built, empty, because
-#   ffmpeg-sys-next links all seven libraries).
+#   no encoders/muxers/filters/devices (libavfilter and libavdevice are still built, empty, as
+#   when ffmpeg-sys-next linked all seven libraries; Cargo.toml's ffmpeg-next features now link
+#   only avformat, avcodec, avutil, swscale and swresample).
 # Out: ≈ 13 MB of .a files (no debug info) in target/ffmpeg-static/prefix/lib (prefix is a link
 # to prefix-<hash of the configure line>: pass the resolved path, as build.sh does).
 set -euo pipefail

@@ -6,18 +6,19 @@
 #      CLIP preprocessing (bit-identical to the CPU's), nvJPEG decoding, and measuring nvJPEG's
 #      pixels in device memory (NVDEC's test is a unit test of decode::av, which needs FFmpeg
 #      5.1: the GPU machine has none, so the carried binaries are built without it);
-#   2. `mmcurate run` with run.device = "cpu" and "cuda" on a corpus made from the shared images:
+#   2. `mmcurate run` with run.device = "cpu" and "cuda" on a corpus made from tests/media/images:
 #      timings, and shards and ledger compared;
 #   3. CLIP on the GPU against the CPU (scripts/gpu/check_clip.sh);
 #   4. the end-to-end benchmark against the PyTorch pipeline (scripts/gpu/bench_e2e.sh), unless
 #      MMCURATE_GPU_BENCH=0.
 #
 # Prepare on a machine with Rust: `bash scripts/gpu/prepare.sh` (builds and packs
-# target/gpu-carry: it.xz, mmcurate-cuda.xz and .needed, media/), then, with the device tool,
+# target/gpu-carry: it.xz, mmcurate-cuda.xz and .needed), then, with the device tool,
 # carry ["target/gpu-carry"] with timeout_s 590:  bash scripts/gpu/check.sh
 #
-# Environment: MMCURATE_GPU_CARRY (default target/gpu-carry), MMCURATE_MEDIA_IMAGES (default
-# ../shared/media/images, shared/media/images or the carried media/images),
+# Environment: MMCURATE_GPU_CARRY (default target/gpu-carry), MMCURATE_MEDIA (default the
+# checkout's tests/media, which travels in the working tree: the test binaries read their images
+# and videos there), MMCURATE_MEDIA_IMAGES (default $MMCURATE_MEDIA/images),
 # MMCURATE_GPU_CORPUS_COUNT (default 1000), MMCURATE_GPU_BENCH (1), MMCURATE_BENCH_DEADLINE_S
 # (what the benchmark may take, default 300 here).
 set -euo pipefail
@@ -42,15 +43,14 @@ for pair in it:it mmcurate:mmcurate-cuda; do
   chmod +x "$work/bin/$name"
 done
 
-media=${MMCURATE_MEDIA_IMAGES:-}
-for candidate in ../shared/media/images shared/media/images "$carry/media/images"; do
-  if [ -z "$media" ] && [ -d "$candidate" ]; then media=$(cd "$candidate" && pwd); fi
-done
-if [ -z "$media" ] || [ ! -d "$media" ]; then
-  echo "check.sh: no image folder; run scripts/gpu/prepare.sh (it carries them) or set MMCURATE_MEDIA_IMAGES" >&2
+# The test binaries were built on another machine: their CARGO_MANIFEST_DIR does not exist here.
+export MMCURATE_MEDIA=${MMCURATE_MEDIA:-$root/tests/media}
+media=${MMCURATE_MEDIA_IMAGES:-$MMCURATE_MEDIA/images}
+if [ ! -d "$media" ]; then
+  echo "check.sh: no image folder $media; run this in a checkout (tests/media) or set MMCURATE_MEDIA" >&2
   exit 2
 fi
-export MMCURATE_MEDIA_IMAGES=$media
+export MMCURATE_MEDIA_IMAGES=$(cd "$media" && pwd)
 
 # The CUDA libraries the binaries link and load (cudart, cuBLAS, cuRAND, NVRTC, nvJPEG).
 source scripts/gpu/cuda_libs.sh

@@ -14,7 +14,7 @@
 # or as the last step of scripts/gpu/check.sh. Exit 0 when every check passes.
 #
 # Environment: MMCURATE_GPU_CARRY (default target/gpu-carry), MMCURATE_MEDIA_IMAGES (default
-# ../shared/media/images or shared/media/images), MMCURATE_GPU_CLIP_COUNT (images, default 512),
+# tests/media/images), MMCURATE_GPU_CLIP_COUNT (images, default 512),
 # MMCURATE_GPU_CLIP_MODEL (a CLIP folder to use instead of making the random ViT-B/32).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -56,7 +56,7 @@ fi
 export XDG_CACHE_HOME="$work/cache"
 
 media=${MMCURATE_MEDIA_IMAGES:-}
-for candidate in ../shared/media/images shared/media/images; do
+for candidate in tests/media/images; do
   if [ -z "$media" ] && [ -d "$candidate" ]; then media=$(cd "$candidate" && pwd); fi
 done
 if [ -z "$media" ] || [ ! -d "$media" ]; then

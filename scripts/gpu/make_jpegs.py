@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Make a web-like corpus of captioned JPEGs from the shared example images, fast, for the GPU
-end-to-end benchmark (issue 5, scripts/gpu/bench_e2e.sh).
+"""Make a web-like corpus of captioned JPEGs from the test images (tests/media/images), fast,
+for the GPU end-to-end benchmark (issue 5, scripts/gpu/bench_e2e.sh).
 
     python3 scripts/gpu/make_jpegs.py --out DIR [--count 20000] [--seed 0] [--procs N]
         [--media DIR] [--exact-fraction 0.02] [--near-fraction 0.03]
@@ -21,7 +21,7 @@ Pillow-decoded once per worker process.
 
 Prints one summary line per aspect and, last, one JSON line: count, total bytes, size and byte
 distributions, duplicate counts, seconds.
-Needs Pillow only. The shared images' origins and licences: ../shared/media/LICENSES.md.
+Needs Pillow only. The source images' origins and licences: tests/media/LICENSES.md.
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def make_one(job: tuple) -> tuple:
 
 def find_media(given: str | None) -> Path:
     candidates = [given] if given else []
-    candidates += [os.environ.get("MMCURATE_MEDIA_IMAGES") or "", "../shared/media/images",
-                   "shared/media/images", "target/gpu-carry/media/images"]
+    candidates += [os.environ.get("MMCURATE_MEDIA_IMAGES") or "", "tests/media/images",
+                   "target/gpu-carry/media/images"]
     for c in candidates:
         if not c:
             continue
@@ -169,7 +169,7 @@ def find_media(given: str | None) -> Path:
         if given:
             break
     raise SystemExit("make_jpegs.py: no source image folder found (tried --media, "
-                     "$MMCURATE_MEDIA_IMAGES, ../shared/media/images, shared/media/images, "
+                     "$MMCURATE_MEDIA_IMAGES, tests/media/images, "
                      "target/gpu-carry/media/images)")
 
 
@@ -186,7 +186,7 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--media", help="source images (default: the shared example images)")
+    ap.add_argument("--media", help="source images (default: tests/media/images)")
     ap.add_argument("--exact-fraction", type=float, default=0.02)
     ap.add_argument("--near-fraction", type=float, default=0.03)
     ap.add_argument("--progressive-fraction", type=float, default=0.0)

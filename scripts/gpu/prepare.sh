@@ -8,11 +8,10 @@
 #   mmcurate-cuda.needed  statically, from scripts/gpu/build_ffmpeg.sh: the GPU machine has no
 #                      FFmpeg libraries); check.sh runs it with run.device cpu and cuda
 #   lib.xz             the library's unit tests (same build), ONLY if it fits the budget below;
-#                      run by hand there (`lib --exact decode::av::...`); their media paths are
-#                      the build's (../shared/media beside this checkout), so most need that
-#   media/             the shared images (../shared does not travel), with their LICENSES.md, the
-#                      shared videos (media/video) and, if the budget allows, audio (media/audio):
-#                      tests find them beside MMCURATE_MEDIA_IMAGES, or set MMCURATE_MEDIA
+#                      run by hand there (`MMCURATE_MEDIA=$PWD/tests/media lib --exact
+#                      decode::av::...`)
+# The test media (tests/media: images, videos, audio) travel in the working tree; check.sh
+# points the test binaries at them with MMCURATE_MEDIA.
 # Then the one call on the GPU machine (device tool: carry ["target/gpu-carry"], timeout_s 590):
 #   bash scripts/gpu/check.sh
 # which runs the parity tests, cpu vs cuda, CLIP on the GPU vs the CPU and the end-to-end
@@ -49,31 +48,14 @@ rm -f "$carry/mmcurate.xz"   # the old non-cuda binary: check.sh uses mmcurate-c
 # the same total; its images are counted here before it copies them).
 budget=$(( 62 * 1048576 ))
 travel_bytes() {
-  local tree_b carry_b images_b=0
+  local tree_b carry_b
   tree_b=$(git ls-files -z --cached --others --exclude-standard | du -c -b --files0-from=- 2>/dev/null | tail -n 1 | cut -f1)
   carry_b=$(du -s -b "$carry" | cut -f1)
-  [ -d "$carry/media/images" ] ||
-    images_b=$(du -c -b ../shared/media/images/*.jpg ../shared/media/images/*.png 2>/dev/null | tail -n 1 | cut -f1)
-  echo $(( tree_b + carry_b + ${images_b:-0} ))
+  echo $(( tree_b + carry_b ))
 }
 
-# The shared videos (the NVDEC parity test needs them), then the shared audio if it fits.
-rm -rf "$carry/media/video" "$carry/media/audio"
-for kind in video audio; do
-  if [ ! -d "../shared/media/$kind" ]; then
-    echo "prepare.sh: warning: no ../shared/media/$kind to carry" >&2
-    continue
-  fi
-  size=$(du -s -b "../shared/media/$kind" | cut -f1)
-  if [ "$kind" = audio ] && [ $(( $(travel_bytes) + size )) -ge "$budget" ]; then
-    echo "== media/audio: NOT carried (it would pass the 62 MiB budget)"
-    continue
-  fi
-  mkdir -p "$carry/media/$kind"
-  cp ../shared/media/"$kind"/* "$carry/media/$kind/"
-  [ -f ../shared/media/LICENSES.md ] && cp ../shared/media/LICENSES.md "$carry/media/"
-  echo "== media/$kind: $(( size / 1024 )) KiB carried"
-done
+# The media travel in the working tree now (tests/media); an older carry's copies go.
+rm -rf "$carry/media"
 
 # The library's unit tests, only if they fit; not even built when the room left is less than
 # it.xz takes (the library's tests are no smaller).

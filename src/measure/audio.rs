@@ -593,14 +593,27 @@ mod tests {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
+    /// Real music from the repository's test media (CC BY 3.0, tests/media/LICENSES.md).
     const MUSIC: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/media/audio/Kevin_MacLeod_-_Vibe_Ace.ogg"
+        "/tests/media/audio/Kevin_MacLeod_-_Vibe_Ace.ogg"
     );
-    const SPEECH: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/media/audio/speech-dispatcher_dummy-message.wav"
-    );
+
+    /// The speech clip tests/media/make_speech.sh makes in `dir` (espeak-ng, then the ffmpeg
+    /// CLI): 29.435 s of 16 kHz mono, about 24 s of speech with pauses, then silence.
+    fn make_speech(dir: &Path) -> PathBuf {
+        let path = dir.join("speech.wav");
+        let status = Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/media/make_speech.sh"
+            ))
+            .arg(&path)
+            .status()
+            .expect("bash runs");
+        assert!(status.success(), "tests/media/make_speech.sh failed");
+        path
+    }
 
     fn sine(amplitude: f32, hz: f32, rate: u32, seconds: f32) -> Vec<f32> {
         let n = (rate as f32 * seconds) as usize;
@@ -1046,7 +1059,11 @@ mod tests {
     #[test]
     fn different_audio_does_not_match() {
         let fa = music();
-        let speech = fingerprint(&decode_mono(Path::new(SPEECH), &[]), FINGERPRINT_RATE);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let speech = fingerprint(
+            &decode_mono(&make_speech(dir.path()), &[]),
+            FINGERPRINT_RATE,
+        );
         let noise = fingerprint(&white_noise(0.3, 11025 * 30, 3), FINGERPRINT_RATE);
         for (name, other) in [("speech", &speech), ("noise", &noise)] {
             let m = compare_fingerprints(&fa, other, DEFAULT_MIN_OVERLAP_FRAMES).expect("overlap");
@@ -1074,9 +1091,10 @@ mod tests {
     #[test]
     fn speech_copy_matches_speech() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let fa = fingerprint(&decode_mono(Path::new(SPEECH), &[]), FINGERPRINT_RATE);
+        let original = make_speech(dir.path());
+        let fa = fingerprint(&decode_mono(&original, &[]), FINGERPRINT_RATE);
         let path = encode(
-            SPEECH,
+            original.to_str().expect("UTF-8 path"),
             dir.path(),
             "s.mp3",
             &["-c:a", "libmp3lame", "-b:a", "64k"],

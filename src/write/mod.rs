@@ -21,7 +21,7 @@ use crate::decide::Decision;
 use crate::measure::{Measurements, MEASURE_VERSION};
 use crate::source::{Location, Origin};
 use manifest::OutputFile;
-use shards::{append_member, relative_path, ShardInfo, ShardWriter};
+use shards::{append_member, group_into_series, relative_path, ShardInfo, ShardWriter};
 use staging::{StagedPart, StagingReader};
 
 /// Ledger rows per Parquet file.
@@ -91,43 +91,76 @@ pub fn write_shards_and_ledger(
         uri: output.uri(),
         message,
     };
-    let mut writer = ShardWriter::new(
-        output,
-        runtime,
-        config.max_samples_per_shard,
-        config.max_bytes_per_shard.0,
-    );
     let mut used_keys = HashSet::new();
-    let mut members = Vec::new();
     for record in records.iter_mut().filter(|r| r.decision.is_keep()) {
         record.key = unique_key(&record.key, &record.id, &mut used_keys);
-        members.clear();
-        let mut wrote_json = false;
-        for part in &record.staged {
-            let bytes = staging.read(part).map_err(|source| WriteError::Staging {
-                id: record.id.clone(),
-                source,
-            })?;
-            let name = format!("{}.{}", record.key, part.ext);
-            if part.ext == "json" {
-                let json = sample_json(record, Some(&bytes));
-                append_member(&mut members, &name, &json)
-                    .map_err(|e| store_error(e.to_string()))?;
-                wrote_json = true;
-            } else {
-                append_member(&mut members, &name, &bytes)
+    }
+    // One shard series per set of parts (shards::series_name): every sample of a series carries
+    // the same files, as readers that take a dataset's columns from its first samples (Hugging
+    // Face `datasets`) need. `.json` is always written; `.txt` is written for every sample of a
+    // series where any sample has a caption, empty for those without one (as img2dataset does).
+    let parts: Vec<(usize, Vec<&str>)> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.decision.is_keep())
+        .map(|(index, r)| {
+            let exts = r.staged.iter().map(|p| p.ext.as_str());
+            (
+                index,
+                exts.filter(|e| *e != "txt" && *e != "json").collect(),
+            )
+        })
+        .collect();
+    let series = group_into_series(&parts);
+    drop(parts);
+    let mut shards = Vec::new();
+    let mut members = Vec::new();
+    for (name, indexes) in series {
+        let with_txt = indexes
+            .iter()
+            .any(|&i| records[i].staged.iter().any(|p| p.ext == "txt"));
+        let mut writer = ShardWriter::new(
+            output,
+            runtime,
+            &name,
+            config.max_samples_per_shard,
+            config.max_bytes_per_shard.0,
+        );
+        for index in indexes {
+            let record = &mut records[index];
+            members.clear();
+            // Media, caption, metadata, then the rest, as staged.
+            let mut files: Vec<(&str, Vec<u8>)> = Vec::with_capacity(record.staged.len() + 2);
+            for part in &record.staged {
+                let bytes = staging.read(part).map_err(|source| WriteError::Staging {
+                    id: record.id.clone(),
+                    source,
+                })?;
+                files.push((&part.ext, bytes));
+            }
+            let position = |files: &[(&str, Vec<u8>)], ext| files.iter().position(|f| f.0 == ext);
+            if with_txt && position(&files, "txt").is_none() {
+                files.insert(files.len().min(1), ("txt", Vec::new()));
+            }
+            match position(&files, "json") {
+                Some(at) => files[at].1 = sample_json(record, Some(&files[at].1)),
+                None => {
+                    let after_txt = position(&files, "txt").map_or(1, |t| t + 1);
+                    files.insert(
+                        after_txt.min(files.len()),
+                        ("json", sample_json(record, None)),
+                    );
+                }
+            }
+            for (ext, bytes) in &files {
+                append_member(&mut members, &format!("{}.{ext}", record.key), bytes)
                     .map_err(|e| store_error(e.to_string()))?;
             }
+            record.shard = Some(writer.add(&members).map_err(store_error)?);
+            on_sample();
         }
-        if !wrote_json {
-            let json = sample_json(record, None);
-            append_member(&mut members, &format!("{}.json", record.key), &json)
-                .map_err(|e| store_error(e.to_string()))?;
-        }
-        record.shard = Some(writer.add(&members).map_err(store_error)?);
-        on_sample();
+        shards.extend(writer.finish().map_err(store_error)?);
     }
-    let shards = writer.finish().map_err(store_error)?;
 
     let mut ledger = Vec::new();
     for (index, chunk) in records.chunks(LEDGER_ROWS_PER_FILE).enumerate() {
@@ -251,7 +284,8 @@ fn unique_key(key: &str, id: &str, used: &mut HashSet<String>) -> String {
 
 /// The sample's `.json`: the source's own JSON object (sidecar, shard member or manifest
 /// columns) with mmcurate's record added under `"mmcurate"`. JSON that is not an object is
-/// kept as a string under `"source_json"`.
+/// kept as a string under `"source_json"`. Keys whose value is null are left out (see
+/// `drop_null_keys`).
 fn sample_json(record: &Record, original: Option<&[u8]>) -> Vec<u8> {
     let mut object = match original.map(serde_json::from_slice::<Value>) {
         Some(Ok(Value::Object(map))) => map,
@@ -275,7 +309,25 @@ fn sample_json(record: &Record, original: Option<&[u8]>) -> Vec<u8> {
             "version": crate::VERSION,
         }),
     );
-    serde_json::to_vec(&Value::Object(object)).expect("a JSON value serialises")
+    let mut json = Value::Object(object);
+    drop_null_keys(&mut json);
+    serde_json::to_vec(&json).expect("a JSON value serialises")
+}
+
+/// Removes the keys whose value is null from every object in `value`. Absent and null mean the
+/// same to a JSON reader, but Hugging Face `datasets` types each `.json` field from the first
+/// samples it reads: a field null in all of them is typed `null`, and a later sample with a
+/// value then fails the whole load (huggingface/datasets#7549), whereas a field it has not seen
+/// is only left out of its columns. Every field stays in the ledger.
+fn drop_null_keys(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_null_keys);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_null_keys),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -327,5 +379,30 @@ mod tests {
         );
         let json: Value = serde_json::from_slice(&sample_json(&record, Some(b"[1,"))).unwrap();
         assert_eq!(json["source_json"], "[1,");
+    }
+
+    #[test]
+    fn sample_json_leaves_out_null_fields() {
+        let record = Record {
+            id: "0:a.jpg".into(),
+            key: "a".into(),
+            name: "a.jpg".into(),
+            origin: Origin::default(),
+            measurements: Measurements::default(),
+            decision: Decision::Keep,
+            staged: Vec::new(),
+            shard: None,
+        };
+        let source = br#"{"license": null, "score": 0.5, "tags": [{"a": null, "b": 1}]}"#;
+        let json: Value = serde_json::from_slice(&sample_json(&record, Some(source))).unwrap();
+        let object = json.as_object().unwrap();
+        assert!(!object.contains_key("license"));
+        assert_eq!(json["score"], 0.5);
+        assert_eq!(json["tags"], serde_json::json!([{"b": 1}]));
+        // `sharpness` is null in these measurements: not written; `size_bytes` is 0: written.
+        let measurements = json["mmcurate"]["measurements"].as_object().unwrap();
+        assert!(!measurements.contains_key("sharpness"));
+        assert_eq!(measurements["size_bytes"], 0);
+        assert!(!json.to_string().contains("null"), "{json}");
     }
 }

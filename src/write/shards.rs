@@ -1,12 +1,14 @@
-//! WebDataset shards: plain tar files `shard-000000.tar`, … with every file of a sample under
-//! the same key. Headers are fixed (mode 0644, uid/gid 0, mtime 0) so that the same samples
-//! give byte-identical shards. Each shard is streamed into an `object_store` upload that only
-//! becomes visible when complete (rename on local disk, multipart completion on S3).
+//! WebDataset shards: plain tar files `<series>-000000.tar`, … with every file of a sample under
+//! the same key, one series per set of parts the samples carry (`series_name`). Headers are
+//! fixed (mode 0644, uid/gid 0, mtime 0) so that the same samples give byte-identical shards.
+//! Each shard is streamed into an `object_store` upload that only becomes visible when complete
+//! (rename on local disk, multipart completion on S3). What goes into a sample is the caller's.
 
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjPath;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
 use tokio::io::AsyncWriteExt;
 
 use crate::source::Location;
@@ -14,8 +16,10 @@ use crate::source::Location;
 /// A finished shard, as recorded in the run manifest.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShardInfo {
-    /// Path relative to the output, e.g. `shards/shard-000000.tar`.
+    /// Path relative to the output, e.g. `shards/jpg-000000.tar`.
     pub name: String,
+    /// The series: every sample of its shards carries the same parts (`series_name`).
+    pub series: String,
     pub samples: u64,
     pub bytes: u64,
     pub sha256: String,
@@ -48,10 +52,70 @@ struct OpenShard {
     hasher: Sha256,
 }
 
-/// Writes samples into numbered shards, starting a new one at the configured limits.
+/// The shard series of samples that carry the parts `exts` (a sample's staged parts, media
+/// first, without `.txt` and `.json`, which every sample of a series carries).
+///
+/// Why series: Hugging Face `datasets` (its `webdataset` builder) takes the columns of a whole
+/// dataset from the first five samples of the first shard: they must carry the same parts, and
+/// a part a later sample adds is silently dropped. Samples are therefore written in series of
+/// shards whose samples carry exactly the same parts, named by them: `jpg`, `png`, `mp4`,
+/// `mp4_8frames` (eight `NNN.jpg` keyframes), `jpg_cls` (a WebDataset input's other parts).
+/// The media keep their detected extension and original bytes: a series per format, rather than
+/// one media part name for every format (as img2dataset does when it does not re-encode).
+pub fn series_name(exts: &[&str]) -> String {
+    let is_keyframe = |e: &str| {
+        e.len() == 7 && e.ends_with(".jpg") && e.as_bytes()[..3].iter().all(u8::is_ascii_digit)
+    };
+    let keyframes = exts.iter().skip(1).filter(|e| is_keyframe(e)).count();
+    let others: BTreeSet<String> = exts
+        .iter()
+        .skip(1)
+        .filter(|e| !is_keyframe(e))
+        .map(|e| e.replace('.', "_"))
+        .collect();
+    let mut name = exts.first().map_or("parts", |e| e).replace('.', "_");
+    for other in others {
+        name = format!("{name}_{other}");
+    }
+    if keyframes > 0 {
+        name = format!("{name}_{keyframes}frames");
+    }
+    name
+}
+
+/// Groups samples (indexes, in write order) by their part set, each group named by
+/// `series_name`; part sets whose names collide get 8 hex of their sha256 appended. Returned in
+/// name order, each group keeping the write order.
+pub fn group_into_series(parts: &[(usize, Vec<&str>)]) -> Vec<(String, Vec<usize>)> {
+    let mut by_parts: BTreeMap<Vec<&str>, Vec<usize>> = BTreeMap::new();
+    for (index, exts) in parts {
+        by_parts.entry(exts.clone()).or_default().push(*index);
+    }
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for exts in by_parts.keys() {
+        *names.entry(series_name(exts)).or_default() += 1;
+    }
+    let mut series: Vec<(String, Vec<usize>)> = by_parts
+        .into_iter()
+        .map(|(exts, members)| {
+            let mut name = series_name(&exts);
+            if names[&name] > 1 {
+                let digest = hex::encode(Sha256::digest(exts.join("/").as_bytes()));
+                name = format!("{name}_{}", &digest[..8]);
+            }
+            (name, members)
+        })
+        .collect();
+    series.sort();
+    series
+}
+
+/// Writes one series of samples into numbered shards, starting a new one at the configured
+/// limits.
 pub struct ShardWriter<'a> {
     output: &'a Location,
     runtime: &'a tokio::runtime::Handle,
+    series: String,
     max_samples: u64,
     max_bytes: u64,
     open: Option<OpenShard>,
@@ -62,12 +126,14 @@ impl<'a> ShardWriter<'a> {
     pub fn new(
         output: &'a Location,
         runtime: &'a tokio::runtime::Handle,
+        series: &str,
         max_samples: u64,
         max_bytes: u64,
     ) -> Self {
         ShardWriter {
             output,
             runtime,
+            series: series.to_string(),
             max_samples,
             max_bytes,
             open: None,
@@ -86,11 +152,12 @@ impl<'a> ShardWriter<'a> {
             self.close_current()?;
         }
         if self.open.is_none() {
-            let name = format!("shards/shard-{:06}.tar", self.done.len());
+            let name = format!("shards/{}-{:06}.tar", self.series, self.done.len());
             let path = relative_path(&self.output.path, &name);
             self.open = Some(OpenShard {
                 info: ShardInfo {
                     name,
+                    series: self.series.clone(),
                     samples: 0,
                     bytes: 0,
                     sha256: String::new(),
@@ -163,5 +230,39 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].size().unwrap(), 5);
         assert_eq!(entries[0].mtime().unwrap(), 0);
+    }
+
+    #[test]
+    fn series_are_named_by_the_parts_their_samples_carry() {
+        assert_eq!(series_name(&["jpg"]), "jpg");
+        assert_eq!(series_name(&["png", "cls", "npy"]), "png_cls_npy");
+        assert_eq!(series_name(&["jpg", "npy", "cls"]), "jpg_cls_npy");
+        let frames = ["mp4", "000.jpg", "001.jpg", "002.jpg"];
+        assert_eq!(series_name(&frames), "mp4_3frames");
+        assert_eq!(series_name(&["mp4", "seg.json"]), "mp4_seg_json");
+        assert_eq!(series_name(&[]), "parts");
+    }
+
+    #[test]
+    fn samples_are_grouped_by_their_exact_part_sets() {
+        let parts = vec![
+            (0, vec!["jpg"]),
+            (1, vec!["png"]),
+            (2, vec!["jpg"]),
+            (3, vec!["jpg", "a_b"]),
+            (4, vec!["jpg", "a.b"]),
+            (5, vec!["mp4", "000.jpg"]),
+            (6, vec!["mp4", "000.jpg", "001.jpg"]),
+        ];
+        let series = group_into_series(&parts);
+        let names: Vec<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
+        // Two part sets with the same name get their own hashes.
+        assert_eq!(names.len(), 6);
+        assert_eq!(names[0], "jpg");
+        assert!(names[1].starts_with("jpg_a_b_") && names[2].starts_with("jpg_a_b_"));
+        assert_ne!(names[1], names[2]);
+        assert_eq!(&names[3..], ["mp4_1frames", "mp4_2frames", "png"]);
+        assert_eq!(series[0].1, [0, 2]);
+        assert_eq!(series[5].1, [1]);
     }
 }

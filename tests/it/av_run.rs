@@ -1,7 +1,8 @@
-//! The video and audio lanes end to end, on the real media of ../shared/media and on copies the
-//! `ffmpeg` command-line tool makes here (re-encoded, resized, re-containered, trimmed, level
-//! shifted, truncated, empty, mislabelled): the ledger read back with pyarrow, the shards with
-//! the Python `webdataset` library and GNU tar.
+//! The video and audio lanes end to end, on the real media of tests/media, on the speech clip
+//! tests/media/make_speech.sh makes (espeak-ng), and on copies the `ffmpeg` command-line tool
+//! makes here (re-encoded, resized, re-containered, trimmed, level shifted, truncated, empty,
+//! mislabelled): the ledger read back with pyarrow, the shards with the Python `webdataset`
+//! library and GNU tar.
 
 use crate::common::*;
 use serde_json::Value;
@@ -10,10 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn shared(kind: &str, name: &str) -> PathBuf {
-    let path = root().join("../shared/media").join(kind).join(name);
-    assert!(path.is_file(), "{} is missing", path.display());
-    path
+fn media(kind: &str, name: &str) -> PathBuf {
+    test_media_file(kind, name)
 }
 
 /// Runs the ffmpeg command-line tool (installed by scripts/setup.sh).
@@ -42,11 +41,11 @@ fn write_caption(dir: &Path, stem: &str, caption: &str) {
 type Expected = BTreeMap<String, (&'static str, Option<&'static str>, Option<String>)>;
 
 fn make_corpus(dir: &Path) -> Expected {
-    let bikes = shared("video", "bikes.mp4");
-    let bunny = shared("video", "bigbuckbunny.mp4");
-    let tree = shared("video", "opencv_tree.avi");
-    let vibe = shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg");
-    let speech = shared("audio", "speech-dispatcher_dummy-message.wav");
+    let bikes = media("video", "bikes.mp4");
+    let bunny = media("video", "bigbuckbunny.mp4");
+    let tree = media("video", "opencv_tree.avi");
+    let vibe = media("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg");
+    let speech = make_speech(dir, "speech.wav");
     let p = |name: &str| dir.join(name);
 
     std::fs::copy(&bikes, p("bikes.mp4")).unwrap();
@@ -75,7 +74,7 @@ fn make_corpus(dir: &Path) -> Expected {
         "-loop",
         "1",
         "-i",
-        s(&shared("images", "opencv_baboon.jpg")),
+        s(&media("images", "opencv_baboon.jpg")),
         "-t",
         "3",
         "-r",
@@ -104,7 +103,7 @@ fn make_corpus(dir: &Path) -> Expected {
     std::fs::write(p("empty.mp4"), b"").unwrap();
     std::fs::write(p("notes.mp4"), b"this is a text file with a video name\n").unwrap();
     // Mislabelled: a video named .wav is a video, named by what its bytes are.
-    std::fs::copy(shared("video", "carphone_pristine.mp4"), p("carphone.wav")).unwrap();
+    std::fs::copy(media("video", "carphone_pristine.mp4"), p("carphone.wav")).unwrap();
 
     std::fs::copy(&vibe, p("vibe.ogg")).unwrap();
     write_caption(dir, "vibe", "an upbeat instrumental track");
@@ -128,7 +127,6 @@ fn make_corpus(dir: &Path) -> Expected {
         "22050",
         s(&p("vibe_quiet.flac")),
     ]);
-    std::fs::copy(&speech, p("speech.wav")).unwrap();
     // A sine (amplitude 1/8) raised 24 dB, to twice full scale: clipped.
     ffmpeg(&[
         "-f",
@@ -397,6 +395,52 @@ fn videos_and_audio_are_measured_deduplicated_and_written() {
         .unwrap();
     assert_eq!(bikes_sample["txt"], "cyclists riding along a road");
 
+    // Hugging Face `datasets` reads every series of shards, sample for sample as the ledger.
+    let report = crate::hf_datasets::assert_datasets_reads_every_kept_sample(&output);
+    let rows_of = |series: &str| report["series"][series]["rows"].as_u64();
+    assert_eq!(
+        report["series"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["avi", "mp4", "ogg", "wav"]
+    );
+    // bikes, bigbuckbunny and carphone.wav (an MP4 under a .wav name); tone.mp4 (a WAV) and
+    // speech.
+    assert_eq!(
+        [
+            rows_of("avi"),
+            rows_of("mp4"),
+            rows_of("ogg"),
+            rows_of("wav")
+        ],
+        [Some(1), Some(3), Some(1), Some(2)]
+    );
+    let column = |series: &str, col: &str| {
+        report["series"][series]["columns"][col]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(column("mp4", "mp4").starts_with("Video("), "{report}");
+    assert!(column("avi", "avi").starts_with("Video("), "{report}");
+    for audio in ["ogg", "wav"] {
+        let typed = column(audio, audio);
+        assert!(
+            typed.starts_with("Audio(") || typed.contains("binary"),
+            "{audio}: {typed}"
+        );
+    }
+    // The uncaptioned videos of the captioned mp4 series have an empty caption.
+    let carphone = report["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["key"] == "carphone")
+        .unwrap();
+    assert_eq!(carphone["txt"], "");
+
     let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
     assert_eq!(
         manifest["counts"]["samples"].as_u64(),
@@ -429,7 +473,7 @@ fn keyframes_are_written_as_jpeg_parts_of_the_sample() {
     let input = tmp.path().join("media");
     std::fs::create_dir(&input).unwrap();
     std::fs::copy(
-        shared("video", "carphone_pristine.mp4"),
+        media("video", "carphone_pristine.mp4"),
         input.join("carphone.mp4"),
     )
     .unwrap();
@@ -447,7 +491,7 @@ fn keyframes_are_written_as_jpeg_parts_of_the_sample() {
     assert_eq!(times, 8);
     let tar = Command::new("tar")
         .arg("-tf")
-        .arg(output.join("shards/shard-000000.tar"))
+        .arg(output.join("shards/mp4_8frames-000000.tar"))
         .output()
         .unwrap();
     let members = String::from_utf8(tar.stdout).unwrap();
@@ -478,16 +522,16 @@ fn clip_embeds_videos_through_their_frames_and_skips_audio() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("media");
     std::fs::create_dir(&input).unwrap();
-    let bikes = shared("video", "bikes.mp4");
+    let bikes = media("video", "bikes.mp4");
     std::fs::copy(&bikes, input.join("bikes.mp4")).unwrap();
     write_caption(&input, "bikes", "cyclists riding along a road");
     std::fs::copy(
-        shared("video", "carphone_pristine.mp4"),
+        media("video", "carphone_pristine.mp4"),
         input.join("carphone.mp4"),
     )
     .unwrap();
     std::fs::copy(
-        shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg"),
+        media("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg"),
         input.join("vibe.ogg"),
     )
     .unwrap();
@@ -620,25 +664,21 @@ fn video_and_audio_example_configs_run() {
     std::fs::create_dir_all(&videos).unwrap();
     std::fs::create_dir_all(&audio).unwrap();
     for name in ["bikes.mp4", "bigbuckbunny.mp4"] {
-        std::fs::copy(shared("video", name), videos.join(name)).unwrap();
+        std::fs::copy(media("video", name), videos.join(name)).unwrap();
         let stem = name.trim_end_matches(".mp4");
         write_caption(&videos, stem, "a short video clip");
     }
     std::fs::copy(
-        shared("video", "carphone_pristine.mp4"),
+        media("video", "carphone_pristine.mp4"),
         videos.join("uncaptioned.mp4"),
     )
     .unwrap();
     std::fs::copy(
-        shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg"),
+        media("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg"),
         audio.join("vibe.ogg"),
     )
     .unwrap();
-    std::fs::copy(
-        shared("audio", "speech-dispatcher_dummy-message.wav"),
-        audio.join("speech.wav"),
-    )
-    .unwrap();
+    make_speech(&audio, "speech.wav");
     for (config, input, kept) in [("video", &videos, 2), ("audio", &audio, 2)] {
         let output = tmp.path().join(format!("out-{config}"));
         ok(&mmcurate(&[
@@ -670,11 +710,11 @@ fn webdataset_shards_with_video_and_audio_members() {
     let tmp = tempfile::tempdir().unwrap();
     let members = tmp.path().join("members");
     std::fs::create_dir(&members).unwrap();
-    std::fs::copy(shared("video", "bikes.mp4"), members.join("clip01.mp4")).unwrap();
+    std::fs::copy(media("video", "bikes.mp4"), members.join("clip01.mp4")).unwrap();
     write_caption(&members, "clip01", "cyclists on a road");
     ffmpeg(&[
         "-i",
-        s(&shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg")),
+        s(&media("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg")),
         "-vn",
         "-t",
         "20",
@@ -718,10 +758,11 @@ fn webdataset_shards_with_video_and_audio_members() {
     );
     let out = python_json("read_shards.py", &[s(&output)]);
     let samples = out["samples"].as_array().unwrap();
+    let sample = |key: &str| samples.iter().find(|s| s["key"] == key).unwrap();
     let video = hex::encode(Sha256::digest(read(members.join("clip01.mp4"))));
-    assert_eq!(samples[0]["parts"]["mp4"]["sha256"], video.as_str());
-    assert_eq!(samples[1]["txt"], "a piece of music");
-    assert!(samples[1]["parts"]["flac"]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(sample("clip01")["parts"]["mp4"]["sha256"], video.as_str());
+    assert_eq!(sample("clip02")["txt"], "a piece of music");
+    assert!(sample("clip02")["parts"]["flac"]["bytes"].as_u64().unwrap() > 0);
 }
 
 /// Videos and audio keep the output contract: the same inputs give byte-identical shards and
@@ -731,7 +772,7 @@ fn video_and_audio_outputs_do_not_depend_on_thread_count() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("media");
     std::fs::create_dir(&input).unwrap();
-    let bikes = shared("video", "bikes.mp4");
+    let bikes = media("video", "bikes.mp4");
     std::fs::copy(&bikes, input.join("bikes.mp4")).unwrap();
     ffmpeg(&[
         "-i",
@@ -745,11 +786,11 @@ fn video_and_audio_outputs_do_not_depend_on_thread_count() {
         s(&input.join("bikes_small.mp4")),
     ]);
     std::fs::copy(
-        shared("video", "carphone_pristine.mp4"),
+        media("video", "carphone_pristine.mp4"),
         input.join("carphone.mp4"),
     )
     .unwrap();
-    let vibe = shared("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg");
+    let vibe = media("audio", "Kevin_MacLeod_-_Vibe_Ace.ogg");
     std::fs::copy(&vibe, input.join("vibe.ogg")).unwrap();
     ffmpeg(&[
         "-i",

@@ -11,33 +11,46 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared/media/images`, the real images the tests use.
-pub fn shared_images() -> PathBuf {
-    let dir = root().join("../shared/media/images");
-    assert!(
-        dir.is_dir(),
-        "{} is missing: the tests need the shared media folder beside the repository",
-        dir.display()
-    );
+/// The real media the tests use, kept in the repository (`tests/media`: images, video, audio;
+/// origins and licences in tests/media/LICENSES.md). MMCURATE_MEDIA overrides it: on the GPU
+/// machine scripts/gpu/check.sh runs a test binary built elsewhere, whose CARGO_MANIFEST_DIR
+/// does not exist there, and points it at the `tests/media` of the checkout it runs in.
+pub fn test_media() -> PathBuf {
+    std::env::var_os("MMCURATE_MEDIA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("tests/media"))
+}
+
+/// `tests/media/images`: 42 photographs and renders, JPEG and PNG, colour and grey.
+pub fn test_images() -> PathBuf {
+    let dir = test_media().join("images");
+    assert!(dir.is_dir(), "{} is missing", dir.display());
     dir
 }
 
-/// The shared media folder (`images/`, `video/`, `audio/`): MMCURATE_MEDIA when set, else the
-/// parent of MMCURATE_MEDIA_IMAGES when it has a `video/` beside the images (scripts/gpu/check.sh
-/// sets that one on the GPU machine, where prepare.sh carries `media/{images,video,audio}`), else
-/// `../shared/media` beside the repository.
-pub fn shared_media() -> PathBuf {
-    if let Some(dir) = std::env::var_os("MMCURATE_MEDIA") {
-        return PathBuf::from(dir);
-    }
-    if let Some(images) = std::env::var_os("MMCURATE_MEDIA_IMAGES") {
-        if let Some(parent) = Path::new(&images).parent() {
-            if parent.join("video").is_dir() {
-                return parent.to_path_buf();
-            }
-        }
-    }
-    root().join("../shared/media")
+/// A file of `tests/media/<kind>/<name>`.
+pub fn test_media_file(kind: &str, name: &str) -> PathBuf {
+    let path = test_media().join(kind).join(name);
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// Makes the speech clip (`tests/media/make_speech.sh`: espeak-ng, then the ffmpeg CLI) as
+/// `dir/name` and returns its path: 29.435 s of 16 kHz mono 16-bit PCM, about 24 s of speech
+/// with pauses, then silence.
+pub fn make_speech(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let output = Command::new("bash")
+        .arg(root().join("tests/media/make_speech.sh"))
+        .arg(&path)
+        .output()
+        .expect("bash runs");
+    assert!(
+        output.status.success(),
+        "tests/media/make_speech.sh: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    path
 }
 
 /// The Python interpreter with the test clients (scripts/requirements-test.txt): set by

@@ -77,13 +77,13 @@ fn an_unknown_device_is_a_config_error_naming_the_allowed_values() {
     assert!(!output.exists());
 }
 
-/// The shared image files, in name order. scripts/gpu/check.sh runs this binary on another
-/// machine, where the build's CARGO_MANIFEST_DIR does not exist: MMCURATE_MEDIA_IMAGES says
-/// where the images are.
+/// The files of tests/media/images, in name order. scripts/gpu/check.sh runs this binary on
+/// another machine, where the build's CARGO_MANIFEST_DIR does not exist: MMCURATE_MEDIA (the
+/// checkout's tests/media there) or MMCURATE_MEDIA_IMAGES says where the images are.
 fn shared_image_paths() -> Vec<std::path::PathBuf> {
     let dir = std::env::var_os("MMCURATE_MEDIA_IMAGES")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(shared_images);
+        .unwrap_or_else(test_images);
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -544,12 +544,12 @@ fn measuring_on_the_device_equals_measuring_the_downloaded_pixels() {
     assert!(measured > 0);
 }
 
-/// NVDEC (FFmpeg's CUDA hwaccel) against the CPU decoder, through the public API, on the shared
-/// videos (`video/` of the shared media folder, see `shared_media`; on the GPU machine the one
-/// scripts/gpu/prepare.sh carries): every H.264 video decodes with decoder "nvdec" and no
-/// fallback, to exactly the CPU's sampled frames (timestamps, luma and RGB bit-identical, with
-/// and without scene detection), and a codec NVDEC is not used for (the Cinepak AVI) comes back
-/// from the CPU with the same frames. Needs a binary with FFmpeg (the `av` or `av-static`
+/// NVDEC (FFmpeg's CUDA hwaccel) against the CPU decoder, through the public API, on the
+/// videos of tests/media (see `test_media`; on the GPU machine the checkout's, through
+/// MMCURATE_MEDIA): every H.264 video decodes with decoder "nvdec" and no fallback, to exactly
+/// the CPU's sampled frames (timestamps, luma and RGB bit-identical, with and without scene
+/// detection), and a codec NVDEC is not used for (the Cinepak AVI) comes back from the CPU with
+/// the same frames. Needs a binary with FFmpeg (the `av` or `av-static`
 /// feature: the GPU carry's is `av-static`); skipped, saying why, without one, without a CUDA
 /// device, or where NVDEC cannot be opened on it.
 #[test]
@@ -562,7 +562,7 @@ fn nvdec_parity_on_the_shared_videos() {
     let Some(device) = &gpu_or_skip("nvdec parity") else {
         return;
     };
-    let dir = shared_media().join("video");
+    let dir = test_media().join("video");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e} (set MMCURATE_MEDIA)", dir.display()))
         .map(|e| e.unwrap().path())

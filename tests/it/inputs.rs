@@ -29,7 +29,7 @@ fn rows_by_id(output: &Path) -> BTreeMap<String, Value> {
 fn copy_images(to: &Path, names: &[&str]) {
     std::fs::create_dir_all(to).unwrap();
     for name in names {
-        std::fs::copy(shared_images().join(name), to.join(name)).unwrap();
+        std::fs::copy(test_images().join(name), to.join(name)).unwrap();
     }
 }
 
@@ -41,7 +41,7 @@ fn jsonl_and_parquet_manifests() {
         &dir.join("img"),
         &["skimage_coffee.png", "opencv_fruits.jpg"],
     );
-    let absolute = shared_images().join("skimage_rocket.jpg");
+    let absolute = test_images().join("skimage_rocket.jpg");
     let lines = [
         serde_json::json!({"url": "img/skimage_coffee.png", "caption": "a cup of coffee", "license": "cc0", "score": 0.9}),
         serde_json::json!({"url": "img/opencv_fruits.jpg", "caption": "fruit", "license": "bsd"}),
@@ -157,8 +157,8 @@ fn webdataset_shards_with_awkward_contents() {
     let tmp = tempfile::tempdir().unwrap();
     let shards = tmp.path().join("shards");
     std::fs::create_dir(&shards).unwrap();
-    let jpeg = read(shared_images().join("opencv_fruits.jpg"));
-    let png = read(shared_images().join("skimage_coffee.png"));
+    let jpeg = read(test_images().join("opencv_fruits.jpg"));
+    let png = read(test_images().join("skimage_coffee.png"));
 
     let mut first = Vec::new();
     tar_member(&mut first, "set.v1/fruit.jpg", &jpeg);

@@ -2,7 +2,7 @@
 //! library and GNU tar for the shards, pyarrow for the ledger.
 
 use crate::common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -119,8 +119,11 @@ fn quickstart_keeps_the_expected_samples_for_the_expected_reasons() {
         );
         if *status == "kept" {
             assert_eq!(row["sha256"], sha256(&bytes), "{name}");
-            assert!(
-                row["shard"].as_str().unwrap().starts_with("shards/shard-"),
+            // A series of shards per media format: 8 JPEGs, 2 PNGs.
+            let series = if name.ends_with(".png") { "png" } else { "jpg" };
+            assert_eq!(
+                row["shard"].as_str().unwrap(),
+                format!("shards/{series}-000000.tar"),
                 "{name}"
             );
             assert!(row["drop_detail"].is_null());
@@ -173,13 +176,23 @@ fn quickstart_keeps_the_expected_samples_for_the_expected_reasons() {
         assert!(manifest["stage_seconds"][stage].as_f64().unwrap() >= 0.0);
     }
     let shards = manifest["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 2, "one series of 8 JPEGs, one of 2 PNGs");
     assert_eq!(
-        shards.len(),
-        2,
-        "max_samples_per_shard = 8 splits 10 samples in 2 shards"
+        (
+            &shards[0]["name"],
+            &shards[0]["series"],
+            &shards[0]["samples"]
+        ),
+        (&json!("shards/jpg-000000.tar"), &json!("jpg"), &json!(8))
     );
-    assert_eq!(shards[0]["samples"], 8);
-    assert_eq!(shards[1]["samples"], 2);
+    assert_eq!(
+        (
+            &shards[1]["name"],
+            &shards[1]["series"],
+            &shards[1]["samples"]
+        ),
+        (&json!("shards/png-000000.tar"), &json!("png"), &json!(2))
+    );
     for shard in shards {
         let bytes = read(output.join(shard["name"].as_str().unwrap()));
         assert_eq!(shard["sha256"], sha256(&bytes));
@@ -252,15 +265,29 @@ fn shards_read_back_with_webdataset_and_gnu_tar() {
         serde_json::from_slice(&read(images.join("matplotlib_grace_hopper.json"))).unwrap();
     assert_eq!(hopper["txt"], sidecar["caption"]);
     assert_eq!(hopper["json"]["license"], sidecar["license"]);
-    // A sample without a caption has no .txt.
+    // Every sample of a series carries the same parts: one without a caption has an empty .txt
+    // (the ledger says it had none).
     let aero = samples.iter().find(|s| s["key"] == "opencv_aero1").unwrap();
-    assert!(aero["parts"].get("txt").is_none());
+    assert_eq!(aero["txt"], "");
+    assert!(aero["json"]["mmcurate"]["measurements"]
+        .get("caption_chars")
+        .is_none());
+    for sample in samples {
+        let mut parts: Vec<&String> = sample["parts"].as_object().unwrap().keys().collect();
+        parts.sort();
+        let media = sample["json"]["mmcurate"]["measurements"]["format"]
+            .as_str()
+            .unwrap();
+        let mut want = [media, "json", "txt"];
+        want.sort();
+        assert_eq!(parts, want, "{}", sample["key"]);
+    }
 
     // GNU tar lists and extracts every shard; extracted images equal the originals.
     let extract = tmp.path().join("extract");
     std::fs::create_dir(&extract).unwrap();
     let mut members = Vec::new();
-    for shard in ["shard-000000.tar", "shard-000001.tar"] {
+    for shard in ["jpg-000000.tar", "png-000000.tar"] {
         let path = output.join("shards").join(shard);
         let list = Command::new("tar").arg("-tf").arg(&path).output().unwrap();
         assert!(
@@ -285,8 +312,8 @@ fn shards_read_back_with_webdataset_and_gnu_tar() {
     }
     assert_eq!(
         members.len(),
-        10 + 10 + 9,
-        "10 images, 10 .json, 9 captions"
+        10 + 10 + 10,
+        "10 images, 10 .json, 10 captions (one empty)"
     );
     assert_eq!(
         read(extract.join("opencv_baboon.jpg")),
@@ -334,6 +361,6 @@ fn a_rerun_replaces_what_an_interrupted_run_left() {
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    assert_eq!(names, ["shard-000000.tar", "shard-000001.tar"]);
+    assert_eq!(names, ["jpg-000000.tar", "png-000000.tar"]);
     assert!(output.join("_SUCCESS").exists());
 }

@@ -41,7 +41,7 @@ fn planes() -> Vec<Plane> {
             .collect(),
     });
     // Real photographs, as the decoder gives them to the measure stage.
-    let dir = shared_images();
+    let dir = test_images();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

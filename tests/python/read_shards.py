@@ -1,4 +1,4 @@
-"""Read all shards/shard-*.tar of a pipeline output folder with the webdataset library.
+"""Read all shards/*.tar (every series) of a pipeline output folder with the webdataset library.
 
 No decoding: each sample's parts are reported as byte length + sha256; the .json part is
 also parsed and the .txt part decoded as UTF-8. Any unreadable shard (or malformed
@@ -16,9 +16,9 @@ import webdataset as wds
 
 
 def main():
-    shards = sorted(str(p) for p in Path(sys.argv[1], "shards").glob("shard-*.tar"))
+    shards = sorted(str(p) for p in Path(sys.argv[1], "shards").glob("*.tar"))
     if not shards:
-        raise SystemExit(f"no shards/shard-*.tar under {sys.argv[1]}")
+        raise SystemExit(f"no shards/*.tar under {sys.argv[1]}")
     # webdataset 1.0.x: shardshuffle must be explicit; empty_check=False so an empty
     # (but valid) shard set is reported as zero samples rather than an error.
     dataset = wds.WebDataset(shards, shardshuffle=False, empty_check=False)

@@ -437,7 +437,7 @@ mod tests {
             dir.path(),
             &[
                 "-i",
-                &format!("{MEDIA}audio/Kevin_MacLeod_-_Vibe_Ace.ogg"),
+                &media_path("audio/Kevin_MacLeod_-_Vibe_Ace.ogg"),
                 "-t",
                 "7",
                 "-ac",
@@ -553,13 +553,7 @@ mod tests {
 
     #[test]
     fn real_audio_decodes_to_its_declared_length() {
-        let speech = decode_audio(
-            &media("audio/speech-dispatcher_dummy-message.wav"),
-            16_000,
-            600.0,
-            -50.0,
-        )
-        .unwrap();
+        let speech = decode_audio(&speech(), 16_000, 600.0, -50.0).unwrap();
         assert_eq!((speech.sample_rate, speech.channels), (16_000, 1));
         assert_eq!(speech.frames, 470_960); // 29.435 s x 16 kHz
         assert!(!speech.truncated);

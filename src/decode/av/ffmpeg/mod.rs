@@ -222,7 +222,7 @@ mod tests {
         );
         assert!((info.duration_seconds.unwrap() - 61.458866).abs() < 1e-3);
 
-        let info = probe_media(&media("audio/speech-dispatcher_dummy-message.wav")).unwrap();
+        let info = probe_media(&speech()).unwrap();
         assert_eq!(info.container, "wav");
         assert_eq!(info.video, None);
         let audio = info.audio.unwrap();
@@ -246,7 +246,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mp4 = media("video/bigbuckbunny.mp4");
         let avi = media("video/opencv_tree.avi");
-        let wav = media("audio/Front_Center.wav");
+        let wav = speech();
         let text =
             b"This is a caption, not a video. It has words and no frames at all.\n".repeat(40);
         let zero = ffmpeg_cli(
@@ -259,7 +259,7 @@ mod tests {
             dir.path(),
             &[
                 "-i",
-                &format!("{MEDIA}video/bikes.mp4"),
+                &media_path("video/bikes.mp4"),
                 "-c",
                 "copy",
                 "-movflags",
@@ -330,7 +330,7 @@ mod tests {
             line.split_whitespace().nth(1).unwrap().parse().unwrap()
         }
         let mp4 = media("video/carphone_pristine.mp4");
-        let wav = media("audio/Front_Center.wav");
+        let wav = speech();
         let text = b"hello hello hello".repeat(100);
         type Op<'a> = Box<dyn Fn() + 'a>;
         let ops: Vec<(&str, Op)> = vec![

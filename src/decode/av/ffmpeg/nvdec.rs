@@ -548,7 +548,7 @@ mod tests {
 
     /// Short clips of `bikes.mp4` re-encoded with `codec_args`, for the NVDEC tests.
     fn reencoded(dir: &Path, codec_args: &[&str], name: &str) -> Option<Vec<u8>> {
-        let input = format!("{MEDIA}video/bikes.mp4");
+        let input = media_path("video/bikes.mp4");
         let args = [&["-i", input.as_str(), "-t", "2", "-an"][..], codec_args].concat();
         try_ffmpeg_cli(dir, &args, name)
     }

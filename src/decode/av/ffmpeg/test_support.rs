@@ -8,10 +8,32 @@ use crate::decode::av::{DecodedAudio, FrameSampling};
 use crate::decode::DecodeError;
 use crate::measure::audio::AudioLevels;
 
-pub const MEDIA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/media/");
+/// A file of the repository's test media, tests/media (MMCURATE_MEDIA overrides the folder:
+/// on a GPU machine the test binary runs away from the checkout it was built in).
+pub fn media_path(name: &str) -> String {
+    let dir = std::env::var("MMCURATE_MEDIA")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media").to_string());
+    format!("{dir}/{name}")
+}
 
 pub fn media(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{MEDIA}{name}")).expect("test media in ../shared/media")
+    let path = media_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("test media {path}: {e}"))
+}
+
+/// The speech clip tests/media/make_speech.sh makes with espeak-ng and the ffmpeg CLI:
+/// 29.435 s (470,960 samples) of 16 kHz mono 16-bit PCM in a 44-byte-header WAV, about
+/// 24 s of speech with pauses, then silence.
+pub fn speech() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("speech.wav");
+    let status = Command::new("bash")
+        .arg(media_path("make_speech.sh"))
+        .arg(&path)
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "tests/media/make_speech.sh failed");
+    std::fs::read(&path).expect("the speech clip")
 }
 
 /// Runs the ffmpeg CLI with `args` and returns the bytes of `output` (in `dir`).

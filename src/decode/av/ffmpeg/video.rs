@@ -605,17 +605,14 @@ mod tests {
         // 60 s of video with a keyframe every 2 s; 4 samples spread 15 s apart, scene
         // detection off: the seeking path decodes a fraction of the frames.
         let dir = tempfile::tempdir().unwrap();
-        let bikes = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/media/video/bikes.mp4"
-        );
+        let bikes = media_path("video/bikes.mp4");
         let long = ffmpeg_cli(
             dir.path(),
             &[
                 "-stream_loop",
                 "5",
                 "-i",
-                bikes,
+                &bikes,
                 "-c:v",
                 "libx264",
                 "-preset",
@@ -767,7 +764,7 @@ mod tests {
             dir.path(),
             &[
                 "-i",
-                &format!("{MEDIA}video/bikes.mp4"),
+                &media_path("video/bikes.mp4"),
                 "-t",
                 "3",
                 "-vf",
