@@ -17,5 +17,6 @@ mod kernels;
 mod model_cards;
 mod phash_reference;
 mod quickstart;
+mod report;
 mod resample_reference;
 mod s3;
