@@ -120,9 +120,17 @@ pub fn histogram_svg(h: &Histogram) -> String {
             Side::DropsBelow => format!("min {}", short(t.value)),
             Side::DropsAbove => format!("max {}", short(t.value)),
         };
+        // Labels near an edge are anchored inside the chart, so they are not cut off.
+        let anchor = if x > right - 40.0 {
+            "end"
+        } else if x < left + 40.0 {
+            "start"
+        } else {
+            "middle"
+        };
         let _ = write!(
             s,
-            r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{bottom}" stroke="#1b4f9c" stroke-width="2" stroke-dasharray="5 3"><title>{}</title></line><text x="{x:.1}" y="{}" text-anchor="middle" class="threshold">{}</text>"##,
+            r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{bottom}" stroke="#1b4f9c" stroke-width="2" stroke-dasharray="5 3"><title>{}</title></line><text x="{x:.1}" y="{}" text-anchor="{anchor}" class="threshold">{}</text>"##,
             top - 4.0,
             escape(&t.key),
             top - 4.0 + 1.0,

@@ -26,12 +26,12 @@ const STYLE: &str = r#"
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1200px;padding:16px 24px;color:#1d1d1f;background:#fafafa}
 h1{font-size:22px;margin:4px 0}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}h3{font-size:15px;margin:16px 0 6px}
 nav a{margin-right:12px}.meta{color:#555}.note{color:#666;font-size:13px}
-.grid{display:flex;flex-wrap:wrap;gap:14px}.card{background:#fff;border:1px solid #e2e2e2;border-radius:6px;padding:8px 10px}
+.grid{display:flex;flex-wrap:wrap;gap:14px}.card{background:#fff;border:1px solid #e2e2e2;border-radius:6px;padding:8px 10px;max-width:380px}
 .tiles{display:flex;flex-wrap:wrap;gap:10px}
 figure.tile{margin:0;width:180px;background:#fff;border:1px solid #e2e2e2;border-radius:6px;padding:6px;font-size:12px;overflow:hidden}
 figure.tile.video{width:320px}
 figure.tile img{display:block;max-width:100%;height:auto;margin:0 auto}
-figure.tile figcaption{margin-top:4px;word-break:break-all}
+figure.tile figcaption{margin-top:4px;overflow-wrap:anywhere}
 .nopic{height:90px;display:flex;align-items:center;justify-content:center;text-align:center;background:#eee;color:#666;font-size:11px;padding:4px}
 svg.wave{width:100%;height:90px;background:#f2f5fa}svg.wave path{stroke:#1b4f9c;stroke-width:1;fill:none}
 .pair{display:flex;gap:6px;align-items:flex-start;background:#fff;border:1px solid #e2e2e2;border-radius:6px;padding:6px}
@@ -320,12 +320,12 @@ fn duplicates(h: &mut String, f: &Figures, pictures: &HashMap<String, Result<Pic
     );
     for g in &f.duplicates {
         let threshold = match (&g.threshold_key, g.threshold) {
-            (Some(k), Some(v)) => format!("{} = {}", k, short(v)),
+            (Some(k), Some(v)) => format!("; {} = {}", k, short(v)),
             _ => String::new(),
         };
         let _ = write!(
             h,
-            r#"<h3 id="drop-{}">{} <span class="note">({} dropped; {})</span></h3><div class="grid">"#,
+            r#"<h3 id="drop-{}">{} <span class="note">({} dropped{})</span></h3><div class="grid">"#,
             escape(&g.reason),
             escape(&g.reason),
             g.count,
