@@ -2,12 +2,15 @@
 # Runs the whole test suite, installing what it needs if missing: the build toolchain
 # (scripts/setup.sh) and a Python venv (.venv) with the independent readers and references the
 # tests use: webdataset, pyarrow, imagehash + PIL, OpenCV, moto (a local S3 server) and NVRTC
-# (the CUDA run-time compiler, so every kernel in kernels/ is compiled even without a GPU).
+# (the CUDA run-time compiler, so every kernel in kernels/ is compiled even without a GPU), and
+# Debian's chromium for the report's browser test.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
+# Headless Chromium opens the run report in tests/it/report.rs (tests/python/browser_check.py).
+command -v chromium >/dev/null 2>&1 || apt_install chromium
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   apt_install python3-venv python3-pip
 fi

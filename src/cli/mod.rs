@@ -1,8 +1,9 @@
-//! The `mmcurate` command line: `run`, `plan` and `inspect`. This is the binary's edge: it
+//! The `mmcurate` command line: `run`, `plan`, `inspect` and `report`. This is the binary's edge: it
 //! sets up logging and progress, prints results, and turns errors into exit codes
 //! (0 success, 1 the run failed, 2 bad usage or config).
 
 mod inspect;
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -46,6 +47,11 @@ enum Command {
     Inspect {
         /// A local path, file:// or s3:// URI.
         path: String,
+    },
+    /// Rebuild report.html and report.json of a finished run from its ledger and shards.
+    Report {
+        /// The run's output: a local path, file:// or s3:// URI.
+        output: String,
     },
 }
 
@@ -100,6 +106,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::Report { output } => report::report(&output),
         Command::Inspect { path } => match inspect::inspect(&path) {
             Ok(text) => {
                 print!("{text}");

@@ -329,10 +329,9 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         video_decoders,
     });
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
-    runtime.block_on(async {
-        write::put(&output, "manifest.json", manifest_bytes).await?;
-        write::put(&output, "_SUCCESS", Vec::new()).await
-    })?;
+    runtime.block_on(async { write::put(&output, "manifest.json", manifest_bytes).await })?;
+    write::report::write_for_run(&records, &manifest, &output, &handle);
+    runtime.block_on(write::put(&output, "_SUCCESS", Vec::new()))?;
     Ok(RunSummary {
         manifest,
         seconds: started.elapsed().as_secs_f64(),

@@ -7,6 +7,7 @@
 pub mod embeddings;
 pub mod ledger;
 pub mod manifest;
+pub mod report;
 pub mod shards;
 pub mod staging;
 

@@ -20,6 +20,7 @@ mod kernels;
 mod model_cards;
 mod phash_reference;
 mod quickstart;
+mod report;
 mod resample_reference;
 mod s3;
 mod self_contained;

@@ -153,6 +153,8 @@ fn s3_input_and_output_against_a_real_server() {
             "out/_SUCCESS",
             "out/ledger/ledger-000000.parquet",
             "out/manifest.json",
+            "out/report.html",
+            "out/report.json",
             "out/shards/jpg-000000.tar",
             "out/shards/png-000000.tar"
         ]

@@ -1,0 +1,198 @@
+//! The run report: `report.json` (the figures) and `report.html` (the same figures drawn, with
+//! thumbnails of the samples behind them) written beside the manifest. Made at the end of every
+//! run from its records, and again by `mmcurate report OUTPUT` from the ledger and the shards.
+//!
+//! Files: `rows` (what is read of each sample), `histogram` and `figures` (what is counted and
+//! picked), `fetch` and `thumbnails` (the pictures), `charts` and `html` (the drawing). The
+//! report decides nothing and changes no other output file.
+
+pub mod charts;
+pub mod fetch;
+pub mod figures;
+pub mod histogram;
+pub mod html;
+pub mod rows;
+pub mod thumbnails;
+
+use object_store::ObjectStoreExt;
+use serde_json::Value;
+use std::collections::HashMap;
+
+use crate::source::{Location, Stores};
+pub use figures::Figures;
+pub use rows::{LedgerFiles, RecordRows, ReportRow, RowSource};
+use thumbnails::Picture;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read the ledger: {0}")]
+    Ledger(String),
+    #[error("cannot read {uri}: {message}")]
+    Read { uri: String, message: String },
+    #[error(transparent)]
+    Write(#[from] super::WriteError),
+}
+
+/// What was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportFiles {
+    pub html_bytes: u64,
+    pub json_bytes: u64,
+    /// Samples shown with a picture.
+    pub pictures: usize,
+}
+
+/// Builds the figures and the page (in memory): counts and histograms over every row, then the
+/// bytes of the few samples the galleries show, fetched and drawn on the CPU's cores.
+pub fn build(
+    rows: &dyn RowSource,
+    manifest: &Value,
+    output: &Location,
+    stores: &Stores,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(Figures, String), ReportError> {
+    let mut figures = figures::gather(rows, manifest)?;
+    let mut shown: Vec<&ReportRow> = Vec::new();
+    for g in &figures.dropped {
+        shown.extend(g.shown.iter().map(|t| &t.row));
+    }
+    for g in &figures.duplicates {
+        for p in &g.pairs {
+            shown.push(&p.duplicate.row);
+            shown.extend(p.kept.as_ref().map(|t| &t.row));
+        }
+    }
+    shown.extend(figures.clip.lowest.iter().map(|t| &t.row));
+    shown.extend(figures.clip.highest.iter().map(|t| &t.row));
+    let fetched = fetch::fetch_all(&shown, output, stores, runtime);
+    let mut ids: Vec<(&String, &fetch::Fetched)> = fetched.iter().collect();
+    ids.sort_by(|a, b| a.0.cmp(b.0));
+    let by_id: HashMap<&str, &ReportRow> = shown.iter().map(|r| (r.id.as_str(), *r)).collect();
+    let pictures: HashMap<String, Result<Picture, String>> = {
+        use rayon::prelude::*;
+        ids.par_iter()
+            .map(|(id, f)| {
+                let picture = match (&f.media, by_id.get(id.as_str())) {
+                    (Some(bytes), Some(row)) => thumbnails::picture(bytes, row),
+                    _ => Err(f
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "no media part".to_string())),
+                };
+                ((*id).clone(), picture)
+            })
+            .collect()
+    };
+    let captions: HashMap<String, String> = fetched
+        .into_iter()
+        .filter_map(|(id, f)| Some((id, f.caption?)))
+        .collect();
+    let mut fill = |t: &mut figures::Tile| t.caption = captions.get(&t.id).cloned();
+    for g in &mut figures.dropped {
+        g.shown.iter_mut().for_each(&mut fill);
+    }
+    for g in &mut figures.duplicates {
+        for p in &mut g.pairs {
+            fill(&mut p.duplicate);
+            p.kept.iter_mut().for_each(&mut fill);
+        }
+    }
+    figures.clip.lowest.iter_mut().for_each(&mut fill);
+    figures.clip.highest.iter_mut().for_each(&mut fill);
+    let page = html::render(&figures, &pictures);
+    Ok((figures, page))
+}
+
+/// Builds the report and writes `report.json` and `report.html` into the output.
+pub fn write_report(
+    rows: &dyn RowSource,
+    manifest: &Value,
+    output: &Location,
+    stores: &Stores,
+    runtime: &tokio::runtime::Handle,
+) -> Result<ReportFiles, ReportError> {
+    let (figures, page) = build(rows, manifest, output, stores, runtime)?;
+    let json = serde_json::to_vec_pretty(&figures).expect("the figures serialise");
+    let files = ReportFiles {
+        html_bytes: page.len() as u64,
+        json_bytes: json.len() as u64,
+        pictures: page.matches("data:image/jpeg").count() + page.matches("class=\"wave\"").count(),
+    };
+    runtime.block_on(async {
+        super::put(output, "report.json", json).await?;
+        super::put(output, "report.html", page.into_bytes()).await
+    })?;
+    Ok(files)
+}
+
+/// The end of a run: the report from its records and manifest. A report that cannot be made
+/// is a warning, not a failed run: the shards, ledger and manifest are already written.
+pub fn write_for_run(
+    records: &[super::Record],
+    manifest: &impl serde::Serialize,
+    output: &Location,
+    runtime: &tokio::runtime::Handle,
+) {
+    let manifest = serde_json::to_value(manifest).expect("the manifest serialises");
+    match write_report(
+        &RecordRows(records),
+        &manifest,
+        output,
+        &Stores::new(),
+        runtime,
+    ) {
+        Ok(files) => tracing::info!(
+            "report: {} ({} KB, {} pictures) and report.json",
+            output.child("report.html").uri(),
+            files.html_bytes / 1024,
+            files.pictures
+        ),
+        Err(e) => tracing::warn!("the run report was not written: {e}"),
+    }
+}
+
+/// `mmcurate report OUTPUT`: the report again, from the output's manifest, ledger and shards.
+pub fn rebuild(output_uri: &str) -> Result<(String, ReportFiles), ReportError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ReportError::Read {
+            uri: output_uri.to_string(),
+            message: format!("cannot start the I/O runtime: {e}"),
+        })?;
+    let stores = Stores::new();
+    let read_error = |uri: String, message: String| ReportError::Read { uri, message };
+    let output = stores
+        .open(output_uri)
+        .map_err(|e| read_error(output_uri.to_string(), e.to_string()))?;
+    let get = |relative: &str| {
+        let location = output.child(relative);
+        runtime
+            .block_on(async {
+                let object = location.store.get(&location.path).await?;
+                object.bytes().await
+            })
+            .map_err(|e| read_error(location.uri(), e.to_string()))
+    };
+    let manifest: Value = serde_json::from_slice(&get("manifest.json")?).map_err(|e| {
+        read_error(
+            output.child("manifest.json").uri(),
+            format!("not a run manifest: {e}"),
+        )
+    })?;
+    let mut ledger = Vec::new();
+    for file in manifest["ledger"].as_array().into_iter().flatten() {
+        if let Some(name) = file["name"].as_str() {
+            ledger.push(get(name)?);
+        }
+    }
+    let files = write_report(
+        &LedgerFiles(ledger),
+        &manifest,
+        &output,
+        &stores,
+        runtime.handle(),
+    )?;
+    Ok((output.child("report.html").uri(), files))
+}

@@ -1,0 +1,419 @@
+//! The run report in a real browser: the quickstart run and a run with video, audio and CLIP
+//! write `report.html` and `report.json`; `mmcurate report OUTPUT` rebuilds the same files
+//! from the ledger and shards; headless Chromium (Debian's `chromium`, installed by
+//! scripts/test.sh) opens the page over the DevTools protocol (tests/python/browser_check.py)
+//! and every section must be there, every image must load, no request may leave the file and
+//! the console must stay clean. The quickstart's screenshot goes to docs/report-quickstart.png.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SECTIONS: [&str; 6] = [
+    "funnel",
+    "histograms",
+    "dropped",
+    "duplicates",
+    "clip",
+    "timing",
+];
+
+/// The Chromium binary: MMCURATE_CHROMIUM, else `chromium` on the PATH.
+fn chromium() -> String {
+    let name = std::env::var("MMCURATE_CHROMIUM").unwrap_or_else(|_| "chromium".to_string());
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{name} is not installed: run the tests with `bash scripts/test.sh`, which installs Debian's chromium"
+    );
+    name
+}
+
+/// Opens the page in headless Chromium; returns what the page showed and did.
+fn open_in_browser(page: &Path, screenshot: Option<&Path>) -> Value {
+    let mut args = vec![chromium(), page.display().to_string()];
+    if let Some(path) = screenshot {
+        args.push(path.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    python_json("browser_check.py", &args)
+}
+
+/// What must hold of any report page in a browser.
+fn assert_page_is_whole_and_offline(facts: &Value, page: &Path) {
+    let sections: Vec<&str> = facts["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(sections, SECTIONS, "{facts}");
+    let images = facts["images"].as_array().unwrap();
+    assert!(!images.is_empty(), "{facts}");
+    for image in images {
+        assert_eq!(image["complete"], true, "{image}");
+        assert!(image["naturalWidth"].as_u64().unwrap() > 0, "{image}");
+        assert!(image["src"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/jpeg;base64,"));
+    }
+    let own = format!("file://{}", page.display());
+    for url in facts["requests"].as_array().unwrap() {
+        let url = url.as_str().unwrap();
+        assert!(
+            url == own || url.starts_with("data:"),
+            "the page requested {url}"
+        );
+    }
+    assert_eq!(facts["errors"], Value::Array(vec![]), "{facts}");
+}
+
+fn json_file(path: &Path) -> Value {
+    serde_json::from_slice(&read(path)).unwrap()
+}
+
+/// The histogram with this id.
+fn histogram<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["histograms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} histogram"))
+}
+
+/// The threshold drawn on a histogram, by config key.
+fn threshold<'a>(h: &'a Value, key: &str) -> &'a Value {
+    h["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} on {}", h["id"]))
+}
+
+fn reasons_shown(report: &Value) -> Vec<String> {
+    report["dropped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The rebuilt report is the run's own, byte for byte.
+fn assert_rebuild_is_identical(output: &Path) {
+    let html = read(output.join("report.html"));
+    let json = read(output.join("report.json"));
+    std::fs::remove_file(output.join("report.html")).unwrap();
+    let text = ok(&mmcurate(&["report", output.to_str().unwrap()]));
+    assert!(text.starts_with("report written: file://"), "{text}");
+    assert!(
+        read(output.join("report.json")) == json,
+        "report.json differs"
+    );
+    assert!(
+        read(output.join("report.html")) == html,
+        "report.html differs"
+    );
+}
+
+#[test]
+fn quickstart_report_shows_every_section_in_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("out");
+    let set = format!("run.output={}", output.display());
+    ok(&mmcurate(&[
+        "run",
+        "configs/quickstart.toml",
+        "--set",
+        &set,
+    ]));
+    let manifest = json_file(&output.join("manifest.json"));
+    let report = json_file(&output.join("report.json"));
+
+    let funnel = &report["funnel"];
+    assert_eq!(funnel["samples"], manifest["counts"]["samples"]);
+    assert_eq!(funnel["kept"], manifest["counts"]["kept"]);
+    for stage in funnel["stages"].as_array().unwrap() {
+        let name = stage["stage"].as_str().unwrap();
+        let expected = manifest["counts"]["dropped_by_stage"][name]
+            .as_u64()
+            .unwrap_or(0);
+        assert_eq!(stage["dropped"], expected, "{name}");
+    }
+    assert_eq!(funnel["inputs"][0]["format"], "files");
+
+    // Every sample below min_sharpness (30) and outside the brightness range is dropped.
+    let sharpness = histogram(&report, "image_sharpness");
+    let min_sharpness = threshold(sharpness, "filters.image.min_sharpness");
+    assert_eq!(min_sharpness["value"], 30.0);
+    assert!(min_sharpness["below"]["dropped"].as_u64().unwrap() >= 1);
+    assert_eq!(min_sharpness["below"]["kept"], 0);
+    let brightness = histogram(&report, "image_brightness");
+    assert_eq!(
+        threshold(brightness, "filters.image.min_brightness")["below"]["kept"],
+        0
+    );
+    assert_eq!(
+        threshold(brightness, "filters.image.max_brightness")["below"]["samples"],
+        brightness["samples"].as_u64().unwrap()
+            - threshold(brightness, "filters.image.max_brightness")["above"]["samples"]
+                .as_u64()
+                .unwrap()
+    );
+    let bins: u64 = sharpness["bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["kept"].as_u64().unwrap() + b["dropped"].as_u64().unwrap())
+        .sum();
+    assert_eq!(bins, sharpness["samples"].as_u64().unwrap());
+
+    let reasons = reasons_shown(&report);
+    for reason in [
+        "too_blurry",
+        "too_dark",
+        "too_bright",
+        "empty_file",
+        "not_an_image",
+    ] {
+        assert!(reasons.contains(&reason.to_string()), "{reasons:?}");
+    }
+    let near = report["duplicates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["reason"] == "near_duplicate")
+        .unwrap();
+    assert_eq!(near["threshold"], 6.0);
+    let distances: Vec<f64> = near["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["distance"].as_f64().unwrap())
+        .collect();
+    assert!(distances.windows(2).all(|w| w[0] >= w[1]), "{distances:?}");
+    let pair = &near["pairs"][0];
+    assert_eq!(pair["kept"]["kept"], true);
+    assert!(pair["kept"]["caption"].is_string(), "{pair}");
+    assert_eq!(report["clip"]["scored"], 0);
+
+    assert_rebuild_is_identical(&output);
+
+    let page = output.join("report.html");
+    let screenshot = root().join("docs/report-quickstart.png");
+    let facts = open_in_browser(&page, Some(&screenshot));
+    assert_page_is_whole_and_offline(&facts, &page);
+    assert!(facts["thresholds"].as_u64().unwrap() >= 4, "{facts}");
+    let png = read(&screenshot);
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    assert_eq!(width, 1280);
+}
+
+#[cfg(feature = "av")]
+fn ffmpeg(args: &[&str]) {
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs (scripts/setup.sh installs it)");
+    assert!(
+        output.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Images with captions from the quickstart, videos and audio made by ffmpeg here.
+#[cfg(feature = "av")]
+fn media_corpus(dir: &Path) -> PathBuf {
+    let images = root().join("examples/quickstart/images");
+    let p = |name: &str| dir.join(name).display().to_string();
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, caption) in [
+        ("opencv_baboon.jpg", "a baboon with a colourful face"),
+        ("opencv_butterfly.jpg", "a butterfly on a flower"),
+        ("skimage_camera.png", "a man with a camera on a tripod"),
+        ("opencv_aero1.jpg", "aeroplane"),
+        ("skimage_rocket.jpg", "a rocket on its launch pad"),
+    ] {
+        std::fs::copy(images.join(name), dir.join(name)).unwrap();
+        let stem = name.rsplit_once('.').unwrap().0;
+        std::fs::write(dir.join(format!("{stem}.txt")), caption).unwrap();
+    }
+    // A moving test pattern (kept), a still picture (static), a one-second clip (too short).
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=duration=4:size=320x240:rate=25",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        &p("pattern.mp4"),
+    ]);
+    std::fs::write(dir.join("pattern.txt"), "a colourful moving test pattern").unwrap();
+    let baboon = images.join("opencv_baboon.jpg").display().to_string();
+    ffmpeg(&[
+        "-loop",
+        "1",
+        "-i",
+        &baboon,
+        "-t",
+        "3",
+        "-r",
+        "10",
+        "-vf",
+        "scale=256:256",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        &p("still.mp4"),
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=duration=1:size=160x120:rate=25",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        &p("short.mp4"),
+    ]);
+    // A tone (kept), the same tone as FLAC (a duplicate), silence (too silent).
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=3",
+        "-c:a",
+        "pcm_s16le",
+        &p("tone.wav"),
+    ]);
+    ffmpeg(&["-i", &p("tone.wav"), "-c:a", "flac", &p("tone_copy.flac")]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=16000:cl=mono",
+        "-t",
+        "3",
+        "-c:a",
+        "pcm_s16le",
+        &p("silence.wav"),
+    ]);
+    std::fs::write(dir.join("notes.mp4"), b"not a video at all\n").unwrap();
+    dir.to_path_buf()
+}
+
+#[cfg(feature = "av")]
+#[test]
+fn video_audio_and_clip_report_in_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = media_corpus(&tmp.path().join("corpus"));
+    let output = tmp.path().join("out");
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[run]
+name = "av-clip"
+output = "{}"
+threads = 2
+
+[[inputs]]
+uri = "{}"
+
+[filters.video]
+min_duration = 2.0
+min_motion = 0.5
+
+[filters.audio]
+max_silence_fraction = 0.5
+
+[filters.alignment]
+keep_top_fraction = 0.5
+
+[models.clip]
+path = "{}"
+batch_size = 4
+"#,
+            output.display(),
+            corpus.display(),
+            root().join("tests/fixtures/clip-tiny").display()
+        ),
+    )
+    .unwrap();
+    ok(&mmcurate(&["run", config.to_str().unwrap()]));
+    let report = json_file(&output.join("report.json"));
+    let reasons = reasons_shown(&report);
+    for reason in [
+        "static_video",
+        "too_short",
+        "too_silent",
+        "not_media",
+        "low_clip_score",
+    ] {
+        assert!(reasons.contains(&reason.to_string()), "{reasons:?}");
+    }
+    let duration = histogram(&report, "video_duration");
+    let min_duration = threshold(duration, "filters.video.min_duration");
+    assert_eq!(min_duration["value"], 2.0);
+    assert_eq!(min_duration["below"]["kept"], 0);
+    assert!(min_duration["below"]["dropped"].as_u64().unwrap() >= 1);
+    let silence = threshold(
+        histogram(&report, "audio_silence"),
+        "filters.audio.max_silence_fraction",
+    );
+    assert_eq!(silence["above"]["kept"], 0);
+    assert!(silence["above"]["dropped"].as_u64().unwrap() >= 1);
+    histogram(&report, "video_motion");
+
+    let audio = report["duplicates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["reason"] == "audio_duplicate")
+        .unwrap_or_else(|| panic!("no audio duplicates: {}", report["duplicates"]));
+    assert_eq!(audio["pairs"][0]["duplicate"]["name"], "tone_copy.flac");
+    assert_eq!(audio["pairs"][0]["kept"]["name"], "tone.wav");
+
+    // keep_top_fraction's quantile is drawn on the CLIP histogram; every score below it is dropped.
+    let clip = threshold(
+        histogram(&report, "clip_score"),
+        "alignment.quantile_threshold",
+    );
+    assert_eq!(clip["below"]["kept"], 0);
+    let scored = report["clip"]["scored"].as_u64().unwrap();
+    assert!(scored >= 4, "{scored}");
+    let lowest = report["clip"]["lowest"].as_array().unwrap();
+    let highest = report["clip"]["highest"].as_array().unwrap();
+    assert!(lowest[0]["value"].as_f64().unwrap() <= highest[0]["value"].as_f64().unwrap());
+    assert!(
+        lowest.iter().all(|t| t["caption"].is_string()),
+        "{lowest:?}"
+    );
+    let scores: Vec<f64> = lowest
+        .iter()
+        .map(|t| t["value"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] <= w[1]), "{scores:?}");
+
+    assert_rebuild_is_identical(&output);
+    let page = output.join("report.html");
+    let facts = open_in_browser(&page, None);
+    assert_page_is_whole_and_offline(&facts, &page);
+    assert!(facts["video_tiles"].as_u64().unwrap() >= 2, "{facts}");
+    assert!(facts["waveforms"].as_u64().unwrap() >= 2, "{facts}");
+}
