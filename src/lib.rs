@@ -3,7 +3,8 @@
 //! The modules follow the data flow, in the order a sample meets them:
 //! `config` → `plan` → `source` → `decode` → `measure` → `decide` → `write`, with `pipeline`
 //! running the stages together and `cli` as the binary's edge. Stages talk through a few plain
-//! types: [`source::Sample`], [`measure::Measurements`] and [`decide::Decision`].
+//! types: [`source::Sample`], [`measure::Measurements`], [`record::Decision`] and the
+//! per-sample [`record::Record`] that carries them.
 
 pub mod cli;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod measure;
 pub mod models;
 pub mod pipeline;
 pub mod plan;
+pub mod record;
 pub mod source;
 pub mod write;
 

@@ -17,22 +17,24 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::backends::Backends;
 use super::progress::Progress;
-use crate::config::FrameScore;
+use crate::config::{Config, FrameScore};
 use crate::decide::semantic::{cosine, normalise};
-use crate::decide::{Decision, Drop, Reason, Stage};
+use crate::decide::{Drop, Reason, Stage};
 use crate::decode::av::{sample_video_frames, FrameSampling, RgbFrame};
 use crate::gpu::cuda::RgbInput;
 use crate::gpu::nvjpeg::DeviceRgb;
 use crate::gpu::{CudaKernels, GpuError, GpuJpegDecoder};
+use crate::measure::video::frame_sampling;
 use crate::measure::Embeddings;
 use crate::models::clip::Clip;
 use crate::models::clip_preprocess::{
     clip_pixel_values, clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD,
 };
 use crate::models::ModelError;
+use crate::record::{MediaKind, Record};
 use crate::write::staging::{StagedPart, StagingReader};
-use crate::write::Record;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -94,6 +96,60 @@ pub struct VideoEmbedding<'a> {
     pub score: FrameScore,
 }
 
+/// The CLIP stage of a run with a model (`backends.clip`): embeds the kept records and adds the
+/// GPU's busy seconds of the stage to `gpu_busy_seconds`.
+pub fn embed_kept_records(
+    records: &mut [Record],
+    staging: &StagingReader,
+    config: &Config,
+    backends: &Backends,
+    gpu_busy_seconds: &mut std::collections::BTreeMap<String, f64>,
+    progress: &Progress,
+) -> Result<Embeddings, EmbedError> {
+    let (Some(clip), Some(model)) = (&backends.clip, &config.models.clip) else {
+        return Ok(Embeddings::default());
+    };
+    let sampling = frame_sampling(config, true);
+    let video = VideoEmbedding {
+        sampling: &sampling,
+        score: config.video.clip_score,
+    };
+    let preprocessing = match &backends.cuda {
+        Some(cuda) => Preprocessing::Gpu {
+            kernels: &cuda.kernels,
+            jpeg: cuda.jpeg.as_ref(),
+        },
+        None => Preprocessing::Cpu,
+    };
+    let mut model_gpu_seconds = 0.0;
+    let embeddings = embed_kept(
+        records,
+        staging,
+        clip,
+        model.batch_size,
+        &video,
+        preprocessing,
+        &mut model_gpu_seconds,
+        progress,
+    )?;
+    if let Some(cuda) = &backends.cuda {
+        let busy = cuda.kernels.busy().clip_inputs;
+        gpu_busy_seconds.insert("embed.clip_inputs".to_string(), busy);
+        if cuda.jpeg.is_some() {
+            let measured = gpu_busy_seconds
+                .get("measure.jpeg_decode")
+                .copied()
+                .unwrap_or_default();
+            let seconds = backends.jpeg_busy_seconds() - measured;
+            gpu_busy_seconds.insert("embed.jpeg_decode".to_string(), seconds);
+        }
+        if clip.on_gpu() {
+            gpu_busy_seconds.insert("embed.model".to_string(), model_gpu_seconds);
+        }
+    }
+    Ok(embeddings)
+}
+
 /// Embeds every kept record. Samples whose image the preprocessing cannot decode are dropped
 /// (the CLIP decoder is stricter than the luminance one on a few damaged files).
 #[allow(clippy::too_many_arguments)]
@@ -109,7 +165,7 @@ pub fn embed_kept(
 ) -> Result<Embeddings, EmbedError> {
     let jobs: Vec<Job> = (0..records.len())
         .filter(|&i| {
-            records[i].decision.is_keep() && records[i].measurements.media_kind != Some("audio")
+            records[i].decision.is_keep() && records[i].media_kind() != Some(MediaKind::Audio)
         })
         .map(|i| {
             let r = &records[i];
@@ -117,7 +173,7 @@ pub fn embed_kept(
             Job {
                 record: i,
                 id: r.id.clone(),
-                is_video: m.media_kind == Some("video"),
+                is_video: m.media_kind == Some(MediaKind::Video),
                 // The media part is staged first.
                 media: r.staged[0].clone(),
                 caption: r.staged.iter().find(|p| p.ext == "txt").cloned(),
@@ -319,13 +375,11 @@ fn embed_batch(
         prepared.iter().partition(|p| p.input.is_ok());
     for p in failed {
         let message = p.input.as_ref().err().cloned().unwrap_or_default();
-        let record = &mut records[p.record];
-        record.decision = Decision::Drop(Drop::new(
+        records[p.record].drop_with(Drop::new(
             Stage::Decode,
             Reason::Unreadable,
             format!("CLIP preprocessing: {message}"),
         ));
-        record.staged.clear();
         bar.inc_dropped(Reason::Unreadable.as_str());
     }
     if ok.is_empty() {

@@ -8,8 +8,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use std::sync::Arc;
 
-use super::Record;
-use crate::measure::MEASURE_VERSION;
+use crate::measure::{MediaKind, MEASURE_VERSION};
+use crate::record::Record;
 
 /// A nullable list column; its items are never null (arrow's default item field, `item`).
 fn list(name: &str, item: DataType) -> Field {
@@ -154,7 +154,7 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
         clip_note.append_option(m.clip_note.as_deref());
         clip_model.append_option(m.clip_model.as_deref());
         clip_sha.append_option(m.clip_weights_sha256.as_deref());
-        media_kind.append_option(m.media_kind);
+        media_kind.append_option(m.media_kind.map(MediaKind::as_str));
         container.append_option(m.container.as_deref());
         duration.append_option(m.duration_seconds);
         let v = m.video.as_ref();

@@ -1,10 +1,12 @@
-//! Writing the results: WebDataset shards of the kept samples (original bytes, caption and a
-//! `.json` with measurements and provenance), the Parquet ledger of every sample, the CLIP
-//! embeddings when a model ran, and the run manifest, then the `_SUCCESS` marker. Every file appears complete or not at all.
+//! Writing the results: WebDataset shards of the kept samples (original bytes, caption, a
+//! `.json` with measurements and provenance, keyframes), the Parquet ledger of every sample,
+//! the CLIP embeddings when a model ran, and the run manifest, then the `_SUCCESS` marker.
+//! Every file appears complete or not at all.
 //!
 //! Kept samples are read back from staging: this stage fetches and decodes nothing.
 
 pub mod embeddings;
+pub mod keyframes;
 pub mod ledger;
 pub mod manifest;
 pub mod shards;
@@ -17,31 +19,15 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 
 use crate::config::OutputConfig;
-use crate::decide::Decision;
-use crate::measure::{Measurements, MEASURE_VERSION};
-use crate::source::{Location, Origin};
+use crate::measure::MEASURE_VERSION;
+use crate::record::Record;
+use crate::source::Location;
 use manifest::OutputFile;
 use shards::{append_member, relative_path, ShardInfo, ShardWriter};
-use staging::{StagedPart, StagingReader};
+use staging::StagingReader;
 
 /// Ledger rows per Parquet file.
 const LEDGER_ROWS_PER_FILE: usize = 1_000_000;
-
-/// Everything the writer needs to know about one sample.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub id: String,
-    /// The WebDataset key; made unique among kept samples when shards are written.
-    pub key: String,
-    pub name: String,
-    pub origin: Origin,
-    pub measurements: Measurements,
-    pub decision: Decision,
-    /// The parts in staging, in output order (media first), for samples that may be kept.
-    pub staged: Vec<StagedPart>,
-    /// The shard a kept sample went into.
-    pub shard: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -124,10 +110,14 @@ pub fn write_shards_and_ledger(
             append_member(&mut members, &format!("{}.json", record.key), &json)
                 .map_err(|e| store_error(e.to_string()))?;
         }
-        record.shard = Some(writer.add(&members).map_err(store_error)?);
+        record.shard = Some(
+            writer
+                .add(&members)
+                .map_err(|e| store_error(e.to_string()))?,
+        );
         on_sample();
     }
-    let shards = writer.finish().map_err(store_error)?;
+    let shards = writer.finish().map_err(|e| store_error(e.to_string()))?;
 
     let mut ledger = Vec::new();
     for (index, chunk) in records.chunks(LEDGER_ROWS_PER_FILE).enumerate() {
@@ -153,6 +143,16 @@ pub fn write_shards_and_ledger(
         &keep,
     ))?;
     Ok(Written { shards, ledger })
+}
+
+/// Ends a run's output: writes `manifest.json`, then the `_SUCCESS` marker, last.
+pub async fn finish_run(
+    output: &Location,
+    manifest: &manifest::RunManifest,
+) -> Result<(), WriteError> {
+    let bytes = serde_json::to_vec_pretty(manifest).expect("the manifest serialises");
+    put(output, "manifest.json", bytes).await?;
+    put(output, "_SUCCESS", Vec::new()).await
 }
 
 /// One record batch as a Snappy-compressed Parquet file (the ledger's and the embeddings').
@@ -281,6 +281,9 @@ fn sample_json(record: &Record, original: Option<&[u8]>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::Measurements;
+    use crate::record::Decision;
+    use crate::source::Origin;
 
     #[test]
     fn keys_are_made_unique_stably() {
