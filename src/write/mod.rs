@@ -14,12 +14,11 @@ pub mod staging;
 
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 
 use crate::config::OutputConfig;
-use crate::measure::MEASURE_VERSION;
 use crate::record::Record;
 use crate::source::Location;
 use manifest::OutputFile;
@@ -250,7 +249,8 @@ fn unique_key(key: &str, id: &str, used: &mut HashSet<String>) -> String {
 }
 
 /// The sample's `.json`: the source's own JSON object (sidecar, shard member or manifest
-/// columns) with mmcurate's record added under `"mmcurate"`. JSON that is not an object is
+/// columns) with mmcurate's record added under `"mmcurate"`, in the ledger's column names
+/// ([`ledger::json_object`]) plus the tool's `version`. JSON that is not an object is
 /// kept as a string under `"source_json"`.
 fn sample_json(record: &Record, original: Option<&[u8]>) -> Vec<u8> {
     let mut object = match original.map(serde_json::from_slice::<Value>) {
@@ -263,25 +263,19 @@ fn sample_json(record: &Record, original: Option<&[u8]>) -> Vec<u8> {
         }
         None => Map::new(),
     };
-    object.insert(
-        "mmcurate".to_string(),
-        json!({
-            "id": record.id,
-            "key": record.key,
-            "name": record.name,
-            "source": record.origin,
-            "measurements": record.measurements,
-            "measure_version": MEASURE_VERSION,
-            "version": crate::VERSION,
-        }),
+    let mut mmcurate = ledger::json_object(record);
+    mmcurate.insert(
+        "version".to_string(),
+        Value::String(crate::VERSION.to_string()),
     );
+    object.insert("mmcurate".to_string(), Value::Object(mmcurate));
     serde_json::to_vec(&Value::Object(object)).expect("a JSON value serialises")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::Measurements;
+    use crate::measure::{Measurements, MEASURE_VERSION};
     use crate::record::Decision;
     use crate::source::Origin;
 
@@ -323,7 +317,8 @@ mod tests {
             serde_json::from_slice(&sample_json(&record, Some(br#"{"license": "cc0"}"#))).unwrap();
         assert_eq!(json["license"], "cc0");
         assert_eq!(json["mmcurate"]["id"], "0:a.jpg");
-        assert_eq!(json["mmcurate"]["source"]["uri"], "file:///x/a.jpg");
+        assert_eq!(json["mmcurate"]["source_uri"], "file:///x/a.jpg");
+        assert_eq!(json["mmcurate"]["measure_version"], MEASURE_VERSION);
         assert_eq!(
             json["mmcurate"]["measurements"]["phash"],
             "0000000000000abc"
