@@ -1,10 +1,12 @@
-//! Deciding which samples to keep: per-sample filters (size, aspect ratio, sharpness,
-//! brightness, caption), global deduplication over the whole run (exact by sha256, then near by
-//! pHash, then semantic by embedding neighbours found in `semantic`) and the run-wide alignment
-//! threshold on CLIP scores. Every drop says which stage dropped it, why, and the numbers
-//! behind it.
+//! Deciding which samples to keep: the per-sample judgement ([`judge`]: the filters on size,
+//! aspect ratio, caption, sharpness, brightness, video and audio limits, cheap before
+//! expensive), global deduplication over the whole run (exact by sha256, then near by pHash,
+//! video signatures and audio fingerprints, then semantic by embedding neighbours found in
+//! `semantic`; the keep policy in [`run_wide`]) and the run-wide alignment threshold on CLIP
+//! scores. Every drop says which stage dropped it, why, and the numbers behind it.
 //!
-//! This stage works on measurements only; it never reads or decodes bytes.
+//! The filters and dedup work on measurements only; `judge` calls `decode` and `measure` (in
+//! that order) to get them, and never stages or writes anything.
 
 pub mod alignment;
 pub mod dedup;
