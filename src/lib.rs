@@ -5,7 +5,8 @@
 //! running the stages together and `cli` as the binary's edge; `gpu` and `models` sit beside
 //! the stages, and the low-level `pixels` and `vector` serve them all. Imports run with the flow
 //! (tests/it/architecture.rs checks it). Stages talk through a few plain types:
-//! [`source::Sample`], [`measure::Measurements`] and [`decide::Decision`].
+//! [`source::Sample`], [`measure::Measurements`], [`record::Decision`] and the per-sample
+//! [`record::Record`] that carries them.
 
 pub mod cli;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod models;
 pub mod pipeline;
 pub mod pixels;
 pub mod plan;
+pub mod record;
 pub mod source;
 pub mod vector;
 pub mod write;

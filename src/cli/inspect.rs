@@ -9,6 +9,7 @@ use std::io::Read;
 
 use super::human_bytes;
 use crate::source::{Location, Stores};
+use crate::write::ledger::{self, DROP_REASON, STATUS};
 
 pub fn inspect(path: &str) -> Result<String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -112,9 +113,10 @@ fn shard_summary(uri: &str, bytes: &[u8]) -> Result<String> {
 }
 
 fn ledger_summary(bytes: bytes::Bytes, out: &mut String) -> Result<()> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .context("not a Parquet file")?
-        .build()?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .context("not a Parquet file")?;
+    let differences = schema_differences(builder.schema().fields());
+    let reader = builder.build()?;
     let (mut rows, mut kept) = (0u64, 0u64);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     for batch in reader {
@@ -129,7 +131,7 @@ fn ledger_summary(bytes: bytes::Bytes, out: &mut String) -> Result<()> {
                 .with_context(|| format!("{name} is not a string column"))?
                 .clone())
         };
-        let (status, reason) = (column("status")?, column("drop_reason")?);
+        let (status, reason) = (column(STATUS)?, column(DROP_REASON)?);
         for i in 0..batch.num_rows() {
             rows += 1;
             if status.value(i) == "kept" {
@@ -147,5 +149,63 @@ fn ledger_summary(bytes: bytes::Bytes, out: &mut String) -> Result<()> {
     for (reason, n) in reasons {
         writeln!(out, "    {reason:<20} {n:>8}")?;
     }
+    if let Some(differences) = differences {
+        writeln!(
+            out,
+            "  columns differ from this version's ledger schema: {differences}"
+        )?;
+    }
     Ok(())
+}
+
+/// How a ledger file's columns differ from [`ledger::schema`] (`None`: they do not), e.g. a
+/// ledger an older version wrote.
+fn schema_differences(fields: &arrow_schema::Fields) -> Option<String> {
+    let expected = ledger::schema();
+    let names = |fields: &arrow_schema::Fields| -> Vec<String> {
+        fields.iter().map(|f| f.name().clone()).collect()
+    };
+    let (have, want) = (names(fields), names(expected.fields()));
+    if fields == expected.fields() {
+        return None;
+    }
+    let missing: Vec<&str> = want
+        .iter()
+        .filter(|n| !have.contains(n))
+        .map(String::as_str)
+        .collect();
+    let extra: Vec<&str> = have
+        .iter()
+        .filter(|n| !want.contains(n))
+        .map(String::as_str)
+        .collect();
+    Some(if missing.is_empty() && extra.is_empty() {
+        "same names, other types or order".to_string()
+    } else {
+        format!(
+            "missing [{}], extra [{}]",
+            missing.join(", "),
+            extra.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_of_this_version_is_summarised_without_a_schema_note() {
+        assert_eq!(schema_differences(ledger::schema().fields()), None);
+        let fewer: arrow_schema::Fields = ledger::schema()
+            .fields()
+            .iter()
+            .filter(|f| f.name() != "shard")
+            .cloned()
+            .collect();
+        assert_eq!(
+            schema_differences(&fewer).as_deref(),
+            Some("missing [shard], extra []")
+        );
+    }
 }

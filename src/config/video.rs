@@ -35,7 +35,7 @@ pub struct VideoConfig {
     #[serde(default = "default_gpu_decode")]
     pub gpu_decode: bool,
     /// Not a config key: the CUDA device videos decode on, resolved when the run has chosen
-    /// its device (`pipeline::av::resolve_video_decoding`: `gpu_decode` and a GPU). `None`
+    /// its device (`pipeline::backends::Backends`: `gpu_decode` and a GPU). `None`
     /// decodes on the CPU; a config read from TOML always has `None`.
     #[serde(skip)]
     pub nvdec_device: Option<usize>,

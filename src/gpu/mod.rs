@@ -5,6 +5,7 @@
 //! `device` chooses the device a run uses (`[run] device`). The CPU implementations in
 //! `measure` are the reference the kernels must agree with.
 
+pub mod backend;
 pub mod batcher;
 pub mod clip_plan;
 pub mod cuda;

@@ -7,6 +7,8 @@
 //! implementation here is the reference. This module records numbers and decides nothing.
 
 pub mod audio;
+pub mod audio_track;
+pub mod backend;
 pub mod hash;
 pub mod quality;
 pub mod video;
@@ -71,9 +73,9 @@ pub struct Measurements {
     pub clip_model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip_weights_sha256: Option<String>,
-    /// `image`, `video` or `audio`, from the bytes.
+    /// Image, video or audio, from the bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub media_kind: Option<&'static str>,
+    pub media_kind: Option<MediaKind>,
     /// A video or audio file's container: FFmpeg's demuxer name (`mov,mp4,m4a,3gp,3g2,mj2`,
     /// `matroska,webm`, `wav`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,6 +89,26 @@ pub struct Measurements {
     /// The audio measurements of an audio file or of a video's audio track.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audio: Option<AudioMeasurements>,
+}
+
+/// What kind of media a sample is, from its bytes (not its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Image,
+    Video,
+    Audio,
+}
+
+impl MediaKind {
+    /// The name in the ledger's `media_kind` column and the manifest's counts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Video => "video",
+            MediaKind::Audio => "audio",
+        }
+    }
 }
 
 /// Per-video measurements from the sampled frames (see `video`).

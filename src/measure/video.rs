@@ -3,8 +3,23 @@
 //! the frames' pHashes with their timestamps form the signature that video dedup compares
 //! ([`compare_signatures`]). Frames come from `decode::av`; nothing here decodes or decides.
 
-use super::{QualityKernels, VideoMeasurements};
-use crate::decode::av::VideoFrames;
+use super::{QualityKernels, VideoMeasurements, ANALYSIS_SHORT_SIDE};
+use crate::config::Config;
+use crate::decode::av::{FrameSampling, VideoFrames};
+
+/// The frames a config asks measuring to sample (`[video]`), at the analysis size; the CLIP
+/// stage samples the same frames again (with their RGB). Videos decode with NVDEC on the
+/// device `config.video.nvdec_device` names, if any (set by the pipeline for the run's GPU).
+pub fn frame_sampling(config: &Config, keep_rgb: bool) -> FrameSampling {
+    FrameSampling {
+        sample_fps: config.video.sample_fps,
+        scene_threshold: config.video.scene_threshold,
+        max_frames: config.video.max_frames,
+        min_side: ANALYSIS_SHORT_SIDE,
+        keep_rgb,
+        cuda_device: config.video.nvdec_device,
+    }
+}
 
 /// Measures every sampled frame and summarises the video.
 pub fn measure_video(

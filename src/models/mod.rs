@@ -8,6 +8,7 @@ pub mod card;
 pub mod checkpoint;
 pub mod clip;
 mod clip_cpu;
+pub mod clip_inputs;
 pub mod clip_preprocess;
 
 use std::path::Path;

@@ -7,33 +7,27 @@
 //! embedded. Each embedded sample gets its caption's token count and its CLIP score; the
 //! normalised embeddings are returned for semantic dedup and the `embeddings/` files.
 //!
-//! On a GPU ([`Preprocessing::Gpu`]) the images are only decoded here (by nvJPEG into device
-//! memory when `run.gpu_jpeg_decode` is on) and the resize, crop and normalisation run in
-//! `gpu::CudaKernels::clip_inputs`, bit-identical to the CPU's from the same RGB; with the
-//! `cuda` feature the result is handed to candle on the device, with no copy to the host.
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+//! Where the inputs are decoded and preprocessed, and where the model runs, is the backend's
+//! business ([`ClipInputs`]: CPU, or CUDA with its own fallback to the CPU); this stage is the
+//! same on every device.
 
 use rayon::prelude::*;
 
+use super::backends::Backends;
 use super::progress::Progress;
-use crate::config::FrameScore;
+use crate::config::{Config, FrameScore};
 use crate::decide::semantic::{cosine, normalise};
-use crate::decide::{Decision, Drop, Reason, Stage};
+use crate::decide::{Drop, Reason, Stage};
 use crate::decode::av::{sample_video_frames, FrameSampling};
-use crate::gpu::cuda::RgbInput;
-use crate::gpu::nvjpeg::DeviceRgb;
-use crate::gpu::{CudaKernels, GpuError, GpuJpegDecoder};
+use crate::gpu::GpuError;
+use crate::measure::video::frame_sampling;
 use crate::measure::Embeddings;
 use crate::models::clip::Clip;
-use crate::models::clip_preprocess::{
-    clip_pixel_values, clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD,
-};
+use crate::models::clip_inputs::{ClipInputError, ClipInputs, CpuClipInputs, CudaClipInputs};
 use crate::models::ModelError;
-use crate::pixels::RgbImage as RgbFrame;
+use crate::pixels::RgbImage;
+use crate::record::{MediaKind, Record};
 use crate::write::staging::{StagedPart, StagingReader};
-use crate::write::Record;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -45,21 +39,14 @@ pub enum EmbedError {
     Gpu(#[from] GpuError),
 }
 
-/// Where CLIP's input tensors are made.
-#[derive(Clone, Copy)]
-pub enum Preprocessing<'a> {
-    /// On the CPU: the reference.
-    Cpu,
-    /// On the GPU, from RGB decoded on the CPU, or by nvJPEG (JPEGs it takes) when given.
-    Gpu {
-        kernels: &'a CudaKernels,
-        jpeg: Option<&'a GpuJpegDecoder>,
-    },
+impl From<ClipInputError> for EmbedError {
+    fn from(e: ClipInputError) -> EmbedError {
+        match e {
+            ClipInputError::Model(e) => EmbedError::Model(e),
+            ClipInputError::Gpu(e) => EmbedError::Gpu(e),
+        }
+    }
 }
-
-/// RGB bytes a GPU batch holds at most before preprocessing (decoded images wait in host or
-/// device memory until their batch is complete): a batch of large images is cut short.
-const MAX_GPU_BATCH_RGB_BYTES: u64 = 1 << 30;
 
 /// What the producer needs of a record (it cannot borrow the records the consumer updates).
 struct Job {
@@ -72,21 +59,13 @@ struct Job {
     rgb_bytes: u64,
 }
 
-/// What a batch member brings to the model: one image, or a video's sampled frames.
-struct Prepared {
+/// What a batch member brings to the model: one image, or a video's sampled frames, as the
+/// backend keeps them (`Err`: the media did not decode).
+struct Prepared<I> {
     record: usize,
-    input: Result<Input, String>,
+    input: Result<I, String>,
     frames: usize,
     caption: Option<String>,
-}
-
-enum Input {
-    /// Preprocessed on the CPU: `frames x 3 x size x size` floats.
-    Values(Vec<f32>),
-    /// Decoded frames (one for an image) for the GPU to preprocess.
-    Rgb(Vec<RgbFrame>),
-    /// An image decoded by nvJPEG, in device memory.
-    Device(DeviceRgb),
 }
 
 /// How videos are embedded.
@@ -95,245 +74,181 @@ pub struct VideoEmbedding<'a> {
     pub score: FrameScore,
 }
 
-/// Embeds every kept record. Samples whose image the preprocessing cannot decode are dropped
-/// (the CLIP decoder is stricter than the luminance one on a few damaged files).
-#[allow(clippy::too_many_arguments)]
-pub fn embed_kept(
+/// The CLIP stage of a run with a model (`backends.clip`): embeds the kept records and adds the
+/// GPU's busy seconds of the stage to `gpu_busy_seconds`.
+pub fn embed_kept_records(
     records: &mut [Record],
     staging: &StagingReader,
-    clip: &Clip,
-    batch_size: usize,
-    video: &VideoEmbedding,
-    preprocessing: Preprocessing,
-    model_gpu_seconds: &mut f64,
+    config: &Config,
+    backends: &Backends,
+    gpu_busy_seconds: &mut std::collections::BTreeMap<String, f64>,
     progress: &Progress,
 ) -> Result<Embeddings, EmbedError> {
-    let jobs: Vec<Job> = (0..records.len())
-        .filter(|&i| {
-            records[i].decision.is_keep() && records[i].measurements.media_kind != Some("audio")
-        })
-        .map(|i| {
-            let r = &records[i];
-            let m = &r.measurements;
-            Job {
-                record: i,
-                id: r.id.clone(),
-                is_video: m.media_kind == Some("video"),
-                // The media part is staged first.
-                media: r.staged[0].clone(),
-                caption: r.staged.iter().find(|p| p.ext == "txt").cloned(),
-                rgb_bytes: 3 * u64::from(m.width.unwrap_or(0)) * u64::from(m.height.unwrap_or(0)),
-            }
-        })
-        .collect();
-    let max_bytes = match preprocessing {
-        Preprocessing::Cpu => u64::MAX,
-        Preprocessing::Gpu { .. } => MAX_GPU_BATCH_RGB_BYTES,
+    let (Some(clip), Some(model)) = (&backends.clip, &config.models.clip) else {
+        return Ok(Embeddings::default());
     };
-    let sizes: Vec<u64> = jobs.iter().map(|j| j.rgb_bytes).collect();
-    let batches = crate::gpu::plan::split_runs(&sizes, batch_size.max(1), max_bytes);
-    let dim = clip.info.dim;
-    let size = clip.info.image_size;
-    let bar = progress.stage("embed", Some(jobs.len() as u64));
-    let mut out = Embeddings {
-        dim,
-        ..Embeddings::default()
+    let sampling = frame_sampling(config, true);
+    let video = VideoEmbedding {
+        sampling: &sampling,
+        score: config.video.clip_score,
     };
-    std::thread::scope(|scope| -> Result<(), EmbedError> {
-        // One batch prepared ahead: decoding overlaps the model, and memory stays bounded.
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let jobs = &jobs;
-        scope.spawn(move || {
-            for batch in batches {
-                let prepared: Result<Vec<Prepared>, EmbedError> = jobs[batch]
-                    .par_iter()
-                    .map(|job| prepare(job, staging, size, video.sampling, preprocessing))
-                    .collect();
-                let failed = prepared.is_err();
-                // The consumer stopped (it failed): stop too.
-                if sender.send(prepared).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        for prepared in receiver {
-            let prepared = prepared?;
-            embed_batch(
-                records,
-                prepared,
-                clip,
-                batch_size,
-                video,
-                preprocessing,
-                model_gpu_seconds,
-                &bar,
-                &mut out,
-            )?;
+    let mut model_gpu_seconds = 0.0;
+    let stage = ClipStage {
+        clip,
+        batch_size: model.batch_size,
+        video: &video,
+        progress,
+    };
+    let embeddings = match &backends.cuda {
+        Some(cuda) => {
+            let inputs = CudaClipInputs {
+                kernels: &cuda.kernels,
+                jpeg: cuda.jpeg.as_ref(),
+            };
+            stage.embed_kept(records, staging, &inputs, &mut model_gpu_seconds)?
         }
-        Ok(())
-    })?;
-    bar.finish();
-    Ok(out)
+        None => stage.embed_kept(records, staging, &CpuClipInputs, &mut model_gpu_seconds)?,
+    };
+    if let Some(cuda) = &backends.cuda {
+        let busy = cuda.kernels.busy().clip_inputs;
+        gpu_busy_seconds.insert("embed.clip_inputs".to_string(), busy);
+        if cuda.jpeg.is_some() {
+            let measured = gpu_busy_seconds
+                .get("measure.jpeg_decode")
+                .copied()
+                .unwrap_or_default();
+            let seconds = backends.jpeg_busy_seconds() - measured;
+            gpu_busy_seconds.insert("embed.jpeg_decode".to_string(), seconds);
+        }
+        if clip.on_gpu() {
+            gpu_busy_seconds.insert("embed.model".to_string(), model_gpu_seconds);
+        }
+    }
+    Ok(embeddings)
 }
 
-/// Whether a GPU preprocessing failure was reported (once per run).
-static GPU_FALLBACK_WARNED: AtomicBool = AtomicBool::new(false);
+/// The model and how it is run.
+pub struct ClipStage<'a> {
+    pub clip: &'a Clip,
+    pub batch_size: usize,
+    pub video: &'a VideoEmbedding<'a>,
+    pub progress: &'a Progress,
+}
 
-/// The model inputs of a batch's frames, in order: on the GPU when asked (and, with the
-/// `cuda` feature and CLIP on the GPU, straight into the model), else on the CPU. Returns
-/// the frames' image features.
-fn frame_features(
-    ok: &[&Prepared],
-    clip: &Clip,
-    batch_size: usize,
-    preprocessing: Preprocessing,
-    model_gpu_seconds: &mut f64,
-) -> Result<Vec<f32>, EmbedError> {
-    let size = clip.info.image_size;
-    let plane = 3 * (size as usize) * (size as usize);
-    let frames: usize = ok.iter().map(|p| p.frames).sum();
-    let mut features = Vec::with_capacity(frames * clip.info.dim);
-    if let Preprocessing::Gpu { kernels, .. } = preprocessing {
-        let inputs: Vec<RgbInput> = ok
-            .iter()
-            .flat_map(|p| gpu_inputs(p.input.as_ref().ok()))
+impl ClipStage<'_> {
+    /// Embeds every kept record with `inputs`' backend. Samples whose image the preprocessing
+    /// cannot decode are dropped (the CLIP decoder is stricter than the luminance one on a few
+    /// damaged files).
+    pub fn embed_kept<B: ClipInputs>(
+        &self,
+        records: &mut [Record],
+        staging: &StagingReader,
+        inputs: &B,
+        model_gpu_seconds: &mut f64,
+    ) -> Result<Embeddings, EmbedError> {
+        let (clip, batch_size, video, progress) =
+            (self.clip, self.batch_size, self.video, self.progress);
+        let jobs: Vec<Job> = (0..records.len())
+            .filter(|&i| {
+                records[i].decision.is_keep() && records[i].media_kind() != Some(MediaKind::Audio)
+            })
+            .map(|i| {
+                let r = &records[i];
+                let m = &r.measurements;
+                Job {
+                    record: i,
+                    id: r.id.clone(),
+                    is_video: m.media_kind == Some(MediaKind::Video),
+                    // The media part is staged first.
+                    media: r.staged[0].clone(),
+                    caption: r.staged.iter().find(|p| p.ext == "txt").cloned(),
+                    rgb_bytes: 3
+                        * u64::from(m.width.unwrap_or(0))
+                        * u64::from(m.height.unwrap_or(0)),
+                }
+            })
             .collect();
-        if inputs.len() == frames {
-            match embed_on_gpu(&inputs, kernels, clip, batch_size, model_gpu_seconds) {
-                Ok(features) => return Ok(features),
-                Err(EmbedError::Gpu(e)) => {
-                    if !GPU_FALLBACK_WARNED.swap(true, Ordering::Relaxed) {
-                        tracing::warn!("{e}; preprocessing for CLIP on the CPU instead");
+        let max_bytes = inputs.max_batch_rgb_bytes();
+        let sizes: Vec<u64> = jobs.iter().map(|j| j.rgb_bytes).collect();
+        let batches = crate::gpu::plan::split_runs(&sizes, batch_size.max(1), max_bytes);
+        let dim = clip.info.dim;
+        let size = clip.info.image_size;
+        let bar = progress.stage("embed", Some(jobs.len() as u64));
+        let mut out = Embeddings {
+            dim,
+            ..Embeddings::default()
+        };
+        std::thread::scope(|scope| -> Result<(), EmbedError> {
+            // One batch prepared ahead: decoding overlaps the model, and memory stays bounded.
+            let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+            let jobs = &jobs;
+            scope.spawn(move || {
+                for batch in batches {
+                    let prepared: Result<Vec<Prepared<B::Input>>, EmbedError> = jobs[batch]
+                        .par_iter()
+                        .map(|job| prepare(job, staging, size, video.sampling, inputs))
+                        .collect();
+                    let failed = prepared.is_err();
+                    // The consumer stopped (it failed): stop too.
+                    if sender.send(prepared).is_err() || failed {
+                        break;
                     }
                 }
-                Err(other) => return Err(other),
+            });
+            for prepared in receiver {
+                let prepared = prepared?;
+                embed_batch(
+                    records,
+                    prepared,
+                    clip,
+                    batch_size,
+                    video,
+                    inputs,
+                    model_gpu_seconds,
+                    &bar,
+                    &mut out,
+                )?;
             }
-        }
-    }
-    let mut pixels = Vec::with_capacity(frames * plane);
-    for p in ok {
-        match p.input.as_ref() {
-            Ok(Input::Values(values)) => pixels.extend_from_slice(values),
-            Ok(Input::Rgb(rgbs)) => {
-                for rgb in rgbs {
-                    pixels.extend(cpu_values(&rgb.pixels, rgb.width, rgb.height, size));
-                }
-            }
-            Ok(Input::Device(rgb)) => {
-                let host = download_rgb(rgb)?;
-                pixels.extend(cpu_values(&host, rgb.width, rgb.height, size));
-            }
-            Err(_) => {}
-        }
-    }
-    let started = Instant::now();
-    for chunk in pixels.chunks(batch_size * plane) {
-        features.extend(clip.embed_images(chunk, chunk.len() / plane)?);
-    }
-    if clip.on_gpu() {
-        *model_gpu_seconds += started.elapsed().as_secs_f64();
-    }
-    Ok(features)
-}
-
-/// CLIP's input of one RGB image, preprocessed on the CPU (OpenAI's normalisation).
-fn cpu_values(rgb: &[u8], width: u32, height: u32, size: u32) -> Vec<f32> {
-    clip_pixel_values_rgb(rgb, width, height, size, OPENAI_MEAN, OPENAI_STD)
-}
-
-/// The GPU inputs of a prepared sample's frames.
-fn gpu_inputs(input: Option<&Input>) -> Vec<RgbInput<'_>> {
-    match input {
-        Some(Input::Rgb(rgbs)) => rgbs
-            .iter()
-            .map(|rgb| RgbInput::Host {
-                width: rgb.width,
-                height: rgb.height,
-                pixels: &rgb.pixels,
-            })
-            .collect(),
-        Some(Input::Device(rgb)) => vec![RgbInput::Device(rgb)],
-        Some(Input::Values(_)) | None => Vec::new(),
-    }
-}
-
-/// Preprocesses on the GPU, `batch_size` frames at a time, and runs the model on each batch.
-fn embed_on_gpu(
-    inputs: &[RgbInput],
-    kernels: &CudaKernels,
-    clip: &Clip,
-    batch_size: usize,
-    model_gpu_seconds: &mut f64,
-) -> Result<Vec<f32>, EmbedError> {
-    let size = clip.info.image_size;
-    let mut features = Vec::with_capacity(inputs.len() * clip.info.dim);
-    for chunk in inputs.chunks(batch_size.max(1)) {
-        #[cfg(feature = "cuda")]
-        if clip.on_gpu() {
-            let device = kernels.clip_inputs(chunk, size, OPENAI_MEAN, OPENAI_STD)?;
-            let model_started = Instant::now();
-            features.extend(clip.embed_images_on_device(device, chunk.len())?);
-            *model_gpu_seconds += model_started.elapsed().as_secs_f64();
-            continue;
-        }
-        let host = kernels.clip_inputs_host(chunk, size, OPENAI_MEAN, OPENAI_STD)?;
-        let model_started = Instant::now();
-        features.extend(clip.embed_images(&host, chunk.len())?);
-        if clip.on_gpu() {
-            *model_gpu_seconds += model_started.elapsed().as_secs_f64();
-        }
-    }
-    Ok(features)
-}
-
-/// An nvJPEG image's pixels on the host (the CPU fallback of a failed GPU batch).
-fn download_rgb(rgb: &DeviceRgb) -> Result<Vec<u8>, EmbedError> {
-    let stream = rgb.pixels.stream().clone();
-    let host = stream
-        .clone_dtoh(&rgb.pixels)
-        .map_err(|e| GpuError::Driver {
-            during: "download",
-            message: e.to_string(),
+            Ok(())
         })?;
-    stream.synchronize().map_err(|e| GpuError::Driver {
-        during: "synchronize",
-        message: e.to_string(),
-    })?;
-    Ok(host)
+        bar.finish();
+        Ok(out)
+    }
 }
 
 /// Embeds one prepared batch and records the results.
 #[allow(clippy::too_many_arguments)]
-fn embed_batch(
+fn embed_batch<B: ClipInputs>(
     records: &mut [Record],
-    prepared: Vec<Prepared>,
+    prepared: Vec<Prepared<B::Input>>,
     clip: &Clip,
     batch_size: usize,
     video: &VideoEmbedding,
-    preprocessing: Preprocessing,
+    inputs: &B,
     model_gpu_seconds: &mut f64,
     bar: &super::progress::StageBar,
     out: &mut Embeddings,
 ) -> Result<(), EmbedError> {
     let dim = clip.info.dim;
-    let (ok, failed): (Vec<&Prepared>, Vec<&Prepared>) =
+    #[allow(clippy::type_complexity)]
+    let (ok, failed): (Vec<&Prepared<B::Input>>, Vec<&Prepared<B::Input>>) =
         prepared.iter().partition(|p| p.input.is_ok());
     for p in failed {
         let message = p.input.as_ref().err().cloned().unwrap_or_default();
-        let record = &mut records[p.record];
-        record.decision = Decision::Drop(Drop::new(
+        records[p.record].drop_with(Drop::new(
             Stage::Decode,
             Reason::Unreadable,
             format!("CLIP preprocessing: {message}"),
         ));
-        record.staged.clear();
         bar.inc_dropped(Reason::Unreadable.as_str());
     }
     if ok.is_empty() {
         return Ok(());
     }
+    let frames: usize = ok.iter().map(|p| p.frames).sum();
+    let batch_inputs: Vec<&B::Input> = ok.iter().filter_map(|p| p.input.as_ref().ok()).collect();
     let mut frame_features =
-        frame_features(&ok, clip, batch_size, preprocessing, model_gpu_seconds)?;
+        inputs.image_features(&batch_inputs, frames, clip, batch_size, model_gpu_seconds)?;
     normalise(&mut frame_features, dim);
     // One row per sample: an image's own, a video's normalised frame mean.
     let mut image = vec![0f32; ok.len() * dim];
@@ -404,13 +319,13 @@ fn embed_batch(
 /// frames: preprocessed on the CPU, or left as RGB (on the host, or on the device from nvJPEG)
 /// for the GPU. Media that does not decode is `Err(message)` in the result; only a staging
 /// read error fails the run.
-fn prepare(
+fn prepare<B: ClipInputs>(
     job: &Job,
     staging: &StagingReader,
     size: u32,
     sampling: &FrameSampling,
-    preprocessing: Preprocessing,
-) -> Result<Prepared, EmbedError> {
+    inputs: &B,
+) -> Result<Prepared<B::Input>, EmbedError> {
     let read = |part: &StagedPart| {
         staging.read(part).map_err(|source| EmbedError::Staging {
             id: job.id.clone(),
@@ -418,7 +333,6 @@ fn prepare(
         })
     };
     let media = read(&job.media)?;
-    let on_gpu = matches!(preprocessing, Preprocessing::Gpu { .. });
     let (input, frames) = if job.is_video {
         let sampling = FrameSampling {
             keep_rgb: true,
@@ -427,25 +341,19 @@ fn prepare(
         match sample_video_frames(&media, &sampling) {
             Ok(video) if !video.frames.is_empty() => {
                 let frames = video.frames.len();
-                let rgbs: Vec<RgbFrame> = video.frames.into_iter().filter_map(|f| f.rgb).collect();
+                let rgbs: Vec<RgbImage> = video.frames.into_iter().filter_map(|f| f.rgb).collect();
                 if rgbs.len() != frames {
                     let message = "the decoder returned a frame without its RGB pixels";
                     (Err(message.to_string()), frames)
-                } else if on_gpu {
-                    (Ok(Input::Rgb(rgbs)), frames)
                 } else {
-                    let values = rgbs
-                        .iter()
-                        .flat_map(|rgb| cpu_values(&rgb.pixels, rgb.width, rgb.height, size))
-                        .collect();
-                    (Ok(Input::Values(values)), frames)
+                    (Ok(inputs.frames_input(rgbs, size)), frames)
                 }
             }
             Ok(_) => (Err("no frame could be decoded".to_string()), 0),
             Err(e) => (Err(e.to_string()), 0),
         }
     } else {
-        (prepare_image(&media, size, preprocessing), 1)
+        (inputs.image_input(&media, size), 1)
     };
     let caption = match &job.caption {
         Some(part) => {
@@ -464,32 +372,4 @@ fn prepare(
         frames,
         caption,
     })
-}
-
-/// One image: nvJPEG's device RGB where it takes the JPEG, else the CPU decoder's RGB (for the
-/// GPU) or the CPU's whole preprocessing.
-fn prepare_image(media: &[u8], size: u32, preprocessing: Preprocessing) -> Result<Input, String> {
-    match preprocessing {
-        Preprocessing::Cpu => clip_pixel_values(media, size, OPENAI_MEAN, OPENAI_STD)
-            .map(Input::Values)
-            .map_err(|e| e.to_string()),
-        Preprocessing::Gpu { jpeg, .. } => {
-            let is_jpeg = media.starts_with(&[0xff, 0xd8, 0xff]);
-            if let (Some(decoder), true) = (jpeg, is_jpeg) {
-                match decoder.decode_rgb_device(media) {
-                    Ok(rgb) => return Ok(Input::Device(rgb)),
-                    Err(e) => tracing::debug!("CLIP input decoded on the CPU, not nvJPEG: {e}"),
-                }
-            }
-            let rgb = image::load_from_memory(media)
-                .map_err(|e| format!("cannot decode the image: {e}"))?
-                .to_rgb8();
-            let (width, height) = rgb.dimensions();
-            Ok(Input::Rgb(vec![RgbFrame {
-                width,
-                height,
-                pixels: rgb.into_raw(),
-            }]))
-        }
-    }
 }

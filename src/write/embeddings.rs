@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::manifest::OutputFile;
-use super::{put, Record, WriteError};
+use super::{put, WriteError};
 use crate::measure::Embeddings;
 use crate::models::clip::ClipInfo;
+use crate::record::Record;
 use crate::source::Location;
 
 /// Rows per embeddings file: about 400 MB at 512 dimensions.

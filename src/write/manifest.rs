@@ -1,14 +1,129 @@
 //! The run manifest, `<output>/manifest.json`: what ran (tool version and commit, the resolved
 //! config and its sha256), on what (every input with its size and etag), and what came out
 //! (counts by status and reason, every shard and ledger file with its sha256, time per stage).
+//! [`RunManifest::assemble`] builds it from the facts the pipeline collected; `write::put`
+//! writes it.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::shards::ShardInfo;
+use super::Written;
+use crate::config::Config;
 use crate::decide::alignment::AlignmentSummary;
+use crate::measure::{MediaKind, MEASURE_VERSION};
 use crate::models::clip::ClipInfo;
-use crate::plan::InputObject;
+use crate::plan::{InputObject, Plan, Units};
+use crate::record::Record;
+use crate::source::Location;
+
+/// What the run manifest is made from.
+pub struct RunFacts<'a> {
+    pub config: &'a Config,
+    pub plan: &'a Plan,
+    pub output: &'a Location,
+    pub records: &'a [Record],
+    pub input_errors: &'a [(usize, String)],
+    pub written: Written,
+    pub embeddings: Vec<OutputFile>,
+    pub clip: Option<&'a ClipInfo>,
+    pub alignment: Option<AlignmentSummary>,
+    pub stage_seconds: BTreeMap<String, f64>,
+    pub gpu_busy_seconds: BTreeMap<String, f64>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// What decoded the JPEGs.
+    pub jpeg_decoder: String,
+    /// Videos decoded while measuring, by decoder.
+    pub video_decoders: BTreeMap<String, u64>,
+}
+
+impl RunManifest {
+    /// The run manifest: provenance, counts by status and reason, outputs with checksums.
+    pub fn assemble(facts: RunFacts) -> RunManifest {
+        let kept = facts
+            .records
+            .iter()
+            .filter(|r| r.decision.is_keep())
+            .count() as u64;
+        let (config_json, config_sha256) = facts.config.resolved_json_and_sha256();
+        let mut counts = Counts {
+            samples: facts.records.len() as u64,
+            kept,
+            dropped: facts.records.len() as u64 - kept,
+            ..Counts::default()
+        };
+        for record in facts.records {
+            let kind = record.media_kind().map_or("unknown", MediaKind::as_str);
+            let entry = counts.by_media_kind.entry(kind.to_string()).or_default();
+            entry.samples += 1;
+            entry.kept += u64::from(record.decision.is_keep());
+        }
+        for drop in facts.records.iter().filter_map(|r| r.decision.dropped()) {
+            *counts
+                .dropped_by_stage
+                .entry(drop.stage.as_str().to_string())
+                .or_default() += 1;
+            *counts
+                .dropped_by_reason
+                .entry(drop.reason.as_str().to_string())
+                .or_default() += 1;
+        }
+        let inputs = facts
+            .plan
+            .inputs
+            .iter()
+            .map(|input| InputRecord {
+                uri: input.config.uri.clone(),
+                format: input.config.format.as_str().to_string(),
+                object_count: input.objects.len() as u64,
+                total_bytes: input.total_bytes(),
+                listing_sha256: input.listing_sha256(),
+                objects: match input.units {
+                    Units::Files(_) => None,
+                    _ => Some(input.objects.clone()),
+                },
+                errors: facts
+                    .input_errors
+                    .iter()
+                    .filter(|(i, _)| *i == input.index)
+                    .map(|(_, e)| e.clone())
+                    .collect(),
+            })
+            .collect();
+        RunManifest {
+            tool: ToolInfo::current(),
+            run: RunInfo {
+                name: facts.config.run.name.clone(),
+                output: facts.output.uri(),
+                started_at: facts
+                    .started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                finished_at: chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                device: facts.device,
+                jpeg_decoder: facts.jpeg_decoder,
+                video_decoders: facts.video_decoders,
+                threads: facts.config.worker_threads(),
+            },
+            config: config_json,
+            config_sha256,
+            inputs,
+            counts,
+            shards: facts.written.shards,
+            ledger: facts.written.ledger,
+            embeddings: facts.embeddings,
+            models: ModelsRecord {
+                clip: facts.clip.cloned(),
+            },
+            alignment: facts.alignment,
+            measure_version: MEASURE_VERSION.to_string(),
+            stage_seconds: facts.stage_seconds,
+            gpu_busy_seconds: facts.gpu_busy_seconds,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunManifest {

@@ -1,10 +1,12 @@
-//! Writing the results: WebDataset shards of the kept samples (original bytes, caption and a
-//! `.json` with measurements and provenance), the Parquet ledger of every sample, the CLIP
-//! embeddings when a model ran, and the run manifest, then the `_SUCCESS` marker. Every file appears complete or not at all.
+//! Writing the results: WebDataset shards of the kept samples (original bytes, caption, a
+//! `.json` with measurements and provenance, keyframes), the Parquet ledger of every sample,
+//! the CLIP embeddings when a model ran, and the run manifest, then the `_SUCCESS` marker.
+//! Every file appears complete or not at all.
 //!
 //! Kept samples are read back from staging: this stage fetches and decodes nothing.
 
 pub mod embeddings;
+pub mod keyframes;
 pub mod ledger;
 pub mod manifest;
 pub mod report;
@@ -13,36 +15,19 @@ pub mod staging;
 
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 
 use crate::config::OutputConfig;
-use crate::decide::Decision;
-use crate::measure::{Measurements, MEASURE_VERSION};
-use crate::source::{Location, Origin};
+use crate::record::Record;
+use crate::source::Location;
 use manifest::OutputFile;
 use shards::{append_member, group_into_series, relative_path, ShardInfo, ShardWriter};
-use staging::{StagedPart, StagingReader};
+use staging::StagingReader;
 
 /// Ledger rows per Parquet file.
 const LEDGER_ROWS_PER_FILE: usize = 1_000_000;
-
-/// Everything the writer needs to know about one sample.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub id: String,
-    /// The WebDataset key; made unique among kept samples when shards are written.
-    pub key: String,
-    pub name: String,
-    pub origin: Origin,
-    pub measurements: Measurements,
-    pub decision: Decision,
-    /// The parts in staging, in output order (media first), for samples that may be kept.
-    pub staged: Vec<StagedPart>,
-    /// The shard a kept sample went into.
-    pub shard: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -157,10 +142,14 @@ pub fn write_shards_and_ledger(
                 append_member(&mut members, &format!("{}.{ext}", record.key), bytes)
                     .map_err(|e| store_error(e.to_string()))?;
             }
-            record.shard = Some(writer.add(&members).map_err(store_error)?);
+            record.shard = Some(
+                writer
+                    .add(&members)
+                    .map_err(|e| store_error(e.to_string()))?,
+            );
             on_sample();
         }
-        shards.extend(writer.finish().map_err(store_error)?);
+        shards.extend(writer.finish().map_err(|e| store_error(e.to_string()))?);
     }
 
     let mut ledger = Vec::new();
@@ -187,6 +176,21 @@ pub fn write_shards_and_ledger(
         &keep,
     ))?;
     Ok(Written { shards, ledger })
+}
+
+/// Ends a run's output: writes `manifest.json`, then the run report (`report.html` and
+/// `report.json`; a report that cannot be written is a warning), then the `_SUCCESS` marker,
+/// last.
+pub fn finish_run(
+    output: &Location,
+    manifest: &manifest::RunManifest,
+    records: &[Record],
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), WriteError> {
+    let bytes = serde_json::to_vec_pretty(manifest).expect("the manifest serialises");
+    runtime.block_on(put(output, "manifest.json", bytes))?;
+    report::write_for_run(records, manifest, output, runtime);
+    runtime.block_on(put(output, "_SUCCESS", Vec::new()))
 }
 
 /// One record batch as a Snappy-compressed Parquet file (the ledger's and the embeddings').
@@ -284,7 +288,8 @@ fn unique_key(key: &str, id: &str, used: &mut HashSet<String>) -> String {
 }
 
 /// The sample's `.json`: the source's own JSON object (sidecar, shard member or manifest
-/// columns) with mmcurate's record added under `"mmcurate"`. JSON that is not an object is
+/// columns) with mmcurate's record added under `"mmcurate"`, in the ledger's column names
+/// ([`ledger::json_object`]) plus the tool's `version`. JSON that is not an object is
 /// kept as a string under `"source_json"`. Keys whose value is null are left out (see
 /// `drop_null_keys`).
 fn sample_json(record: &Record, original: Option<&[u8]>) -> Vec<u8> {
@@ -298,18 +303,12 @@ fn sample_json(record: &Record, original: Option<&[u8]>) -> Vec<u8> {
         }
         None => Map::new(),
     };
-    object.insert(
-        "mmcurate".to_string(),
-        json!({
-            "id": record.id,
-            "key": record.key,
-            "name": record.name,
-            "source": record.origin,
-            "measurements": record.measurements,
-            "measure_version": MEASURE_VERSION,
-            "version": crate::VERSION,
-        }),
+    let mut mmcurate = ledger::json_object(record);
+    mmcurate.insert(
+        "version".to_string(),
+        Value::String(crate::VERSION.to_string()),
     );
+    object.insert("mmcurate".to_string(), Value::Object(mmcurate));
     let mut json = Value::Object(object);
     drop_null_keys(&mut json);
     serde_json::to_vec(&json).expect("a JSON value serialises")
@@ -334,6 +333,9 @@ fn drop_null_keys(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::{Measurements, MEASURE_VERSION};
+    use crate::record::Decision;
+    use crate::source::Origin;
 
     #[test]
     fn keys_are_made_unique_stably() {
@@ -373,7 +375,8 @@ mod tests {
             serde_json::from_slice(&sample_json(&record, Some(br#"{"license": "cc0"}"#))).unwrap();
         assert_eq!(json["license"], "cc0");
         assert_eq!(json["mmcurate"]["id"], "0:a.jpg");
-        assert_eq!(json["mmcurate"]["source"]["uri"], "file:///x/a.jpg");
+        assert_eq!(json["mmcurate"]["source_uri"], "file:///x/a.jpg");
+        assert_eq!(json["mmcurate"]["measure_version"], MEASURE_VERSION);
         assert_eq!(
             json["mmcurate"]["measurements"]["phash"],
             "0000000000000abc"

@@ -13,6 +13,21 @@ use tokio::io::AsyncWriteExt;
 
 use crate::source::Location;
 
+/// Why a shard could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("writing {shard}: {source}")]
+    Write {
+        shard: String,
+        source: std::io::Error,
+    },
+    #[error("completing {shard}: {source}")]
+    Complete {
+        shard: String,
+        source: std::io::Error,
+    },
+}
+
 /// A finished shard, as recorded in the run manifest.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShardInfo {
@@ -142,7 +157,7 @@ impl<'a> ShardWriter<'a> {
     }
 
     /// Adds one sample, already serialised as tar members. Returns the shard's name.
-    pub fn add(&mut self, members: &[u8]) -> Result<String, String> {
+    pub fn add(&mut self, members: &[u8]) -> Result<String, ShardError> {
         let full = self.open.as_ref().is_some_and(|s| {
             s.info.samples >= self.max_samples
                 || (s.info.samples > 0
@@ -170,13 +185,16 @@ impl<'a> ShardWriter<'a> {
         shard.hasher.update(members);
         self.runtime
             .block_on(shard.upload.write_all(members))
-            .map_err(|e| format!("writing {}: {e}", shard.info.name))?;
+            .map_err(|source| ShardError::Write {
+                shard: shard.info.name.clone(),
+                source,
+            })?;
         shard.info.samples += 1;
         shard.info.bytes += members.len() as u64;
         Ok(shard.info.name.clone())
     }
 
-    fn close_current(&mut self) -> Result<(), String> {
+    fn close_current(&mut self) -> Result<(), ShardError> {
         let Some(mut shard) = self.open.take() else {
             return Ok(());
         };
@@ -189,14 +207,17 @@ impl<'a> ShardWriter<'a> {
                 shard.upload.write_all(&end).await?;
                 shard.upload.shutdown().await
             })
-            .map_err(|e| format!("completing {name}: {e}"))?;
+            .map_err(|source| ShardError::Complete {
+                shard: name,
+                source,
+            })?;
         shard.info.sha256 = hex::encode(shard.hasher.finalize());
         self.done.push(shard.info);
         Ok(())
     }
 
     /// Completes the last shard and returns them all.
-    pub fn finish(mut self) -> Result<Vec<ShardInfo>, String> {
+    pub fn finish(mut self) -> Result<Vec<ShardInfo>, ShardError> {
         self.close_current()?;
         Ok(self.done)
     }

@@ -1,18 +1,14 @@
 //! Staging: candidate samples' parts are appended to one local file while they are measured,
 //! so the final write reads them back instead of fetching or decoding anything again.
+//! [`stage_sample`] says in which order a sample's parts go into its shard.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// A part stored in the staging file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StagedPart {
-    pub ext: String,
-    pub offset: u64,
-    pub len: u64,
-}
+pub use crate::record::StagedPart;
+use crate::source::Sample;
 
 /// The append-only staging file, shared by the measuring threads. A thread reserves its byte
 /// range under a lock and writes outside it (positioned writes), so the threads never wait on
@@ -86,6 +82,46 @@ impl std::ops::Drop for Staging {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Stages the parts in output order: media (named by its detected format, unless another part
+/// already has that name), caption `.txt`, the source `.json`, any other parts, then the parts
+/// made while measuring (keyframes).
+pub fn stage_sample(
+    staging: &Staging,
+    sample: &Sample,
+    media_ext: Option<&str>,
+    extra_parts: &[(String, Vec<u8>)],
+) -> std::io::Result<Vec<StagedPart>> {
+    let media_in = sample.media.as_deref().unwrap_or_default();
+    let media_out = match media_ext {
+        Some(ext) if ext == media_in || sample.part(ext).is_none() => ext,
+        _ => media_in,
+    };
+    let caption = sample.caption.as_deref().map(str::as_bytes);
+    let mut parts: Vec<(&str, &[u8])> = Vec::with_capacity(sample.parts.len() + 1);
+    if let Some(media) = sample.media_bytes() {
+        parts.push((media_out, media));
+    }
+    match (sample.part("txt"), caption) {
+        (Some(txt), _) => parts.push(("txt", &txt.bytes)),
+        (None, Some(caption)) => parts.push(("txt", caption)),
+        (None, None) => {}
+    }
+    if let Some(json) = sample.part("json") {
+        parts.push(("json", &json.bytes));
+    }
+    for part in &sample.parts {
+        if part.ext != media_in && part.ext != "txt" && part.ext != "json" {
+            parts.push((&part.ext, &part.bytes));
+        }
+    }
+    for (ext, bytes) in extra_parts {
+        if sample.part(ext).is_none() {
+            parts.push((ext, bytes));
+        }
+    }
+    staging.put(parts)
 }
 
 /// Reads staged parts back; the file is removed when the reader is dropped.

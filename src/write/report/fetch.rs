@@ -129,7 +129,7 @@ fn read_tar(
     });
     // A shard cut short still gave the samples before the cut.
     match result {
-        Err(e) if found.is_empty() => Err(e),
+        Err(e) if found.is_empty() => Err(e.to_string()),
         _ => Ok(found),
     }
 }

@@ -90,7 +90,7 @@ impl ReportRow {
             source_uri: r.origin.uri.clone(),
             tar_member: r.origin.tar_member.clone(),
             manifest_uri: r.origin.manifest_uri.clone(),
-            media_kind: m.media_kind.map(str::to_string),
+            media_kind: m.media_kind.map(|kind| kind.as_str().to_string()),
             size_bytes: m.size_bytes,
             width: m.width,
             height: m.height,

@@ -10,7 +10,7 @@ use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
 
 use super::rows::ReportRow;
-use crate::decode::av::{decode_audio, sample_video_frames, FrameSampling};
+use crate::decode::av::{sample_video_frames, FrameSampling};
 use crate::decode::{probe, sniff_av};
 
 /// Thumbnails fit in this many pixels each way.
@@ -129,7 +129,9 @@ fn video_strip(bytes: &[u8], row: &ReportRow) -> Result<Picture, String> {
 
 /// The min/max envelope of the first `WAVEFORM_SECONDS` of the mono downmix, as a path.
 fn waveform(bytes: &[u8]) -> Result<String, String> {
-    let audio = decode_audio(bytes, 8000, WAVEFORM_SECONDS, -60.0).map_err(|e| e.to_string())?;
+    let (audio, _) =
+        crate::measure::audio::decode_audio_levels(bytes, 8000, WAVEFORM_SECONDS, -60.0)
+            .map_err(|e| e.to_string())?;
     Ok(waveform_path(&audio.mono))
 }
 

@@ -1,0 +1,386 @@
+//! The per-sample judgement, cheap before expensive: fetch errors and empty files first, then
+//! the header (image size, or the container's streams and duration) and the caption against the
+//! filters, and only then the decoding and measuring (through a [`MeasureBackend`] for images,
+//! `decode::av` and `measure` for video and audio), and the quality filters on what was
+//! measured. Every problem is a dropped sample with a reason; nothing here panics on input.
+//! It calls the decode and measure stages in that order and fills the [`Measurements`]; it
+//! does not stage, encode or write anything (keyframes go back to the caller as pixels).
+
+use super::filters::{
+    check_audio_header, check_audio_levels, check_caption, check_header, check_quality,
+    check_video_header, check_video_quality,
+};
+use super::{Decision, Drop, Reason, Stage};
+use crate::config::Config;
+use crate::decode::av::{probe_media, sample_video_frames, MediaInfo, VideoStreamInfo};
+use crate::decode::{check_container_complete, probe, sniff_av, AvContainer, DecodeError};
+use crate::measure::audio_track::measure_audio_track;
+use crate::measure::backend::MeasureBackend;
+use crate::measure::video::{frame_sampling, mean_brightness, measure_video};
+use crate::measure::{sha256_hex, Measurements, MediaKind};
+use crate::pixels::RgbImage;
+use crate::source::{Sample, AV_EXTENSIONS};
+
+/// What the judgement of a sample produced.
+#[derive(Debug)]
+pub struct Judged {
+    pub decision: Decision,
+    /// The output extension of the media part (from the detected format), for kept samples.
+    pub media_ext: Option<String>,
+    /// With `[video] write_keyframes`, a kept video's sampled frames in time order (`None`
+    /// where the decoder kept no RGB), for `write::keyframes` to encode.
+    pub keyframes: Vec<Option<RgbImage>>,
+}
+
+impl Judged {
+    pub fn drop(stage: Stage, reason: Reason, detail: impl Into<String>) -> Judged {
+        Judged::dropped(Drop::new(stage, reason, detail))
+    }
+
+    pub fn dropped(drop: Drop) -> Judged {
+        Judged {
+            decision: Decision::Drop(drop),
+            media_ext: None,
+            keyframes: Vec::new(),
+        }
+    }
+
+    fn keep(media_ext: String, keyframes: Vec<Option<RgbImage>>) -> Judged {
+        Judged {
+            decision: Decision::Keep,
+            media_ext: Some(media_ext),
+            keyframes,
+        }
+    }
+}
+
+/// The per-sample decision, cheap checks first; fills `m` as it goes. For samples that pass,
+/// also says the output extension of the media part (from the detected format).
+pub fn judge(
+    sample: &Sample,
+    config: &Config,
+    backend: &dyn MeasureBackend,
+    m: &mut Measurements,
+) -> Judged {
+    if let Some(error) = &sample.fetch_error {
+        return Judged::drop(Stage::Source, Reason::FetchFailed, error.clone());
+    }
+    let Some(media) = sample.media_bytes() else {
+        let parts: Vec<&str> = sample.parts.iter().map(|p| p.ext.as_str()).collect();
+        return Judged::drop(
+            Stage::Source,
+            Reason::NoMedia,
+            format!(
+                "no image, video or audio part among the sample's parts ({})",
+                parts.join(", ")
+            ),
+        );
+    };
+    m.size_bytes = media.len() as u64;
+    if media.is_empty() {
+        return Judged::drop(
+            Stage::Decode,
+            Reason::EmptyFile,
+            DecodeError::Empty.to_string(),
+        );
+    }
+    m.sha256 = Some(sha256_hex(media));
+    let info = match probe(media) {
+        Ok(info) => info,
+        Err(DecodeError::NotAnImage(what)) => {
+            if let Some(container) = sniff_av(media) {
+                return judge_av(sample, media, container, config, backend, m);
+            }
+            let declared = sample.media.as_deref().unwrap_or_default();
+            return if AV_EXTENSIONS.contains(&declared) {
+                Judged::drop(
+                    Stage::Decode,
+                    Reason::NotMedia,
+                    format!("not a known video or audio container: {what}"),
+                )
+            } else {
+                Judged::drop(
+                    Stage::Decode,
+                    Reason::NotAnImage,
+                    DecodeError::NotAnImage(what).to_string(),
+                )
+            };
+        }
+        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+    };
+    m.media_kind = Some(MediaKind::Image);
+    m.format = Some(info.extension().to_string());
+    m.width = Some(info.width);
+    m.height = Some(info.height);
+    let filters = &config.filters.image;
+    if let Some(d) = check_header(&info, filters) {
+        return Judged::dropped(d);
+    }
+    if let Some(dropped) = check_sample_caption(sample, config, m) {
+        return dropped;
+    }
+    let quality = match backend.measure_image(media, &info) {
+        Ok(quality) => quality,
+        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+    };
+    m.sharpness = Some(quality.sharpness);
+    m.brightness = Some(quality.brightness);
+    m.clipped_fraction = Some(quality.clipped_fraction);
+    m.phash = Some(quality.phash);
+    m.dhash = Some(quality.dhash);
+    if let Some(d) = check_quality(&quality, filters) {
+        return Judged::dropped(d);
+    }
+    Judged::keep(info.extension().to_string(), Vec::new())
+}
+
+/// Judges a video or audio file whose container was recognised from its bytes: probe the
+/// container, check its header against `[filters.video]` / `[filters.audio]`, decode only what
+/// measuring needs (sampled frames, the first `max_analysis_seconds` of audio), measure, and
+/// check the measurements.
+fn judge_av(
+    sample: &Sample,
+    media: &[u8],
+    container: AvContainer,
+    config: &Config,
+    backend: &dyn MeasureBackend,
+    m: &mut Measurements,
+) -> Judged {
+    let info = match probe_media(media) {
+        Ok(info) => info,
+        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+    };
+    m.container = Some(info.container.clone());
+    m.duration_seconds = info.duration_seconds;
+    let has_video = info.video.is_some();
+    let ext = container.extension(has_video).to_string();
+    m.format = Some(ext.clone());
+    m.media_kind = match (has_video, info.audio.is_some()) {
+        (true, _) => Some(MediaKind::Video),
+        (false, true) => Some(MediaKind::Audio),
+        (false, false) => None,
+    };
+    // After probing, so that the ledger says what a file cut short was.
+    if let Err(message) = check_container_complete(container, media) {
+        return Judged::drop(Stage::Decode, Reason::Unreadable, message.to_string());
+    }
+    if let Some(stream) = &info.video {
+        judge_video(sample, media, &info, stream, ext, config, backend, m)
+    } else if info.audio.is_some() {
+        judge_audio(sample, media, &info, ext, config, m)
+    } else {
+        Judged::drop(
+            Stage::Decode,
+            Reason::NoStream,
+            format!(
+                "the {} container has no video or audio stream that can be decoded",
+                info.container
+            ),
+        )
+    }
+}
+
+/// The caption checks, shared by every kind of media.
+fn check_sample_caption(sample: &Sample, config: &Config, m: &mut Measurements) -> Option<Judged> {
+    let caption = sample
+        .part("txt")
+        .map(|p| &p.bytes[..])
+        .or(sample.caption.as_deref().map(str::as_bytes));
+    match check_caption(caption, &config.filters.caption) {
+        Ok(Some(caption)) => {
+            m.caption_chars = Some(caption.chars);
+            m.caption_words = Some(caption.words);
+            None
+        }
+        Ok(None) => None,
+        Err(d) => Some(Judged::dropped(d)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge_video(
+    sample: &Sample,
+    media: &[u8],
+    info: &MediaInfo,
+    stream: &VideoStreamInfo,
+    ext: String,
+    config: &Config,
+    backend: &dyn MeasureBackend,
+    m: &mut Measurements,
+) -> Judged {
+    m.width = Some(stream.width);
+    m.height = Some(stream.height);
+    if let Some(d) = check_video_header(info, &config.filters.video) {
+        return Judged::dropped(d);
+    }
+    if let Some(dropped) = check_sample_caption(sample, config, m) {
+        return dropped;
+    }
+    let keyframes = config.video.write_keyframes;
+    let frames = match sample_video_frames(media, &frame_sampling(config, keyframes)) {
+        Ok(frames) if frames.frames.is_empty() => {
+            return Judged::drop(
+                Stage::Decode,
+                Reason::Unreadable,
+                format!(
+                    "no frame could be decoded ({} decoded)",
+                    frames.decoded_frames
+                ),
+            )
+        }
+        Ok(frames) => frames,
+        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+    };
+    if let Some(reason) = &frames.nvdec_fallback {
+        tracing::debug!("{}: {reason}", sample.id);
+    }
+    let video = measure_video(&frames, &stream.codec, stream.fps, backend.kernels());
+    m.sharpness = video.sharpness_mean;
+    m.brightness = mean_brightness(&video);
+    if info.audio.is_some() {
+        // The audio track is measured for the ledger; a video is not dropped for it.
+        m.audio = measure_audio_track(media, info, &config.audio).ok();
+    }
+    let drop = check_video_quality(&video, &config.filters.video);
+    m.video = Some(video);
+    if let Some(d) = drop {
+        return Judged::dropped(d);
+    }
+    let keyframes = if keyframes {
+        frames.frames.into_iter().map(|frame| frame.rgb).collect()
+    } else {
+        Vec::new()
+    };
+    Judged::keep(ext, keyframes)
+}
+
+fn judge_audio(
+    sample: &Sample,
+    media: &[u8],
+    info: &MediaInfo,
+    ext: String,
+    config: &Config,
+    m: &mut Measurements,
+) -> Judged {
+    if let Some(d) = check_audio_header(info, &config.filters.audio) {
+        return Judged::dropped(d);
+    }
+    if let Some(dropped) = check_sample_caption(sample, config, m) {
+        return dropped;
+    }
+    let audio = match measure_audio_track(media, info, &config.audio) {
+        Ok(audio) => audio,
+        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+    };
+    let drop = check_audio_levels(&audio, &config.filters.audio);
+    m.audio = Some(audio);
+    if let Some(d) = drop {
+        return Judged::dropped(d);
+    }
+    Judged::keep(ext, Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::backend::CpuBackend;
+    use crate::source::{Origin, Part};
+    use bytes::Bytes;
+
+    fn config(min_side: u32) -> Config {
+        let text = format!(
+            "[run]\noutput = \"/tmp/unused\"\n[[inputs]]\nuri = \"/tmp/unused\"\n\
+             [filters.image]\nmin_side = {min_side}\nmin_sharpness = 0.0\nmin_brightness = 0.0\nmax_brightness = 255.0\n"
+        );
+        Config::from_toml_str(&text, "test", &[]).unwrap()
+    }
+
+    fn sample(ext: &str, bytes: &[u8]) -> Sample {
+        Sample {
+            id: format!("0:x.{ext}"),
+            key: "x".into(),
+            name: format!("x.{ext}"),
+            origin: Origin::default(),
+            parts: vec![Part {
+                ext: ext.into(),
+                bytes: Bytes::copy_from_slice(bytes),
+            }],
+            media: Some(ext.into()),
+            caption: None,
+            fetch_error: None,
+        }
+    }
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let image = image::GrayImage::from_fn(width, height, |x, y| {
+            image::Luma([((x * 5 + y * 11) % 256) as u8])
+        });
+        let mut out = Vec::new();
+        image
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    fn judged(sample: &Sample, min_side: u32) -> (Judged, Measurements) {
+        let mut m = Measurements::default();
+        let judged = judge(sample, &config(min_side), &CpuBackend, &mut m);
+        (judged, m)
+    }
+
+    fn reason(judged: &Judged) -> Option<(Stage, Reason)> {
+        judged.decision.dropped().map(|d| (d.stage, d.reason))
+    }
+
+    #[test]
+    fn cheap_problems_are_dropped_before_anything_is_decoded() {
+        let mut failed = sample("jpg", b"");
+        failed.fetch_error = Some("connection reset".into());
+        let (j, _) = judged(&failed, 8);
+        assert_eq!(reason(&j), Some((Stage::Source, Reason::FetchFailed)));
+        assert_eq!(j.decision.dropped().unwrap().detail, "connection reset");
+
+        let mut no_media = sample("txt", b"a caption");
+        no_media.media = None;
+        let (j, _) = judged(&no_media, 8);
+        assert_eq!(reason(&j), Some((Stage::Source, Reason::NoMedia)));
+        assert!(j.decision.dropped().unwrap().detail.ends_with("(txt)"));
+
+        let (j, m) = judged(&sample("jpg", b""), 8);
+        assert_eq!(reason(&j), Some((Stage::Decode, Reason::EmptyFile)));
+        assert_eq!((m.size_bytes, m.sha256), (0, None));
+
+        let (j, m) = judged(&sample("jpg", b"plain text, not a picture"), 8);
+        assert_eq!(reason(&j), Some((Stage::Decode, Reason::NotAnImage)));
+        assert_eq!(m.size_bytes, 25);
+        assert!(m.sha256.is_some());
+        // Named as a video: not a known container rather than not an image.
+        let (j, _) = judged(&sample("mp4", b"plain text, not a video"), 8);
+        assert_eq!(reason(&j), Some((Stage::Decode, Reason::NotMedia)));
+    }
+
+    #[test]
+    fn an_image_is_measured_after_its_header_passes() {
+        let bytes = png(48, 32);
+        let (j, m) = judged(&sample("png", &bytes), 8);
+        assert!(j.decision.is_keep(), "{:?}", j.decision);
+        assert_eq!(j.media_ext.as_deref(), Some("png"));
+        assert!(j.keyframes.is_empty());
+        assert_eq!(m.media_kind, Some(MediaKind::Image));
+        assert_eq!((m.width, m.height), (Some(48), Some(32)));
+        let info = probe(&bytes).unwrap();
+        let quality = CpuBackend.measure_image(&bytes, &info).unwrap();
+        assert_eq!(m.sharpness, Some(quality.sharpness));
+        assert_eq!(m.phash, Some(quality.phash));
+
+        // Too small: dropped on the header, so nothing is decoded or measured.
+        let (j, m) = judged(&sample("png", &bytes), 40);
+        assert_eq!(reason(&j), Some((Stage::Filter, Reason::TooSmall)));
+        assert_eq!(m.width, Some(48));
+        assert_eq!(m.sharpness, None);
+
+        // A header that promises more than the bytes hold: unreadable, with the decoder's word.
+        let (j, _) = judged(&sample("png", &bytes[..bytes.len() / 2]), 8);
+        assert_eq!(reason(&j), Some((Stage::Decode, Reason::Unreadable)));
+    }
+}

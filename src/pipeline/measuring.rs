@@ -1,0 +1,460 @@
+//! The measure phase as threads and channels: the sources fetch samples on the I/O runtime
+//! into a bounded channel ([`read_inputs`]); worker threads take them off it, have `decide`
+//! judge each one (which calls decode and measure), have `write` encode keyframes and stage the
+//! parts of the samples that may be kept, and return one [`Record`] per sample. Orchestration
+//! only: what is measured and what is dropped is decided in the stages.
+
+use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use super::progress::{Progress, StageBar};
+use super::RunError;
+use crate::config::Config;
+use crate::decide::judge::{judge, Judged};
+use crate::decide::{Reason, Stage};
+use crate::measure::backend::MeasureBackend;
+use crate::measure::Measurements;
+use crate::plan::{Plan, Units};
+use crate::record::Record;
+use crate::source::{files, manifest, webdataset, Sample, Stores};
+use crate::write::keyframes::keyframe_parts;
+use crate::write::staging::{stage_sample, Staging};
+
+/// Objects fetched at once per input (files and manifest rows).
+const FETCH_CONCURRENCY: usize = 32;
+/// Shards streamed at once per input.
+const SHARD_CONCURRENCY: usize = 2;
+/// Samples waiting in the channel per worker.
+const QUEUE_PER_WORKER: usize = 8;
+
+/// The input errors of a run, by input index, sorted.
+pub type InputErrors = Vec<(usize, String)>;
+
+/// Streams every input of the plan through the measure phase. Returns one record per sample,
+/// in id order, and the input errors.
+pub fn measure_plan(
+    plan: &Plan,
+    config: &Config,
+    backend: &dyn MeasureBackend,
+    runtime: &tokio::runtime::Handle,
+    stores: &Stores,
+    staging: &Staging,
+    progress: &Progress,
+) -> Result<(Vec<Record>, InputErrors), RunError> {
+    let errors: Arc<Mutex<InputErrors>> = Arc::default();
+    let read_bar = progress.stage("read", Some(plan.unit_count()));
+    let measure_bar = progress.stage("measure", plan.expected_samples());
+    let records = measure_samples(
+        |sender| {
+            read_inputs(
+                plan,
+                runtime,
+                stores,
+                sender,
+                &errors,
+                &read_bar,
+                &measure_bar,
+            )
+        },
+        config,
+        backend,
+        staging,
+        &measure_bar,
+    )?;
+    read_bar.finish();
+    measure_bar.finish();
+    let mut errors = std::mem::take(&mut *errors.lock().unwrap_or_else(|p| p.into_inner()));
+    // Shards are read concurrently: sort so the manifest does not depend on timing.
+    errors.sort();
+    Ok((records, errors))
+}
+
+/// Measures what `produce` sends on `config.worker_threads()` workers. Returns the records in
+/// id order, which is what makes the rest of the run independent of thread count and arrival
+/// order; a staging error stops the workers, and with them the producer.
+pub fn measure_samples(
+    produce: impl FnOnce(async_channel::Sender<Sample>),
+    config: &Config,
+    backend: &dyn MeasureBackend,
+    staging: &Staging,
+    bar: &StageBar,
+) -> Result<Vec<Record>, RunError> {
+    let threads = config.worker_threads();
+    let mut records = fan_out(threads, threads * QUEUE_PER_WORKER, produce, |sample| {
+        let record = measure_sample(sample, config, backend, staging)?;
+        match record.decision.dropped() {
+            Some(d) => bar.inc_dropped(d.reason.as_str()),
+            None => bar.inc(),
+        }
+        Ok(record)
+    })
+    .map_err(|source| RunError::Staging {
+        path: "staging file".to_string(),
+        source,
+    })?;
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(records)
+}
+
+/// Runs `work` on `threads` threads over what `produce` sends through a channel of `capacity`
+/// and returns the results, in no particular order. The first error stops its worker; when no
+/// worker is left the channel closes, so the producer's sends fail and it can stop too.
+pub fn fan_out<T: Send, R: Send, E: Send>(
+    threads: usize,
+    capacity: usize,
+    produce: impl FnOnce(async_channel::Sender<T>),
+    work: impl Fn(T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
+    let (sender, receiver) = async_channel::bounded::<T>(capacity.max(1));
+    std::thread::scope(|scope| {
+        let work = &work;
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                let receiver = receiver.clone();
+                scope.spawn(move || -> Result<Vec<R>, E> {
+                    let mut out = Vec::new();
+                    while let Ok(item) = receiver.recv_blocking() {
+                        out.push(work(item)?);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        drop(receiver);
+        produce(sender);
+        let mut results = Vec::new();
+        let mut first_error = None;
+        for worker in workers {
+            match worker.join().expect("workers catch panics per item") {
+                Ok(part) => results.extend(part),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
+    })
+}
+
+/// Judges one sample, then stages its parts (with its keyframes) if it may be kept. Only an
+/// I/O error on the staging file is an error: everything about the sample itself is a
+/// decision, a panic while judging too.
+pub fn measure_sample(
+    sample: Sample,
+    config: &Config,
+    backend: &dyn MeasureBackend,
+    staging: &Staging,
+) -> Result<Record, std::io::Error> {
+    let mut measurements = Measurements::default();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        judge(&sample, config, backend, &mut measurements)
+    }));
+    let judged = outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        Judged::drop(
+            Stage::Decode,
+            Reason::Unreadable,
+            format!("decoder crashed: {message}"),
+        )
+    });
+    let staged = if judged.decision.is_keep() {
+        let keyframes = keyframe_parts(&sample.id, &judged.keyframes);
+        stage_sample(staging, &sample, judged.media_ext.as_deref(), &keyframes)?
+    } else {
+        Vec::new()
+    };
+    Ok(Record {
+        id: sample.id,
+        key: sample.key,
+        name: sample.name,
+        origin: sample.origin,
+        measurements,
+        decision: judged.decision,
+        staged,
+        shard: None,
+    })
+}
+
+/// Fetches every unit of every input into the channel; returns when all are sent.
+fn read_inputs(
+    plan: &Plan,
+    runtime: &tokio::runtime::Handle,
+    stores: &Stores,
+    sender: async_channel::Sender<Sample>,
+    errors: &Mutex<InputErrors>,
+    read_bar: &StageBar,
+    measure_bar: &StageBar,
+) {
+    for input in &plan.inputs {
+        let base = &input.base;
+        let index = input.index;
+        match &input.units {
+            Units::Files(units) => {
+                let fetches = units.iter().map(|unit| files::fetch(base, index, unit));
+                forward(runtime, fetches, &sender, read_bar);
+            }
+            Units::Manifests(manifests) => {
+                for m in manifests {
+                    let fetches = m.rows.iter().map(|row| {
+                        manifest::fetch_row(stores, &m.location, &m.relative, index, row)
+                    });
+                    forward(runtime, fetches, &sender, read_bar);
+                }
+            }
+            Units::Shards(shards) => {
+                let next = Mutex::new(shards.iter());
+                std::thread::scope(|scope| {
+                    for _ in 0..SHARD_CONCURRENCY.min(shards.len()) {
+                        scope.spawn(|| loop {
+                            let Some(shard) = next.lock().unwrap_or_else(|p| p.into_inner()).next()
+                            else {
+                                break;
+                            };
+                            let location = base.at(shard.location.clone());
+                            let relative = base.relative(&shard.location);
+                            let result = webdataset::read_shard(
+                                &location,
+                                &relative,
+                                index,
+                                runtime,
+                                |sample| {
+                                    measure_bar.add_expected(1);
+                                    let _ = sender.send_blocking(sample);
+                                },
+                            );
+                            if let Err(message) = result {
+                                tracing::error!("{message}");
+                                errors
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push((index, message.to_string()));
+                            }
+                            read_bar.inc();
+                        });
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Runs the fetches, `FETCH_CONCURRENCY` at a time, and sends each sample on as it arrives.
+fn forward<F: std::future::Future<Output = Sample>>(
+    runtime: &tokio::runtime::Handle,
+    fetches: impl Iterator<Item = F>,
+    sender: &async_channel::Sender<Sample>,
+    read_bar: &StageBar,
+) {
+    runtime.block_on(async {
+        let mut samples =
+            std::pin::pin!(futures::stream::iter(fetches).buffer_unordered(FETCH_CONCURRENCY));
+        while let Some(sample) = samples.next().await {
+            read_bar.inc();
+            // Sending fails only when every worker has stopped (the run is failing): stop too.
+            if sender.send(sample).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{DecodeError, ImageInfo};
+    use crate::measure::backend::CpuBackend;
+    use crate::measure::{ImageQuality, QualityKernels};
+    use crate::source::{Origin, Part};
+    use bytes::Bytes;
+
+    fn config(threads: usize) -> Config {
+        let text = format!(
+            "[run]\noutput = \"/tmp/unused\"\nthreads = {threads}\n[[inputs]]\nuri = \"/tmp/unused\"\n\
+             [filters.image]\nmin_side = 8\nmin_sharpness = 0.0\nmin_brightness = 0.0\nmax_brightness = 255.0\n"
+        );
+        Config::from_toml_str(&text, "test", &[]).unwrap()
+    }
+
+    /// A PNG whose pixels depend on `seed`, with a caption part.
+    fn sample(name: &str, seed: u32) -> Sample {
+        let image = image::GrayImage::from_fn(40, 30, |x, y| {
+            image::Luma([((x * seed + y * 7 + seed * 13) % 256) as u8])
+        });
+        let mut png = Vec::new();
+        image
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        Sample {
+            id: format!("0:{name}"),
+            key: name.replace('.', "_"),
+            name: name.to_string(),
+            origin: Origin::default(),
+            parts: vec![
+                Part {
+                    ext: "png".into(),
+                    bytes: Bytes::from(png),
+                },
+                Part {
+                    ext: "txt".into(),
+                    bytes: Bytes::from(format!("picture {seed}")),
+                },
+            ],
+            media: Some("png".into()),
+            caption: None,
+            fetch_error: None,
+        }
+    }
+
+    fn send_all(samples: Vec<Sample>) -> impl FnOnce(async_channel::Sender<Sample>) {
+        move |sender| {
+            for s in samples {
+                sender.send_blocking(s).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn records_come_back_in_id_order_whatever_the_arrival_order_and_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let progress = Progress::hidden();
+        let names: Vec<String> = (0..24).map(|i| format!("img{i:02}.png")).collect();
+        let mut outcomes = Vec::new();
+        for (threads, reversed) in [(1, false), (4, true)] {
+            let staging = Staging::create(dir.path()).unwrap();
+            let mut samples: Vec<Sample> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| sample(n, i as u32 + 1))
+                .collect();
+            if reversed {
+                samples.reverse();
+            }
+            let bar = progress.stage("measure", None);
+            let records = measure_samples(
+                send_all(samples),
+                &config(threads),
+                &CpuBackend,
+                &staging,
+                &bar,
+            )
+            .unwrap();
+            let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+            let mut sorted = ids.clone();
+            sorted.sort();
+            assert_eq!(ids, sorted);
+            assert_eq!(ids.len(), 24);
+            assert!(records.iter().all(|r| r.decision.is_keep()));
+            // Media first, then the caption: the order the shard gets them in.
+            let exts: Vec<&str> = records[0].staged.iter().map(|p| p.ext.as_str()).collect();
+            assert_eq!(exts, ["png", "txt"]);
+            let measured: Vec<_> = records
+                .iter()
+                .map(|r| (r.id.clone(), r.measurements.clone()))
+                .collect();
+            outcomes.push(measured);
+        }
+        assert_eq!(outcomes[0], outcomes[1]);
+    }
+
+    /// A backend whose image decoder crashes on every image of a given width.
+    struct CrashesOnWidth(u32);
+
+    impl MeasureBackend for CrashesOnWidth {
+        fn measure_image(
+            &self,
+            media: &[u8],
+            info: &ImageInfo,
+        ) -> Result<ImageQuality, DecodeError> {
+            assert_ne!(info.width, self.0, "decoder bug on width {}", self.0);
+            CpuBackend.measure_image(media, info)
+        }
+
+        fn kernels(&self) -> &dyn QualityKernels {
+            CpuBackend.kernels()
+        }
+    }
+
+    #[test]
+    fn a_stage_that_panics_drops_its_sample_and_the_run_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::create(dir.path()).unwrap();
+        let progress = Progress::hidden();
+        let bar = progress.stage("measure", None);
+        let samples = vec![sample("a.png", 3), sample("b.png", 5)];
+        let records = measure_samples(
+            send_all(samples),
+            &config(2),
+            &CrashesOnWidth(40),
+            &staging,
+            &bar,
+        )
+        .unwrap();
+        assert_eq!(records.len(), 2);
+        for record in &records {
+            let drop = record.decision.dropped().expect("dropped");
+            assert_eq!(drop.reason, Reason::Unreadable);
+            assert_eq!(drop.stage, Stage::Decode);
+            assert!(
+                drop.detail.starts_with("decoder crashed:")
+                    && drop.detail.contains("decoder bug on width 40"),
+                "{}",
+                drop.detail
+            );
+            assert!(record.staged.is_empty(), "a dropped sample stages nothing");
+            // What was measured before the crash is still recorded.
+            assert_eq!(record.measurements.width, Some(40));
+        }
+    }
+
+    #[test]
+    fn a_failing_worker_fails_the_run_and_stops_the_producer() {
+        let mut sent = 0;
+        let mut stopped = false;
+        let result: Result<Vec<u32>, String> = fan_out(
+            2,
+            2,
+            |sender| {
+                for i in 0..100_000u32 {
+                    if sender.send_blocking(i).is_err() {
+                        stopped = true;
+                        break;
+                    }
+                    sent += 1;
+                }
+            },
+            |i| {
+                // Every worker fails on its next item after the fifth.
+                if i >= 5 {
+                    Err(format!("staging write failed at {i}"))
+                } else {
+                    Ok(i)
+                }
+            },
+        );
+        let error = result.unwrap_err();
+        assert!(error.starts_with("staging write failed at "), "{error}");
+        assert!(stopped, "the producer saw the channel close");
+        assert!(sent < 100_000, "the producer stopped early ({sent} sent)");
+    }
+
+    #[test]
+    fn every_item_is_worked_once_on_any_number_of_threads() {
+        for threads in [1, 3, 8] {
+            let mut out: Vec<u32> = fan_out(
+                threads,
+                4,
+                |sender| (0..1000).for_each(|i| sender.send_blocking(i).unwrap()),
+                |i| Ok::<_, ()>(i * 2),
+            )
+            .unwrap();
+            out.sort();
+            assert_eq!(out, (0..1000).map(|i| i * 2).collect::<Vec<_>>());
+        }
+    }
+}
