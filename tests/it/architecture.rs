@@ -5,9 +5,11 @@
 //!
 //! The rules, by top-level module (`src/<module>/…` or `src/<module>.rs`):
 //! - Stages, in flow order: `config` → `plan` → `source` → `decode` → `measure` → `decide` →
-//!   `write`. A stage may use the stages before it, never one after it.
-//! - Low-level modules (`pixels`, `vector`, `record`) may be used by every module and use no
-//!   stage, `gpu`, `models`, `pipeline` or `cli` (only each other).
+//!   `write`. A stage may use the stages before it, never one after it. `record` (the
+//!   per-sample record handed from `measure` to `decide` and `write`) ranks between `measure`
+//!   and `decide`.
+//! - Low-level modules (`pixels`, `vector`) may be used by every module and use no stage,
+//!   `gpu`, `models`, `pipeline` or `cli` (only each other).
 //! - `gpu` (beside the stages: a device backend of decode and measure) may use `config`,
 //!   `decode`, `measure` and the low-level modules.
 //! - `models` (beside the stages) may use `config`, `gpu` and the low-level modules.
@@ -26,11 +28,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The stages, in the order data meets them.
-const STAGES: [&str; 7] = [
-    "config", "plan", "source", "decode", "measure", "decide", "write",
+/// `record` is not a stage but the hand-over between them: the per-sample record that
+/// `measure` fills (it holds `source`'s origin and `measure`'s measurements) and `decide` and
+/// `write` work on, so it ranks between `measure` and `decide`.
+const STAGES: [&str; 8] = [
+    "config", "plan", "source", "decode", "measure", "record", "decide", "write",
 ];
 /// Modules every module may use, which use no stage.
-const LOW_LEVEL: [&str; 3] = ["pixels", "vector", "record"];
+const LOW_LEVEL: [&str; 2] = ["pixels", "vector"];
 /// Modules that run the stages together, which may use everything.
 const ORCHESTRATION: [&str; 2] = ["pipeline", "cli"];
 /// Beside the stages.

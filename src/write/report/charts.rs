@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
+use super::escape;
 use super::histogram::{Histogram, Side};
-use super::html::escape;
 
 const KEPT: &str = "#3a7d44";
 const DROPPED: &str = "#c8553d";

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::charts::{bars_svg, histogram_svg, short};
+use super::escape;
 use super::figures::{Figures, Tile};
 use super::histogram::Side;
 use super::thumbnails::{Picture, WAVEFORM_WIDTH};
@@ -40,22 +41,6 @@ svg.wave{width:100%;height:90px;background:#f2f5fa}svg.wave path{stroke:#1b4f9c;
 table{border-collapse:collapse}td,th{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}td.n{text-align:right;font-variant-numeric:tabular-nums}
 svg .tick,svg .label{font-size:11px;fill:#333}svg .threshold{font-size:11px;fill:#1b4f9c;font-weight:600}
 "#;
-
-/// Escapes text for HTML content and attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 /// Cuts long text (captions, details) for a tile.
 fn clip_text(s: &str, max: usize) -> String {

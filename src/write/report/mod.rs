@@ -196,3 +196,19 @@ pub fn rebuild(output_uri: &str) -> Result<(String, ReportFiles), ReportError> {
     )?;
     Ok((output.child("report.html").uri(), files))
 }
+
+/// Escapes text for HTML content and attributes.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
