@@ -10,6 +10,7 @@ pub mod alignment;
 pub mod dedup;
 pub mod filters;
 pub mod hamming_index;
+pub mod pairs;
 pub mod semantic;
 
 use serde::Serialize;

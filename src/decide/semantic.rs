@@ -45,9 +45,22 @@ pub fn normalise(vectors: &mut [f32], dim: usize) {
     });
 }
 
-/// All pairs with cosine >= min_cosine among `n = vectors.len() / dim` unit vectors (row-major), found through an hnsw_rs index (approximate), sorted by (a, b), deduplicated.
+/// All pairs with cosine >= min_cosine among `n = vectors.len() / dim` unit vectors (row-major),
+/// sorted by (a, b), each once: the partitioned search of [`super::pairs`], which `run` uses
+/// (the HNSW index below is kept for its benchmark). A threshold outside (0, 1], which the
+/// config never passes, is searched by brute force.
 pub fn pairs_above(vectors: &[f32], dim: usize, min_cosine: f32) -> Vec<SimilarPair> {
-    SemanticIndex::build(vectors, dim).pairs_above(min_cosine)
+    match super::pairs::pairs_in_memory(vectors, dim, min_cosine) {
+        Ok(pairs) => pairs
+            .into_iter()
+            .map(|p| SimilarPair {
+                a: p.a as usize,
+                b: p.b as usize,
+                cosine: p.cosine,
+            })
+            .collect(),
+        Err(_) => pairs_above_exact(vectors, dim, min_cosine),
+    }
 }
 
 /// The cosine of two unit vectors, exactly as every reported pair's is computed.

@@ -11,6 +11,7 @@ mod clip_parity;
 mod clip_preprocess;
 mod clip_run;
 mod clip_tokenizer;
+mod dedup_cli;
 mod gpu;
 mod inputs;
 mod kernels;
