@@ -5,7 +5,8 @@
 # sampled exact search. Results go to target/bench/dedup/ and are printed.
 #
 # usage: scripts/bench/dedup_compare.sh [ROWS ...]     (default: 200000 1000000)
-#   THREADS=2 THRESHOLD=0.95 SKIP_FAISS=1 (mmcurate only, e.g. at 10M)
+#   THREADS=2 THRESHOLD=0.95 SKIP_FAISS=1 (mmcurate only, e.g. at 10M) MMCURATE_ARGS='--margin 0.1'
+#   DEDUP_BENCH_DIR (data and results; default target/bench/dedup) FAISS_VENV MMCURATE_BIN
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -19,8 +20,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q "faiss-cpu==1.15.*" numpy pyarrow
 fi
 PY=$VENV/bin/python
-[ -x target/release/mmcurate ] || cargo build --release --bin mmcurate
-BIN=$ROOT/target/release/mmcurate
+# MMCURATE_BIN: a binary built otherwise (e.g. `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo build`).
+BIN=${MMCURATE_BIN:-$ROOT/target/release/mmcurate}
+[ -x "$BIN" ] || cargo build --release --bin mmcurate
 
 peak() { grep "Maximum resident" "$1" | awk '{printf "%.0f MiB", $NF/1024}'; }
 wall() { grep "Elapsed (wall" "$1" | awk '{print $NF}'; }
@@ -32,7 +34,7 @@ for ROWS in "${@:-200000 1000000}"; do
     echo "== $N rows, $THREADS threads, threshold $THRESHOLD, load: $(cut -d' ' -f1-3 /proc/loadavg)"
     rm -rf "$WORK/out-$N"
     /usr/bin/time -v "$BIN" dedup --quiet --embeddings "$EMB" --min-cosine "$THRESHOLD" \
-      --output "$WORK/out-$N" --threads "$THREADS" >"$WORK/mmcurate-$N.json" 2>"$WORK/mmcurate-$N.time"
+      --output "$WORK/out-$N" --threads "$THREADS" ${MMCURATE_ARGS:-} >"$WORK/mmcurate-$N.json" 2>"$WORK/mmcurate-$N.time"
     echo "mmcurate: wall $(wall "$WORK/mmcurate-$N.time"), peak $(peak "$WORK/mmcurate-$N.time"), $(grep '"pairs"' "$WORK/mmcurate-$N.json" | tail -1 | tr -d ' ,')"
     RECALL_ARGS=(--mmcurate "$WORK/out-$N/pairs.parquet")
     if [ -z "${SKIP_FAISS:-}" ]; then

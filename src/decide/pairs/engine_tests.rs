@@ -107,6 +107,7 @@ fn exhaustive(vectors: &[f32]) -> Vec<CosinePair> {
             }
         }
     }
+    pairs.sort_unstable_by_key(|p| (p.a, p.b));
     pairs
 }
 
