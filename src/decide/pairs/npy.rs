@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::source::{EmbeddingSource, Rechunker};
+use super::source::{ChunkVisit, EmbeddingSource, Rechunker};
 use super::PairsError;
 
 /// The element type of a file.
@@ -52,7 +52,12 @@ impl NpyFile {
         };
         let mut file = File::open(path).map_err(io)?;
         let mut preamble = [0u8; 10];
-        file.read_exact(&mut preamble).map_err(io)?;
+        match file.read_exact(&mut preamble) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(bad("not a .npy file (shorter than a .npy preamble)".into()))
+            }
+            other => other.map_err(io)?,
+        }
         if &preamble[..6] != b"\x93NUMPY" {
             return Err(bad("not a .npy file (no \\x93NUMPY magic)".into()));
         }
@@ -120,11 +125,7 @@ impl NpyFile {
     }
 
     /// Reads the rows front to back, in blocks, converted to f32, into `chunker`.
-    fn read_into(
-        &self,
-        chunker: &mut Rechunker,
-        visit: &mut dyn FnMut(u64, &[f32]) -> Result<(), PairsError>,
-    ) -> Result<(), PairsError> {
+    fn read_into(&self, chunker: &mut Rechunker, visit: ChunkVisit<'_>) -> Result<(), PairsError> {
         let io = |source| PairsError::Io {
             path: self.path.display().to_string(),
             source,
@@ -253,10 +254,7 @@ impl EmbeddingSource for NpyFiles {
         self.files.first().map_or(0, |f| f.dim)
     }
 
-    fn scan(
-        &self,
-        visit: &mut dyn FnMut(u64, &[f32]) -> Result<(), PairsError>,
-    ) -> Result<(), PairsError> {
+    fn scan(&self, visit: ChunkVisit<'_>) -> Result<(), PairsError> {
         let mut chunker = Rechunker::new(self.dim());
         for file in &self.files {
             file.read_into(&mut chunker, visit)?;
@@ -328,6 +326,9 @@ mod tests {
         let e = NpyFiles::open(&p).unwrap_err().to_string();
         assert!(e.contains("cut short"), "{e}");
         std::fs::write(&p, b"hello world, not numpy").unwrap();
+        let e = NpyFiles::open(&p).unwrap_err().to_string();
+        assert!(e.contains("not a .npy"), "{e}");
+        std::fs::write(&p, b"short").unwrap();
         let e = NpyFiles::open(&p).unwrap_err().to_string();
         assert!(e.contains("not a .npy"), "{e}");
         let e = NpyFiles::open(&dir.path().join("missing.npy"))

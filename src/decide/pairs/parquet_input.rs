@@ -15,7 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
 use super::npy::list_files;
-use super::source::{EmbeddingSource, Rechunker};
+use super::source::{ChunkVisit, EmbeddingSource, Rechunker};
 use super::PairsError;
 
 pub struct ParquetEmbeddings {
@@ -202,10 +202,7 @@ impl EmbeddingSource for ParquetEmbeddings {
         self.dim
     }
 
-    fn scan(
-        &self,
-        visit: &mut dyn FnMut(u64, &[f32]) -> Result<(), PairsError>,
-    ) -> Result<(), PairsError> {
+    fn scan(&self, visit: ChunkVisit<'_>) -> Result<(), PairsError> {
         let mut chunker = Rechunker::new(self.dim);
         let mut values = Vec::new();
         let mut row = 0u64;

@@ -33,7 +33,7 @@ pub fn estimate_recall(
     let (rows, dim) = (source.rows(), source.dim());
     let chance = (sample as f64 / rows.max(1) as f64).min(1.0);
     let limit = (chance * u64::MAX as f64) as u64;
-    let chosen = |row: u64| chance >= 1.0 || mix(seed ^ 0x2ECA_11 ^ row) <= limit;
+    let chosen = |row: u64| chance >= 1.0 || mix(seed ^ 0x002E_CA11 ^ row) <= limit;
     let mut query_rows = Vec::new();
     let mut queries = Vec::new();
     let mut scratch = Vec::new();

@@ -11,16 +11,16 @@ use super::PairsError;
 /// blocks of `kmeans` and `within`).
 pub const CHUNK_ROWS: usize = 8192;
 
+/// What a scan calls with each chunk: its first row's number and its values.
+pub type ChunkVisit<'a> = &'a mut dyn FnMut(u64, &[f32]) -> Result<(), PairsError>;
+
 /// A matrix of `rows() × dim()` f32 values read front to back.
 pub trait EmbeddingSource: Sync {
     fn rows(&self) -> u64;
     fn dim(&self) -> usize;
     /// Calls `visit(first_row, values)` for consecutive chunks of [`CHUNK_ROWS`] rows (the last
     /// one shorter), in order, `values` row-major.
-    fn scan(
-        &self,
-        visit: &mut dyn FnMut(u64, &[f32]) -> Result<(), PairsError>,
-    ) -> Result<(), PairsError>;
+    fn scan(&self, visit: ChunkVisit<'_>) -> Result<(), PairsError>;
 }
 
 /// Rows already in memory, row-major.
@@ -38,10 +38,7 @@ impl EmbeddingSource for VectorsInMemory<'_> {
         self.dim
     }
 
-    fn scan(
-        &self,
-        visit: &mut dyn FnMut(u64, &[f32]) -> Result<(), PairsError>,
-    ) -> Result<(), PairsError> {
+    fn scan(&self, visit: ChunkVisit<'_>) -> Result<(), PairsError> {
         if self.dim == 0 {
             return Ok(());
         }
@@ -70,11 +67,7 @@ impl Rechunker {
     }
 
     /// Adds whole rows, visiting every chunk that fills up.
-    pub fn push(
-        &mut self,
-        mut values: &[f32],
-        visit: &mut dyn FnMut(u64, &[f32]) -> Result<(), PairsError>,
-    ) -> Result<(), PairsError> {
+    pub fn push(&mut self, mut values: &[f32], visit: ChunkVisit<'_>) -> Result<(), PairsError> {
         let full = CHUNK_ROWS * self.dim;
         while !values.is_empty() {
             let take = (full - self.buffer.len()).min(values.len());
@@ -88,20 +81,14 @@ impl Rechunker {
     }
 
     /// Visits what is left.
-    pub fn finish(
-        mut self,
-        visit: &mut dyn FnMut(u64, &[f32]) -> Result<(), PairsError>,
-    ) -> Result<(), PairsError> {
+    pub fn finish(mut self, visit: ChunkVisit<'_>) -> Result<(), PairsError> {
         if !self.buffer.is_empty() {
             self.flush(visit)?;
         }
         Ok(())
     }
 
-    fn flush(
-        &mut self,
-        visit: &mut dyn FnMut(u64, &[f32]) -> Result<(), PairsError>,
-    ) -> Result<(), PairsError> {
+    fn flush(&mut self, visit: ChunkVisit<'_>) -> Result<(), PairsError> {
         visit(self.next_row, &self.buffer)?;
         self.next_row += (self.buffer.len() / self.dim) as u64;
         self.buffer.clear();
