@@ -1,7 +1,9 @@
-//! The `mmcurate` command line: `run`, `plan`, `inspect` and `report`. This is the binary's edge: it
+//! The `mmcurate` command line: `run`, `plan`, `inspect`, `report` and `dedup`. This is the
+//! binary's edge: it
 //! sets up logging and progress, prints results, and turns errors into exit codes
 //! (0 success, 1 the run failed, 2 bad usage or config).
 
+mod dedup;
 mod inspect;
 mod report;
 
@@ -53,6 +55,8 @@ enum Command {
         /// The run's output: a local path, file:// or s3:// URI.
         output: String,
     },
+    /// All pairs of embeddings (.npy or Parquet) at or above a cosine threshold, and their groups.
+    Dedup(dedup::DedupArgs),
 }
 
 /// Runs the command line; the exit code is the process's.
@@ -107,6 +111,13 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Report { output } => report::report(&output),
+        Command::Dedup(args) => match dedup::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Inspect { path } => match inspect::inspect(&path) {
             Ok(text) => {
                 print!("{text}");

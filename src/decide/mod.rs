@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod filters;
 pub mod hamming_index;
 pub mod judge;
+pub mod pairs;
 pub mod run_wide;
 pub mod semantic;
 

@@ -14,8 +14,6 @@ use hnsw_rs::prelude::{Distance, Hnsw};
 use rayon::prelude::*;
 
 use crate::vector::{dot_kernel, row, row_count};
-// Re-exported for `pipeline::embed`, so that its imports need not change in this move.
-pub use crate::vector::{cosine, normalise};
 
 /// A pair of samples (indices into the input, a < b) whose embeddings have cosine similarity >= the threshold.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,9 +23,22 @@ pub struct SimilarPair {
     pub cosine: f32,
 }
 
-/// All pairs with cosine >= min_cosine among `n = vectors.len() / dim` unit vectors (row-major), found through an hnsw_rs index (approximate), sorted by (a, b), deduplicated.
+/// All pairs with cosine >= min_cosine among `n = vectors.len() / dim` unit vectors (row-major),
+/// sorted by (a, b), each once: the partitioned search of [`super::pairs`], which `run` uses
+/// (the HNSW index below is kept for its benchmark). A threshold outside (0, 1], which the
+/// config never passes, is searched by brute force.
 pub fn pairs_above(vectors: &[f32], dim: usize, min_cosine: f32) -> Vec<SimilarPair> {
-    SemanticIndex::build(vectors, dim).pairs_above(min_cosine)
+    match super::pairs::pairs_in_memory(vectors, dim, min_cosine) {
+        Ok(pairs) => pairs
+            .into_iter()
+            .map(|p| SimilarPair {
+                a: p.a as usize,
+                b: p.b as usize,
+                cosine: p.cosine,
+            })
+            .collect(),
+        Err(_) => pairs_above_exact(vectors, dim, min_cosine),
+    }
 }
 
 /// The same by exact brute force (the reference for tests; fine up to a few thousand rows).
@@ -303,6 +314,7 @@ fn dot_i8_body(a: &[i8], b: &[i8]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vector::normalise;
 
     /// xorshift64*, and standard normal values from it by Box–Muller: deterministic test data
     /// without a rand crate.

@@ -16,7 +16,6 @@ use rayon::prelude::*;
 use super::backends::Backends;
 use super::progress::Progress;
 use crate::config::{Config, FrameScore};
-use crate::decide::semantic::{cosine, normalise};
 use crate::decide::{Drop, Reason, Stage};
 use crate::decode::av::{sample_video_frames, FrameSampling};
 use crate::gpu::GpuError;
@@ -27,6 +26,7 @@ use crate::models::clip_inputs::{ClipInputError, ClipInputs, CpuClipInputs, Cuda
 use crate::models::ModelError;
 use crate::pixels::RgbImage;
 use crate::record::{MediaKind, Record};
+use crate::vector::{cosine, normalise};
 use crate::write::staging::{StagedPart, StagingReader};
 
 #[derive(Debug, thiserror::Error)]

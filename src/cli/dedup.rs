@@ -1,0 +1,250 @@
+//! `mmcurate dedup`: all pairs of embeddings at or above a cosine threshold in .npy or Parquet
+//! files a user already has, their groups and a JSON summary; or one shard of that search
+//! (`--num-shards N --shard-index I`), or the merge of all shards' pairs (`--merge`). The
+//! search is `decide::pairs`'; this file reads arguments, picks the reader and writes the
+//! output folder.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::decide::pairs::engine::{DEFAULT_MARGIN, DEFAULT_MAX_REPLICAS};
+use crate::decide::pairs::files::{
+    groups_of, merge_shards, shard_pairs_path, write_groups, write_pairs, GroupRow,
+};
+use crate::decide::pairs::npy::NpyFiles;
+use crate::decide::pairs::parquet_input::ParquetEmbeddings;
+use crate::decide::pairs::recall::{estimate_recall, RecallEstimate};
+use crate::decide::pairs::{find_pairs, EmbeddingSource, PairSearch, PairStats, Shard};
+
+#[derive(clap::Args, Debug)]
+pub struct DedupArgs {
+    /// A .npy file (float32 or float16, rows × dim), a folder of .npy files (name order), or a
+    /// Parquet file or folder with a list-of-float column.
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// Pairs with cosine similarity at or above this, in (0, 1].
+    #[arg(long)]
+    min_cosine: Option<f32>,
+    /// Folder for pairs.parquet, groups.parquet and summary.json (shards/ for shard files).
+    #[arg(long)]
+    output: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The Parquet column holding the embeddings.
+    #[arg(long, default_value = "embedding")]
+    column: String,
+    /// Number of partitions (default about 2·√rows).
+    #[arg(long)]
+    partitions: Option<usize>,
+    /// Replication radius as a share of the worst-case bound; 1 finds every pair.
+    #[arg(long, default_value_t = DEFAULT_MARGIN)]
+    margin: f32,
+    /// At most this many partitions per vector besides its nearest.
+    #[arg(long, default_value_t = DEFAULT_MAX_REPLICAS)]
+    max_replicas: usize,
+    /// Memory for gathered partition vectors, in GiB (the rest is about 25 bytes per row).
+    #[arg(long, default_value_t = 4.0)]
+    memory_budget_gib: f64,
+    /// Seed of the k-means sample.
+    #[arg(long, default_value_t = 0x5EED_D0D0)]
+    seed: u64,
+    /// Rows searched exhaustively to estimate recall (0: no estimate).
+    #[arg(long, default_value_t = 0)]
+    estimate_recall: usize,
+    /// Split the partitions into this many shards, each run as its own process.
+    #[arg(long, default_value_t = 1)]
+    num_shards: u32,
+    /// The shard this process searches, 0-based.
+    #[arg(long, default_value_t = 0)]
+    shard_index: u32,
+    /// Merge the pair files of all --num-shards shards under --output into pairs.parquet and
+    /// groups.parquet.
+    #[arg(long)]
+    merge: bool,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    command: &'static str,
+    input: Option<String>,
+    min_cosine: Option<f32>,
+    threads: usize,
+    parameters: Option<PairSearch>,
+    search: Option<PairStats>,
+    recall_estimate: Option<RecallEstimate>,
+    pairs: usize,
+    groups: usize,
+    rows_in_groups: usize,
+    rows_dropped: usize,
+    files: Vec<String>,
+    seconds_write: f64,
+    seconds_total: f64,
+}
+
+/// Runs the command; what it prints goes to stdout.
+pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        bail!("--threads 0: must be at least 1");
+    }
+    if args.num_shards == 0 || args.shard_index >= args.num_shards {
+        bail!(
+            "--shard-index {} of --num-shards {}: the index must be below the count, which must be at least 1",
+            args.shard_index,
+            args.num_shards
+        );
+    }
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    if args.merge {
+        let pairs = merge_shards(&args.output, args.num_shards)?;
+        return finish(args, threads, started, None, None, None, pairs);
+    }
+    let Some(path) = &args.embeddings else {
+        bail!("--embeddings is required (unless --merge)");
+    };
+    let Some(min_cosine) = args.min_cosine else {
+        bail!("--min-cosine is required (unless --merge)");
+    };
+    let source = open_source(path, &args.column)?;
+    let mut params = PairSearch::new(min_cosine);
+    params.partitions = args.partitions;
+    params.margin = args.margin;
+    params.max_replicas = args.max_replicas;
+    params.seed = args.seed;
+    params.memory_budget = (args.memory_budget_gib * f64::from(1u32 << 30)) as u64;
+    params.shard = Shard {
+        count: args.num_shards,
+        index: args.shard_index,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting the worker threads")?;
+    let report = pool.install(|| find_pairs(source.as_ref(), &params))?;
+    let recall = if args.estimate_recall > 0 {
+        Some(pool.install(|| {
+            estimate_recall(
+                source.as_ref(),
+                true,
+                min_cosine,
+                &report.pairs,
+                args.estimate_recall,
+                args.seed,
+            )
+        })?)
+    } else {
+        None
+    };
+    finish(
+        args,
+        threads,
+        started,
+        Some((path, params)),
+        Some(report.stats),
+        recall,
+        report.pairs,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    args: &DedupArgs,
+    threads: usize,
+    started: Instant,
+    input: Option<(&PathBuf, PairSearch)>,
+    stats: Option<PairStats>,
+    recall: Option<RecallEstimate>,
+    pairs: Vec<crate::decide::pairs::CosinePair>,
+) -> anyhow::Result<()> {
+    let clock = Instant::now();
+    let sharded = args.num_shards > 1 && !args.merge;
+    let mut files = Vec::new();
+    let mut groups: Vec<GroupRow> = Vec::new();
+    let summary_path;
+    if sharded {
+        let path = shard_pairs_path(&args.output, args.shard_index, args.num_shards);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        write_pairs(&path, &pairs)?;
+        files.push(path.display().to_string());
+        summary_path = path.with_extension("json");
+    } else {
+        let path = args.output.join("pairs.parquet");
+        write_pairs(&path, &pairs)?;
+        files.push(path.display().to_string());
+        groups = groups_of(&pairs);
+        let path = args.output.join("groups.parquet");
+        write_groups(&path, &groups)?;
+        files.push(path.display().to_string());
+        summary_path = args.output.join("summary.json");
+    }
+    let group_count = groups.iter().filter(|g| g.kept).count();
+    let summary = Summary {
+        command: if args.merge { "dedup --merge" } else { "dedup" },
+        input: input.map(|(p, _)| p.display().to_string()),
+        min_cosine: input.map(|(_, p)| p.min_cosine),
+        threads,
+        parameters: input.map(|(_, p)| p),
+        search: stats,
+        recall_estimate: recall,
+        pairs: pairs.len(),
+        groups: group_count,
+        rows_in_groups: groups.len(),
+        rows_dropped: groups.len() - group_count,
+        files,
+        seconds_write: clock.elapsed().as_secs_f64(),
+        seconds_total: started.elapsed().as_secs_f64(),
+    };
+    let json = serde_json::to_string_pretty(&summary)?;
+    std::fs::write(&summary_path, format!("{json}\n"))
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    println!("{json}");
+    Ok(())
+}
+
+/// A reader for `path`: .npy files or Parquet, by extension (a folder by what it holds).
+fn open_source(path: &Path, column: &str) -> anyhow::Result<Box<dyn EmbeddingSource>> {
+    let has = |ext: &str| -> bool {
+        std::fs::read_dir(path).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == ext))
+        })
+    };
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let npy = if path.is_dir() {
+        if has("npy") {
+            true
+        } else if has("parquet") {
+            false
+        } else {
+            bail!(
+                "{}: no .npy or .parquet files in this folder",
+                path.display()
+            );
+        }
+    } else {
+        match extension {
+            "npy" => true,
+            "parquet" => false,
+            _ => bail!(
+                "{}: embeddings must be a .npy or .parquet file or a folder of them",
+                path.display()
+            ),
+        }
+    };
+    Ok(if npy {
+        Box::new(NpyFiles::open(path)?)
+    } else {
+        Box::new(ParquetEmbeddings::open(path, column)?)
+    })
+}

@@ -1,0 +1,276 @@
+//! Which partitions each vector goes to: its nearest centroid (its primary partition) and every
+//! other partition whose cell a vector within the pair distance of it could lie in.
+//!
+//! The bound: unit vectors x, y with x·y ≥ T are within δ = √(2 − 2T) of each other. If y's
+//! nearest centroid is c_j, y is on c_j's side of the bisecting hyperplane between c_j and x's
+//! nearest centroid c_p, so x is within δ of that hyperplane. x's distance to it is
+//! `(|x − c_j|² − |x − c_p|²) / (2 |c_p − c_j|)`. Putting x into every partition j where that is
+//! at most δ therefore puts x into y's primary partition, and y into x's: every pair meets in
+//! at least one partition. The bound is for the worst case, a pair whose whole difference
+//! points across the boundary; `margin` < 1 shrinks δ to trade a little recall for far fewer
+//! copies (the difference between real near copies spreads over all dimensions), and
+//! `max_replicas` caps the copies per vector. This module does not read files or find pairs.
+
+use rayon::prelude::*;
+
+use super::kmeans::{Centroids, BLOCK_ROWS};
+use super::tile::dot_products;
+
+/// Float error allowed for in the bound (dot products are off by about 1e-6 for unit vectors).
+const BOUND_SLACK: f32 = 1e-4;
+
+/// How far partitions are replicated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Replication {
+    /// δ × margin: a vector goes into every partition whose boundary is within this distance.
+    pub radius: f32,
+    /// At most this many partitions besides the primary one (the nearest boundaries first).
+    pub max_replicas: usize,
+}
+
+impl Replication {
+    pub fn new(min_cosine: f32, margin: f32, max_replicas: usize) -> Replication {
+        let delta = (2.0 - 2.0 * min_cosine.clamp(-1.0, 1.0)).max(0.0).sqrt();
+        Replication {
+            radius: delta * margin,
+            max_replicas,
+        }
+    }
+}
+
+/// The partitions of a set of rows: for the i-th row kept, `rows[i]` is its row number and
+/// `partitions[offsets[i]..offsets[i + 1]]` its partitions, ascending. Rows are ascending.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Memberships {
+    pub rows: Vec<u32>,
+    pub offsets: Vec<u64>,
+    pub partitions: Vec<u32>,
+    /// Every row assigned, kept or not (for the replication statistics).
+    pub assigned_rows: u64,
+    /// Their memberships, primary included.
+    pub assigned_memberships: u64,
+}
+
+impl Memberships {
+    pub fn new() -> Memberships {
+        Memberships {
+            offsets: vec![0],
+            ..Memberships::default()
+        }
+    }
+
+    /// The partitions of row `row`, empty when it has none (or was not kept).
+    pub fn of(&self, row: u32) -> &[u32] {
+        match self.rows.binary_search(&row) {
+            Ok(i) => &self.partitions[self.offsets[i] as usize..self.offsets[i + 1] as usize],
+            Err(_) => &[],
+        }
+    }
+
+    /// Appends a row's partitions (row numbers must come in ascending order).
+    fn push(&mut self, row: u32, partitions: &[u32]) {
+        self.rows.push(row);
+        self.partitions.extend_from_slice(partitions);
+        self.offsets.push(self.partitions.len() as u64);
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn list(&self, i: usize) -> &[u32] {
+        &self.partitions[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+}
+
+/// Assigns rows to partitions with a replication rule.
+pub(crate) struct Assigner<'a> {
+    centroids: &'a Centroids,
+    replication: Replication,
+    /// `|c_i − c_j|` for all pairs, row-major, when k is small enough to hold them (k ≤ 8192:
+    /// 256 MiB at most); computed on demand otherwise.
+    centroid_distances: Option<Vec<f32>>,
+}
+
+/// Above this many partitions the centroid distances are computed per use, not stored.
+const MAX_STORED_DISTANCES: usize = 8192;
+
+impl<'a> Assigner<'a> {
+    pub fn new(centroids: &'a Centroids, replication: Replication) -> Assigner<'a> {
+        let k = centroids.len();
+        let centroid_distances = (k <= MAX_STORED_DISTANCES).then(|| {
+            let mut dots = vec![0f32; k * k];
+            dots.par_chunks_mut(BLOCK_ROWS * k)
+                .enumerate()
+                .for_each(|(b, out)| {
+                    let first = b * BLOCK_ROWS;
+                    let rows = out.len() / k;
+                    let block =
+                        &centroids.vectors[first * centroids.dim..(first + rows) * centroids.dim];
+                    dot_products(block, &centroids.vectors, centroids.dim, out);
+                    for i in 0..rows {
+                        for j in 0..k {
+                            let d = &mut out[i * k + j];
+                            *d = distance_from_dot(centroids, first + i, j, *d);
+                        }
+                    }
+                });
+            dots
+        });
+        Assigner {
+            centroids,
+            replication,
+            centroid_distances,
+        }
+    }
+
+    fn centroid_distance(&self, i: usize, j: usize) -> f32 {
+        match &self.centroid_distances {
+            Some(d) => d[i * self.centroids.len() + j],
+            None => {
+                let dot = crate::vector::cosine(self.centroids.row(i), self.centroids.row(j));
+                distance_from_dot(self.centroids, i, j, dot)
+            }
+        }
+    }
+
+    /// Assigns the rows of `rows` (unit vectors, row-major; `first_row` is the first one's
+    /// number) and keeps those with at least one partition in `keep` (a range of partition
+    /// ids). Rows holding a non-finite value go nowhere. Runs in fixed blocks in parallel.
+    pub fn assign(
+        &self,
+        first_row: u32,
+        rows: &[f32],
+        keep: std::ops::Range<u32>,
+        out: &mut Memberships,
+    ) {
+        let dim = self.centroids.dim;
+        let k = self.centroids.len();
+        let blocks: Vec<(Vec<u32>, Vec<u32>, u64)> = rows
+            .par_chunks(BLOCK_ROWS * dim)
+            .map(|block| {
+                let m = block.len() / dim;
+                let mut dots = vec![0f32; m * k];
+                dot_products(block, &self.centroids.vectors, dim, &mut dots);
+                let mut lengths = Vec::with_capacity(m);
+                let mut partitions = Vec::new();
+                let mut near: Vec<(f32, u32)> = Vec::new();
+                let mut memberships = 0u64;
+                for i in 0..m {
+                    let row = &block[i * dim..(i + 1) * dim];
+                    let before = partitions.len();
+                    if row.iter().all(|v| v.is_finite()) {
+                        self.partitions_of(&dots[i * k..(i + 1) * k], &mut near, &mut partitions);
+                    }
+                    memberships += (partitions.len() - before) as u64;
+                    lengths.push((partitions.len() - before) as u32);
+                }
+                (lengths, partitions, memberships)
+            })
+            .collect();
+        let mut row = first_row;
+        for (lengths, partitions, memberships) in blocks {
+            out.assigned_memberships += memberships;
+            let mut at = 0;
+            for len in lengths {
+                let list = &partitions[at..at + len as usize];
+                at += len as usize;
+                if list.iter().any(|p| keep.contains(p)) {
+                    out.push(row, list);
+                }
+                if len > 0 {
+                    out.assigned_rows += 1;
+                }
+                row += 1;
+            }
+        }
+    }
+
+    /// Appends the partitions (ascending) of a row with dot products `dots` to the centroids.
+    fn partitions_of(&self, dots: &[f32], near: &mut Vec<(f32, u32)>, out: &mut Vec<u32>) {
+        let c = self.centroids;
+        let primary = c.nearest_of(dots) as usize;
+        let primary_score = c.score(primary, dots[primary]);
+        let radius = self.replication.radius + BOUND_SLACK;
+        near.clear();
+        if self.replication.max_replicas > 0 {
+            // |c_p − c_j| ≤ 2.0002 for unit centroids: a cheap test before the exact one.
+            let reach = 2.0 * radius * 2.0002;
+            for (j, &d) in dots.iter().enumerate() {
+                let gap = primary_score - c.score(j, d);
+                if j == primary || gap > reach {
+                    continue;
+                }
+                let separation = self.centroid_distance(primary, j);
+                // Centroids that coincide: ties go to the lower index, so the other has no
+                // primary members to meet.
+                if separation <= 1e-6 {
+                    continue;
+                }
+                let to_boundary = gap / (2.0 * separation);
+                if to_boundary <= radius {
+                    near.push((to_boundary, j as u32));
+                }
+            }
+            if near.len() > self.replication.max_replicas {
+                near.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                near.truncate(self.replication.max_replicas);
+            }
+        }
+        let start = out.len();
+        out.push(primary as u32);
+        out.extend(near.iter().map(|&(_, j)| j));
+        out[start..].sort_unstable();
+    }
+}
+
+fn distance_from_dot(c: &Centroids, i: usize, j: usize, dot: f32) -> f32 {
+    (c.squared_norms[i] + c.squared_norms[j] - 2.0 * dot)
+        .max(0.0)
+        .sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_centroids() -> Centroids {
+        Centroids::from_vectors(vec![1.0, 0.0, 0.0, 1.0], 2)
+    }
+
+    #[test]
+    fn rows_near_the_boundary_go_to_both_partitions() {
+        let c = two_centroids();
+        // T = 0.98: δ = 0.2. The boundary is the diagonal; |c0 − c1| = √2.
+        let assigner = Assigner::new(&c, Replication::new(0.98, 1.0, 8));
+        let angle = |deg: f32| {
+            let r = deg.to_radians();
+            [r.cos(), r.sin()]
+        };
+        let mut rows = Vec::new();
+        // 0°: far from the boundary; 40°: 0.087 from it; 30°: 0.259 away; 50°: on c1's side.
+        for deg in [0.0, 40.0, 30.0, 50.0, 90.0] {
+            rows.extend(angle(deg));
+        }
+        rows.extend([f32::NAN, 0.0]);
+        let mut out = Memberships::new();
+        assigner.assign(10, &rows, 0..2, &mut out);
+        assert_eq!(out.rows, [10, 11, 12, 13, 14]);
+        let lists: Vec<Vec<u32>> = (0..out.len()).map(|i| out.list(i).to_vec()).collect();
+        assert_eq!(lists, [vec![0], vec![0, 1], vec![0], vec![0, 1], vec![1]]);
+        assert_eq!(out.of(11), [0, 1]);
+        assert!(out.of(16).is_empty());
+        assert_eq!((out.assigned_rows, out.assigned_memberships), (5, 7));
+
+        // Only rows touching partition 1 are kept for a shard of partition 1.
+        let mut shard = Memberships::new();
+        assigner.assign(0, &rows, 1..2, &mut shard);
+        assert_eq!(shard.rows, [1, 3, 4]);
+
+        // No replicas allowed: primaries only.
+        let primaries_only = Assigner::new(&c, Replication::new(0.98, 1.0, 0));
+        let mut out = Memberships::new();
+        primaries_only.assign(0, &rows, 0..2, &mut out);
+        assert_eq!(out.partitions, [0, 0, 0, 1, 1]);
+    }
+}

@@ -1,0 +1,166 @@
+//! Spherical k-means on a sample of unit vectors: the partition centroids of the pair search.
+//! Seeded and deterministic (the same centroids on any thread count: assignment runs in fixed
+//! blocks, sums are taken in sample order in f64). It does not assign the whole input; that is
+//! `assign`'s job, with the replication bound.
+
+use rayon::prelude::*;
+
+use super::mix;
+use super::tile::dot_products;
+
+/// Rows per block when scoring against the centroids.
+pub(crate) const BLOCK_ROWS: usize = 256;
+
+/// Unit centroids, row-major, and their squared norms (1 up to rounding; kept exact so that
+/// "nearest" and the bisector bound use the same numbers).
+#[derive(Debug, Clone)]
+pub(crate) struct Centroids {
+    pub dim: usize,
+    pub vectors: Vec<f32>,
+    pub squared_norms: Vec<f32>,
+}
+
+impl Centroids {
+    pub fn from_vectors(vectors: Vec<f32>, dim: usize) -> Centroids {
+        let squared_norms = vectors
+            .chunks_exact(dim)
+            .map(|c| c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() as f32)
+            .collect();
+        Centroids {
+            dim,
+            vectors,
+            squared_norms,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.squared_norms.len()
+    }
+
+    pub fn row(&self, j: usize) -> &[f32] {
+        &self.vectors[j * self.dim..(j + 1) * self.dim]
+    }
+
+    /// The nearest centroid (Euclidean; the lowest index on ties) of each row of `rows`.
+    pub fn nearest(&self, rows: &[f32]) -> Vec<u32> {
+        let k = self.len();
+        rows.par_chunks(BLOCK_ROWS * self.dim)
+            .flat_map_iter(|block| {
+                let m = block.len() / self.dim;
+                let mut dots = vec![0f32; m * k];
+                dot_products(block, &self.vectors, self.dim, &mut dots);
+                (0..m)
+                    .map(|i| self.nearest_of(&dots[i * k..(i + 1) * k]))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Score of centroid j for a row with dot product `dot`: `2 x·c − |c|²`, which orders the
+    /// centroids as `−|x − c|²` does.
+    #[inline]
+    pub fn score(&self, j: usize, dot: f32) -> f32 {
+        2.0 * dot - self.squared_norms[j]
+    }
+
+    /// The index of the highest score among a row's dot products (the lowest index on ties).
+    pub fn nearest_of(&self, dots: &[f32]) -> u32 {
+        let mut best = 0;
+        let mut best_score = f32::NEG_INFINITY;
+        for (j, &d) in dots.iter().enumerate() {
+            let s = self.score(j, d);
+            if s > best_score {
+                best = j;
+                best_score = s;
+            }
+        }
+        best as u32
+    }
+}
+
+/// `k` centroids learnt from `sample` (unit rows, row-major) in `iterations` rounds of
+/// spherical k-means, starting from `k` sample rows chosen by `seed`. A centroid that loses all
+/// its rows keeps its place.
+pub(crate) fn spherical_kmeans(
+    sample: &[f32],
+    dim: usize,
+    k: usize,
+    iterations: usize,
+    seed: u64,
+) -> Centroids {
+    let n = sample.len() / dim;
+    let k = k.clamp(1, n.max(1));
+    if n == 0 {
+        return Centroids::from_vectors(vec![0.0; dim], dim);
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_unstable_by_key(|&i| (mix(seed ^ i as u64), i));
+    let mut vectors = Vec::with_capacity(k * dim);
+    for &i in &order[..k] {
+        vectors.extend_from_slice(&sample[i * dim..(i + 1) * dim]);
+    }
+    let mut centroids = Centroids::from_vectors(vectors, dim);
+    for _ in 0..iterations {
+        let nearest = centroids.nearest(sample);
+        let mut sums = vec![0f64; k * dim];
+        let mut counts = vec![0usize; k];
+        for (i, &c) in nearest.iter().enumerate() {
+            let c = c as usize;
+            counts[c] += 1;
+            for (s, &v) in sums[c * dim..(c + 1) * dim]
+                .iter_mut()
+                .zip(&sample[i * dim..(i + 1) * dim])
+            {
+                *s += f64::from(v);
+            }
+        }
+        let mut next = centroids.vectors.clone();
+        for c in 0..k {
+            let sum = &sums[c * dim..(c + 1) * dim];
+            let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if counts[c] > 0 && norm > 0.0 {
+                for (out, s) in next[c * dim..(c + 1) * dim].iter_mut().zip(sum) {
+                    *out = (s / norm) as f32;
+                }
+            }
+        }
+        centroids = Centroids::from_vectors(next, dim);
+    }
+    centroids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_obvious_clusters_are_found_and_are_unit() {
+        // Rows near +x and near +y.
+        let mut sample = Vec::new();
+        for i in 0..20 {
+            let e = 0.01 * (i % 5) as f32;
+            if i % 2 == 0 {
+                sample.extend([1.0, e, 0.0]);
+            } else {
+                sample.extend([e, 1.0, 0.0]);
+            }
+        }
+        let c = spherical_kmeans(&sample, 3, 2, 5, 1);
+        assert_eq!(c.len(), 2);
+        let mut firsts: Vec<usize> = (0..2)
+            .map(|j| if c.row(j)[0] > c.row(j)[1] { 0 } else { 1 })
+            .collect();
+        firsts.sort();
+        assert_eq!(firsts, [0, 1]);
+        for j in 0..2 {
+            assert!((c.squared_norms[j] - 1.0).abs() < 1e-5);
+        }
+        let nearest = c.nearest(&sample);
+        for (i, &p) in nearest.iter().enumerate() {
+            assert_eq!(nearest[i % 2], p, "row {i}");
+        }
+        assert_ne!(nearest[0], nearest[1]);
+        // The same seed gives the same centroids, bit for bit.
+        assert_eq!(spherical_kmeans(&sample, 3, 2, 5, 1).vectors, c.vectors);
+    }
+}

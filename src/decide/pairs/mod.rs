@@ -1,0 +1,81 @@
+//! All pairs of vectors at or above a cosine threshold, at corpus scale: the vectors are
+//! split into partitions learnt by spherical k-means on a seeded sample, each vector is also
+//! copied into the neighbouring partitions a pair could straddle into (`assign` derives the
+//! bound), and all pairs inside each partition are found by blocked matrix products (`gemm`),
+//! partitions in parallel. Memory holds one batch of partitions at a time: the input is read
+//! in passes (`source`), from .npy (`npy`) or Parquet (`parquet_input`) files or memory.
+//!
+//! This module finds pairs and writes/reads pair files (`files`); choosing which sample of a
+//! group to keep in a run is `dedup`'s job. Results are identical on any thread count.
+
+mod assign;
+pub mod engine;
+pub mod files;
+mod kmeans;
+pub mod npy;
+pub mod parquet_input;
+pub mod recall;
+pub mod source;
+mod tile;
+mod within;
+
+pub use engine::{find_pairs, PairSearch, PairSearchReport, PairStats, Shard};
+pub use source::{EmbeddingSource, VectorsInMemory};
+
+/// Rows `a < b` of the input (numbered over the whole input) and their cosine similarity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CosinePair {
+    pub a: u64,
+    pub b: u64,
+    pub cosine: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PairsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+    #[error("{path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{name} = {value}: must be {allowed}")]
+    Parameter {
+        name: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+}
+
+/// The pairs among unit vectors in memory (`run`'s embeddings), with the default parameters.
+pub fn pairs_in_memory(
+    vectors: &[f32],
+    dim: usize,
+    min_cosine: f32,
+) -> Result<Vec<CosinePair>, PairsError> {
+    let mut params = PairSearch::new(min_cosine);
+    params.normalise = false;
+    // Scans of memory are cheap: gather in batches rather than copy every replica at once.
+    params.memory_budget = 2 << 30;
+    let source = VectorsInMemory { vectors, dim };
+    Ok(find_pairs(&source, &params)?.pairs)
+}
+
+/// splitmix64: a well-mixed hash, for seeded choices that depend on nothing but the seed and
+/// the row number.
+pub(crate) fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod engine_tests;

@@ -1,0 +1,161 @@
+//! `mmcurate dedup` end to end: inputs written by NumPy and pyarrow (float32 and float16 .npy,
+//! a folder of .npy, Parquet), outputs read back by pyarrow and checked against NumPy's brute
+//! force; the same bytes on 1 and 3 threads; three shards merged give the one-machine files.
+
+use crate::common::{mmcurate, ok, python_json, read};
+use serde_json::Value;
+use std::path::Path;
+
+fn dedup(input: &Path, output: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "dedup",
+        "--embeddings",
+        input.to_str().unwrap(),
+        "--min-cosine",
+        "0.9",
+        "--output",
+        output.to_str().unwrap(),
+        "--partitions",
+        "12",
+    ];
+    args.extend_from_slice(extra);
+    ok(&mmcurate(&args));
+}
+
+fn pairs_of(read: &Value) -> Vec<(u64, u64)> {
+    read["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_u64().unwrap(), p[1].as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn dedup_finds_numpys_pairs_in_every_input_format_and_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let made = python_json("dedup_io.py", &["make", d.to_str().unwrap()]);
+    let exact: Vec<(u64, u64)> = made["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_u64().unwrap(), p[1].as_u64().unwrap()))
+        .collect();
+    assert!(exact.len() > 250, "{} pairs", exact.len());
+
+    dedup(
+        &d.join("emb.npy"),
+        &d.join("out1"),
+        &["--threads", "1", "--margin", "1", "--max-replicas", "12"],
+    );
+    let out1 = python_json("dedup_io.py", &["read", d.join("out1").to_str().unwrap()]);
+    assert_eq!(
+        out1["pair_types"],
+        serde_json::json!(["uint64", "uint64", "float"])
+    );
+    // The worst-case bound: every pair NumPy finds, and no other.
+    assert_eq!(pairs_of(&out1), exact);
+    for p in out1["pairs"].as_array().unwrap() {
+        assert!(p[2].as_f64().unwrap() >= 0.9 - 1e-7, "{p}");
+    }
+    // Groups: every row in a pair, named and kept by its lowest row.
+    let groups = out1["groups"].as_array().unwrap();
+    assert!(groups.iter().all(|g| g[2].as_bool() == Some(g[0] == g[1])));
+    let summary: Value = serde_json::from_slice(&read(d.join("out1/summary.json"))).unwrap();
+    assert_eq!(summary["pairs"].as_u64(), Some(exact.len() as u64));
+    assert_eq!(summary["search"]["rows"].as_u64(), Some(3000));
+
+    // 3 threads, a folder of .npy and Parquet give the same bytes.
+    let strict = ["--margin", "1", "--max-replicas", "12"];
+    dedup(
+        &d.join("emb.npy"),
+        &d.join("out3"),
+        &[&["--threads", "3"][..], &strict].concat(),
+    );
+    dedup(
+        &d.join("parts"),
+        &d.join("parts-out"),
+        &[&["--threads", "2"][..], &strict].concat(),
+    );
+    dedup(
+        &d.join("emb.parquet"),
+        &d.join("pq-out"),
+        &[&["--column", "vec"][..], &strict].concat(),
+    );
+    for other in ["out3", "parts-out", "pq-out"] {
+        for file in ["pairs.parquet", "groups.parquet"] {
+            assert!(
+                read(d.join("out1").join(file)) == read(d.join(other).join(file)),
+                "{other}/{file} differs"
+            );
+        }
+    }
+
+    // float16 loses precision: nearly the same pairs.
+    dedup(&d.join("emb16.npy"), &d.join("f16"), &strict);
+    let f16 = pairs_of(&python_json(
+        "dedup_io.py",
+        &["read", d.join("f16").to_str().unwrap()],
+    ));
+    let common = f16
+        .iter()
+        .filter(|p| exact.binary_search(p).is_ok())
+        .count();
+    assert!(
+        common as f64 >= 0.98 * exact.len() as f64,
+        "{common} of {}",
+        exact.len()
+    );
+
+    // Three shards, then the merge: the one-machine files, byte for byte.
+    let sharded = d.join("sharded");
+    for index in ["0", "1", "2"] {
+        dedup(
+            &d.join("emb.npy"),
+            &sharded,
+            &[&["--num-shards", "3", "--shard-index", index][..], &strict].concat(),
+        );
+    }
+    ok(&mmcurate(&[
+        "dedup",
+        "--merge",
+        "--num-shards",
+        "3",
+        "--output",
+        sharded.to_str().unwrap(),
+    ]));
+    for file in ["pairs.parquet", "groups.parquet"] {
+        assert!(
+            read(d.join("out1").join(file)) == read(sharded.join(file)),
+            "merged {file} differs"
+        );
+    }
+}
+
+#[test]
+fn dedup_explains_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("emb.npy");
+    std::fs::write(&text, "not numpy").unwrap();
+    let out = mmcurate(&[
+        "dedup",
+        "--embeddings",
+        text.to_str().unwrap(),
+        "--min-cosine",
+        "0.9",
+        "--output",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a .npy file"));
+    let out = mmcurate(&[
+        "dedup",
+        "--merge",
+        "--num-shards",
+        "2",
+        "--output",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard 0 of 2 has not been written"));
+}
