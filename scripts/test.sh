@@ -3,7 +3,8 @@
 # (scripts/setup.sh) and a Python venv (.venv) with the independent readers and references the
 # tests use: webdataset, pyarrow, imagehash + PIL, OpenCV, moto (a local S3 server) and NVRTC
 # (the CUDA run-time compiler, so every kernel in kernels/ is compiled even without a GPU).
-# Extra arguments go to `cargo test`.
+# Extra arguments go to `cargo test`. The whole suite (no arguments, as CI runs it) ends with a
+# bounded run of every fuzz target (scripts/fuzz.sh, FUZZ_SECONDS each; MMCURATE_FUZZ=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -25,3 +26,7 @@ nvrtc_lib=$(ls -d "$PWD"/.venv/lib/python3*/site-packages/nvidia/cu13/lib | head
 export LD_LIBRARY_PATH="$nvrtc_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 cargo test --locked "$@"
+
+if [ "$#" -eq 0 ] && [ "${MMCURATE_FUZZ:-1}" != 0 ]; then
+  bash scripts/fuzz.sh
+fi

@@ -11,8 +11,10 @@ use std::path::Path;
 
 mod av;
 mod bytesize_serde;
+mod object_store;
 pub use av::{AudioConfig, AudioFilters, FrameScore, VideoConfig, VideoFilters};
 pub use bytesize_serde::ByteSize;
+pub use object_store::ObjectStoreConfig;
 
 /// A configuration problem, reported before any work starts.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,9 @@ pub struct RunConfig {
     /// `.staging` folder inside a local output, or the system temporary folder for S3 output.
     #[serde(default)]
     pub staging_dir: Option<String>,
+    /// Retries, back-off and time-outs of S3 requests (`[run.object_store]`).
+    #[serde(default)]
+    pub object_store: ObjectStoreConfig,
 }
 
 fn default_run_name() -> String {
@@ -445,6 +450,7 @@ impl Config {
                 crate::gpu::device::DEVICE_VALUES,
             ));
         }
+        self.run.object_store.validate("run.object_store")?;
         if self.inputs.is_empty() {
             return Err(invalid(
                 "inputs",

@@ -97,7 +97,7 @@ pub struct RunSummary {
 /// Resolves the inputs and returns the plan, without fetching any media (`mmcurate plan`).
 pub fn plan_only(config: &Config) -> Result<Plan, RunError> {
     let runtime = io_runtime(config)?;
-    let stores = Stores::new();
+    let stores = Stores::new().with_object_store_config(&config.run.object_store);
     Ok(runtime.block_on(plan::resolve(config, &stores))?)
 }
 
@@ -115,7 +115,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     let started_at = chrono::Utc::now();
     let runtime = io_runtime(config)?;
     let handle = runtime.handle().clone();
-    let stores = Stores::new();
+    let stores = Stores::new().with_object_store_config(&config.run.object_store);
     let mut stage_seconds = BTreeMap::new();
 
     // The device first, before any work: `run.device = "cuda"` without a GPU is a setup
@@ -305,8 +305,9 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     )?;
     bar.finish();
     drop(reader);
-    if config.run.staging_dir.is_none() {
-        // The default staging folder is ours: remove it (a configured one is the user's).
+    if config.run.staging_dir.is_none() && !config.run.output.starts_with("s3://") {
+        // The default `<output>/.staging` is ours: remove it when empty (a configured folder is
+        // the user's, and so is the system temp folder that holds S3 runs' staging).
         let _ = std::fs::remove_dir(&staging_dir);
     }
 
@@ -463,7 +464,8 @@ fn staging_dir(config: &Config) -> PathBuf {
     }
     let output = &config.run.output;
     if output.starts_with("s3://") {
-        std::env::temp_dir().join(format!("mmcurate-staging-{}", std::process::id()))
+        // `Staging::create` makes a private folder with an unpredictable name inside it.
+        std::env::temp_dir()
     } else {
         PathBuf::from(output.strip_prefix("file://").unwrap_or(output)).join(".staging")
     }
@@ -561,6 +563,15 @@ fn read_inputs(
             }
             Units::Manifests(manifests) => {
                 for m in manifests {
+                    let mut unreadable: Vec<(usize, String)> = m
+                        .rows
+                        .iter()
+                        .filter_map(|row| Some((index, row.error.clone()?)))
+                        .collect();
+                    errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .append(&mut unreadable);
                     let fetches = m.rows.iter().map(|row| {
                         manifest::fetch_row(stores, &m.location, &m.relative, index, row)
                     });

@@ -30,7 +30,9 @@ pub fn key_and_extension(member: &str) -> Option<(&str, String)> {
 /// Streams one shard and hands each sample to `emit`, in tar order. `relative` names the shard
 /// relative to its input (it goes into sample ids). Returns the number of samples read, or an
 /// error message when the shard could not be read to its end; the samples read before the
-/// error have been emitted, and a sample cut short by it is emitted with `fetch_error` set.
+/// error have been emitted, and what could not be read is emitted too, with `fetch_error` set:
+/// the sample cut short by the error, or (when the error falls between samples, or the shard
+/// cannot be opened at all) a row for the shard itself, so the ledger says what was lost.
 ///
 /// This blocks: call it from a blocking thread, with a handle to the runtime for the I/O.
 pub fn read_shard(
@@ -41,11 +43,28 @@ pub fn read_shard(
     mut emit: impl FnMut(Sample),
 ) -> Result<u64, String> {
     let uri = shard.uri();
-    let result = runtime
-        .block_on(shard.store.get(&shard.path))
-        .map_err(|e| format!("cannot open {uri}: {e}"))?;
+    let result = match runtime.block_on(shard.store.get(&shard.path)) {
+        Ok(result) => result,
+        Err(e) => {
+            let message = format!("cannot open {uri}: {e}");
+            emit(shard_row(&uri, relative, input_index, message.clone()));
+            return Err(message);
+        }
+    };
     let stream = result.into_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream), runtime.clone());
+    read_tar(reader, &uri, relative, input_index, emit)
+}
+
+/// [`read_shard`] on any reader of tar bytes: the WebDataset grouping, every error reported as
+/// a sample with `fetch_error` and returned. `uri` is the shard's URI as samples record it.
+pub fn read_tar(
+    reader: impl Read,
+    uri: &str,
+    relative: &str,
+    input_index: usize,
+    mut emit: impl FnMut(Sample),
+) -> Result<u64, String> {
     let ran_dry = Arc::new(AtomicBool::new(false));
     let reader = EofWatch {
         inner: reader,
@@ -55,15 +74,32 @@ pub fn read_shard(
 
     let mut group = Group::default();
     let mut count = 0u64;
-    let mut finish = |group: &mut Group, error: Option<String>, count: &mut u64| {
-        if let Some(sample) = group.take(&uri, relative, input_index, error) {
+    // Hands the sample being read to `emit`, with `error` when it is cut short by one; an error
+    // between samples makes a row for the shard itself, so each error is on exactly one row.
+    let mut finish = |group: &mut Group, error: Option<String>, count: &mut u64| match group.take(
+        uri,
+        relative,
+        input_index,
+        error.clone(),
+    ) {
+        Some(sample) => {
             *count += 1;
             emit(sample);
         }
+        None => {
+            if let Some(message) = error {
+                emit(shard_row(uri, relative, input_index, message));
+            }
+        }
     };
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("{uri} is not a readable tar file: {e}"))?;
+    let entries = match archive.entries() {
+        Ok(entries) => entries,
+        Err(e) => {
+            let message = format!("{uri} is not a readable tar file: {e}");
+            finish(&mut group, Some(message.clone()), &mut count);
+            return Err(message);
+        }
+    };
     for entry in entries {
         let mut entry = match entry {
             Ok(entry) => entry,
@@ -87,7 +123,9 @@ pub fn read_shard(
             group.key = Some(key);
         }
         let size = entry.size();
-        let mut bytes = Vec::with_capacity(size as usize);
+        // The header's size is only a claim (a hostile or cut shard may declare 2^40 bytes):
+        // reserve at most a small amount up front and let the vector grow with what arrives.
+        let mut bytes = Vec::with_capacity(size.min(INITIAL_PART_CAPACITY) as usize);
         // A tar cut short reads as a short member, not as an error: compare with the header.
         let read = entry.read_to_end(&mut bytes);
         if read.is_err() || bytes.len() as u64 != size {
@@ -115,15 +153,39 @@ pub fn read_shard(
         ));
     }
     finish(&mut group, None, &mut count);
+    drop(finish);
     // tar stops at the first zero block of the end-of-archive marker, before the end of the
     // stream; a shard cut between two members instead ends where a header should be, which
     // tar takes for a normal end. Only the stream running dry tells them apart.
     if ran_dry.load(Ordering::Relaxed) {
-        return Err(format!(
+        let message = format!(
             "{uri}: no end-of-archive marker after {count} samples: the shard was cut short between two members"
-        ));
+        );
+        emit(shard_row(uri, relative, input_index, message.clone()));
+        return Err(message);
     }
     Ok(count)
+}
+
+/// The most bytes reserved for a member before its data arrives.
+const INITIAL_PART_CAPACITY: u64 = 8 << 20;
+
+/// The ledger row for a shard that could not be read (at all, or past some point between
+/// samples): id `<input>:<shard>`, before the ids of its samples.
+fn shard_row(uri: &str, relative: &str, input_index: usize, message: String) -> Sample {
+    Sample {
+        id: format!("{input_index}:{relative}"),
+        key: sanitize_key(relative),
+        name: relative.to_string(),
+        origin: Origin {
+            uri: uri.to_string(),
+            ..Origin::default()
+        },
+        parts: Vec::new(),
+        media: None,
+        caption: None,
+        fetch_error: Some(message),
+    }
 }
 
 /// A reader that notes when its source has no more bytes to give.
