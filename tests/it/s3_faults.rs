@@ -222,7 +222,7 @@ fn s3_reads_and_writes_retry_through_faults_to_the_bytes_of_a_clean_run() {
         {"match": "GET /mmcurate-test/in/opencv_building.jpg", "fault": "cut", "nth": [1]},
         {"match": "GET /mmcurate-test/in/opencv_butterfly.jpg", "fault": "slow", "nth": [1], "delay": 3.0},
         {"match": "GET /mmcurate-test/in/opencv_aero1.jpg", "fault": "slow", "nth": [1], "delay": 0.01},
-        {"match": "GET /mmcurate-test/in/dark.jpg", "fault": "down", "nth": [1], "seconds": 1.5},
+        {"match": "GET /mmcurate-test/in/dark.jpg", "fault": "down", "nth": [1], "seconds": 1.0},
         {"match": "PUT /mmcurate-test/faults/shards/shard-000000.tar", "fault": "503", "nth": [1]},
         {"match": "PUT /mmcurate-test/faults/shards/shard-000001.tar", "fault": "reset", "nth": [1]},
         {"match": "PUT /mmcurate-test/faults/ledger", "fault": "500", "nth": [1]},
@@ -237,8 +237,9 @@ fn s3_reads_and_writes_retry_through_faults_to_the_bytes_of_a_clean_run() {
             // A body that stalls for a second is cut and resumed (the slow butterfly's first
             // chunk is followed by a 3 s pause).
             "run.object_store.read_timeout_s=1".to_string(),
-            "run.object_store.backoff_initial_s=0.05".to_string(),
-            "run.object_store.backoff_max_s=0.5".to_string(),
+            // Ten retries spread over several seconds outlast the 1 s the server is down.
+            "run.object_store.backoff_initial_s=0.2".to_string(),
+            "run.object_store.backoff_max_s=1".to_string(),
         ],
         "debug",
     );
@@ -249,6 +250,32 @@ fn s3_reads_and_writes_retry_through_faults_to_the_bytes_of_a_clean_run() {
             "no `{fault}` was injected: {:?}",
             proxy.requests()
         );
+    }
+    let clean_files = download(&store, "clean");
+    let faulty_files = download(&store, "faults");
+    {
+        let local = tempfile::tempdir().unwrap();
+        for (name, bytes) in &faulty_files {
+            let path = local.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        let failed: Vec<String> = ledger_rows(local.path())
+            .iter()
+            .filter(|r| r["drop_reason"] == "fetch_failed")
+            .map(|r| format!("{} {}", r["name"], r["drop_detail"]))
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "fetches that were not retried: {failed:#?}"
+        );
+    }
+    let names = |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&faulty_files), names(&clean_files));
+    for ((name, clean), (_, faulty)) in clean_files.iter().zip(&faulty_files) {
+        if name.starts_with("shards/") || name.starts_with("ledger/") {
+            assert!(clean == faulty, "{name} differs from the clean run's");
+        }
     }
     // Each faulted request was retried: every object the run reads was answered in full once.
     let answered = |path: &str| {
@@ -262,18 +289,14 @@ fn s3_reads_and_writes_retry_through_faults_to_the_bytes_of_a_clean_run() {
             })
             .count()
     };
-    assert_eq!(answered("/mmcurate-test/in/opencv_baboon.jpg"), 1);
-    assert!(answered("/mmcurate-test/in/opencv_home.jpg") >= 1);
-
-    let clean_files = download(&store, "clean");
-    let faulty_files = download(&store, "faults");
-    let names = |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
-    assert_eq!(names(&faulty_files), names(&clean_files));
-    for ((name, clean), (_, faulty)) in clean_files.iter().zip(&faulty_files) {
-        if name.starts_with("shards/") || name.starts_with("ledger/") {
-            assert!(clean == faulty, "{name} differs from the clean run's");
-        }
+    for path in [
+        "/mmcurate-test/in/opencv_baboon.jpg",
+        "/mmcurate-test/in/opencv_home.jpg",
+        "/mmcurate-test/in/opencv_building.jpg",
+    ] {
+        assert!(answered(path) >= 1, "{path}: {:#?}", proxy.requests());
     }
+
     assert_no_secret(&faulty, &faulty_files);
     let stderr = String::from_utf8_lossy(&faulty.stderr);
     assert!(stderr.contains("retry"), "the retries are logged: {stderr}");
