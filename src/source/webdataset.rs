@@ -270,4 +270,42 @@ mod tests {
         assert_eq!(key_and_extension("README"), None);
         assert_eq!(key_and_extension("d/.hidden"), None);
     }
+
+    fn read_all(bytes: &[u8]) -> (Result<u64, String>, Vec<Sample>) {
+        let mut samples = Vec::new();
+        let result = read_tar(bytes, "file:///s.tar", "s.tar", 0, |s| samples.push(s));
+        (result, samples)
+    }
+
+    #[test]
+    fn a_member_declaring_2_pow_40_bytes_over_data_cut_short_is_one_failed_row() {
+        // Before: `Vec::with_capacity(2^40)` aborted the process on these exact bytes.
+        let mut header = tar::Header::new_gnu();
+        header.set_path("liar.jpg").unwrap();
+        header.set_size(1 << 40);
+        header.set_cksum();
+        let mut shard = header.as_bytes().to_vec();
+        shard.extend_from_slice(&[0xAB; 1000]);
+        let (result, samples) = read_all(&shard);
+        let error = result.unwrap_err();
+        assert!(
+            error.contains("member liar.jpg is truncated (1000 of 1099511627776 bytes)"),
+            "{error}"
+        );
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].id, "0:s.tar/liar");
+        assert_eq!(samples[0].fetch_error.as_deref(), Some(error.as_str()));
+    }
+
+    #[test]
+    fn a_shard_that_is_not_a_tar_or_is_empty_is_a_row_for_the_shard() {
+        for bytes in [&b"<html>not a shard</html>".repeat(40)[..], &[][..]] {
+            let (result, samples) = read_all(bytes);
+            let error = result.unwrap_err();
+            assert_eq!(samples.len(), 1, "{error}");
+            assert_eq!(samples[0].id, "0:s.tar");
+            assert_eq!(samples[0].name, "s.tar");
+            assert_eq!(samples[0].fetch_error.as_deref(), Some(error.as_str()));
+        }
+    }
 }
