@@ -153,7 +153,6 @@ pub fn read_tar(
         ));
     }
     finish(&mut group, None, &mut count);
-    drop(finish);
     // tar stops at the first zero block of the end-of-archive marker, before the end of the
     // stream; a shard cut between two members instead ends where a header should be, which
     // tar takes for a normal end. Only the stream running dry tells them apart.
