@@ -30,6 +30,9 @@ pub struct RunConfig {
     /// `.staging` folder inside a local output, or the system temporary folder for S3 output.
     #[serde(default)]
     pub staging_dir: Option<String>,
+    /// Retries, back-off and time-outs of object-store requests (`[run.object_store]`).
+    #[serde(default)]
+    pub object_store: super::ObjectStoreConfig,
 }
 
 fn default_run_name() -> String {
@@ -102,7 +105,7 @@ impl RunConfig {
                 DEVICE_VALUES,
             ));
         }
-        Ok(())
+        self.object_store.validate("run.object_store")
     }
 }
 

@@ -348,7 +348,12 @@ pub fn check_container_complete(
                 if size < 8 {
                     return Err(ContainerError::BadBoxSize { at, size });
                 }
-                if at + size > bytes.len() as u64 {
+                // A hostile 64-bit size must neither overflow nor wrap `at` back to an earlier
+                // box (which looped forever in a release build).
+                if at
+                    .checked_add(size)
+                    .is_none_or(|end| end > bytes.len() as u64)
+                {
                     let kind = bytes
                         .get(at as usize + 4..at as usize + 8)
                         .map(|t| String::from_utf8_lossy(t).into_owned())
@@ -520,6 +525,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`mdat` box at byte 16 declares 4096"), "{err}");
+    }
+
+    #[test]
+    fn an_iso_box_declaring_nearly_2_pow_64_bytes_is_truncation_not_a_loop() {
+        // A 16-byte `ftyp`, then an `mdat` with a 64-bit size that makes `at + size` wrap to 0.
+        let mut mp4 = vec![0, 0, 0, 16];
+        mp4.extend_from_slice(b"ftypisom\0\0\0\0");
+        mp4.extend_from_slice(&[0, 0, 0, 1]);
+        mp4.extend_from_slice(b"mdat");
+        mp4.extend_from_slice(&(u64::MAX - 15).to_be_bytes());
+        let err = check_container_complete(AvContainer::IsoMedia, &mp4).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`mdat` box at byte 16 declares 18446744073709551600"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -201,6 +201,16 @@ fn read_inputs(
             }
             Units::Manifests(manifests) => {
                 for m in manifests {
+                    // Rows that could not be read are input errors too (each is also a row).
+                    let mut unreadable: Vec<(usize, String)> = m
+                        .rows
+                        .iter()
+                        .filter_map(|row| Some((index, row.error.clone()?)))
+                        .collect();
+                    errors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .append(&mut unreadable);
                     let fetches = m.rows.iter().map(|row| {
                         manifest::fetch_row(stores, &m.location, &m.relative, index, row)
                     });

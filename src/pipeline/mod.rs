@@ -66,7 +66,9 @@ pub struct RunSummary {
 /// Resolves the inputs and returns the plan, without fetching any media (`mmcurate plan`).
 pub fn plan_only(config: &Config) -> Result<Plan, RunError> {
     let runtime = io_runtime(config)?;
-    let stores = Stores::new();
+    let stores = Stores::new()
+        .with_object_store_config(&config.run.object_store)
+        .with_object_store_config(&config.run.object_store);
     Ok(runtime.block_on(plan::resolve(config, &stores))?)
 }
 
@@ -76,7 +78,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     let started_at = chrono::Utc::now();
     let runtime = io_runtime(config)?;
     let io = runtime.handle();
-    let stores = Stores::new();
+    let stores = Stores::new().with_object_store_config(&config.run.object_store);
     let mut clock = StageClock::default();
 
     // Set-up, before any work: the device, what runs on it, the model; then the plan and the
@@ -152,8 +154,9 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     )?;
     bar.finish();
     drop(staged);
-    if config.run.staging_dir.is_none() {
-        // The default staging folder is ours: remove it (a configured one is the user's).
+    if config.run.staging_dir.is_none() && !output_is_remote(config) {
+        // The default `<output>/.staging` is ours: remove it when empty (a configured folder is
+        // the user's, and so is the system temp folder that holds remote runs' staging).
         let _ = std::fs::remove_dir(&staging_dir);
     }
     clock.add("write", writing);
@@ -257,13 +260,20 @@ fn staging_error(dir: &std::path::Path, source: std::io::Error) -> RunError {
     }
 }
 
+/// Whether the output is in an object store (`s3://`, `gs://`, …) rather than a local folder.
+fn output_is_remote(config: &Config) -> bool {
+    let output = &config.run.output;
+    output.contains("://") && !output.starts_with("file://")
+}
+
 fn staging_dir(config: &Config) -> PathBuf {
     if let Some(dir) = &config.run.staging_dir {
         return PathBuf::from(dir);
     }
     let output = &config.run.output;
-    if output.starts_with("s3://") {
-        std::env::temp_dir().join(format!("mmcurate-staging-{}", std::process::id()))
+    if output_is_remote(config) {
+        // `Staging::create` makes a private folder with an unpredictable name inside it.
+        std::env::temp_dir()
     } else {
         PathBuf::from(output.strip_prefix("file://").unwrap_or(output)).join(".staging")
     }

@@ -172,18 +172,20 @@ async fn resolve_input(
             let mut manifests = Vec::new();
             for object in &found {
                 let location = base.at(object.location.clone());
-                let bytes = files::get_bytes(&location, &location.path)
-                    .await
-                    .map_err(|e| SourceError::Read {
-                        uri: location.uri(),
-                        message: e.to_string(),
-                    })?;
-                let rows = manifest::parse(
-                    &location.uri(),
-                    bytes,
-                    &input.url_column,
-                    &input.caption_column,
-                )?;
+                // A manifest that cannot be fetched is one unreadable row (a dropped sample and
+                // an input error), as an unreadable shard is: the other inputs still run.
+                let rows = match files::get_bytes(&location, &location.path).await {
+                    Ok(bytes) => manifest::parse(
+                        &location.uri(),
+                        bytes,
+                        &input.url_column,
+                        &input.caption_column,
+                    )?,
+                    Err(error) => vec![manifest::ManifestRow::unreadable(
+                        0,
+                        format!("cannot read {}: {error}", location.uri()),
+                    )],
+                };
                 manifests.push(ManifestUnit {
                     relative: base.relative(&object.location),
                     location,

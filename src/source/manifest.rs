@@ -20,10 +20,29 @@ pub struct ManifestRow {
     pub caption: Option<String>,
     /// The row's other columns.
     pub columns: Map<String, Value>,
+    /// Why this row (or, for a manifest that cannot be read past some point, the rest of the
+    /// manifest) could not be read; the row then becomes a dropped sample saying so, and an
+    /// input error in the run manifest.
+    pub error: Option<String>,
+}
+
+impl ManifestRow {
+    /// A row that could not be read.
+    pub fn unreadable(row: u64, error: String) -> ManifestRow {
+        ManifestRow {
+            row,
+            url: None,
+            caption: None,
+            columns: Map::new(),
+            error: Some(error),
+        }
+    }
 }
 
 /// Parses a manifest's bytes: Parquet when they start with `PAR1`, else JSON Lines.
-/// Fails when no row has `url_column`, naming the columns that exist.
+/// A line that is not a JSON object (a manifest cut short ends in one), or Parquet that cannot
+/// be read past some row, becomes a row with `error` set; the rows around it are kept.
+/// Fails only when no row has `url_column`, naming the columns that exist.
 pub fn parse(
     uri: &str,
     bytes: Bytes,
@@ -34,26 +53,33 @@ pub fn parse(
         uri: uri.to_string(),
         message,
     };
-    let objects: Vec<Map<String, Value>> = if bytes.starts_with(b"PAR1") {
-        parquet_rows(bytes).map_err(|e| err(format!("cannot read Parquet manifest: {e}")))?
+    let objects: Vec<Result<Map<String, Value>, String>> = if bytes.starts_with(b"PAR1") {
+        let (mut rows, error) = parquet_rows(bytes);
+        if let Some(e) = error {
+            rows.push(Err(format!(
+                "cannot read the Parquet manifest past row {}: {e}",
+                rows.len()
+            )));
+        }
+        rows
     } else {
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|e| err(format!("a JSONL manifest must be UTF-8 text: {e}")))?;
         let mut rows = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
+        for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match serde_json::from_str::<Value>(line) {
-                Ok(Value::Object(map)) => rows.push(map),
-                Ok(_) => return Err(err(format!("line {}: expected a JSON object", n + 1))),
-                Err(e) => return Err(err(format!("line {}: not JSON: {e}", n + 1))),
-            }
+            rows.push(match serde_json::from_slice::<Value>(line) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(_) => Err(format!("line {}: expected a JSON object", n + 1)),
+                Err(e) => Err(format!("line {}: not a JSON object: {e}", n + 1)),
+            });
         }
         rows
     };
-    if !objects.is_empty() && !objects.iter().any(|o| o.contains_key(url_column)) {
-        let mut columns: Vec<&String> = objects.iter().flat_map(|o| o.keys()).collect();
+    let read: Vec<&Map<String, Value>> = objects.iter().filter_map(|o| o.as_ref().ok()).collect();
+    if !read.is_empty() && !read.iter().any(|o| o.contains_key(url_column)) {
+        let mut columns: Vec<&String> = read.iter().flat_map(|o| o.keys()).collect();
         columns.sort();
         columns.dedup();
         let columns: Vec<&str> = columns.into_iter().map(String::as_str).collect();
@@ -65,7 +91,11 @@ pub fn parse(
     Ok(objects
         .into_iter()
         .enumerate()
-        .map(|(row, mut columns)| {
+        .map(|(row, columns)| {
+            let mut columns = match columns {
+                Ok(columns) => columns,
+                Err(e) => return ManifestRow::unreadable(row as u64, format!("{uri}: {e}")),
+            };
             let url = match columns.remove(url_column) {
                 Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
                 _ => None,
@@ -80,28 +110,46 @@ pub fn parse(
                 url,
                 caption,
                 columns,
+                error: None,
             }
         })
         .collect())
 }
 
-fn parquet_rows(bytes: Bytes) -> Result<Vec<Map<String, Value>>, Box<dyn std::error::Error>> {
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+/// The rows of a Parquet manifest, up to the first error (returned beside them).
+#[allow(clippy::type_complexity)]
+fn parquet_rows(
+    bytes: Bytes,
+) -> (
+    Vec<Result<Map<String, Value>, String>>,
+    Option<Box<dyn std::error::Error>>,
+) {
     let mut rows = Vec::new();
+    let reader = match parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|builder| builder.build())
+    {
+        Ok(reader) => reader,
+        Err(e) => return (rows, Some(e.into())),
+    };
     for batch in reader {
-        let batch = batch?;
-        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
-        writer.write(&batch)?;
-        writer.finish()?;
-        let json = writer.into_inner();
-        if json.is_empty() {
-            continue;
+        let values = batch
+            .map_err(Box::<dyn std::error::Error>::from)
+            .and_then(|batch| {
+                let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+                writer.write(&batch)?;
+                writer.finish()?;
+                let json = writer.into_inner();
+                if json.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok(serde_json::from_slice::<Vec<Map<String, Value>>>(&json)?)
+            });
+        match values {
+            Ok(values) => rows.extend(values.into_iter().map(Ok)),
+            Err(e) => return (rows, Some(e)),
         }
-        let values: Vec<Map<String, Value>> = serde_json::from_slice(&json)?;
-        rows.extend(values);
     }
-    Ok(rows)
+    (rows, None)
 }
 
 /// Resolves a row's URI: absolute URIs and paths as they are, relative ones against the
@@ -158,6 +206,10 @@ pub async fn fetch_row(
         caption: row.caption.clone(),
         fetch_error: None,
     };
+    if let Some(error) = &row.error {
+        sample.fetch_error = Some(error.clone());
+        return sample;
+    }
     let Some(url) = url else {
         sample.fetch_error = Some("the row has no URL".to_string());
         return sample;
@@ -217,9 +269,52 @@ mod tests {
             e,
             "m.jsonl: no row has the URL column `url` (columns: path); set the input's url_column"
         );
-        let e = parse("m.jsonl", Bytes::from("[1]\n"), "url", "caption")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(e, "m.jsonl: line 1: expected a JSON object");
+    }
+
+    #[test]
+    fn unreadable_lines_become_rows_that_say_why() {
+        let text = b"{\"url\": \"a.jpg\"}\n[1]\n\xff\xfe\n{\"url\": \"b.jpg\"}\n{\"url\": \"c.j";
+        let rows = parse("m.jsonl", Bytes::from(&text[..]), "url", "caption").unwrap();
+        let summary: Vec<(u64, Option<&str>, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r.row, r.url.as_deref(), r.error.as_deref()))
+            .collect();
+        assert_eq!(summary[0], (0, Some("a.jpg"), None));
+        assert_eq!(
+            summary[1],
+            (1, None, Some("m.jsonl: line 2: expected a JSON object"))
+        );
+        assert_eq!(summary[2].0, 2);
+        assert!(summary[2]
+            .2
+            .unwrap()
+            .starts_with("m.jsonl: line 3: not a JSON object"));
+        assert_eq!(summary[3], (3, Some("b.jpg"), None));
+        assert_eq!(summary[4].0, 4);
+        assert!(
+            summary[4]
+                .2
+                .unwrap()
+                .contains("line 5: not a JSON object: EOF while parsing"),
+            "{:?}",
+            summary[4]
+        );
+    }
+
+    #[test]
+    fn parquet_cut_short_is_one_row_saying_so() {
+        let rows = parse(
+            "m.parquet",
+            Bytes::from_static(b"PAR1\0\0\0"),
+            "url",
+            "caption",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        let error = rows[0].error.as_deref().unwrap();
+        assert!(
+            error.starts_with("m.parquet: cannot read the Parquet manifest past row 0: "),
+            "{error}"
+        );
     }
 }

@@ -3,16 +3,21 @@
 //! S3 settings come from the usual `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, …). Plain `http://` endpoints (a local MinIO,
 //! moto or s3s server) are allowed without further settings. Stores are cached per bucket so
-//! that a manifest naming a million objects opens one client, not a million.
+//! that a manifest naming a million objects opens one client, not a million. Retries, back-off
+//! and time-outs come from `[run.object_store]`; credentials stay inside the client (no error
+//! or log line made here prints them).
 
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStore;
+use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::SourceError;
+use crate::config::ObjectStoreConfig;
 
 /// A place in an object store: the store, a path inside it, and how to print it as a URI.
 #[derive(Clone)]
@@ -80,11 +85,19 @@ impl Location {
 #[derive(Default)]
 pub struct Stores {
     cache: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    faults: ObjectStoreConfig,
 }
 
 impl Stores {
+    /// Stores with the default retries and time-outs.
     pub fn new() -> Stores {
         Stores::default()
+    }
+
+    /// These stores, their S3 clients retrying and timing out as `faults` says.
+    pub fn with_object_store_config(mut self, faults: &ObjectStoreConfig) -> Stores {
+        self.faults = faults.clone();
+        self
     }
 
     /// Opens an existing input location. A local path must exist; an S3 URI is not contacted.
@@ -106,7 +119,8 @@ impl Stores {
                     message: "an s3:// URI must name a bucket".to_string(),
                 });
             }
-            let store = self.cached(&format!("s3://{bucket}"), || s3_store(bucket))?;
+            let store =
+                self.cached(&format!("s3://{bucket}"), || s3_store(bucket, &self.faults))?;
             return Ok(Location {
                 store,
                 path: ObjPath::from(prefix.trim_end_matches('/')),
@@ -156,8 +170,51 @@ impl Stores {
     }
 }
 
-fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, SourceError> {
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+/// `object_store`'s retry policy for these settings (validated by `config`).
+pub fn retry_config(faults: &ObjectStoreConfig) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_secs_f64(faults.backoff_initial_s),
+            max_backoff: Duration::from_secs_f64(faults.backoff_max_s),
+            base: faults.backoff_base,
+        },
+        max_retries: faults.max_retries as usize,
+        retry_timeout: Duration::from_secs_f64(faults.retry_timeout_s),
+    }
+}
+
+/// `object_store`'s HTTP client options for these settings: connect and read (stall) time-outs,
+/// and a whole-request limit only when one is set.
+pub fn client_options(faults: &ObjectStoreConfig) -> ClientOptions {
+    let options = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs_f64(faults.connect_timeout_s))
+        .with_config(
+            object_store::ClientConfigKey::ReadTimeout,
+            format!("{}ms", (faults.read_timeout_s * 1000.0).round() as u64),
+        );
+    if faults.request_timeout_s > 0.0 {
+        options.with_timeout(Duration::from_secs_f64(faults.request_timeout_s))
+    } else {
+        options.with_timeout_disabled()
+    }
+}
+
+fn s3_store(bucket: &str, faults: &ObjectStoreConfig) -> Result<Arc<dyn ObjectStore>, SourceError> {
+    // Our time-outs first, then every AWS_* variable as `AmazonS3Builder::from_env` reads
+    // them, so that a client setting from the environment (a proxy, say) still applies.
+    let mut builder = AmazonS3Builder::new()
+        .with_client_options(client_options(faults))
+        .with_retry(retry_config(faults));
+    for (key, value) in std::env::vars_os() {
+        if let (Some(key), Some(value)) = (key.to_str(), value.to_str()) {
+            if key.starts_with("AWS_") {
+                if let Ok(config_key) = key.to_ascii_lowercase().parse() {
+                    builder = builder.with_config(config_key, value);
+                }
+            }
+        }
+    }
+    builder = builder.with_bucket_name(bucket);
     let endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
         .iter()
         .find_map(|k| std::env::var(k).ok());

@@ -52,8 +52,10 @@ pub enum ShardError {
 
 /// Streams one shard and hands each sample to `emit`, in tar order. `relative` names the shard
 /// relative to its input (it goes into sample ids). Returns the number of samples read, or why
-/// the shard could not be read to its end; the samples read before the error have been
-/// emitted, and a sample cut short by it is emitted with `fetch_error` set to the error.
+/// the shard could not be read to its end; the samples read before the
+/// error have been emitted, and what could not be read is emitted too, with `fetch_error` set:
+/// the sample cut short by the error, or (when the error falls between samples, or the shard
+/// cannot be opened at all) a row for the shard itself, so the ledger says what was lost.
 ///
 /// This blocks: call it from a blocking thread, with a handle to the runtime for the I/O.
 pub fn read_shard(
@@ -64,14 +66,31 @@ pub fn read_shard(
     mut emit: impl FnMut(Sample),
 ) -> Result<u64, ShardError> {
     let uri = shard.uri();
-    let result = runtime
-        .block_on(shard.store.get(&shard.path))
-        .map_err(|e| ShardError::Open {
-            uri: uri.clone(),
-            message: e.to_string(),
-        })?;
+    let result = match runtime.block_on(shard.store.get(&shard.path)) {
+        Ok(result) => result,
+        Err(e) => {
+            let error = ShardError::Open {
+                uri: uri.clone(),
+                message: e.to_string(),
+            };
+            emit(shard_row(&uri, relative, input_index, error.to_string()));
+            return Err(error);
+        }
+    };
     let stream = result.into_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream), runtime.clone());
+    read_tar(reader, &uri, relative, input_index, emit)
+}
+
+/// [`read_shard`] on any reader of tar bytes: the WebDataset grouping, every error reported as
+/// a sample with `fetch_error` and returned. `uri` is the shard's URI as samples record it.
+pub fn read_tar(
+    reader: impl Read,
+    uri: &str,
+    relative: &str,
+    input_index: usize,
+    mut emit: impl FnMut(Sample),
+) -> Result<u64, ShardError> {
     let ran_dry = Arc::new(AtomicBool::new(false));
     let reader = EofWatch {
         inner: reader,
@@ -81,22 +100,41 @@ pub fn read_shard(
 
     let mut group = Group::default();
     let mut count = 0u64;
-    let mut finish = |group: &mut Group, error: Option<String>, count: &mut u64| {
-        if let Some(sample) = group.take(&uri, relative, input_index, error) {
+    // Hands the sample being read to `emit`, with `error` when it is cut short by one; an error
+    // between samples makes a row for the shard itself, so each error is on exactly one row.
+    let mut finish = |group: &mut Group, error: Option<String>, count: &mut u64| match group.take(
+        uri,
+        relative,
+        input_index,
+        error.clone(),
+    ) {
+        Some(sample) => {
             *count += 1;
             emit(sample);
         }
+        None => {
+            if let Some(message) = error {
+                emit(shard_row(uri, relative, input_index, message));
+            }
+        }
     };
-    let entries = archive.entries().map_err(|e| ShardError::NotTar {
-        uri: uri.clone(),
-        message: e.to_string(),
-    })?;
+    let entries = match archive.entries() {
+        Ok(entries) => entries,
+        Err(e) => {
+            let error = ShardError::NotTar {
+                uri: uri.to_string(),
+                message: e.to_string(),
+            };
+            finish(&mut group, Some(error.to_string()), &mut count);
+            return Err(error);
+        }
+    };
     for entry in entries {
         let mut entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
                 let error = ShardError::Broken {
-                    uri: uri.clone(),
+                    uri: uri.to_string(),
                     count,
                     message: e.to_string(),
                 };
@@ -118,7 +156,9 @@ pub fn read_shard(
             group.key = Some(key);
         }
         let size = entry.size();
-        let mut bytes = Vec::with_capacity(size as usize);
+        // The header's size is only a claim (a hostile or cut shard may declare 2^40 bytes):
+        // reserve at most a small amount up front and let the vector grow with what arrives.
+        let mut bytes = Vec::with_capacity(size.min(INITIAL_PART_CAPACITY) as usize);
         // A tar cut short reads as a short member, not as an error: compare with the header.
         let read = entry.read_to_end(&mut bytes);
         if read.is_err() || bytes.len() as u64 != size {
@@ -127,7 +167,7 @@ pub fn read_shard(
                 Ok(n) => format!("{n} of {size} bytes"),
             };
             let error = ShardError::TruncatedMember {
-                uri: uri.clone(),
+                uri: uri.to_string(),
                 member: member.clone(),
                 why,
             };
@@ -154,9 +194,35 @@ pub fn read_shard(
     // stream; a shard cut between two members instead ends where a header should be, which
     // tar takes for a normal end. Only the stream running dry tells them apart.
     if ran_dry.load(Ordering::Relaxed) {
-        return Err(ShardError::NoEndMarker { uri, count });
+        let error = ShardError::NoEndMarker {
+            uri: uri.to_string(),
+            count,
+        };
+        emit(shard_row(uri, relative, input_index, error.to_string()));
+        return Err(error);
     }
     Ok(count)
+}
+
+/// The most bytes reserved for a member before its data arrives.
+const INITIAL_PART_CAPACITY: u64 = 8 << 20;
+
+/// The ledger row for a shard that could not be read (at all, or past some point between
+/// samples): id `<input>:<shard>`, before the ids of its samples.
+fn shard_row(uri: &str, relative: &str, input_index: usize, message: String) -> Sample {
+    Sample {
+        id: format!("{input_index}:{relative}"),
+        key: sanitize_key(relative),
+        name: relative.to_string(),
+        origin: Origin {
+            uri: uri.to_string(),
+            ..Origin::default()
+        },
+        parts: Vec::new(),
+        media: None,
+        caption: None,
+        fetch_error: Some(message),
+    }
 }
 
 /// A reader that notes when its source has no more bytes to give.
@@ -240,5 +306,43 @@ mod tests {
         );
         assert_eq!(key_and_extension("README"), None);
         assert_eq!(key_and_extension("d/.hidden"), None);
+    }
+
+    fn read_all(bytes: &[u8]) -> (Result<u64, String>, Vec<Sample>) {
+        let mut samples = Vec::new();
+        let result = read_tar(bytes, "file:///s.tar", "s.tar", 0, |s| samples.push(s));
+        (result.map_err(|e| e.to_string()), samples)
+    }
+
+    #[test]
+    fn a_member_declaring_2_pow_40_bytes_over_data_cut_short_is_one_failed_row() {
+        // Before: `Vec::with_capacity(2^40)` aborted the process on these exact bytes.
+        let mut header = tar::Header::new_gnu();
+        header.set_path("liar.jpg").unwrap();
+        header.set_size(1 << 40);
+        header.set_cksum();
+        let mut shard = header.as_bytes().to_vec();
+        shard.extend_from_slice(&[0xAB; 1000]);
+        let (result, samples) = read_all(&shard);
+        let error = result.unwrap_err();
+        assert!(
+            error.contains("member liar.jpg is truncated (1000 of 1099511627776 bytes)"),
+            "{error}"
+        );
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].id, "0:s.tar/liar");
+        assert_eq!(samples[0].fetch_error.as_deref(), Some(error.as_str()));
+    }
+
+    #[test]
+    fn a_shard_that_is_not_a_tar_or_is_empty_is_a_row_for_the_shard() {
+        for bytes in [&b"<html>not a shard</html>".repeat(40)[..], &[][..]] {
+            let (result, samples) = read_all(bytes);
+            let error = result.unwrap_err();
+            assert_eq!(samples.len(), 1, "{error}");
+            assert_eq!(samples[0].id, "0:s.tar");
+            assert_eq!(samples[0].name, "s.tar");
+            assert_eq!(samples[0].fetch_error.as_deref(), Some(error.as_str()));
+        }
     }
 }

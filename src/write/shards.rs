@@ -2,7 +2,9 @@
 //! the same key, one series per set of parts the samples carry (`series_name`). Headers are
 //! fixed (mode 0644, uid/gid 0, mtime 0) so that the same samples give byte-identical shards.
 //! Each shard is streamed into an `object_store` upload that only becomes visible when complete
-//! (rename on local disk, multipart completion on S3). What goes into a sample is the caller's.
+//! (rename on local disk, multipart completion on S3); an upload that fails, or that a failing
+//! run leaves unfinished, is aborted so no part is left behind. What goes into a sample is the
+//! caller's.
 
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjPath;
@@ -183,12 +185,11 @@ impl<'a> ShardWriter<'a> {
         }
         let shard = self.open.as_mut().expect("opened above");
         shard.hasher.update(members);
-        self.runtime
-            .block_on(shard.upload.write_all(members))
-            .map_err(|source| ShardError::Write {
-                shard: shard.info.name.clone(),
-                source,
-            })?;
+        if let Err(source) = self.runtime.block_on(shard.upload.write_all(members)) {
+            let shard = shard.info.name.clone();
+            self.abort_current();
+            return Err(ShardError::Write { shard, source });
+        }
         shard.info.samples += 1;
         shard.info.bytes += members.len() as u64;
         Ok(shard.info.name.clone())
@@ -216,10 +217,40 @@ impl<'a> ShardWriter<'a> {
         Ok(())
     }
 
+    /// Aborts the open shard's upload (a multipart upload on S3 is deleted with its parts; a
+    /// local temporary file is removed). Its final name never appears.
+    fn abort_current(&mut self) {
+        let Some(mut shard) = self.open.take() else {
+            return;
+        };
+        // `block_on` cannot run inside the runtime; the writer is only used outside it.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tracing::warn!(
+                "{}: an unfinished upload is left to the store's clean-up (dropped inside the runtime)",
+                shard.info.name
+            );
+            return;
+        }
+        if let Err(e) = self.runtime.block_on(shard.upload.abort()) {
+            tracing::warn!(
+                "{}: could not abort the unfinished upload: {e}; a bucket lifecycle rule \
+                 (AbortIncompleteMultipartUpload) removes such parts",
+                shard.info.name
+            );
+        }
+    }
+
     /// Completes the last shard and returns them all.
     pub fn finish(mut self) -> Result<Vec<ShardInfo>, ShardError> {
         self.close_current()?;
-        Ok(self.done)
+        Ok(std::mem::take(&mut self.done))
+    }
+}
+
+impl Drop for ShardWriter<'_> {
+    /// A writer dropped with a shard open belongs to a run that failed: abort that upload.
+    fn drop(&mut self) {
+        self.abort_current();
     }
 }
 

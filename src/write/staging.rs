@@ -1,9 +1,15 @@
 //! Staging: candidate samples' parts are appended to one local file while they are measured,
 //! so the final write reads them back instead of fetching or decoding anything again.
+//!
+//! The file lives in a folder of its own, created fresh for the run with an unpredictable name
+//! and mode 0700 (`tempfile`'s Builder: nobody else can read the samples or plant a link in its
+//! place), and removed with everything in it when the staging is dropped: on success, on error
+//! and on a panic that unwinds; and on Ctrl-C or SIGTERM (a preempted job), through a handler
+//! installed with the first staging folder, which removes the live ones and exits with 130.
 //! [`stage_sample`] says in which order a sample's parts go into its shard.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -12,8 +18,9 @@ use crate::source::Sample;
 
 /// The append-only staging file, shared by the measuring threads. A thread reserves its byte
 /// range under a lock and writes outside it (positioned writes), so the threads never wait on
-/// each other's I/O. Dropped unfinished (a run that failed), it removes its file.
+/// each other's I/O. Dropped unfinished (a run that failed), it removes its folder.
 pub struct Staging {
+    folder: LiveFolder,
     path: PathBuf,
     file: File,
     /// The offset of the next byte; `None` once finished.
@@ -21,16 +28,32 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Creates `dir/staging-<pid>.bin` (and `dir`).
+    /// Creates a private folder `dir/mmcurate-staging-XXXXXX` (mode 0700; `dir` is created if
+    /// missing) holding the staging file.
     pub fn create(dir: &Path) -> std::io::Result<Staging> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("staging-{}.bin", std::process::id()));
-        let file = File::create(&path)?;
+        let folder = tempfile::Builder::new()
+            .prefix("mmcurate-staging-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(dir)?;
+        let folder = LiveFolder::new(folder);
+        let path = folder.path().join("staging.bin");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         Ok(Staging {
+            folder,
             path,
             file,
             next: Mutex::new(Some(0)),
         })
+    }
+
+    /// The private folder holding the staging file.
+    pub fn folder(&self) -> &Path {
+        self.folder.path()
     }
 
     /// Appends parts and says where each went.
@@ -70,17 +93,8 @@ impl Staging {
         self.next.lock().unwrap_or_else(|p| p.into_inner()).take();
         Ok(StagingReader {
             file: File::open(&self.path)?,
-            path: self.path.clone(),
+            folder: self.folder,
         })
-    }
-}
-
-impl std::ops::Drop for Staging {
-    fn drop(&mut self) {
-        let unfinished = self.next.get_mut().map(|n| n.is_some()).unwrap_or(true);
-        if unfinished {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 
@@ -124,10 +138,10 @@ pub fn stage_sample(
     staging.put(parts)
 }
 
-/// Reads staged parts back; the file is removed when the reader is dropped.
+/// Reads staged parts back; the folder is removed when the reader is dropped.
 pub struct StagingReader {
     file: File,
-    path: PathBuf,
+    folder: LiveFolder,
 }
 
 impl StagingReader {
@@ -138,9 +152,58 @@ impl StagingReader {
     }
 }
 
-impl std::ops::Drop for StagingReader {
+impl StagingReader {
+    /// The private folder holding the staging file.
+    pub fn folder(&self) -> &Path {
+        self.folder.path()
+    }
+}
+
+/// The staging folders of this process that a termination signal must remove.
+static LIVE_FOLDERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A staging folder, removed on drop and, while it lives, on Ctrl-C or SIGTERM.
+struct LiveFolder(tempfile::TempDir);
+
+impl LiveFolder {
+    fn new(folder: tempfile::TempDir) -> LiveFolder {
+        static HANDLER: std::sync::Once = std::sync::Once::new();
+        HANDLER.call_once(|| {
+            // ctrlc runs this on a thread of its own, not inside the signal handler, so it may
+            // use the file system; without it a killed run would leave its staged samples.
+            let installed = ctrlc::set_handler(|| {
+                let folders =
+                    std::mem::take(&mut *LIVE_FOLDERS.lock().unwrap_or_else(|p| p.into_inner()));
+                for folder in folders {
+                    let _ = std::fs::remove_dir_all(folder);
+                }
+                std::process::exit(130);
+            });
+            if let Err(e) = installed {
+                tracing::warn!(
+                    "cannot install the Ctrl-C/SIGTERM handler that removes the staging folder: {e}"
+                );
+            }
+        });
+        LIVE_FOLDERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(folder.path().to_path_buf());
+        LiveFolder(folder)
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for LiveFolder {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        LIVE_FOLDERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|f| f != self.0.path());
+        // The TempDir field is dropped next, removing the folder.
     }
 }
 
@@ -160,9 +223,16 @@ mod tests {
         assert_eq!(reader.read(&a[1]).unwrap(), b"a cat");
         assert_eq!(reader.read(&b[0]).unwrap(), b"PNG");
         assert_eq!(b[0].offset, 13);
-        let path = reader.path.clone();
+        let folder = reader.folder().to_path_buf();
+        let path = folder.join("staging.bin");
+        assert!(path.exists());
         drop(reader);
         assert!(!path.exists());
+        assert!(!folder.exists(), "the private folder goes with the file");
+        assert!(
+            dir.path().exists(),
+            "the parent folder is not ours to remove"
+        );
     }
 
     #[test]
@@ -171,8 +241,53 @@ mod tests {
         let staging = Staging::create(dir.path()).unwrap();
         staging.put([("jpg", &b"x"[..])]).unwrap();
         let path = staging.path.clone();
+        let folder = staging.folder().to_path_buf();
         assert!(path.exists());
         drop(staging);
         assert!(!path.exists());
+        assert!(!folder.exists());
+    }
+
+    #[test]
+    fn the_staging_folder_is_fresh_private_and_unpredictable() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Staging::create(dir.path()).unwrap();
+        let b = Staging::create(dir.path()).unwrap();
+        assert_ne!(
+            a.folder(),
+            b.folder(),
+            "two runs never share a staging folder"
+        );
+        for staging in [&a, &b] {
+            let name = staging.folder().file_name().unwrap().to_str().unwrap();
+            assert!(name.starts_with("mmcurate-staging-"), "{name}");
+            assert!(
+                !name.contains(&std::process::id().to_string()),
+                "the name is not derived from the process id: {name}"
+            );
+            let mode = std::fs::metadata(staging.folder())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_panic_while_staging_removes_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = std::panic::catch_unwind(|| {
+            let staging = Staging::create(dir.path()).unwrap();
+            staging.put([("jpg", &b"x"[..])]).unwrap();
+            let folder = staging.folder().to_path_buf();
+            if folder.exists() {
+                std::panic::panic_any(folder);
+            }
+            unreachable!("the folder was just created");
+        })
+        .unwrap_err()
+        .downcast::<PathBuf>()
+        .unwrap();
+        assert!(!folder.exists(), "{}", folder.display());
     }
 }

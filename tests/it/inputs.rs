@@ -203,6 +203,7 @@ fn webdataset_shards_with_awkward_contents() {
             "0:a-000000.tar/set.v1/fruit",
             "0:a-000001.tar/coffee",
             "0:a-000001.tar/fruit2",
+            "0:a-000002.tar",
             "0:a-000002.tar/whole"
         ]
     );
@@ -236,6 +237,16 @@ fn webdataset_shards_with_awkward_contents() {
         .contains("a-000002.tar: no end-of-archive marker after 1 samples"));
     // The sample before the cut was read; it carries coffee.png's bytes, so dedup (across
     // shards) drops it as an exact copy.
+    // The cut between members is a row of its own: the shard, saying what was lost.
+    let cut = &rows["0:a-000002.tar"];
+    assert_eq!(cut["drop_reason"], "fetch_failed");
+    assert!(
+        cut["drop_detail"]
+            .as_str()
+            .unwrap()
+            .contains("no end-of-archive marker after 1 samples"),
+        "{cut}"
+    );
     let whole = &rows["0:a-000002.tar/whole"];
     assert_eq!(whole["drop_reason"], "exact_duplicate");
     assert_eq!(whole["duplicate_of"], "0:a-000001.tar/coffee");

@@ -12,16 +12,16 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BUCKET: &str = "mmcurate-test";
+pub(crate) const BUCKET: &str = "mmcurate-test";
 
 /// A moto S3 server on a free local port, killed on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Moto {
-    fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -46,12 +46,12 @@ impl Moto {
         moto
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Creates a bucket with a plain HTTP PUT (moto accepts unsigned requests).
-    fn create_bucket(&self, bucket: &str) {
+    pub(crate) fn create_bucket(&self, bucket: &str) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             stream,
@@ -67,7 +67,7 @@ impl Moto {
         );
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint()),
             ("AWS_ACCESS_KEY_ID", "testing".to_string()),
@@ -76,7 +76,7 @@ impl Moto {
         ]
     }
 
-    fn store(&self) -> impl ObjectStore {
+    pub(crate) fn store(&self) -> impl ObjectStore {
         AmazonS3Builder::new()
             .with_endpoint(self.endpoint())
             .with_allow_http(true)
