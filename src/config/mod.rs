@@ -11,8 +11,10 @@ use std::path::Path;
 
 mod av;
 mod bytesize_serde;
+mod http;
 pub use av::{AudioConfig, AudioFilters, FrameScore, VideoConfig, VideoFilters};
 pub use bytesize_serde::ByteSize;
+pub use http::HttpConfig;
 
 /// A configuration problem, reported before any work starts.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,8 @@ pub struct Config {
     pub video: VideoConfig,
     #[serde(default)]
     pub audio: AudioConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -549,6 +553,7 @@ impl Config {
             &self.filters.audio,
         )?;
         self.validate_captions_and_models()?;
+        http::validate(&self.http)?;
         if self.output.max_samples_per_shard == 0 {
             return Err(invalid(
                 "output.max_samples_per_shard",
@@ -689,17 +694,17 @@ impl Config {
     }
 }
 
-/// Accepts a local path, `file://` or `s3://bucket[/prefix]`.
+/// Accepts a local path, `file://`, or a bucket/container URI of a store `source::store`
+/// opens: `s3://`, `gs://`, `az://`, `abfs://`, `abfss://`.
 fn check_uri(key: &str, uri: &str) -> Result<(), ConfigError> {
+    const ALLOWED: &str = "a local path, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or abfs[s]://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX";
     let bad = |allowed: &str| ConfigError::Invalid {
         key: key.to_string(),
         value: format!("{uri:?}"),
         allowed: allowed.to_string(),
     };
     if uri.trim().is_empty() {
-        return Err(bad(
-            "must be a local path, file://PATH or s3://BUCKET/PREFIX",
-        ));
+        return Err(bad(&format!("must be {ALLOWED}")));
     }
     if let Some((scheme, rest)) = uri.split_once("://") {
         match scheme {
@@ -710,16 +715,14 @@ fn check_uri(key: &str, uri: &str) -> Result<(), ConfigError> {
                     ));
                 }
             }
-            "s3" => {
+            "s3" | "gs" | "az" | "abfs" | "abfss" => {
                 if rest.split('/').next().unwrap_or("").is_empty() {
-                    return Err(bad("an s3:// URI must name a bucket (s3://BUCKET/PREFIX)"));
+                    return Err(bad(&format!(
+                        "a {scheme}:// URI must name a bucket or container ({scheme}://NAME/PREFIX)"
+                    )));
                 }
             }
-            _ => {
-                return Err(bad(
-                    "unsupported scheme: use a local path, file://PATH or s3://BUCKET/PREFIX",
-                ))
-            }
+            _ => return Err(bad(&format!("unsupported scheme: use {ALLOWED}"))),
         }
     }
     Ok(())

@@ -115,7 +115,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     let started_at = chrono::Utc::now();
     let runtime = io_runtime(config)?;
     let handle = runtime.handle().clone();
-    let stores = Stores::new();
+    let stores = Stores::with_http(config.http.clone());
     let mut stage_seconds = BTreeMap::new();
 
     // The device first, before any work: `run.device = "cuda"` without a GPU is a setup
@@ -462,7 +462,7 @@ fn staging_dir(config: &Config) -> PathBuf {
         return PathBuf::from(dir);
     }
     let output = &config.run.output;
-    if output.starts_with("s3://") {
+    if output.contains("://") && !output.starts_with("file://") {
         std::env::temp_dir().join(format!("mmcurate-staging-{}", std::process::id()))
     } else {
         PathBuf::from(output.strip_prefix("file://").unwrap_or(output)).join(".staging")
@@ -557,14 +557,16 @@ fn read_inputs(
         match &input.units {
             Units::Files(units) => {
                 let fetches = units.iter().map(|unit| files::fetch(base, index, unit));
-                forward(runtime, fetches, &sender, read_bar);
+                forward(runtime, fetches, &sender, read_bar, FETCH_CONCURRENCY);
             }
             Units::Manifests(manifests) => {
                 for m in manifests {
                     let fetches = m.rows.iter().map(|row| {
                         manifest::fetch_row(stores, &m.location, &m.relative, index, row)
                     });
-                    forward(runtime, fetches, &sender, read_bar);
+                    // URL rows wait on the downloader's own limits (`[http]`).
+                    let concurrency = stores.fetch_concurrency(FETCH_CONCURRENCY);
+                    forward(runtime, fetches, &sender, read_bar, concurrency);
                 }
             }
             Units::Shards(shards) => {
@@ -604,16 +606,17 @@ fn read_inputs(
     }
 }
 
-/// Runs the fetches, `FETCH_CONCURRENCY` at a time, and sends each sample on as it arrives.
+/// Runs the fetches, `concurrency` at a time, and sends each sample on as it arrives.
 fn forward<F: std::future::Future<Output = Sample>>(
     runtime: &tokio::runtime::Handle,
     fetches: impl Iterator<Item = F>,
     sender: &async_channel::Sender<Sample>,
     read_bar: &progress::StageBar,
+    concurrency: usize,
 ) {
     runtime.block_on(async {
         let mut samples =
-            std::pin::pin!(futures::stream::iter(fetches).buffer_unordered(FETCH_CONCURRENCY));
+            std::pin::pin!(futures::stream::iter(fetches).buffer_unordered(concurrency));
         while let Some(sample) = samples.next().await {
             read_bar.inc();
             // Sending fails only when every worker has stopped (the run is failing): stop too.
@@ -691,7 +694,11 @@ fn judge(
     m: &mut Measurements,
 ) -> Judged {
     if let Some(error) = &sample.fetch_error {
-        return Judged::drop(Stage::Source, Reason::FetchFailed, error.clone());
+        let reason = match sample.opted_out {
+            true => Reason::OptedOut,
+            false => Reason::FetchFailed,
+        };
+        return Judged::drop(Stage::Source, reason, error.clone());
     }
     let Some(media) = sample.media_bytes() else {
         let parts: Vec<&str> = sample.parts.iter().map(|p| p.ext.as_str()).collect();

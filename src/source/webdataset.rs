@@ -183,6 +183,7 @@ impl Group {
             media,
             caption,
             fetch_error: error,
+            opted_out: false,
         })
     }
 }

@@ -32,6 +32,8 @@ pub fn schema() -> Schema {
         utf8("manifest_uri", true),
         Field::new("manifest_row", DataType::UInt64, true),
         utf8("etag", true),
+        utf8("final_uri", true),
+        Field::new("http_status", DataType::UInt32, true),
         Field::new("size_bytes", DataType::UInt64, false),
         utf8("sha256", true),
         utf8("format", true),
@@ -90,6 +92,8 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
     let strings = || StringBuilder::with_capacity(n, n * 16);
     let (mut id, mut key, mut name, mut source_uri) = (strings(), strings(), strings(), strings());
     let (mut tar_member, mut manifest_uri, mut etag) = (strings(), strings(), strings());
+    let mut final_uri = strings();
+    let mut http_status = UInt32Builder::with_capacity(n);
     let mut manifest_row = UInt64Builder::with_capacity(n);
     let mut size_bytes = UInt64Builder::with_capacity(n);
     let (mut sha256, mut format) = (strings(), strings());
@@ -136,6 +140,8 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
         manifest_uri.append_option(r.origin.manifest_uri.as_deref());
         manifest_row.append_option(r.origin.manifest_row);
         etag.append_option(r.origin.etag.as_deref());
+        final_uri.append_option(r.origin.final_uri.as_deref());
+        http_status.append_option(r.origin.http_status.map(u32::from));
         size_bytes.append_value(m.size_bytes);
         sha256.append_option(m.sha256.as_deref());
         format.append_option(m.format.as_deref());
@@ -219,6 +225,8 @@ pub fn to_parquet(records: &[Record]) -> Result<Vec<u8>, parquet::errors::Parque
         Arc::new(manifest_uri.finish()),
         Arc::new(manifest_row.finish()),
         Arc::new(etag.finish()),
+        Arc::new(final_uri.finish()),
+        Arc::new(http_status.finish()),
         Arc::new(size_bytes.finish()),
         Arc::new(sha256.finish()),
         Arc::new(format.finish()),

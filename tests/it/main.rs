@@ -19,3 +19,4 @@ mod phash_reference;
 mod quickstart;
 mod resample_reference;
 mod s3;
+mod urls;
