@@ -10,7 +10,8 @@
 #   bash scripts/bench/urls_compare.sh [COUNT] [RUNS]   (default 3000 images, 3 runs each)
 #
 # Needs the test venv (.venv, scripts/test.sh) to make the corpus; IMG2DATASET_VENV names an
-# existing venv with img2dataset==1.47.0 (default: made under target/bench).
+# existing venv with img2dataset==1.47.0 (default: made under target/bench). MMCURATE_BIN names
+# a binary already built (default: `cargo build --release` here and target/release/mmcurate).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 count=${1:-3000}
@@ -32,7 +33,11 @@ if [ ! -d "$sources" ]; then
 fi
 corpus=$bench/corpus
 [ -d "$corpus" ] || "$py" scripts/bench/make_corpus.py --count "$count" --out "$corpus" --media "$PWD/$sources"
-cargo build --release --locked --quiet
+bin=${MMCURATE_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --locked --quiet
+  bin=target/release/mmcurate
+fi
 
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 -m http.server --bind 127.0.0.1 --directory "$corpus" "$port" > "$bench/http.log" 2>&1 &
@@ -78,7 +83,7 @@ echo "corpus: $count JPEGs, $(du -shL "$corpus" | cut -f1)"
 
 run_mmcurate() {
   rm -rf "$bench/out-mmcurate"
-  ./target/release/mmcurate run "$bench/job.toml" --quiet > /dev/null
+  "$bin" run "$bench/job.toml" --quiet > /dev/null
 }
 run_img2dataset() {
   rm -rf "$bench/out-img2dataset"
