@@ -32,7 +32,10 @@ if [ ! -d "$sources" ]; then
   cp examples/quickstart/images/opencv_*.{jpg,png} examples/quickstart/images/matplotlib_*.jpg "$sources"/
 fi
 corpus=$bench/corpus
-[ -d "$corpus" ] || "$py" scripts/bench/make_corpus.py --count "$count" --out "$corpus" --media "$PWD/$sources"
+if [ "$(find "$corpus" -name '*.jpg' 2>/dev/null | wc -l)" -ne "$count" ]; then
+  rm -rf "$corpus"
+  "$py" scripts/bench/make_corpus.py --count "$count" --out "$corpus" --media "$PWD/$sources"
+fi
 bin=${MMCURATE_BIN:-}
 if [ -z "$bin" ]; then
   cargo build --release --locked --quiet
