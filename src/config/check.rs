@@ -54,17 +54,17 @@ pub(crate) fn check_min_not_above_max(
     Ok(())
 }
 
-/// Accepts a local path, `file://` or `s3://bucket[/prefix]`.
+/// Accepts a local path, `file://`, or a bucket/container URI of a store `source::store`
+/// opens: `s3://`, `gs://`, `az://`, `abfs://`, `abfss://`.
 pub(crate) fn check_uri(key: &str, uri: &str) -> Result<(), ConfigError> {
+    const ALLOWED: &str = "a local path, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or abfs[s]://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX";
     let bad = |allowed: &str| ConfigError::Invalid {
         key: key.to_string(),
         value: format!("{uri:?}"),
         allowed: allowed.to_string(),
     };
     if uri.trim().is_empty() {
-        return Err(bad(
-            "must be a local path, file://PATH or s3://BUCKET/PREFIX",
-        ));
+        return Err(bad(&format!("must be {ALLOWED}")));
     }
     if let Some((scheme, rest)) = uri.split_once("://") {
         match scheme {
@@ -75,16 +75,14 @@ pub(crate) fn check_uri(key: &str, uri: &str) -> Result<(), ConfigError> {
                     ));
                 }
             }
-            "s3" => {
+            "s3" | "gs" | "az" | "abfs" | "abfss" => {
                 if rest.split('/').next().unwrap_or("").is_empty() {
-                    return Err(bad("an s3:// URI must name a bucket (s3://BUCKET/PREFIX)"));
+                    return Err(bad(&format!(
+                        "a {scheme}:// URI must name a bucket or container ({scheme}://NAME/PREFIX)"
+                    )));
                 }
             }
-            _ => {
-                return Err(bad(
-                    "unsupported scheme: use a local path, file://PATH or s3://BUCKET/PREFIX",
-                ))
-            }
+            _ => return Err(bad(&format!("unsupported scheme: use {ALLOWED}"))),
         }
     }
     Ok(())

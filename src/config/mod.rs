@@ -16,6 +16,7 @@ mod bytesize_serde;
 mod check;
 mod dedup;
 mod filters;
+mod http;
 mod input;
 mod models;
 mod object_store;
@@ -26,6 +27,7 @@ pub use audio::{AudioConfig, AudioFilters};
 pub use bytesize_serde::ByteSize;
 pub use dedup::{DedupConfig, DEFAULT_MAX_BIT_ERROR_RATE};
 pub use filters::{AlignmentFilters, CaptionFilters, FiltersConfig, ImageFilters};
+pub use http::HttpConfig;
 pub use input::{InputConfig, InputFormat};
 pub use models::{ClipDtype, ClipModelConfig, ModelsConfig};
 pub use object_store::ObjectStoreConfig;
@@ -74,6 +76,8 @@ pub struct Config {
     pub video: VideoConfig,
     #[serde(default)]
     pub audio: AudioConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -129,6 +133,7 @@ impl Config {
         self.filters.alignment.validate()?;
         self.models
             .validate(&self.filters.alignment, &self.run.device)?;
+        http::validate(&self.http)?;
         self.output.validate()?;
         Ok(())
     }

@@ -63,7 +63,11 @@ pub fn judge(
     m: &mut Measurements,
 ) -> Judged {
     if let Some(error) = &sample.fetch_error {
-        return Judged::drop(Stage::Source, Reason::FetchFailed, error.clone());
+        let reason = match sample.opted_out {
+            true => Reason::OptedOut,
+            false => Reason::FetchFailed,
+        };
+        return Judged::drop(Stage::Source, reason, error.clone());
     }
     let Some(media) = sample.media_bytes() else {
         let parts: Vec<&str> = sample.parts.iter().map(|p| p.ext.as_str()).collect();
@@ -308,6 +312,7 @@ mod tests {
             media: Some(ext.into()),
             caption: None,
             fetch_error: None,
+            opted_out: false,
         }
     }
 

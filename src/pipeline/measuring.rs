@@ -197,7 +197,7 @@ fn read_inputs(
         match &input.units {
             Units::Files(units) => {
                 let fetches = units.iter().map(|unit| files::fetch(base, index, unit));
-                forward(runtime, fetches, &sender, read_bar);
+                forward(runtime, fetches, &sender, read_bar, FETCH_CONCURRENCY);
             }
             Units::Manifests(manifests) => {
                 for m in manifests {
@@ -214,7 +214,7 @@ fn read_inputs(
                     let fetches = m.rows.iter().map(|row| {
                         manifest::fetch_row(stores, &m.location, &m.relative, index, row)
                     });
-                    forward(runtime, fetches, &sender, read_bar);
+                    forward(runtime, fetches, &sender, read_bar, FETCH_CONCURRENCY);
                 }
             }
             Units::Shards(shards) => {
@@ -254,16 +254,17 @@ fn read_inputs(
     }
 }
 
-/// Runs the fetches, `FETCH_CONCURRENCY` at a time, and sends each sample on as it arrives.
+/// Runs the fetches, `concurrency` at a time, and sends each sample on as it arrives.
 fn forward<F: std::future::Future<Output = Sample>>(
     runtime: &tokio::runtime::Handle,
     fetches: impl Iterator<Item = F>,
     sender: &async_channel::Sender<Sample>,
     read_bar: &StageBar,
+    concurrency: usize,
 ) {
     runtime.block_on(async {
         let mut samples =
-            std::pin::pin!(futures::stream::iter(fetches).buffer_unordered(FETCH_CONCURRENCY));
+            std::pin::pin!(futures::stream::iter(fetches).buffer_unordered(concurrency));
         while let Some(sample) = samples.next().await {
             read_bar.inc();
             // Sending fails only when every worker has stopped (the run is failing): stop too.
@@ -318,6 +319,7 @@ mod tests {
             media: Some("png".into()),
             caption: None,
             fetch_error: None,
+            opted_out: false,
         }
     }
 

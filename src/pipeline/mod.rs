@@ -78,7 +78,8 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     let started_at = chrono::Utc::now();
     let runtime = io_runtime(config)?;
     let io = runtime.handle();
-    let stores = Stores::new().with_object_store_config(&config.run.object_store);
+    let stores =
+        Stores::with_http(config.http.clone()).with_object_store_config(&config.run.object_store);
     let mut clock = StageClock::default();
 
     // Set-up, before any work: the device, what runs on it, the model; then the plan and the

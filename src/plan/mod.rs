@@ -161,12 +161,12 @@ async fn resolve_input(
         InputFormat::Manifest => {
             let found: Vec<ObjectMeta> = listing
                 .into_iter()
-                .filter(keep_ext(&["jsonl", "json", "parquet"]))
+                .filter(keep_ext(manifest::EXTENSIONS))
                 .collect();
             if found.is_empty() {
                 return Err(SourceError::Empty {
                     uri: input.uri.to_string(),
-                    what: "no .jsonl, .json or .parquet manifest there".to_string(),
+                    what: "no .jsonl, .json, .parquet, .csv or .tsv manifest there".to_string(),
                 });
             }
             let mut manifests = Vec::new();
@@ -226,7 +226,7 @@ async fn list(location: &Location) -> Result<(Location, Vec<ObjectMeta>), Source
                 return Ok((location.at(parent), vec![meta]));
             }
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) if location.scheme_root.starts_with("s3") => {
+            Err(e) if location.local_path().is_none() => {
                 return Err(SourceError::Unreachable {
                     uri: location.uri(),
                     message: e.to_string(),

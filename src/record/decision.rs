@@ -71,6 +71,8 @@ pub enum Stage {
 pub enum Reason {
     /// The bytes could not be fetched from the store.
     FetchFailed,
+    /// The server opted the object out of this use (`X-Robots-Tag`, `[http]`).
+    OptedOut,
     /// The sample has no media part (e.g. a tar sample with only `.txt`).
     NoMedia,
     /// The media part is 0 bytes.
@@ -147,6 +149,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::FetchFailed => "fetch_failed",
+            Reason::OptedOut => "opted_out",
             Reason::NoMedia => "no_media",
             Reason::EmptyFile => "empty_file",
             Reason::NotAnImage => "not_an_image",

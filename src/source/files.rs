@@ -76,6 +76,7 @@ pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Samp
         media: Some(ext.clone()),
         caption: None,
         fetch_error: None,
+        opted_out: false,
     };
     match get_bytes(base, &unit.media.location).await {
         Ok(bytes) => sample.parts.push(Part { ext, bytes }),

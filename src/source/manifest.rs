@@ -1,6 +1,9 @@
-//! The `manifest` input: JSONL or Parquet rows, each naming an object by URI (`url_column`),
-//! usually with a caption (`caption_column`). Every other column is carried into the sample's
-//! `.json`. Relative URIs are resolved against the manifest's own folder.
+//! The `manifest` input: JSON Lines, Parquet, CSV or TSV rows, each naming an object by URI
+//! (`url_column`), usually with a caption (`caption_column`), as LAION, DataComp and CC12M
+//! publish their URL lists. Every other column is carried into the sample's `.json`. Relative
+//! URIs are resolved against the manifest's own folder; `http(s)://` URLs are downloaded by
+//! `http`, everything else is read through the object stores. This reads no media bytes
+//! besides the object each row names, and decides nothing about them.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -9,6 +12,9 @@ use super::files::get_bytes;
 use object_store::ObjectStoreExt;
 
 use super::{sanitize_key, split_extension, Location, Origin, Part, Sample, SourceError, Stores};
+
+/// File extensions read as manifests.
+pub const EXTENSIONS: &[&str] = &["jsonl", "json", "parquet", "csv", "tsv"];
 
 /// One manifest row, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,10 +45,11 @@ impl ManifestRow {
     }
 }
 
-/// Parses a manifest's bytes: Parquet when they start with `PAR1`, else JSON Lines.
-/// A line that is not a JSON object (a manifest cut short ends in one), or Parquet that cannot
-/// be read past some row, becomes a row with `error` set; the rows around it are kept.
-/// Fails only when no row has `url_column`, naming the columns that exist.
+/// Parses a manifest's bytes: Parquet when they start with `PAR1`, CSV or TSV by the name's
+/// extension (a header row, then one row per line; cells are strings, empty cells null), else
+/// JSON Lines. A line that is not a JSON object (a manifest cut short ends in one), or Parquet
+/// that cannot be read past some row, becomes a row with `error` set; the rows around it are
+/// kept. Fails only when no row has `url_column`, naming the columns that exist.
 pub fn parse(
     uri: &str,
     bytes: Bytes,
@@ -53,6 +60,7 @@ pub fn parse(
         uri: uri.to_string(),
         message,
     };
+    let extension = split_extension(uri).1;
     let objects: Vec<Result<Map<String, Value>, String>> = if bytes.starts_with(b"PAR1") {
         let (mut rows, error) = parquet_rows(bytes);
         if let Some(e) = error {
@@ -62,6 +70,13 @@ pub fn parse(
             )));
         }
         rows
+    } else if extension == "csv" || extension == "tsv" {
+        let delimiter = if extension == "csv" { b',' } else { b'\t' };
+        delimited_rows(&bytes, delimiter)
+            .map_err(err)?
+            .into_iter()
+            .map(Ok)
+            .collect()
     } else {
         let mut rows = Vec::new();
         for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -152,6 +167,59 @@ fn parquet_rows(
     (rows, None)
 }
 
+/// The rows of a CSV or TSV file with a header row, quoted as RFC 4180 and pandas quote.
+fn delimited_rows(bytes: &[u8], delimiter: u8) -> Result<Vec<Map<String, Value>>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(bytes);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("cannot read the header row: {e}"))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| match e.position() {
+            Some(p) => format!("line {}: {e}", p.line()),
+            None => e.to_string(),
+        })?;
+        let row = header
+            .iter()
+            .zip(record.iter())
+            .map(|(column, cell)| {
+                let value = match cell {
+                    "" => Value::Null,
+                    text => Value::String(text.to_string()),
+                };
+                (column.clone(), value)
+            })
+            .collect();
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Whether a row's URI is downloaded over HTTP rather than read from an object store.
+pub fn is_http_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// The file name a URI ends with: the last path segment, without a URL's query or fragment.
+fn file_name_of(url: &str) -> String {
+    if is_http_url(url) {
+        if let Ok(parsed) = reqwest::Url::parse(url) {
+            return parsed
+                .path_segments()
+                .and_then(|mut segments| segments.next_back())
+                .unwrap_or_default()
+                .to_string();
+        }
+    }
+    url.rsplit('/').next().unwrap_or(url).to_string()
+}
+
 /// Resolves a row's URI: absolute URIs and paths as they are, relative ones against the
 /// folder holding the manifest.
 pub fn resolve_url(manifest: &Location, url: &str) -> String {
@@ -173,10 +241,7 @@ pub async fn fetch_row(
     row: &ManifestRow,
 ) -> Sample {
     let url = row.url.as_deref().map(|u| resolve_url(manifest, u));
-    let file_name = url
-        .as_deref()
-        .map(|u| u.rsplit('/').next().unwrap_or(u).to_string())
-        .unwrap_or_default();
+    let file_name = url.as_deref().map(file_name_of).unwrap_or_default();
     let (stem, ext) = split_extension(&file_name);
     let media_ext = if ext.is_empty() {
         "img".to_string()
@@ -205,6 +270,7 @@ pub async fn fetch_row(
         media: Some(media_ext.clone()),
         caption: row.caption.clone(),
         fetch_error: None,
+        opted_out: false,
     };
     if let Some(error) = &row.error {
         sample.fetch_error = Some(error.clone());
@@ -214,6 +280,10 @@ pub async fn fetch_row(
         sample.fetch_error = Some("the row has no URL".to_string());
         return sample;
     };
+    if is_http_url(&url) {
+        download_into(stores, &url, &mut sample, media_ext).await;
+        return sample;
+    }
     let fetched = match stores.open(&url) {
         Ok(location) => match location.store.head(&location.path).await {
             Ok(meta) => {
@@ -239,6 +309,37 @@ pub async fn fetch_row(
     sample
 }
 
+/// Downloads a URL row's object into `sample`: its bytes, or why there are none.
+async fn download_into(stores: &Stores, url: &str, sample: &mut Sample, media_ext: String) {
+    let downloader = match stores.http() {
+        Ok(downloader) => downloader,
+        Err(e) => {
+            sample.fetch_error = Some(e);
+            return;
+        }
+    };
+    match downloader.download(url).await {
+        Ok(downloaded) => {
+            sample.origin.final_uri = Some(downloaded.final_url);
+            sample.origin.http_status = Some(downloaded.status);
+            sample.origin.etag = downloaded.etag;
+            sample.parts.insert(
+                0,
+                Part {
+                    ext: media_ext,
+                    bytes: downloaded.bytes,
+                },
+            );
+        }
+        Err(failure) => {
+            sample.origin.final_uri = failure.final_url;
+            sample.origin.http_status = failure.status;
+            sample.opted_out = failure.opted_out;
+            sample.fetch_error = Some(failure.message);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +354,34 @@ mod tests {
         assert_eq!(rows[0].columns["license"], "cc0");
         assert_eq!(rows[1].url, None);
         assert_eq!(rows[1].row, 1);
+    }
+
+    #[test]
+    fn csv_and_tsv_rows_read_like_jsonl() {
+        let csv = "url,caption,license\nhttp://h/a.jpg,\"a cat, asleep\",cc0\nhttp://h/b.png,,\n";
+        let rows = parse("m.csv", Bytes::from(csv), "url", "caption").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].url.as_deref(), Some("http://h/a.jpg"));
+        assert_eq!(rows[0].caption.as_deref(), Some("a cat, asleep"));
+        assert_eq!(rows[0].columns["license"], "cc0");
+        assert_eq!(rows[1].caption, None);
+        assert_eq!(rows[1].columns["license"], Value::Null);
+        let tsv = "URL\tTEXT\nhttp://h/a.jpg\ta cat\n";
+        let rows = parse("m.tsv", Bytes::from(tsv), "URL", "TEXT").unwrap();
+        assert_eq!(rows[0].url.as_deref(), Some("http://h/a.jpg"));
+        assert_eq!(rows[0].caption.as_deref(), Some("a cat"));
+        let e = parse("m.csv", Bytes::from("url,caption\na\n"), "url", "caption")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("m.csv: line 2: "), "{e}");
+    }
+
+    #[test]
+    fn url_file_names_drop_the_query() {
+        assert_eq!(file_name_of("https://h/x/cat.jpg?w=200#top"), "cat.jpg");
+        assert_eq!(file_name_of("HTTP://h/"), "");
+        assert_eq!(file_name_of("s3://b/x/dog.png"), "dog.png");
+        assert!(is_http_url("HTTPS://h/a") && !is_http_url("s3://b/a"));
     }
 
     #[test]

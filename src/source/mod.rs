@@ -1,11 +1,14 @@
 //! Reading samples out of object storage: loose files with sidecars, WebDataset shards and
-//! manifests, all through `object_store` so local folders and S3 behave the same.
+//! manifests, all through `object_store` so local folders, S3, GCS and Azure behave the same;
+//! manifest rows may also name `http(s)://` URLs, downloaded by `http`.
 //!
 //! This stage only fetches and groups bytes into [`Sample`]s; it never decodes them (that is
 //! `decode`) and never decides anything. A fetch that fails becomes a sample carrying the error,
 //! so the run goes on and the ledger can say why that sample is missing.
 
+pub mod aws_profile;
 pub mod files;
+pub mod http;
 pub mod manifest;
 pub mod store;
 pub mod webdataset;
@@ -24,12 +27,14 @@ pub enum SourceError {
     Empty { uri: String, what: String },
     #[error("{uri}: {message}")]
     BadUri { uri: String, message: String },
-    #[error("cannot list {uri}: {message}\nCheck that the bucket exists and that AWS_ENDPOINT_URL, AWS_REGION and the AWS credentials are set for it.")]
+    #[error("cannot list {uri}: {message}\n{hint}", hint = store::setup_hint(.uri))]
     Unreachable { uri: String, message: String },
     #[error("{uri}: {message}")]
     Manifest { uri: String, message: String },
     #[error("{uri}: {message}")]
     Read { uri: String, message: String },
+    #[error("{uri}: {message}")]
+    Credentials { uri: String, message: String },
 }
 
 /// One part of a sample, named by its WebDataset extension (`jpg`, `txt`, `json`, `cls`, …).
@@ -55,6 +60,12 @@ pub struct Origin {
     /// The object's etag as the store reported it (files and manifest objects).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// For a URL: where it led after redirects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_uri: Option<String>,
+    /// For a URL: the HTTP status of the last answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
 }
 
 /// A sample as read from its source: its identity, where it came from, and its parts as bytes.
@@ -76,6 +87,9 @@ pub struct Sample {
     pub caption: Option<String>,
     /// Set when the sample's bytes could not be fetched; the sample is then dropped with it.
     pub fetch_error: Option<String>,
+    /// Set with `fetch_error` when the server opted the object out (`X-Robots-Tag`): the
+    /// sample is dropped as `opted_out` rather than `fetch_failed`.
+    pub opted_out: bool,
 }
 
 impl Sample {

@@ -222,6 +222,7 @@ fn shard_row(uri: &str, relative: &str, input_index: usize, message: String) -> 
         media: None,
         caption: None,
         fetch_error: Some(message),
+        opted_out: false,
     }
 }
 
@@ -282,6 +283,7 @@ impl Group {
             media,
             caption,
             fetch_error: error,
+            opted_out: false,
         })
     }
 }

@@ -139,6 +139,15 @@ pub static COLUMNS: &[Column] = &[
     utf8("etag", true, Placement::Both, |r| {
         borrowed(r.origin.etag.as_deref())
     }),
+    utf8("final_uri", true, Placement::Both, |r| {
+        borrowed(r.origin.final_uri.as_deref())
+    }),
+    column(
+        "http_status",
+        true,
+        Placement::Both,
+        Read::UInt32(|r| r.origin.http_status.map(u32::from)),
+    ),
     column(
         "size_bytes",
         false,

@@ -27,3 +27,4 @@ mod resample_reference;
 mod s3;
 mod s3_faults;
 mod self_contained;
+mod urls;

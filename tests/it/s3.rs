@@ -267,3 +267,97 @@ fn s3_input_and_output_against_a_real_server() {
     });
     assert!(never.is_empty());
 }
+
+/// Runs mmcurate with no `AWS_*` variable but those given, and HOME as given.
+fn run_with_aws_env(
+    args: &[&str],
+    home: &std::path::Path,
+    aws: &[(&str, &str)],
+) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mmcurate"));
+    command.current_dir(root()).args(args).env("HOME", home);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(aws.iter().copied());
+    command.output().expect("mmcurate starts")
+}
+
+#[test]
+fn s3_settings_from_an_aws_profile_in_the_shared_files() {
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let store = moto.store();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let images = root().join("examples/quickstart/images");
+    runtime.block_on(async {
+        for name in ["opencv_baboon.jpg", "opencv_butterfly.jpg"] {
+            store
+                .put(
+                    &ObjPath::from(format!("profile/{name}")),
+                    PutPayload::from(read(images.join(name))),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    // Keys in ~/.aws/credentials, region and endpoint in ~/.aws/config, selected by
+    // AWS_PROFILE: nothing in the environment says where the server is or how to sign.
+    let home = tempfile::tempdir().unwrap();
+    let aws = home.path().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[default]\nregion = eu-west-1\n[profile ci]\nregion = us-east-1\nendpoint_url = {}\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        "[ci]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    let out = home.path().join("out");
+    let input = format!("inputs.0.uri=s3://{BUCKET}/profile");
+    let output = format!("run.output={}", out.display());
+    let args = [
+        "run",
+        "configs/quickstart.toml",
+        "--set",
+        &input,
+        "--set",
+        &output,
+    ];
+    ok(&run_with_aws_env(
+        &args,
+        home.path(),
+        &[("AWS_PROFILE", "ci")],
+    ));
+    let rows = ledger_rows(&out);
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["status"] == "kept"), "{rows:?}");
+    assert!(rows.iter().all(|r| r["source_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("s3://mmcurate-test/profile/")));
+
+    // A profile that is in neither file is named, with the files looked in.
+    let failed = run_with_aws_env(&args, home.path(), &[("AWS_PROFILE", "nope")]);
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "s3://{BUCKET}: AWS_PROFILE=nope: there is no [profile nope] in {} and no [nope] in {}",
+            aws.join("config").display(),
+            aws.join("credentials").display()
+        )),
+        "{stderr}"
+    );
+}
