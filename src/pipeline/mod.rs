@@ -66,9 +66,7 @@ pub struct RunSummary {
 /// Resolves the inputs and returns the plan, without fetching any media (`mmcurate plan`).
 pub fn plan_only(config: &Config) -> Result<Plan, RunError> {
     let runtime = io_runtime(config)?;
-    let stores = Stores::new()
-        .with_object_store_config(&config.run.object_store)
-        .with_object_store_config(&config.run.object_store);
+    let stores = Stores::new().with_object_store_config(&config.run.object_store);
     Ok(runtime.block_on(plan::resolve(config, &stores))?)
 }
 

@@ -223,8 +223,8 @@ fn s3_reads_and_writes_retry_through_faults_to_the_bytes_of_a_clean_run() {
         {"match": "GET /mmcurate-test/in/opencv_butterfly.jpg", "fault": "slow", "nth": [1], "delay": 3.0},
         {"match": "GET /mmcurate-test/in/opencv_aero1.jpg", "fault": "slow", "nth": [1], "delay": 0.01},
         {"match": "GET /mmcurate-test/in/dark.jpg", "fault": "down", "nth": [1], "seconds": 1.0},
-        {"match": "PUT /mmcurate-test/faults/shards/shard-000000.tar", "fault": "503", "nth": [1]},
-        {"match": "PUT /mmcurate-test/faults/shards/shard-000001.tar", "fault": "reset", "nth": [1]},
+        {"match": "PUT /mmcurate-test/faults/shards/jpg-000000.tar", "fault": "503", "nth": [1]},
+        {"match": "PUT /mmcurate-test/faults/shards/png-000000.tar", "fault": "reset", "nth": [1]},
         {"match": "PUT /mmcurate-test/faults/ledger", "fault": "500", "nth": [1]},
         {"match": "PUT /mmcurate-test/faults/manifest.json", "fault": "reset", "nth": [1]}
     ]);
@@ -371,7 +371,7 @@ fn a_failing_s3_write_says_why_leaves_no_partial_shard_and_aborts_its_upload() {
     let failed = run_through(proxy.port, &sets("failed"), "info");
     assert_eq!(failed.status.code(), Some(1), "the run fails");
     let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(stderr.contains("shards/shard-000000.tar"), "{stderr}");
+    assert!(stderr.contains("shards/jpg_bin-000000.tar"), "{stderr}");
     assert!(
         stderr.contains("500"),
         "the server's answer is named: {stderr}"

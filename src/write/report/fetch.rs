@@ -37,6 +37,22 @@ pub fn fetch_all(
         if out.contains_key(&row.id) {
             continue;
         }
+        // A sample that could not be fetched (or that its server opted out) is not fetched
+        // again for a thumbnail: the ledger's detail says why there is none.
+        if matches!(
+            row.drop_reason.as_deref(),
+            Some("fetch_failed" | "opted_out")
+        ) {
+            let error = row.drop_detail.clone().unwrap_or_default();
+            out.insert(
+                row.id.clone(),
+                Fetched {
+                    error: Some(error),
+                    ..Fetched::default()
+                },
+            );
+            continue;
+        }
         out.insert(row.id.clone(), Fetched::default());
         match (&row.shard, &row.tar_member) {
             (Some(shard), _) if row.kept => by_shard.entry(shard).or_default().push(row),
