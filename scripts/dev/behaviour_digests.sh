@@ -7,22 +7,17 @@
 #
 # Inputs are made once under a fixed folder ($MMCURATE_DIGESTS, default /tmp/mmcurate-digests)
 # so that the paths the ledger records are the same from run to run and from worktree to
-# worktree; delete the folder to make them again. Video and audio come from the shared media
-# folder beside the repository ($MMCURATE_MEDIA, default ../shared/media, or beside the main
-# checkout of a git worktree) or are generated with
-# ffmpeg, as av_run.rs does.
+# worktree; delete the folder to make them again. Video and audio come from tests/media
+# ($MMCURATE_MEDIA overrides it), the speech clip from tests/media/make_speech.sh, or are
+# generated with ffmpeg, as av_run.rs does. (docs/dev/behaviour-digests.txt was taken with the
+# earlier speech WAV, so its speech lines differ from inputs made anew; the rest compare.)
 #
 # Usage: bash scripts/dev/behaviour_digests.sh > digests.txt
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 base=${MMCURATE_DIGESTS:-/tmp/mmcurate-digests}
-media=${MMCURATE_MEDIA:-$repo/../shared/media}
-if [ ! -d "$media/video" ]; then
-  # A git worktree: the shared folder is beside the main checkout.
-  main=$(dirname "$(git rev-parse --path-format=absolute --git-common-dir)")
-  media=$main/../shared/media
-fi
+media=${MMCURATE_MEDIA:-$repo/tests/media}
 inputs=$base/inputs
 
 cargo build --quiet --locked --bin mmcurate >&2
@@ -40,7 +35,8 @@ make_inputs() {
 
   # av_run.rs's corpus (make_corpus), made the same way.
   local av=$d/av bikes=$media/video/bikes.mp4 vibe=$media/audio/Kevin_MacLeod_-_Vibe_Ace.ogg
-  local speech=$media/audio/speech-dispatcher_dummy-message.wav
+  local speech=$base/speech-source.wav
+  bash "$repo/tests/media/make_speech.sh" "$speech"
   mkdir -p "$av"
   cp "$bikes" "$av/bikes.mp4"
   printf 'cyclists riding along a road' > "$av/bikes.txt"
