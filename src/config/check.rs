@@ -116,7 +116,7 @@ mod tests {
         assert!(check_uri("run.output", "s3://bucket/prefix").is_ok());
         assert_eq!(
             check_uri("run.output", "s3:///x").unwrap_err().to_string(),
-            "config key `run.output` = \"s3:///x\": an s3:// URI must name a bucket (s3://BUCKET/PREFIX)"
+            "config key `run.output` = \"s3:///x\": a s3:// URI must name a bucket or container (s3://NAME/PREFIX)"
         );
     }
 }

@@ -652,7 +652,7 @@ mod tests {
             })
             .collect();
         assert_eq!(readme_columns(), written);
-        assert_eq!(written.len(), 57);
+        assert_eq!(written.len(), 59);
     }
 
     #[test]
