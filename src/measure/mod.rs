@@ -9,6 +9,7 @@
 pub mod audio;
 pub mod audio_track;
 pub mod backend;
+pub mod clip_score;
 pub mod hash;
 pub mod quality;
 pub mod video;

@@ -2,8 +2,8 @@
 //! their staged bytes, in batches of `[models.clip] batch_size`. A producer thread decodes and
 //! preprocesses the next batch (on all cores, rayon) while the model runs on the current one,
 //! through a queue of one batch. A video is embedded through its sampled frames (the same
-//! frames measuring sampled): its embedding is the normalised mean of theirs, and its CLIP
-//! score the mean or the max of the frames' scores (`[video] clip_score`). Audio files are not
+//! frames measuring sampled): its embedding and CLIP score are made from its frames' by
+//! `measure::clip_score` (`[video] clip_score`). Audio files are not
 //! embedded. Each embedded sample gets its caption's token count and its CLIP score; the
 //! normalised embeddings are returned for semantic dedup and the `embeddings/` files.
 //!
@@ -19,6 +19,7 @@ use crate::config::{Config, FrameScore};
 use crate::decide::{Drop, Reason, Stage};
 use crate::decode::av::{sample_video_frames, FrameSampling};
 use crate::gpu::GpuError;
+use crate::measure::clip_score::{clip_score, sample_embeddings};
 use crate::measure::video::frame_sampling;
 use crate::measure::Embeddings;
 use crate::models::clip::Clip;
@@ -26,7 +27,7 @@ use crate::models::clip_inputs::{ClipInputError, ClipInputs, CpuClipInputs, Cuda
 use crate::models::ModelError;
 use crate::pixels::RgbImage;
 use crate::record::{MediaKind, Record};
-use crate::vector::{cosine, normalise};
+use crate::vector::normalise;
 use crate::write::staging::{StagedPart, StagingReader};
 
 #[derive(Debug, thiserror::Error)]
@@ -251,19 +252,8 @@ fn embed_batch<B: ClipInputs>(
         inputs.image_features(&batch_inputs, frames, clip, batch_size, model_gpu_seconds)?;
     normalise(&mut frame_features, dim);
     // One row per sample: an image's own, a video's normalised frame mean.
-    let mut image = vec![0f32; ok.len() * dim];
-    let mut first_frame = 0;
-    let mut frame_rows = Vec::with_capacity(ok.len());
-    for (j, p) in ok.iter().enumerate() {
-        let rows = &frame_features[first_frame * dim..(first_frame + p.frames) * dim];
-        let out = &mut image[j * dim..(j + 1) * dim];
-        for row in rows.chunks_exact(dim) {
-            out.iter_mut().zip(row).for_each(|(o, x)| *o += x);
-        }
-        frame_rows.push(first_frame..first_frame + p.frames);
-        first_frame += p.frames;
-    }
-    normalise(&mut image, dim);
+    let frame_counts: Vec<usize> = ok.iter().map(|p| p.frames).collect();
+    let (image, frame_rows) = sample_embeddings(&frame_features, &frame_counts, dim);
 
     let mut tokens = Vec::new();
     let mut with_caption = Vec::new();
@@ -295,13 +285,7 @@ fn embed_batch<B: ClipInputs>(
         m.clip_weights_sha256 = Some(clip.info.weights_sha256.clone());
         if has_text[j] {
             let caption = &text[j * dim..(j + 1) * dim];
-            let scores = frame_rows[j]
-                .clone()
-                .map(|f| cosine(&frame_features[f * dim..(f + 1) * dim], caption));
-            let score = match video.score {
-                FrameScore::Mean => scores.sum::<f32>() / p.frames as f32,
-                FrameScore::Max => scores.fold(f32::MIN, f32::max),
-            };
+            let score = clip_score(&frame_features, frame_rows[j].clone(), caption, video.score);
             m.clip_score = Some(f64::from(score));
         } else if m.clip_note.is_none() {
             m.clip_note = Some("not scored: no caption".to_string());
