@@ -142,15 +142,15 @@ fn the_scan_finds_paths_outside_the_repository() {
         // (file, line, names a path outside the repository)
         (
             "tests/it/x.rs",
-            "root().join(\"../shared/media/images\")",
+            "root().join(\"../sibling/media/images\")",
             true,
         ),
         (
             "src/decode/x.rs",
-            "concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/../shared/media/\")",
+            "concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/../sibling/media/\")",
             true,
         ),
-        ("scripts/test.sh", "media=$root/../shared/media", true),
+        ("scripts/test.sh", "media=$root/../sibling/media", true),
         ("tests/it/x.rs", "let dir = \"/work/shared/media\";", true),
         (
             "src/gpu/mod.rs",
@@ -176,7 +176,7 @@ fn the_scan_finds_paths_outside_the_repository() {
         ),
         (
             "tests/fixtures/m/README.md",
-            "see ../../../../shared/x.md",
+            "see ../../../../sibling/x.md",
             true,
         ),
     ];
