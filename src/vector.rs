@@ -98,16 +98,15 @@ pub fn row(vectors: &[f32], dim: usize, i: usize) -> &[f32] {
     &vectors[i * dim..(i + 1) * dim]
 }
 
+/// Deterministic test data without a rand crate, for the tests of vector code here and in
+/// `decide`.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// xorshift64*, and standard normal values from it by Box–Muller: deterministic test data
-    /// without a rand crate.
-    struct Rng(u64);
+pub(crate) mod test_rng {
+    /// xorshift64*, and standard normal values from it by Box–Muller.
+    pub struct Rng(pub u64);
 
     impl Rng {
-        fn next_u64(&mut self) -> u64 {
+        pub fn next_u64(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
@@ -115,15 +114,22 @@ mod tests {
         }
 
         /// Uniform in (0, 1].
-        fn uniform(&mut self) -> f64 {
+        pub fn uniform(&mut self) -> f64 {
             ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
         }
 
-        fn normal(&mut self) -> f64 {
+        pub fn normal(&mut self) -> f64 {
             let (u, v) = (self.uniform(), self.uniform());
             (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::test_rng::Rng;
 
     #[test]
     fn normalise_gives_unit_rows_and_keeps_zero_rows() {

@@ -316,28 +316,7 @@ mod tests {
     use super::*;
     use crate::vector::normalise;
 
-    /// xorshift64*, and standard normal values from it by Box–Muller: deterministic test data
-    /// without a rand crate.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        /// Uniform in (0, 1].
-        fn uniform(&mut self) -> f64 {
-            ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-        }
-
-        fn normal(&mut self) -> f64 {
-            let (u, v) = (self.uniform(), self.uniform());
-            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-        }
-    }
+    use crate::vector::test_rng::Rng;
 
     fn random_unit(rng: &mut Rng, dim: usize) -> Vec<f32> {
         let mut v: Vec<f32> = (0..dim).map(|_| rng.normal() as f32).collect();
