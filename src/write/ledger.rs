@@ -5,8 +5,11 @@
 //! table; the README's "Ledger columns" table documents it, and a test keeps the two equal.
 
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, ListBuilder, StringBuilder, UInt32Builder, UInt64Builder,
+    BooleanBuilder, Float64Builder, ListBuilder, PrimitiveBuilder, StringBuilder, UInt32Builder,
+    UInt64Builder,
 };
+use arrow_array::types::{Float64Type, UInt32Type};
+use arrow_array::ArrowPrimitiveType;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Map, Value};
@@ -474,6 +477,24 @@ pub fn schema() -> Schema {
     )
 }
 
+/// A list column of primitive values (null where `read` gives `None`).
+fn primitive_list<T: ArrowPrimitiveType>(
+    records: &[Record],
+    read: for<'a> fn(&'a Record) -> Option<&'a [T::Native]>,
+) -> ArrayRef {
+    let mut b = ListBuilder::new(PrimitiveBuilder::<T>::new());
+    for r in records {
+        match read(r) {
+            Some(items) => {
+                b.values().append_slice(items);
+                b.append(true);
+            }
+            None => b.append_null(),
+        }
+    }
+    Arc::new(b.finish())
+}
+
 /// One column of `records` as an Arrow array.
 fn array(column: &Column, records: &[Record]) -> ArrayRef {
     let n = records.len();
@@ -503,32 +524,8 @@ fn array(column: &Column, records: &[Record]) -> ArrayRef {
             records.iter().for_each(|r| b.append_option(read(r)));
             Arc::new(b.finish())
         }
-        Read::ListFloat64(read) => {
-            let mut b = ListBuilder::new(Float64Builder::new());
-            for r in records {
-                match read(r) {
-                    Some(items) => {
-                        b.values().append_slice(items);
-                        b.append(true);
-                    }
-                    None => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Read::ListUInt32(read) => {
-            let mut b = ListBuilder::new(UInt32Builder::new());
-            for r in records {
-                match read(r) {
-                    Some(items) => {
-                        b.values().append_slice(items);
-                        b.append(true);
-                    }
-                    None => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
+        Read::ListFloat64(read) => primitive_list::<Float64Type>(records, read),
+        Read::ListUInt32(read) => primitive_list::<UInt32Type>(records, read),
         Read::ListBoolean(read) => {
             let mut b = ListBuilder::new(BooleanBuilder::new());
             for r in records {
