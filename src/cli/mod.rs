@@ -3,6 +3,7 @@
 //! sets up logging and progress, prints results, and turns errors into exit codes
 //! (0 success, 1 the run failed, 2 bad usage or config).
 
+mod calibrate;
 mod dedup;
 mod inspect;
 mod report;
@@ -57,6 +58,8 @@ enum Command {
     },
     /// All pairs of embeddings (.npy or Parquet) at or above a cosine threshold, and their groups.
     Dedup(dedup::DedupArgs),
+    /// Measure a sample of the inputs and write the report with threshold sweeps, no shards.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Runs the command line; the exit code is the process's.
@@ -111,6 +114,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Report { output } => report::report(&output),
+        Command::Calibrate(args) => calibrate::calibrate(&args, &progress),
         Command::Dedup(args) => match dedup::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

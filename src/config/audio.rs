@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::check::{check_fraction, check_min_not_above_max, check_non_negative, invalid, SECONDS};
+use super::threshold::Threshold;
 use super::ConfigError;
 
 /// How audio (audio files, and the audio track of videos) is analysed.
@@ -54,9 +55,10 @@ pub struct AudioFilters {
     /// Drop audio with more than this fraction of silent 50 ms windows.
     #[serde(default = "one")]
     pub max_silence_fraction: f64,
-    /// Drop audio whose estimated signal-to-noise ratio is below this (dB); unset: off.
+    /// Drop audio whose estimated signal-to-noise ratio is below this (dB), or below a
+    /// percentile of the run (`"p10"`); unset: off.
     #[serde(default)]
-    pub min_snr_db: Option<f64>,
+    pub min_snr_db: Option<Threshold>,
 }
 
 fn one() -> f64 {
@@ -112,12 +114,12 @@ impl AudioFilters {
         )?;
         check_fraction("filters.audio.max_clipped_fraction", a.max_clipped_fraction)?;
         check_fraction("filters.audio.max_silence_fraction", a.max_silence_fraction)?;
-        if let Some(snr) = a.min_snr_db {
+        if let Some(snr) = a.min_snr_db.and_then(Threshold::fixed) {
             if !(-100.0..=200.0).contains(&snr) {
                 return Err(invalid(
                     "filters.audio.min_snr_db",
                     snr,
-                    "must be a ratio from -100 to 200 dB (e.g. 15)",
+                    "must be a ratio from -100 to 200 dB (e.g. 15), or a percentile such as \"p10\"",
                 ));
             }
         }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::audio::AudioFilters;
 use super::check::invalid;
+use super::threshold::Threshold;
 use super::video::VideoFilters;
 use super::ConfigError;
 
@@ -48,9 +49,10 @@ pub struct CaptionFilters {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlignmentFilters {
-    /// Drop samples whose CLIP score is below this (LAION-5B used 0.28 with ViT-B/32).
+    /// Drop samples whose CLIP score is below this (LAION-5B used 0.28 with ViT-B/32), or
+    /// below a percentile of the run's scores (`"p70"`).
     #[serde(default)]
-    pub min_clip_score: Option<f64>,
+    pub min_clip_score: Option<Threshold>,
     /// Keep only this fraction of the scored samples, the best-aligned (DataComp's CLIP score
     /// filter kept 0.3); the threshold is the run-wide quantile, recorded in the manifest.
     #[serde(default)]
@@ -69,15 +71,16 @@ pub struct ImageFilters {
     /// Drop images whose longer side is more than this many times the shorter side.
     #[serde(default = "default_max_aspect_ratio")]
     pub max_aspect_ratio: f64,
-    /// Drop images whose sharpness (Laplacian variance at a 512-px shorter side) is below this.
-    #[serde(default)]
-    pub min_sharpness: f64,
-    /// Drop images whose mean luminance (0–255) is below this.
-    #[serde(default)]
-    pub min_brightness: f64,
-    /// Drop images whose mean luminance (0–255) is above this.
+    /// Drop images whose sharpness (Laplacian variance at a 512-px shorter side) is below this;
+    /// a percentile of the run (`"p10"`) is resolved over every measured image.
+    #[serde(default = "zero")]
+    pub min_sharpness: Threshold,
+    /// Drop images whose mean luminance (0–255) is below this (or a percentile, `"p2"`).
+    #[serde(default = "zero")]
+    pub min_brightness: Threshold,
+    /// Drop images whose mean luminance (0–255) is above this (or a percentile, `"p98"`).
     #[serde(default = "default_max_brightness")]
-    pub max_brightness: f64,
+    pub max_brightness: Threshold,
 }
 
 fn default_min_side() -> u32 {
@@ -89,8 +92,11 @@ fn default_max_pixels() -> u64 {
 fn default_max_aspect_ratio() -> f64 {
     10.0
 }
-fn default_max_brightness() -> f64 {
-    255.0
+fn default_max_brightness() -> Threshold {
+    Threshold::Value(255.0)
+}
+fn zero() -> Threshold {
+    Threshold::Value(0.0)
 }
 
 impl Default for ImageFilters {
@@ -99,8 +105,8 @@ impl Default for ImageFilters {
             min_side: default_min_side(),
             max_pixels: default_max_pixels(),
             max_aspect_ratio: default_max_aspect_ratio(),
-            min_sharpness: 0.0,
-            min_brightness: 0.0,
+            min_sharpness: zero(),
+            min_brightness: zero(),
             max_brightness: default_max_brightness(),
         }
     }
@@ -131,26 +137,36 @@ impl ImageFilters {
                 "must be a finite number >= 1.0",
             ));
         }
-        if !(f.min_sharpness >= 0.0 && f.min_sharpness.is_finite()) {
-            return Err(invalid(
-                "filters.image.min_sharpness",
-                f.min_sharpness,
-                "must be a finite number >= 0 (0 turns the filter off)",
-            ));
+        if let Some(sharpness) = f.min_sharpness.fixed() {
+            if !(sharpness >= 0.0 && sharpness.is_finite()) {
+                return Err(invalid(
+                    "filters.image.min_sharpness",
+                    sharpness,
+                    "must be a finite number >= 0 (0 turns the filter off), or a percentile such as \"p10\"",
+                ));
+            }
         }
-        for (key, value) in [
+        for (key, threshold) in [
             ("filters.image.min_brightness", f.min_brightness),
             ("filters.image.max_brightness", f.max_brightness),
         ] {
+            let Some(value) = threshold.fixed() else {
+                continue;
+            };
             if !(0.0..=255.0).contains(&value) {
                 return Err(invalid(
                     key,
                     value,
-                    "must be between 0 and 255 (mean luminance)",
+                    "must be between 0 and 255 (mean luminance), or a percentile such as \"p2\"",
                 ));
             }
         }
-        if f.min_brightness > f.max_brightness {
+        let above = match (f.min_brightness, f.max_brightness) {
+            (Threshold::Value(min), Threshold::Value(max)) => min > max,
+            (Threshold::Percentile(min), Threshold::Percentile(max)) => min > max,
+            _ => false,
+        };
+        if above {
             return Err(invalid(
                 "filters.image.min_brightness",
                 f.min_brightness,
@@ -160,6 +176,7 @@ impl ImageFilters {
                 ),
             ));
         }
+
         Ok(())
     }
 }
@@ -168,7 +185,7 @@ impl AlignmentFilters {
     /// Checks the ranges of `[filters.alignment]` (whether a CLIP model is there to score with
     /// is `[models]`' check).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(score) = self.min_clip_score {
+        if let Some(score) = self.min_clip_score.and_then(Threshold::fixed) {
             if !(-1.0..=1.0).contains(&score) {
                 return Err(invalid(
                     "filters.alignment.min_clip_score",

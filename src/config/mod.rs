@@ -22,6 +22,7 @@ mod models;
 mod object_store;
 mod output;
 mod run;
+mod threshold;
 mod video;
 pub use audio::{AudioConfig, AudioFilters};
 pub use bytesize_serde::ByteSize;
@@ -33,6 +34,7 @@ pub use models::{ClipDtype, ClipModelConfig, ModelsConfig};
 pub use object_store::ObjectStoreConfig;
 pub use output::OutputConfig;
 pub use run::{DeviceRequest, RunConfig, DEVICE_VALUES};
+pub use threshold::Threshold;
 pub use video::{FrameScore, VideoConfig, VideoFilters};
 
 /// A configuration problem, reported before any work starts.
@@ -263,7 +265,7 @@ uri = "data/images"
         )
         .unwrap();
         assert_eq!(c.run.threads, 3);
-        assert_eq!(c.filters.image.min_sharpness, 12.5);
+        assert_eq!(c.filters.image.min_sharpness, Threshold::Value(12.5));
         assert_eq!(c.output.max_bytes_per_shard, ByteSize(512_000_000));
         assert_eq!(c.inputs[0].format, InputFormat::Webdataset);
         assert_eq!(c.run.name, "nightly");

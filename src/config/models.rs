@@ -79,10 +79,13 @@ impl ModelsConfig {
     pub fn validate(&self, alignment: &AlignmentFilters, device: &str) -> Result<(), ConfigError> {
         let Some(clip) = &self.clip else {
             for (key, set) in [
-                ("filters.alignment.min_clip_score", alignment.min_clip_score),
+                (
+                    "filters.alignment.min_clip_score",
+                    alignment.min_clip_score.map(|t| t.to_string()),
+                ),
                 (
                     "filters.alignment.keep_top_fraction",
-                    alignment.keep_top_fraction,
+                    alignment.keep_top_fraction.map(|f| f.to_string()),
                 ),
             ] {
                 if let Some(value) = set {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::check::{check_min_not_above_max, check_non_negative, invalid, SECONDS};
+use super::threshold::Threshold;
 use super::ConfigError;
 
 /// How video frames are sampled and used.
@@ -92,17 +93,21 @@ pub struct VideoFilters {
     /// Drop videos without an audio track.
     #[serde(default)]
     pub require_audio: bool,
-    /// Drop videos whose mean frame sharpness is below this.
-    #[serde(default)]
-    pub min_sharpness: f64,
+    /// Drop videos whose mean frame sharpness is below this (or a percentile, `"p10"`).
+    #[serde(default = "zero")]
+    pub min_sharpness: Threshold,
     /// Drop videos whose motion score (mean difference of consecutive frames, 0–255) is below
-    /// this: static videos and slideshows.
-    #[serde(default)]
-    pub min_motion: f64,
+    /// this (or a percentile, `"p5"`): static videos and slideshows.
+    #[serde(default = "zero")]
+    pub min_motion: Threshold,
 }
 
 fn default_video_min_side() -> u32 {
     64
+}
+
+fn zero() -> Threshold {
+    Threshold::Value(0.0)
 }
 
 impl Default for VideoFilters {
@@ -112,8 +117,8 @@ impl Default for VideoFilters {
             max_duration: 0.0,
             min_side: default_video_min_side(),
             require_audio: false,
-            min_sharpness: 0.0,
-            min_motion: 0.0,
+            min_sharpness: zero(),
+            min_motion: zero(),
         }
     }
 }
@@ -159,17 +164,21 @@ impl VideoFilters {
             "filters.video.max_duration",
             v.max_duration,
         )?;
-        check_non_negative(
-            "filters.video.min_sharpness",
-            v.min_sharpness,
-            "must be a finite number >= 0 (0 turns the filter off)",
-        )?;
-        if !(0.0..=255.0).contains(&v.min_motion) {
-            return Err(invalid(
-                "filters.video.min_motion",
-                v.min_motion,
-                "must be 0 (off) to 255, a mean frame difference",
-            ));
+        if let Some(sharpness) = v.min_sharpness.fixed() {
+            check_non_negative(
+                "filters.video.min_sharpness",
+                sharpness,
+                "must be a finite number >= 0 (0 turns the filter off), or a percentile such as \"p10\"",
+            )?;
+        }
+        if let Some(motion) = v.min_motion.fixed() {
+            if !(0.0..=255.0).contains(&motion) {
+                return Err(invalid(
+                    "filters.video.min_motion",
+                    motion,
+                    "must be 0 (off) to 255, a mean frame difference, or a percentile such as \"p5\"",
+                ));
+            }
         }
         Ok(())
     }

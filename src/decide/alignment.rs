@@ -1,10 +1,12 @@
-//! Image-text alignment thresholds on CLIP scores: a fixed minimum (`min_clip_score`, as LAION
-//! filtered) and a run-wide quantile (`keep_top_fraction`, as DataComp's CLIP score filter).
+//! Image-text alignment thresholds on CLIP scores: a minimum (`min_clip_score`, as LAION
+//! filtered; fixed, or a percentile of the run such as `"p70"`) and a run-wide quantile
+//! (`keep_top_fraction`, as DataComp's CLIP score filter).
 //! The quantile needs every score of the run, so this runs after dedup, on the samples still
 //! kept. Samples without a score (no caption) are neither counted nor dropped.
 
 use serde::Serialize;
 
+use super::percentiles::{quantile, ResolvedThreshold};
 use super::{Drop, Reason, Stage};
 use crate::config::AlignmentFilters;
 
@@ -13,11 +15,18 @@ use crate::config::AlignmentFilters;
 pub struct AlignmentSummary {
     /// Samples that had a CLIP score when the thresholds were applied.
     pub scored: u64,
+    /// The minimum applied: the configured value, or what its percentile resolved to.
     pub min_clip_score: Option<f64>,
+    /// The percentile `min_clip_score` was written as (`"p70"` is 70), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_clip_score_percentile: Option<f64>,
     pub keep_top_fraction: Option<f64>,
     /// The lowest score kept by `keep_top_fraction`: the run-wide quantile.
     pub quantile_threshold: Option<f64>,
     pub dropped: u64,
+    /// What a percentile `min_clip_score` resolved to, for the manifest's `thresholds`.
+    #[serde(skip)]
+    pub resolved_min_clip_score: Option<ResolvedThreshold>,
 }
 
 /// Decides, for each score (`None`: not scored), whether the sample is dropped.
@@ -29,21 +38,34 @@ pub fn decide_alignment(
     let quantile_threshold = rules
         .keep_top_fraction
         .and_then(|fraction| top_fraction_threshold(&mut scored, fraction));
+    let min_clip_score_percentile = rules.min_clip_score.and_then(|t| t.percentile());
+    let min_clip_score = match rules.min_clip_score {
+        Some(t) => t
+            .fixed()
+            .or_else(|| quantile(&mut scored, t.percentile().unwrap_or_default())),
+        None => None,
+    };
     let mut summary = AlignmentSummary {
         scored: scored.len() as u64,
-        min_clip_score: rules.min_clip_score,
+        min_clip_score,
+        min_clip_score_percentile,
         keep_top_fraction: rules.keep_top_fraction,
         quantile_threshold,
         dropped: 0,
+        resolved_min_clip_score: None,
     };
     let drops: Vec<Option<Drop>> = scores
         .iter()
         .map(|score| {
             let score = (*score)?;
-            let detail = match (rules.min_clip_score, quantile_threshold) {
-                (Some(min), _) if score < min => {
-                    format!("CLIP score {score:.4} < min_clip_score {min}")
-                }
+            let detail = match (min_clip_score, quantile_threshold) {
+                (Some(min), _) if score < min => match min_clip_score_percentile {
+                    None => format!("CLIP score {score:.4} < min_clip_score {min}"),
+                    Some(p) => format!(
+                        "CLIP score {score:.4} < min_clip_score {min:.4}, the run's p{p} over {} scored samples",
+                        scored.len()
+                    ),
+                },
                 (_, Some(threshold)) if score < threshold => format!(
                     "CLIP score {score:.4} < {threshold:.4}, the run's keep_top_fraction {} threshold over {} scored samples",
                     rules.keep_top_fraction.unwrap_or_default(),
@@ -55,6 +77,15 @@ pub fn decide_alignment(
         })
         .collect();
     summary.dropped = drops.iter().flatten().count() as u64;
+    summary.resolved_min_clip_score = min_clip_score_percentile.map(|percentile| {
+        let below = |min: f64| scores.iter().flatten().filter(|&&s| s < min).count();
+        ResolvedThreshold {
+            percentile,
+            value: min_clip_score,
+            samples: summary.scored,
+            dropped: min_clip_score.map_or(0, below) as u64,
+        }
+    });
     (drops, summary)
 }
 
@@ -73,10 +104,11 @@ fn top_fraction_threshold(scores: &mut [f64], fraction: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Threshold;
 
     fn rules(min: Option<f64>, top: Option<f64>) -> AlignmentFilters {
         AlignmentFilters {
-            min_clip_score: min,
+            min_clip_score: min.map(Threshold::Value),
             keep_top_fraction: top,
         }
     }
@@ -109,6 +141,26 @@ mod tests {
         let (drops, _) = decide_alignment(&scores, &rules(Some(0.28), Some(0.5)));
         let dropped: Vec<bool> = drops.iter().map(Option::is_some).collect();
         assert_eq!(dropped, vec![true, true, false, false, false]);
+    }
+
+    #[test]
+    fn min_clip_score_as_a_percentile_of_the_scored() {
+        // Scores 0.0..=1.0 by 0.1: p70 is 0.7; the unscored sample is neither counted nor dropped.
+        let mut scores: Vec<Option<f64>> = (0..=10).map(|i| Some(f64::from(i) / 10.0)).collect();
+        scores.push(None);
+        let rules = AlignmentFilters {
+            min_clip_score: Some(Threshold::Percentile(70.0)),
+            keep_top_fraction: None,
+        };
+        let (drops, summary) = decide_alignment(&scores, &rules);
+        assert_eq!(summary.min_clip_score_percentile, Some(70.0));
+        assert!((summary.min_clip_score.unwrap() - 0.7).abs() < 1e-12);
+        let dropped: Vec<usize> = (0..scores.len()).filter(|&i| drops[i].is_some()).collect();
+        assert_eq!(dropped, (0..7).collect::<Vec<_>>());
+        assert_eq!(
+            drops[0].as_ref().unwrap().detail,
+            "CLIP score 0.0000 < min_clip_score 0.7000, the run's p70 over 11 scored samples"
+        );
     }
 
     #[test]

@@ -46,36 +46,41 @@ pub fn check_header(info: &ImageInfo, limits: &ImageFilters) -> Option<Drop> {
     None
 }
 
-/// Checks the measured quality: sharpness, then brightness.
+/// Checks the measured quality: sharpness, then brightness. Thresholds written as a
+/// percentile of the run are not known yet here: [`super::percentiles`] applies them over the
+/// whole run.
 pub fn check_quality(q: &ImageQuality, limits: &ImageFilters) -> Option<Drop> {
-    if q.sharpness < limits.min_sharpness {
+    if let Some(min) = limits
+        .min_sharpness
+        .fixed()
+        .filter(|&min| q.sharpness < min)
+    {
         return Some(Drop::new(
             Stage::Filter,
             Reason::TooBlurry,
-            format!(
-                "sharpness {:.2} < min_sharpness {}",
-                q.sharpness, limits.min_sharpness
-            ),
+            format!("sharpness {:.2} < min_sharpness {min}", q.sharpness),
         ));
     }
-    if q.brightness < limits.min_brightness {
+    if let Some(min) = limits
+        .min_brightness
+        .fixed()
+        .filter(|&min| q.brightness < min)
+    {
         return Some(Drop::new(
             Stage::Filter,
             Reason::TooDark,
-            format!(
-                "brightness {:.2} < min_brightness {}",
-                q.brightness, limits.min_brightness
-            ),
+            format!("brightness {:.2} < min_brightness {min}", q.brightness),
         ));
     }
-    if q.brightness > limits.max_brightness {
+    if let Some(max) = limits
+        .max_brightness
+        .fixed()
+        .filter(|&max| q.brightness > max)
+    {
         return Some(Drop::new(
             Stage::Filter,
             Reason::TooBright,
-            format!(
-                "brightness {:.2} > max_brightness {}",
-                q.brightness, limits.max_brightness
-            ),
+            format!("brightness {:.2} > max_brightness {max}", q.brightness),
         ));
     }
     None
@@ -136,25 +141,23 @@ pub fn check_video_header(info: &MediaInfo, limits: &VideoFilters) -> Option<Dro
     None
 }
 
-/// Checks a video's measured frames: mean sharpness, then motion.
+/// Checks a video's measured frames: mean sharpness, then motion (fixed thresholds; a
+/// percentile of the run is applied by [`super::percentiles`]).
 pub fn check_video_quality(m: &VideoMeasurements, limits: &VideoFilters) -> Option<Drop> {
-    if let Some(sharpness) = m.sharpness_mean.filter(|&s| s < limits.min_sharpness) {
+    let min_sharpness = limits.min_sharpness.fixed().unwrap_or(0.0);
+    if let Some(sharpness) = m.sharpness_mean.filter(|&s| s < min_sharpness) {
         return filter_drop(
             Reason::TooBlurry,
-            format!(
-                "mean frame sharpness {sharpness:.2} < min_sharpness {}",
-                limits.min_sharpness
-            ),
+            format!("mean frame sharpness {sharpness:.2} < min_sharpness {min_sharpness}"),
         );
     }
-    if limits.min_motion > 0.0 {
+    if let Some(min_motion) = limits.min_motion.fixed().filter(|&m| m > 0.0) {
         let motion = m.motion_score.unwrap_or(0.0);
-        if motion < limits.min_motion {
+        if motion < min_motion {
             return filter_drop(
                 Reason::StaticVideo,
                 format!(
-                    "motion score {motion:.3} < min_motion {} (a static video or a slideshow)",
-                    limits.min_motion
+                    "motion score {motion:.3} < min_motion {min_motion} (a static video or a slideshow)"
                 ),
             );
         }
@@ -204,7 +207,7 @@ pub fn check_audio_levels(m: &AudioMeasurements, limits: &AudioFilters) -> Optio
             ),
         );
     }
-    if let Some(min) = limits.min_snr_db {
+    if let Some(min) = limits.min_snr_db.and_then(|t| t.fixed()) {
         match m.snr_db {
             Some(snr) if snr >= min => {}
             Some(snr) => {
@@ -328,8 +331,8 @@ mod tests {
             max_duration: 60.0,
             min_side: 300,
             require_audio: true,
-            min_sharpness: 20.0,
-            min_motion: 0.5,
+            min_sharpness: 20.0.into(),
+            min_motion: 0.5.into(),
         };
         assert_eq!(
             reason(check_video_header(&media(1.0, true, Some(48000)), &limits)),
@@ -383,7 +386,7 @@ mod tests {
             min_sample_rate: 16000,
             max_clipped_fraction: 0.01,
             max_silence_fraction: 0.5,
-            min_snr_db: Some(15.0),
+            min_snr_db: Some(15.0.into()),
         };
         assert_eq!(
             reason(check_audio_header(&media(0.5, false, Some(44100)), &limits)),
@@ -491,9 +494,9 @@ mod tests {
     #[test]
     fn quality_checks_report_value_and_limit() {
         let limits = ImageFilters {
-            min_sharpness: 30.0,
-            min_brightness: 20.0,
-            max_brightness: 235.0,
+            min_sharpness: 30.0.into(),
+            min_brightness: 20.0.into(),
+            max_brightness: 235.0.into(),
             ..ImageFilters::default()
         };
         let q = |sharpness, brightness| ImageQuality {

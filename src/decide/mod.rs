@@ -14,7 +14,9 @@ pub mod filters;
 pub mod hamming_index;
 pub mod judge;
 pub mod pairs;
+pub mod percentiles;
 pub mod run_wide;
 pub mod semantic;
+pub mod sweeps;
 
 pub use crate::record::decision::{Decision, Drop, Reason, Stage};

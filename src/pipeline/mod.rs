@@ -12,6 +12,7 @@
 //! are then in id order, which makes the output independent of thread count and arrival order.
 
 pub mod backends;
+pub mod calibrate;
 pub mod embed;
 pub mod measuring;
 pub mod progress;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::Config;
+use crate::decide::percentiles::apply_percentile_thresholds;
 use crate::decide::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misaligned};
 use crate::decode::av::{video_decoder_counts, VideoDecoderCounts};
 use crate::models::ModelError;
@@ -108,8 +110,9 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     let mut gpu_busy_seconds = backends.measure_busy_seconds();
     clock.add("measure", measuring);
 
-    // decide: dedup over the whole run.
+    // decide: percentile thresholds and dedup over the whole run.
     let deciding = Instant::now();
+    let thresholds = apply_percentile_thresholds(&mut records, config);
     drop_duplicates(&mut records, config);
     clock.add("decide", deciding);
     let staged = staging
@@ -169,6 +172,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         embeddings: embeddings_files,
         clip: backends.clip.as_ref().map(|c| &c.info),
         alignment,
+        thresholds,
         stage_seconds: clock.seconds,
         gpu_busy_seconds,
         started_at,

@@ -107,6 +107,63 @@ impl Plan {
     pub fn unit_count(&self) -> u64 {
         self.inputs.iter().map(|i| i.unit_count()).sum()
     }
+
+    /// Keeps `n` units of work chosen deterministically: those whose names hash lowest (sha256
+    /// of the input's index and the unit's path, and the row number for manifest rows), a
+    /// pseudo-random sample that is the same on every run over the same inputs. Units are
+    /// media files, manifest rows or whole `.tar` shards. Order within each input is kept.
+    pub fn sample(&mut self, n: u64) {
+        if self.unit_count() <= n {
+            return;
+        }
+        let digest = |input: usize, name: &str, row: Option<u64>| -> [u8; 32] {
+            let mut h = Sha256::new();
+            h.update(format!(
+                "{input}\t{name}\t{}",
+                row.map_or(String::new(), |r| r.to_string())
+            ));
+            h.finalize().into()
+        };
+        let mut all: Vec<[u8; 32]> = Vec::new();
+        for input in &self.inputs {
+            let i = input.index;
+            match &input.units {
+                Units::Files(units) => all.extend(
+                    units
+                        .iter()
+                        .map(|u| digest(i, u.media.location.as_ref(), None)),
+                ),
+                Units::Shards(shards) => {
+                    all.extend(shards.iter().map(|s| digest(i, s.location.as_ref(), None)))
+                }
+                Units::Manifests(manifests) => all.extend(
+                    manifests
+                        .iter()
+                        .flat_map(|m| m.rows.iter().map(|r| digest(i, &m.relative, Some(r.row)))),
+                ),
+            }
+        }
+        all.sort_unstable();
+        let cut = all[n as usize - 1];
+        let keep = |d: [u8; 32]| d <= cut;
+        for input in &mut self.inputs {
+            let i = input.index;
+            match &mut input.units {
+                Units::Files(units) => {
+                    units.retain(|u| keep(digest(i, u.media.location.as_ref(), None)))
+                }
+                Units::Shards(shards) => {
+                    shards.retain(|s| keep(digest(i, s.location.as_ref(), None)))
+                }
+                Units::Manifests(manifests) => {
+                    for m in manifests.iter_mut() {
+                        let relative = m.relative.clone();
+                        m.rows.retain(|r| keep(digest(i, &relative, Some(r.row))));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Resolves every input of the config.

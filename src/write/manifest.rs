@@ -11,6 +11,7 @@ use super::shards::ShardInfo;
 use super::Written;
 use crate::config::Config;
 use crate::decide::alignment::AlignmentSummary;
+use crate::decide::percentiles::ResolvedThreshold;
 use crate::measure::{MediaKind, MEASURE_VERSION};
 use crate::models::clip::ClipInfo;
 use crate::plan::{InputObject, Plan, Units};
@@ -28,6 +29,8 @@ pub struct RunFacts<'a> {
     pub embeddings: Vec<OutputFile>,
     pub clip: Option<&'a ClipInfo>,
     pub alignment: Option<AlignmentSummary>,
+    /// What each percentile threshold (`"p10"`) resolved to over the run, by config key.
+    pub thresholds: BTreeMap<String, ResolvedThreshold>,
     pub stage_seconds: BTreeMap<String, f64>,
     pub gpu_busy_seconds: BTreeMap<String, f64>,
     pub started_at: chrono::DateTime<chrono::Utc>,
@@ -117,6 +120,17 @@ impl RunManifest {
             models: ModelsRecord {
                 clip: facts.clip.cloned(),
             },
+            thresholds: {
+                let mut thresholds = facts.thresholds;
+                if let Some(clip) = facts
+                    .alignment
+                    .as_ref()
+                    .and_then(|a| a.resolved_min_clip_score.clone())
+                {
+                    thresholds.insert("filters.alignment.min_clip_score".to_string(), clip);
+                }
+                thresholds
+            },
             alignment: facts.alignment,
             measure_version: MEASURE_VERSION.to_string(),
             stage_seconds: facts.stage_seconds,
@@ -142,6 +156,11 @@ pub struct RunManifest {
     /// The alignment thresholds as applied (absent without `[filters.alignment]` rules).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alignment: Option<AlignmentSummary>,
+    /// Thresholds written as a percentile of the run, with the value each resolved to
+    /// (`thresholds."filters.image.min_sharpness" = {percentile, value, samples, dropped}`);
+    /// absent when the config has none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds: BTreeMap<String, ResolvedThreshold>,
     pub measure_version: String,
     pub stage_seconds: BTreeMap<String, f64>,
     /// On a GPU: seconds it was busy per stage and step (`measure.kernels`,
@@ -149,6 +168,17 @@ pub struct RunManifest {
     /// on the CPU. nvJPEG's are summed over the threads decoding at once.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub gpu_busy_seconds: BTreeMap<String, f64>,
+}
+
+/// What `mmcurate calibrate` adds to its manifest: how the sample was taken and the sweeps.
+#[derive(Debug, Clone, Serialize)]
+pub struct Calibration {
+    /// `--sample N`, when the inputs were sampled.
+    pub sample: Option<u64>,
+    /// Units of work the inputs hold, and how many were measured.
+    pub units_planned: u64,
+    pub units_measured: u64,
+    pub sweeps: crate::decide::sweeps::Sweeps,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

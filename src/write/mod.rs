@@ -152,19 +152,7 @@ pub fn write_shards_and_ledger(
         shards.extend(writer.finish().map_err(|e| store_error(e.to_string()))?);
     }
 
-    let mut ledger = Vec::new();
-    for (index, chunk) in records.chunks(LEDGER_ROWS_PER_FILE).enumerate() {
-        let name = format!("ledger/ledger-{index:06}.parquet");
-        let bytes = ledger::to_parquet(chunk)?;
-        let info = OutputFile {
-            name: name.clone(),
-            rows: chunk.len() as u64,
-            bytes: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
-        };
-        runtime.block_on(put(output, &name, bytes))?;
-        ledger.push(info);
-    }
+    let ledger = write_ledger(output, records, runtime)?;
     let keep: HashSet<String> = shards
         .iter()
         .map(|s| s.name.clone())
@@ -176,6 +164,46 @@ pub fn write_shards_and_ledger(
         &keep,
     ))?;
     Ok(Written { shards, ledger })
+}
+
+/// Writes the ledger of `records` (in id order) as `ledger/ledger-NNNNNN.parquet` files.
+pub fn write_ledger(
+    output: &Location,
+    records: &[Record],
+    runtime: &tokio::runtime::Handle,
+) -> Result<Vec<OutputFile>, WriteError> {
+    let mut files = Vec::new();
+    for (index, chunk) in records.chunks(LEDGER_ROWS_PER_FILE).enumerate() {
+        let name = format!("ledger/ledger-{index:06}.parquet");
+        let bytes = ledger::to_parquet(chunk)?;
+        let info = OutputFile {
+            name: name.clone(),
+            rows: chunk.len() as u64,
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        };
+        runtime.block_on(put(output, &name, bytes))?;
+        files.push(info);
+    }
+    Ok(files)
+}
+
+/// Ends a calibration (`mmcurate calibrate`): its ledger is written; writes `manifest.json`
+/// with the threshold sweeps under `calibration`, then the report that draws them. No shards,
+/// no `_SUCCESS`: a calibration is not a run's output.
+pub fn finish_calibration(
+    output: &Location,
+    manifest: &manifest::RunManifest,
+    calibration: &manifest::Calibration,
+    records: &[Record],
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), WriteError> {
+    let mut value = serde_json::to_value(manifest).expect("the manifest serialises");
+    value["calibration"] = serde_json::to_value(calibration).expect("the sweeps serialise");
+    let bytes = serde_json::to_vec_pretty(&value).expect("the manifest serialises");
+    runtime.block_on(put(output, "manifest.json", bytes))?;
+    report::write_for_run(records, &value, output, runtime);
+    Ok(())
 }
 
 /// Ends a run's output: writes `manifest.json`, then the run report (`report.html` and

@@ -10,13 +10,14 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "funnel",
     "histograms",
     "dropped",
     "duplicates",
     "clip",
     "timing",
+    "sweeps",
 ];
 
 /// The Chromium binary: MMCURATE_CHROMIUM, else `chromium` on the PATH.
@@ -416,4 +417,141 @@ batch_size = 4
     assert_page_is_whole_and_offline(&facts, &page);
     assert!(facts["video_tiles"].as_u64().unwrap() >= 2, "{facts}");
     assert!(facts["waveforms"].as_u64().unwrap() >= 2, "{facts}");
+}
+
+/// NumPy's default percentile (linear between the two nearest ranks).
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = p / 100.0 * (values.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    values[lo] + (values[hi] - values[lo]) * (rank - lo as f64)
+}
+
+#[test]
+fn calibrate_sweeps_a_sample_with_a_percentile_threshold_and_writes_no_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cal = tmp.path().join("cal");
+    let run_output = format!("run.output={}", tmp.path().join("out").display());
+    let calibrate = |dir: &Path| {
+        ok(&mmcurate(&[
+            "calibrate",
+            "configs/quickstart.toml",
+            "--sample",
+            "14",
+            "--output",
+            dir.to_str().unwrap(),
+            "--set",
+            &run_output,
+            "--set",
+            "filters.image.min_sharpness=p25",
+        ]))
+    };
+    let text = calibrate(&cal);
+    assert!(text.contains("calibrated on 14 of 21 unit(s)"), "{text}");
+    assert!(text.contains("dedup.phash_max_distance"), "{text}");
+    assert!(!cal.join("shards").exists());
+    assert!(
+        !tmp.path().join("out").exists(),
+        "calibrate wrote to the run's output"
+    );
+
+    let manifest = json_file(&cal.join("manifest.json"));
+    assert_eq!(manifest["calibration"]["units_planned"], 21);
+    assert_eq!(manifest["calibration"]["units_measured"], 14);
+    assert_eq!(manifest["counts"]["samples"], 14);
+    assert_eq!(manifest["shards"], Value::Array(vec![]));
+    assert_eq!(
+        manifest["config"]["filters"]["image"]["min_sharpness"],
+        "p25"
+    );
+
+    // The percentile is resolved over every measured image of the sample, recorded with its
+    // value, and every kept image is at or above it.
+    let rows = ledger_rows(&cal);
+    assert_eq!(rows.len(), 14);
+    let mut sharpness: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r["sharpness"].as_f64())
+        .collect();
+    let expected = percentile(&mut sharpness, 25.0);
+    let resolved = &manifest["thresholds"]["filters.image.min_sharpness"];
+    assert_eq!(resolved["percentile"], 25.0);
+    assert_eq!(resolved["samples"], sharpness.len());
+    let value = resolved["value"].as_f64().unwrap();
+    assert!((value - expected).abs() < 1e-9, "{value} vs {expected}");
+    let blurry: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["drop_reason"] == "too_blurry")
+        .collect();
+    assert_eq!(resolved["dropped"], blurry.len());
+    assert!(!blurry.is_empty());
+    for row in &rows {
+        if row["kept"] == true {
+            assert!(row["sharpness"].as_f64().unwrap() >= value, "{row}");
+        }
+    }
+    for row in &blurry {
+        assert!(row["sharpness"].as_f64().unwrap() < value, "{row}");
+        assert!(
+            row["drop_detail"].as_str().unwrap().contains("p25"),
+            "{row}"
+        );
+    }
+
+    // The sweeps: the filter's at the resolved value, and the pHash dedup's at the configured
+    // distance drops exactly what the decisions dropped.
+    let report = json_file(&cal.join("report.json"));
+    let sweeps = &report["sweeps"];
+    let sharp = sweeps["filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "filters.image.min_sharpness")
+        .unwrap();
+    assert_eq!(sharp["configured"].as_f64().unwrap(), value);
+    assert_eq!(sharp["samples"], sharpness.len());
+    let kept: Vec<u64> = sharp["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kept"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 21);
+    assert_eq!(kept[0], sharpness.len() as u64);
+    assert!(kept.windows(2).all(|w| w[0] >= w[1]), "{kept:?}");
+    let phash = sweeps["dedups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == "dedup.phash_max_distance")
+        .unwrap();
+    assert_eq!(phash["configured"], 6.0);
+    let at_6 = phash["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["threshold"] == 6.0)
+        .unwrap();
+    let near = rows
+        .iter()
+        .filter(|r| r["drop_reason"] == "near_duplicate")
+        .count();
+    assert_eq!(at_6["dropped"], near);
+
+    // The same sample on every calibration.
+    let again = tmp.path().join("again");
+    calibrate(&again);
+    let ids = |rows: &[Value]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&rows), ids(&ledger_rows(&again)));
+
+    let page = cal.join("report.html");
+    let facts = open_in_browser(&page, None);
+    assert_page_is_whole_and_offline(&facts, &page);
+    let html = String::from_utf8(read(&page)).unwrap();
+    assert!(html.contains(r#"data-key="filters.image.min_sharpness""#));
+    assert!(html.contains(r#"<table class="sweep" data-key="dedup.phash_max_distance">"#));
 }

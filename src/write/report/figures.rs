@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::histogram::{histogram, Histogram, Values, METRICS};
 use super::rows::{ReportRow, RowSource};
 use super::ReportError;
+use crate::decide::sweeps::Sweeps;
 
 /// Samples shown per drop reason.
 pub const DROPPED_SHOWN: usize = 8;
@@ -35,6 +36,10 @@ pub struct Figures {
     pub clip: ClipGallery,
     pub stages: Vec<StageTime>,
     pub limits: Limits,
+    /// Threshold sweeps, in the report of `mmcurate calibrate` (from the manifest's
+    /// `calibration.sweeps`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweeps: Option<Sweeps>,
 }
 
 /// The gallery bounds this report was made with.
@@ -539,6 +544,9 @@ fn assemble(
             pairs_shown_per_kind: PAIRS_SHOWN,
             clip_shown_per_end: CLIP_SHOWN,
         },
+        sweeps: manifest
+            .pointer("/calibration/sweeps")
+            .and_then(|v| serde_json::from_value(v.clone()).ok()),
     }
 }
 

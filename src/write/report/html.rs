@@ -14,13 +14,14 @@ use super::histogram::Side;
 use super::thumbnails::{Picture, WAVEFORM_WIDTH};
 
 /// The sections, in page order: (id, title). Tests look for each.
-pub const SECTIONS: [(&str, &str); 6] = [
+pub const SECTIONS: [(&str, &str); 7] = [
     ("funnel", "Funnel"),
     ("histograms", "Measurements"),
     ("dropped", "Dropped samples by reason"),
     ("duplicates", "Duplicates"),
     ("clip", "CLIP scores"),
     ("timing", "Time per stage"),
+    ("sweeps", "Threshold sweeps"),
 ];
 
 const STYLE: &str = r#"
@@ -92,6 +93,7 @@ pub fn render(f: &Figures, pictures: &HashMap<String, Result<Picture, String>>) 
     duplicates(&mut h, f, pictures);
     clip(&mut h, f, pictures);
     timing(&mut h, f);
+    sweeps(&mut h, f);
     h.push_str("</body></html>\n");
     h
 }
@@ -393,4 +395,100 @@ fn timing(h: &mut String, f: &Figures) {
         total, f.run.samples_per_second
     );
     h.push('\n');
+}
+
+/// What each filter would keep and each dedup would drop at other thresholds (calibration).
+fn sweeps(h: &mut String, f: &Figures) {
+    open_section(h, "sweeps");
+    let Some(sweeps) = &f.sweeps else {
+        h.push_str("<p>Threshold sweeps are made by <code>mmcurate calibrate CONFIG</code>, which measures a sample of the inputs and writes this report without writing shards.</p></section>\n");
+        return;
+    };
+    h.push_str(r#"<p class="note">From one pass of measuring: the share each filter alone keeps at a range of thresholds, and what each dedup drops at a range of distances or similarities (its keep rule as in a run), with the pairs that a step adds. ◆ marks the configured value.</p><div class="grid">"#);
+    for s in &sweeps.filters {
+        let sign = match s.side {
+            crate::decide::percentiles::Side::Min => "≥",
+            crate::decide::percentiles::Side::Max => "≤",
+        };
+        let items: Vec<(String, f64, String)> = s
+            .points
+            .iter()
+            .map(|p| {
+                let at = s
+                    .configured
+                    .is_some_and(|c| (c - p.threshold).abs() <= step_of(s) / 2.0);
+                (
+                    format!(
+                        "{}{sign} {}",
+                        if at { "◆ " } else { "" },
+                        short(p.threshold)
+                    ),
+                    p.kept_share,
+                    format!("{:.1}% kept ({})", p.kept_share * 100.0, p.kept),
+                )
+            })
+            .collect();
+        let _ = write!(
+            h,
+            r#"<div class="card sweep" data-key="{}"><h3>{} <span class="note">{} · {} samples{}</span></h3>{}</div>"#,
+            escape(&s.key),
+            escape(&s.label),
+            escape(&s.key),
+            s.samples,
+            s.configured
+                .map_or(String::new(), |c| format!(" · configured {}", short(c))),
+            bars_svg(&items, 1.0, "#3a7d44")
+        );
+    }
+    h.push_str("</div>");
+    for d in &sweeps.dedups {
+        let _ = write!(
+            h,
+            r#"<h3>{} <span class="note">{} candidates · configured {}</span></h3><table class="sweep" data-key="{}"><tr><th>threshold</th><th>groups</th><th>dropped</th><th>pairs added at this step (duplicate → kept, value)</th></tr>"#,
+            escape(&d.key),
+            d.candidates,
+            short(d.configured),
+            escape(&d.key),
+        );
+        for p in &d.points {
+            let mark = if (p.threshold - d.configured).abs() < 1e-9 {
+                "◆ "
+            } else {
+                ""
+            };
+            let examples: Vec<String> = p
+                .examples
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} → {} ({})",
+                        escape(&clip_text(&e.duplicate, 60)),
+                        escape(&clip_text(&e.kept, 60)),
+                        short(e.value)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                h,
+                r#"<tr><td class="n">{mark}{}</td><td class="n">{}</td><td class="n">{}</td><td>{}</td></tr>"#,
+                short(p.threshold),
+                p.groups,
+                p.dropped,
+                examples.join("<br>")
+            );
+        }
+        h.push_str("</table>");
+    }
+    if sweeps.dedups.is_empty() {
+        h.push_str("<p>No dedup had two candidates to compare.</p>");
+    }
+    h.push_str("</section>\n");
+}
+
+/// The spacing of a filter sweep's thresholds.
+fn step_of(s: &crate::decide::sweeps::FilterSweep) -> f64 {
+    match s.points.as_slice() {
+        [a, b, ..] => (b.threshold - a.threshold).abs(),
+        _ => 0.0,
+    }
 }
