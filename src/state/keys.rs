@@ -92,7 +92,7 @@ mod tests {
             "run.threads=3",
             "dedup.phash_max_distance=3",
             "output.max_samples_per_shard=7",
-            "filters.alignment.min_clip_score=0.2",
+            "dedup.exact=false",
             "run.name=\"other\"",
         ] {
             assert_eq!(measure_key(&config(&[unchanged])), base, "{unchanged}");
