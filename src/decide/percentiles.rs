@@ -15,7 +15,7 @@ use crate::measure::{Measurements, MediaKind};
 use crate::record::Record;
 
 /// What a percentile threshold resolved to, recorded in the manifest under `thresholds.<key>`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ResolvedThreshold {
     /// The percentile asked for (0–100).
     pub percentile: f64,

@@ -335,6 +335,7 @@ mod tests {
             decision: Decision::Keep,
             staged: vec![StagedPart {
                 ext: "jpg".into(),
+                unit: 0,
                 offset: 0,
                 len: 1,
             }],

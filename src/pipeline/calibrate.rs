@@ -12,18 +12,10 @@
 
 use std::time::Instant;
 
-use super::{
-    backends::Backends, check_output, embed, io_runtime, measuring, progress::Progress, RunError,
-    StageClock,
-};
+use super::phases::{self, Job, Slice};
+use super::{backends::Backends, progress::Progress, RunError};
 use crate::config::Config;
-use crate::decide::percentiles::apply_percentile_thresholds;
-use crate::decide::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misaligned};
-use crate::decide::sweeps::{dedup_sweeps, filter_sweeps, semantic_sweep, Sweeps};
-use crate::plan;
-use crate::source::Stores;
 use crate::write::manifest::{Calibration, RunFacts, RunManifest};
-use crate::write::staging::Staging;
 use crate::write::{self, Written};
 
 /// A finished calibration: its manifest (with the sweeps) and where the report is.
@@ -41,8 +33,10 @@ pub fn default_output(config: &Config) -> String {
     format!("{}/calibration", config.run.output.trim_end_matches('/'))
 }
 
-/// Measures `sample` units of work (all without it), decides as a run would, and writes the
-/// ledger, a manifest with the threshold sweeps and the report to `output_uri`.
+/// Measures `sample` units of work (all without it) and decides as a run would, through the
+/// run's own phases with `output_uri` as their output (so its `state/` makes a second
+/// calibration of the same sample quick), then writes the ledger, a manifest with the
+/// threshold sweeps and the report there.
 pub fn calibrate(
     config: &Config,
     sample: Option<u64>,
@@ -51,114 +45,63 @@ pub fn calibrate(
 ) -> Result<CalibrationSummary, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let runtime = io_runtime(config)?;
-    let io = runtime.handle();
-    let stores =
-        Stores::with_http(config.http.clone()).with_object_store_config(&config.run.object_store);
-    let mut clock = StageClock::default();
-
-    let backends = Backends::set_up(config)?;
-    let config = &backends.resolve_video_decoding(config);
-    let mut plan = runtime.block_on(plan::resolve(config, &stores))?;
-    let units_planned = plan.unit_count();
-    if let Some(n) = sample {
-        plan.sample(n);
-    }
-    let output = stores.open_for_output(output_uri)?;
-    runtime.block_on(check_output(&output))?;
-    clock.add("plan", started);
+    let mut config = config.clone();
+    config.run.output = output_uri.to_string();
+    let backends = Backends::set_up(&config)?;
+    let config = backends.resolve_video_decoding(&config);
+    let mut job = Job::prepare_sampled(&config, sample)?;
     tracing::info!(
-        "calibrating on {} of {units_planned} unit(s) of work",
-        plan.unit_count()
+        "calibrating on {} of {} unit(s) of work",
+        job.plan.unit_count(),
+        job.planned_units
     );
-
-    let measuring = Instant::now();
-    // Staged parts feed the CLIP embeddings; a private folder in the system temp folder keeps
-    // them off the output.
-    let staging_dir = std::env::temp_dir();
-    let staging =
-        Staging::create(&staging_dir).map_err(|e| super::staging_error(&staging_dir, e))?;
-    let (mut records, input_errors) = measuring::measure_plan(
-        &plan,
-        config,
-        backends.measure(),
-        io,
-        &stores,
-        &staging,
+    let measured = phases::measure(&mut job, &backends, Slice::WHOLE, progress)?;
+    let mut decisions = phases::decide(
+        &mut job,
+        &backends,
+        measured.video_decoders.clone(),
         progress,
+        true,
     )?;
-    let mut gpu_busy_seconds = backends.measure_busy_seconds();
-    clock.add("measure", measuring);
-
-    let deciding = Instant::now();
-    let thresholds = apply_percentile_thresholds(&mut records, config);
-    let mut sweeps = Sweeps {
-        filters: Vec::new(),
-        dedups: dedup_sweeps(&records, config),
-    };
-    drop_duplicates(&mut records, config);
-    clock.add("decide", deciding);
-    let staged = staging
-        .finish()
-        .map_err(|e| super::staging_error(&staging_dir, e))?;
-
-    let mut alignment = None;
-    if backends.clip.is_some() {
-        let embedding = Instant::now();
-        let embeddings = embed::embed_kept_records(
-            &mut records,
-            &staged,
-            config,
-            &backends,
-            &mut gpu_busy_seconds,
-            progress,
-        )?;
-        clock.add("embed", embedding);
-        let deciding = Instant::now();
-        sweeps
-            .dedups
-            .extend(semantic_sweep(&records, &embeddings, config));
-        alignment = drop_semantic_duplicates_and_misaligned(&mut records, &embeddings, config);
-        clock.add("decide", deciding);
+    // No shards are written: the ledger names none.
+    for record in &mut decisions.records {
+        record.shard = None;
     }
-    drop(staged);
-    let resolved_clip = alignment.as_ref().and_then(|a| a.min_clip_score);
-    sweeps.filters = filter_sweeps(&records, config, &|key| match key {
-        "filters.alignment.min_clip_score" => resolved_clip,
-        _ => thresholds.get(key).and_then(|t| t.value),
-    });
 
     let writing = Instant::now();
-    let ledger = write::write_ledger(&output, &records, io)?;
-    clock.add("write", writing);
+    let output = job.stores.open_for_output(&config.run.output)?;
+    let io = job.runtime.handle();
+    let ledger = write::write_ledger(&output, &decisions.records, io)?;
+    job.clock.add("write", writing);
     let manifest = RunManifest::assemble(RunFacts {
-        config,
-        plan: &plan,
+        config: &config,
+        plan: &job.plan,
         output: &output,
-        records: &records,
-        input_errors: &input_errors,
+        records: &decisions.records,
+        input_errors: &decisions.input_errors,
         written: Written {
             shards: Vec::new(),
             ledger,
         },
         embeddings: Vec::new(),
-        clip: backends.clip.as_ref().map(|c| &c.info),
-        alignment,
-        thresholds,
-        stage_seconds: clock.seconds,
-        gpu_busy_seconds,
+        clip: decisions.clip.as_ref(),
+        alignment: decisions.alignment.clone(),
+        thresholds: decisions.thresholds.clone(),
+        stage_seconds: job.clock.seconds.clone(),
+        gpu_busy_seconds: decisions.gpu_busy_seconds.clone(),
         started_at,
-        device: backends.device.label(),
-        jpeg_decoder: backends.jpeg_decoder_description(),
-        video_decoders: Default::default(),
+        device: decisions.device.clone(),
+        jpeg_decoder: decisions.jpeg_decoder.clone(),
+        video_decoders: decisions.video_decoders.clone(),
+        units: Some(phases::unit_counts(&job, &measured)),
     });
     let calibration = Calibration {
         sample,
-        units_planned,
-        units_measured: plan.unit_count(),
-        sweeps,
+        units_planned: job.planned_units,
+        units_measured: job.plan.unit_count(),
+        sweeps: decisions.sweeps.take().unwrap_or_default(),
     };
-    write::finish_calibration(&output, &manifest, &calibration, &records, io)?;
+    write::finish_calibration(&output, &manifest, &calibration, &decisions.records, io)?;
     Ok(CalibrationSummary {
         manifest,
         calibration,

@@ -20,6 +20,7 @@ mod hostile_inputs;
 mod inputs;
 mod kernels;
 mod model_cards;
+mod phases;
 mod phash_reference;
 mod quickstart;
 mod report;
