@@ -194,3 +194,33 @@ fn a_changed_dedup_setting_reuses_every_unit_and_a_changed_filter_redoes_them() 
         serde_json::json!({"total": UNITS, "measured": UNITS, "reused": 0})
     );
 }
+
+#[test]
+fn a_percentile_threshold_resolves_over_every_slice_as_on_one_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let p30 = ["--set", "filters.image.min_sharpness=p30"];
+    let whole = dir.path().join("whole");
+    ok(&run(&whole, &p30, &[]));
+    let split = dir.path().join("split");
+    for (phase, slices) in [("measure", 3), ("decide", 0), ("write", 3), ("commit", 0)] {
+        for index in 0..slices.max(1) {
+            let index = index.to_string();
+            let mut args = vec!["--phase", phase];
+            if slices > 0 {
+                args.extend_from_slice(&["--num-shards", "3", "--shard-index", &index]);
+            }
+            args.extend_from_slice(&p30);
+            ok(&run(&split, &args, &[]));
+        }
+    }
+    assert_eq!(shards_and_ledger(&split), shards_and_ledger(&whole));
+    let thresholds = |out: &Path| {
+        let json: Value = serde_json::from_slice(&read(find_manifest(out))).unwrap();
+        json["thresholds"]["filters.image.min_sharpness"].clone()
+    };
+    let resolved = thresholds(&whole);
+    assert_eq!(resolved["percentile"], 30.0);
+    assert!(resolved["value"].as_f64().unwrap() > 0.0, "{resolved}");
+    assert!(resolved["dropped"].as_u64().unwrap() >= 1, "{resolved}");
+    assert_eq!(thresholds(&split), resolved);
+}
