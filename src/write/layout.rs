@@ -222,11 +222,11 @@ pub fn write_planned_shard(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ByteSize;
     use crate::measure::Measurements;
     use crate::record::{Decision, Drop, Reason, Stage};
     use crate::source::{Origin, Stores};
     use crate::write::staging::Staging;
-    use crate::config::ByteSize;
 
     /// Kept JPEG samples of `sizes` bytes (every third with a caption, one with a source
     /// `.json`), and one dropped sample, staged.
