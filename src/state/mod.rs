@@ -176,6 +176,10 @@ impl StagedBytes for UnitStagedReader {
         let id = self.unit_ids.get(part.unit as usize).ok_or_else(|| {
             std::io::Error::other(format!("no work unit with ordinal {}", part.unit))
         })?;
+        if part.len == 0 {
+            // An empty part (an empty `.txt`, say): S3 refuses an empty range.
+            return Ok(Vec::new());
+        }
         let name = format!("{id}.{STAGED_EXT}");
         if let Some(dir) = self.units.local_path() {
             use std::os::unix::fs::FileExt;

@@ -3,7 +3,8 @@
 //! `abort()` that stops the process as `kill -9` would) and started again redoes no finished
 //! unit and ends byte-identical to an uninterrupted run; the phases run as 3 slices in separate
 //! processes give the same bytes too; a phase started too early says what is missing (exit 3);
-//! a changed dedup setting reuses every unit, a changed filter redoes them.
+//! a changed dedup setting reuses every unit, a changed filter redoes them; with S3 output the
+//! state is in the bucket, and phases in separate processes share it there.
 
 use crate::common::*;
 use serde_json::Value;
@@ -223,4 +224,92 @@ fn a_percentile_threshold_resolves_over_every_slice_as_on_one_machine() {
     assert!(resolved["value"].as_f64().unwrap() > 0.0, "{resolved}");
     assert!(resolved["dropped"].as_u64().unwrap() >= 1, "{resolved}");
     assert_eq!(thresholds(&split), resolved);
+
+/// The objects under `prefix` whose path has a `shards/` or `ledger/` folder, from there on.
+fn s3_shards_and_ledger(moto: &crate::s3::Moto, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let store = moto.store();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listed: Vec<_> = store
+            .list(Some(&object_store::path::Path::from(prefix)))
+            .try_collect()
+            .await
+            .unwrap();
+        let mut files = Vec::new();
+        for object in listed {
+            let path = object.location.to_string();
+            if path.contains("/state/") {
+                continue;
+            }
+            let Some(at) = path.find("shards/").or_else(|| path.find("ledger/")) else {
+                continue;
+            };
+            let bytes = store
+                .get(&object.location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            files.push((path[at..].to_string(), bytes.to_vec()));
+        }
+        files.sort();
+        files
+    })
+}
+
+#[test]
+fn phases_on_separate_processes_share_their_state_through_the_object_store() {
+    use crate::s3::{Moto, BUCKET};
+    let moto = Moto::start();
+    moto.create_bucket(BUCKET);
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let whole = format!("s3://{BUCKET}/whole");
+    let split = format!("s3://{BUCKET}/split");
+    ok(&run(Path::new(&whole), &[], &env));
+    let phase = |args: &[&str]| ok(&run(Path::new(&split), args, &env));
+    phase(&[
+        "--phase",
+        "measure",
+        "--num-shards",
+        "2",
+        "--shard-index",
+        "1",
+    ]);
+    phase(&[
+        "--phase",
+        "measure",
+        "--num-shards",
+        "2",
+        "--shard-index",
+        "0",
+    ]);
+    phase(&["--phase", "decide"]);
+    phase(&[
+        "--phase",
+        "write",
+        "--num-shards",
+        "2",
+        "--shard-index",
+        "0",
+    ]);
+    phase(&[
+        "--phase",
+        "write",
+        "--num-shards",
+        "2",
+        "--shard-index",
+        "1",
+    ]);
+    phase(&["--phase", "commit"]);
+    let expected = s3_shards_and_ledger(&moto, "whole");
+    assert!(expected.iter().any(|(p, _)| p.starts_with("shards/")));
+    assert!(expected.iter().any(|(p, _)| p.starts_with("ledger/")));
+    assert_eq!(s3_shards_and_ledger(&moto, "split"), expected);
 }
