@@ -224,6 +224,7 @@ fn a_percentile_threshold_resolves_over_every_slice_as_on_one_machine() {
     assert!(resolved["value"].as_f64().unwrap() > 0.0, "{resolved}");
     assert!(resolved["dropped"].as_u64().unwrap() >= 1, "{resolved}");
     assert_eq!(thresholds(&split), resolved);
+}
 
 /// The objects under `prefix` whose path has a `shards/` or `ledger/` folder, from there on.
 fn s3_shards_and_ledger(moto: &crate::s3::Moto, prefix: &str) -> Vec<(String, Vec<u8>)> {
