@@ -4,7 +4,7 @@
 use object_store::{ObjectMeta, ObjectStoreExt};
 use std::collections::BTreeMap;
 
-use super::{sanitize_key, split_extension, Location, Origin, Part, Sample};
+use super::{sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, Sample};
 
 /// One media object and its sidecars, as found by listing.
 #[derive(Debug, Clone)]
@@ -79,7 +79,19 @@ pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Samp
         opted_out: false,
     };
     match get_bytes(base, &unit.media.location).await {
-        Ok(bytes) => sample.parts.push(Part { ext, bytes }),
+        Ok(bytes) => {
+            // The media part is never dropped for its name: one that cannot be used is `img`.
+            let part = Part {
+                ext: sanitize_extension(&ext).unwrap_or_else(|| "img".to_string()),
+                bytes,
+            };
+            if part.ext != ext {
+                let note = format!("{rel}: written as .{}", part.ext);
+                sample.origin.part_changes.push(note);
+            }
+            sample.media = Some(part.ext.clone());
+            sample.parts.push(part);
+        }
         Err(e) => {
             sample.fetch_error = Some(e.to_string());
             return sample;
@@ -92,7 +104,7 @@ pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Samp
                 if ext == "json" {
                     sample.caption = caption_from_json(&bytes);
                 }
-                sample.parts.push(Part { ext, bytes });
+                sample.add_part(sidecar.location.as_ref(), Part { ext, bytes });
             }
             Err(e) => sample.fetch_error = Some(format!("sidecar: {e}")),
         }

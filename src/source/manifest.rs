@@ -11,7 +11,10 @@ use serde_json::{Map, Value};
 use super::files::get_bytes;
 use object_store::ObjectStoreExt;
 
-use super::{sanitize_key, split_extension, Location, Origin, Part, Sample, SourceError, Stores};
+use super::{
+    sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, Sample, SourceError,
+    Stores,
+};
 
 /// File extensions read as manifests.
 pub const EXTENSIONS: &[&str] = &["jsonl", "json", "parquet", "csv", "tsv"];
@@ -243,11 +246,7 @@ pub async fn fetch_row(
     let url = row.url.as_deref().map(|u| resolve_url(manifest, u));
     let file_name = url.as_deref().map(file_name_of).unwrap_or_default();
     let (stem, ext) = split_extension(&file_name);
-    let media_ext = if ext.is_empty() {
-        "img".to_string()
-    } else {
-        ext
-    };
+    let media_ext = sanitize_extension(&ext).unwrap_or_else(|| "img".to_string());
     let mut parts = Vec::new();
     if !row.columns.is_empty() {
         let json = serde_json::to_vec(&row.columns).expect("a JSON map serialises");

@@ -13,12 +13,13 @@ use super::files::caption_from_json;
 use super::{choose_media, sanitize_key, Location, Origin, Part, Sample};
 
 /// Splits a member path into WebDataset key and extension: `d/a.seg.JPG` → (`d/a`, `seg.jpg`).
-/// Members whose file name has no dot (or starts with one) belong to no sample.
+/// Members whose file name has no dot (or starts with one) belong to no sample; `k1.` is key
+/// `k1` with an empty extension (a part [`Sample::add_part`] drops, saying so).
 pub fn key_and_extension(member: &str) -> Option<(&str, String)> {
     let file_start = member.rfind('/').map_or(0, |i| i + 1);
     let file = &member[file_start..];
     let dot = file.find('.')?;
-    if dot == 0 || dot + 1 == file.len() {
+    if dot == 0 {
         return None;
     }
     Some((
@@ -258,33 +259,38 @@ impl Group {
         error: Option<String>,
     ) -> Option<Sample> {
         let key = self.key.take()?;
-        let members = std::mem::take(&mut self.members);
-        let parts: Vec<Part> = members.iter().map(|(_, p)| p.clone()).collect();
-        let media = choose_media(&parts);
-        let tar_member = media
-            .as_ref()
-            .and_then(|ext| members.iter().find(|(_, p)| &p.ext == ext))
-            .or(members.first())
-            .map(|(name, _)| name.clone());
-        let caption = parts
-            .iter()
-            .find(|p| p.ext == "json")
-            .and_then(|p| caption_from_json(&p.bytes));
-        Some(Sample {
+        let mut sample = Sample {
             id: format!("{input_index}:{relative}/{key}"),
             key: sanitize_key(&key),
             name: key,
             origin: Origin {
                 uri: shard_uri.to_string(),
-                tar_member,
                 ..Origin::default()
             },
-            parts,
-            media,
-            caption,
+            parts: Vec::new(),
+            media: None,
+            caption: None,
             fetch_error: error,
             opted_out: false,
-        })
+        };
+        // The member each part came from, by the extension it was added under.
+        let mut member_of = Vec::new();
+        for (member, part) in std::mem::take(&mut self.members) {
+            if let Some(ext) = sample.add_part(&member, part) {
+                member_of.push((ext, member));
+            }
+        }
+        sample.media = choose_media(&sample.parts);
+        sample.origin.tar_member = sample
+            .media
+            .as_ref()
+            .and_then(|ext| member_of.iter().find(|(e, _)| e == ext))
+            .or(member_of.first())
+            .map(|(_, member)| member.clone());
+        sample.caption = sample
+            .part("json")
+            .and_then(|p| caption_from_json(&p.bytes));
+        Some(sample)
     }
 }
 
@@ -306,6 +312,7 @@ mod tests {
             key_and_extension("d.x/a.txt"),
             Some(("d.x/a", "txt".to_string()))
         );
+        assert_eq!(key_and_extension("k1."), Some(("k1", String::new())));
         assert_eq!(key_and_extension("README"), None);
         assert_eq!(key_and_extension("d/.hidden"), None);
     }
@@ -334,6 +341,52 @@ mod tests {
         assert_eq!(samples.len(), 1);
         assert_eq!(samples[0].id, "0:s.tar/liar");
         assert_eq!(samples[0].fetch_error.as_deref(), Some(error.as_str()));
+    }
+
+    /// A tar of `(member name, data)` regular files, with an end-of-archive marker.
+    fn tar_of(members: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, data) in members {
+            let mut header = tar::Header::new_gnu();
+            header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+            header.set_size(data.len() as u64);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_cksum();
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(data);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.extend_from_slice(&[0; 1024]);
+        out
+    }
+
+    #[test]
+    fn parts_with_unwritable_names_are_renamed_or_dropped_and_noted() {
+        let long = format!("k1.{}", "a".repeat(96));
+        let shard = tar_of(&[
+            (b"k1.jpg", b"jpeg"),
+            (long.as_bytes(), b"long"),
+            (b"k1.", b"empty"),
+            (b"k1.x\xff\xfey", b"not utf-8"),
+            (b"k1.a\\b", b"backslash"),
+        ]);
+        let (result, samples) = read_all(&shard);
+        assert_eq!(result, Ok(1));
+        let sample = &samples[0];
+        let exts: Vec<&str> = sample.parts.iter().map(|p| p.ext.as_str()).collect();
+        let cut = crate::source::sanitize_extension(&"a".repeat(96)).unwrap();
+        assert_eq!(exts, ["jpg", cut.as_str(), "x__y", "a_b"]);
+        assert_eq!(sample.media.as_deref(), Some("jpg"));
+        assert_eq!(sample.origin.tar_member.as_deref(), Some("k1.jpg"));
+        assert_eq!(
+            sample.origin.part_changes,
+            [
+                format!("{long}: written as .{cut}"),
+                "k1.: dropped, no usable extension".to_string(),
+                "k1.x\u{fffd}\u{fffd}y: written as .x__y".to_string(),
+                "k1.a\\b: written as .a_b".to_string(),
+            ]
+        );
     }
 
     #[test]
