@@ -279,3 +279,49 @@ fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
+
+#[test]
+fn playlists_and_concat_lists_disguised_as_video_open_nothing_and_are_dropped() {
+    // Issue 13 item 4: FFmpeg opens only the bytes we hand it. Each file names a listener on
+    // 127.0.0.1 (or a local file, or a data: URL) that a demuxer following it would open.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let at = listener.local_addr().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nhttp://{at}/seg0.ts\n#EXT-X-ENDLIST\n"
+    );
+    let data_urls = "#EXTM3U\n#EXTINF:4,\ndata:video/mp2t;base64,R0dHR0dHR0dH\n#EXT-X-ENDLIST\n";
+    let concat = format!("ffconcat version 1.0\nfile 'http://{at}/a.mp4'\nfile '/etc/hostname'\n");
+    let mut in_mp4 = b"\0\0\0\x14ftypisom\0\0\0\0isom".to_vec();
+    in_mp4.extend_from_slice(playlist.as_bytes());
+    let files: [(&str, &[u8]); 5] = [
+        ("hls.mp4", playlist.as_bytes()),
+        ("data_urls.webm", data_urls.as_bytes()),
+        ("concat.mkv", concat.as_bytes()),
+        ("concat.mov", concat.as_bytes()),
+        ("hls_in_mp4.mp4", &in_mp4),
+    ];
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let config = job(tmp.path(), &dir, "files");
+    ok(&mmcurate(&["run", config.to_str().unwrap()]));
+    let rows = rows_by_id(&tmp.path().join("out"));
+    assert_eq!(rows.len(), files.len(), "{:?}", rows.keys());
+    for (name, _) in files {
+        let row = &rows[&format!("0:{name}")];
+        assert_eq!(row["status"], "dropped", "{row}");
+        let reason = row["drop_reason"].as_str().unwrap();
+        assert!(["not_media", "unreadable"].contains(&reason), "{row}");
+        assert!(!row["drop_detail"].as_str().unwrap().is_empty(), "{row}");
+    }
+    let detail = rows["0:hls_in_mp4.mp4"]["drop_detail"].as_str().unwrap();
+    assert!(detail.starts_with("mov decoder:"), "{detail}");
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the run connected to {at}"
+    );
+}
