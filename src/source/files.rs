@@ -1,7 +1,11 @@
 //! The `files` input: every object under a prefix is a sample, except `.txt` and `.json`
 //! objects, which are sidecars of the media object with the same stem (`a.jpg` + `a.txt`).
 
+use futures::FutureExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
+use std::panic::AssertUnwindSafe;
+
+use crate::contain::panic_message;
 use std::collections::BTreeMap;
 
 use super::{sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, Sample};
@@ -61,6 +65,31 @@ pub fn group(base: &Location, mut objects: Vec<ObjectMeta>) -> (Vec<FileUnit>, V
 /// object gives a sample with `fetch_error` set; a failed sidecar only loses that sidecar
 /// (and is noted in `fetch_error` too, so it is visible in the ledger).
 pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Sample {
+    match AssertUnwindSafe(fetch_unguarded(base, input_index, unit))
+        .catch_unwind()
+        .await
+    {
+        Ok(sample) => sample,
+        // A panic while fetching is this sample's fetch error: the others go on.
+        Err(payload) => {
+            let rel = base.relative(&unit.media.location);
+            Sample::failed(
+                format!("{input_index}:{rel}"),
+                rel,
+                Origin {
+                    uri: base.uri_of(&unit.media.location),
+                    ..Origin::default()
+                },
+                format!(
+                    "reading this file panicked: {}",
+                    panic_message(payload.as_ref())
+                ),
+            )
+        }
+    }
+}
+
+async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -> Sample {
     let rel = base.relative(&unit.media.location);
     let (stem, ext) = split_extension(&rel);
     let mut sample = Sample {

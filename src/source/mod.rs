@@ -97,6 +97,21 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A sample that could not be read: no parts, `fetch_error` saying why.
+    pub fn failed(id: String, name: String, origin: Origin, error: String) -> Sample {
+        Sample {
+            id,
+            key: sanitize_key(&name),
+            name,
+            origin,
+            parts: Vec::new(),
+            media: None,
+            caption: None,
+            fetch_error: Some(error),
+            opted_out: false,
+        }
+    }
+
     /// The media part's bytes, if there is a media part.
     pub fn media_bytes(&self) -> Option<&Bytes> {
         let ext = self.media.as_deref()?;

@@ -11,6 +11,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::files::caption_from_json;
 use super::{choose_media, sanitize_key, Location, Origin, Part, Sample};
+use crate::contain::contain_panic;
 
 /// Splits a member path into WebDataset key and extension: `d/a.seg.JPG` → (`d/a`, `seg.jpg`).
 /// Members whose file name has no dot (or starts with one) belong to no sample; `k1.` is key
@@ -46,6 +47,12 @@ pub enum ShardError {
         uri: String,
         member: String,
         why: String,
+    },
+    #[error("{uri}: reading stopped after {count} rows: the reader panicked: {message}")]
+    Panicked {
+        uri: String,
+        count: u64,
+        message: String,
     },
     #[error("{uri}: no end-of-archive marker after {count} samples: the shard was cut short between two members")]
     NoEndMarker { uri: String, count: u64 },
@@ -85,7 +92,34 @@ pub fn read_shard(
 
 /// [`read_shard`] on any reader of tar bytes: the WebDataset grouping, every error reported as
 /// a sample with `fetch_error` and returned. `uri` is the shard's URI as samples record it.
+/// A panic while reading (in the tar reader, or in the stream under it) ends the shard like a
+/// broken stream: a row for the shard saying so, and an error; the run goes on.
 pub fn read_tar(
+    reader: impl Read,
+    uri: &str,
+    relative: &str,
+    input_index: usize,
+    mut emit: impl FnMut(Sample),
+) -> Result<u64, ShardError> {
+    let mut emitted = 0u64;
+    let read = contain_panic(|| {
+        read_tar_unguarded(reader, uri, relative, input_index, |sample| {
+            emitted += 1;
+            emit(sample)
+        })
+    });
+    read.unwrap_or_else(|message| {
+        let error = ShardError::Panicked {
+            uri: uri.to_string(),
+            count: emitted,
+            message,
+        };
+        emit(shard_row(uri, relative, input_index, error.to_string()));
+        Err(error)
+    })
+}
+
+fn read_tar_unguarded(
     reader: impl Read,
     uri: &str,
     relative: &str,
@@ -387,6 +421,51 @@ mod tests {
                 "k1.a\\b: written as .a_b".to_string(),
             ]
         );
+    }
+
+    /// Tar bytes read 512 at a time that panic at byte `panic_at`, as a bug in a stream under
+    /// the reader (or in the reader itself) would.
+    struct PanickingReader {
+        bytes: Vec<u8>,
+        at: usize,
+        panic_at: usize,
+    }
+
+    impl Read for PanickingReader {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            assert!(self.at < self.panic_at, "stream bug at byte {}", self.at);
+            let n = buf.len().min(512).min(self.bytes.len() - self.at);
+            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_panic_while_reading_a_shard_is_a_row_for_the_shard() {
+        let shard = tar_of(&[
+            (b"a.jpg", b"first"),
+            (b"a.txt", b"caption"),
+            (b"b.jpg", b"second"),
+            (b"c.jpg", b"third"),
+        ]);
+        // Panics on the read after b.jpg's header: `a` is complete and emitted, `b` is not.
+        let reader = PanickingReader {
+            bytes: shard,
+            at: 0,
+            panic_at: 5 * 512,
+        };
+        let mut samples = Vec::new();
+        let result = read_tar(reader, "file:///s.tar", "s.tar", 0, |s| samples.push(s));
+        let error = result.unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "file:///s.tar: reading stopped after 1 rows: the reader panicked: stream bug at byte 2560"
+        );
+        let ids: Vec<&str> = samples.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["0:s.tar/a", "0:s.tar"]);
+        assert_eq!(samples[0].fetch_error, None);
+        assert_eq!(samples[1].fetch_error.as_deref(), Some(error.as_str()));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   `write`. A stage may use the stages before it, never one after it. `record` (the
 //!   per-sample record handed from `measure` to `decide` and `write`) ranks between `measure`
 //!   and `decide`.
-//! - Low-level modules (`pixels`, `vector`) may be used by every module and use no stage,
+//! - Low-level modules (`pixels`, `vector`, `contain`) may be used by every module and use no stage,
 //!   `gpu`, `models`, `pipeline` or `cli` (only each other).
 //! - `gpu` (beside the stages: a device backend of decode and measure) may use `config`,
 //!   `decode`, `measure` and the low-level modules.
@@ -35,7 +35,7 @@ const STAGES: [&str; 8] = [
     "config", "plan", "source", "decode", "measure", "record", "decide", "write",
 ];
 /// Modules every module may use, which use no stage.
-const LOW_LEVEL: [&str; 2] = ["pixels", "vector"];
+const LOW_LEVEL: [&str; 3] = ["pixels", "vector", "contain"];
 /// Modules that run the stages together, which may use everything.
 const ORCHESTRATION: [&str; 2] = ["pipeline", "cli"];
 /// Beside the stages.
