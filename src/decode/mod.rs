@@ -276,6 +276,26 @@ impl AvContainer {
             AvContainer::MpegPs => "mpg",
         }
     }
+
+    /// The FFmpeg demuxer for this container, by its short name. FFmpeg is opened with this
+    /// demuxer only, never by probing: a playlist, concat list or image sequence inside a
+    /// sample can never be taken for what it says it is.
+    pub fn demuxer(self) -> &'static str {
+        match self {
+            AvContainer::IsoMedia => "mov",
+            AvContainer::Matroska { .. } => "matroska",
+            AvContainer::Avi => "avi",
+            AvContainer::Wav => "wav",
+            AvContainer::Aiff => "aiff",
+            AvContainer::Flac => "flac",
+            AvContainer::Ogg => "ogg",
+            AvContainer::Mp3 => "mp3",
+            AvContainer::Aac => "aac",
+            AvContainer::Flv => "flv",
+            AvContainer::MpegTs => "mpegts",
+            AvContainer::MpegPs => "mpeg",
+        }
+    }
 }
 
 /// A container whose declared sizes its bytes do not hold.
@@ -430,7 +450,7 @@ fn corrupt(format: ImageFormat, e: image::ImageError) -> DecodeError {
 }
 
 /// A short description of bytes that are not an image, for the ledger.
-fn describe(bytes: &[u8]) -> String {
+pub(crate) fn describe(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(512)];
     let texty = head
         .iter()

@@ -12,6 +12,7 @@ use std::time::Instant;
 use super::clip::Clip;
 use super::clip_preprocess::{clip_pixel_values, clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD};
 use super::ModelError;
+use crate::contain::contain_panic;
 use crate::gpu::cuda::RgbInput;
 use crate::gpu::nvjpeg::DeviceRgb;
 use crate::gpu::{CudaKernels, GpuError, GpuJpegDecoder};
@@ -57,6 +58,13 @@ pub trait ClipInputs: Sync {
     ) -> Result<Vec<f32>, ClipInputError>;
 }
 
+/// Runs one image's input preparation; a panic in it (a decoder or resizer bug a hostile file
+/// reaches) is that image's error, which the CLIP stage records as its dropped row.
+fn prepare_contained<T>(prepare: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    contain_panic(prepare)
+        .unwrap_or_else(|panic| Err(format!("CLIP input preparation panicked: {panic}")))
+}
+
 /// The CPU reference: the `image` crate (libjpeg-turbo for JPEG) and
 /// `models::clip_preprocess`; inputs are preprocessed as soon as they are decoded.
 #[derive(Debug, Default, Clone, Copy)]
@@ -70,8 +78,11 @@ impl ClipInputs for CpuClipInputs {
         u64::MAX
     }
 
+    /// A panic while decoding or resizing is this image's error (`prepare_contained`).
     fn image_input(&self, media: &[u8], size: u32) -> Result<Vec<f32>, String> {
-        clip_pixel_values(media, size, OPENAI_MEAN, OPENAI_STD).map_err(|e| e.to_string())
+        prepare_contained(|| {
+            clip_pixel_values(media, size, OPENAI_MEAN, OPENAI_STD).map_err(|e| e.to_string())
+        })
     }
 
     fn frames_input(&self, frames: Vec<RgbImage>, size: u32) -> Vec<f32> {
@@ -168,24 +179,10 @@ impl ClipInputs for CudaClipInputs<'_> {
         MAX_GPU_BATCH_RGB_BYTES
     }
 
-    /// nvJPEG's device RGB where it takes the JPEG, else the CPU decoder's RGB.
-    fn image_input(&self, media: &[u8], _size: u32) -> Result<CudaInput, String> {
-        let is_jpeg = media.starts_with(&[0xff, 0xd8, 0xff]);
-        if let (Some(decoder), true) = (self.jpeg, is_jpeg) {
-            match decoder.decode_rgb_device(media) {
-                Ok(rgb) => return Ok(CudaInput::Device(rgb)),
-                Err(e) => tracing::debug!("CLIP input decoded on the CPU, not nvJPEG: {e}"),
-            }
-        }
-        let rgb = image::load_from_memory(media)
-            .map_err(|e| format!("cannot decode the image: {e}"))?
-            .to_rgb8();
-        let (width, height) = rgb.dimensions();
-        Ok(CudaInput::Rgb(vec![RgbImage {
-            width,
-            height,
-            pixels: rgb.into_raw(),
-        }]))
+    /// nvJPEG's device RGB where it takes the JPEG, else the CPU decoder's RGB. A panic while
+    /// decoding is this image's error (`prepare_contained`).
+    fn image_input(&self, media: &[u8], size: u32) -> Result<CudaInput, String> {
+        prepare_contained(|| self.image_input_unguarded(media, size))
     }
 
     fn frames_input(&self, frames: Vec<RgbImage>, _size: u32) -> CudaInput {
@@ -233,6 +230,25 @@ impl ClipInputs for CudaClipInputs<'_> {
 }
 
 impl CudaClipInputs<'_> {
+    fn image_input_unguarded(&self, media: &[u8], _size: u32) -> Result<CudaInput, String> {
+        let is_jpeg = media.starts_with(&[0xff, 0xd8, 0xff]);
+        if let (Some(decoder), true) = (self.jpeg, is_jpeg) {
+            match decoder.decode_rgb_device(media) {
+                Ok(rgb) => return Ok(CudaInput::Device(rgb)),
+                Err(e) => tracing::debug!("CLIP input decoded on the CPU, not nvJPEG: {e}"),
+            }
+        }
+        let rgb = image::load_from_memory(media)
+            .map_err(|e| format!("cannot decode the image: {e}"))?
+            .to_rgb8();
+        let (width, height) = rgb.dimensions();
+        Ok(CudaInput::Rgb(vec![RgbImage {
+            width,
+            height,
+            pixels: rgb.into_raw(),
+        }]))
+    }
+
     /// Preprocesses on the GPU, `batch_size` frames at a time, and runs the model on each batch.
     fn embed_on_gpu(
         &self,
@@ -281,4 +297,21 @@ fn download_rgb(rgb: &DeviceRgb) -> Result<Vec<u8>, GpuError> {
         message: e.to_string(),
     })?;
     Ok(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_preparing_an_image_is_that_images_error() {
+        let out: Result<u8, String> = prepare_contained(|| panic!("resize of a 0-pixel image"));
+        assert_eq!(
+            out,
+            Err("CLIP input preparation panicked: resize of a 0-pixel image".to_string())
+        );
+        assert_eq!(prepare_contained(|| Ok::<_, String>(3)), Ok(3));
+        let error = CpuClipInputs.image_input(b"not an image", 224).unwrap_err();
+        assert!(!error.contains("panicked"), "{error}");
+    }
 }

@@ -1,10 +1,14 @@
 //! The `files` input: every object under a prefix is a sample, except `.txt` and `.json`
 //! objects, which are sidecars of the media object with the same stem (`a.jpg` + `a.txt`).
 
+use futures::FutureExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
+use std::panic::AssertUnwindSafe;
+
+use crate::contain::panic_message;
 use std::collections::BTreeMap;
 
-use super::{sanitize_key, split_extension, Location, Origin, Part, Sample};
+use super::{sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, Sample};
 
 /// One media object and its sidecars, as found by listing.
 #[derive(Debug, Clone)]
@@ -61,6 +65,31 @@ pub fn group(base: &Location, mut objects: Vec<ObjectMeta>) -> (Vec<FileUnit>, V
 /// object gives a sample with `fetch_error` set; a failed sidecar only loses that sidecar
 /// (and is noted in `fetch_error` too, so it is visible in the ledger).
 pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Sample {
+    match AssertUnwindSafe(fetch_unguarded(base, input_index, unit))
+        .catch_unwind()
+        .await
+    {
+        Ok(sample) => sample,
+        // A panic while fetching is this sample's fetch error: the others go on.
+        Err(payload) => {
+            let rel = base.relative(&unit.media.location);
+            Sample::failed(
+                format!("{input_index}:{rel}"),
+                rel,
+                Origin {
+                    uri: base.uri_of(&unit.media.location),
+                    ..Origin::default()
+                },
+                format!(
+                    "reading this file panicked: {}",
+                    panic_message(payload.as_ref())
+                ),
+            )
+        }
+    }
+}
+
+async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -> Sample {
     let rel = base.relative(&unit.media.location);
     let (stem, ext) = split_extension(&rel);
     let mut sample = Sample {
@@ -79,7 +108,19 @@ pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Samp
         opted_out: false,
     };
     match get_bytes(base, &unit.media.location).await {
-        Ok(bytes) => sample.parts.push(Part { ext, bytes }),
+        Ok(bytes) => {
+            // The media part is never dropped for its name: one that cannot be used is `img`.
+            let part = Part {
+                ext: sanitize_extension(&ext).unwrap_or_else(|| "img".to_string()),
+                bytes,
+            };
+            if part.ext != ext {
+                let note = format!("{rel}: written as .{}", part.ext);
+                sample.origin.part_changes.push(note);
+            }
+            sample.media = Some(part.ext.clone());
+            sample.parts.push(part);
+        }
         Err(e) => {
             sample.fetch_error = Some(e.to_string());
             return sample;
@@ -92,7 +133,7 @@ pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Samp
                 if ext == "json" {
                     sample.caption = caption_from_json(&bytes);
                 }
-                sample.parts.push(Part { ext, bytes });
+                sample.add_part(sidecar.location.as_ref(), Part { ext, bytes });
             }
             Err(e) => sample.fetch_error = Some(format!("sidecar: {e}")),
         }

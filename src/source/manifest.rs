@@ -9,9 +9,15 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::files::get_bytes;
+use crate::contain::{contain_panic, panic_message};
+use futures::FutureExt;
 use object_store::ObjectStoreExt;
+use std::panic::AssertUnwindSafe;
 
-use super::{sanitize_key, split_extension, Location, Origin, Part, Sample, SourceError, Stores};
+use super::{
+    sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, Sample, SourceError,
+    Stores,
+};
 
 /// File extensions read as manifests.
 pub const EXTENSIONS: &[&str] = &["jsonl", "json", "parquet", "csv", "tsv"];
@@ -62,7 +68,14 @@ pub fn parse(
     };
     let extension = split_extension(uri).1;
     let objects: Vec<Result<Map<String, Value>, String>> = if bytes.starts_with(b"PAR1") {
-        let (mut rows, error) = parquet_rows(bytes);
+        // A panic in the Parquet reader (on bytes it does not expect) is this manifest's
+        // unreadable row, not the end of the run.
+        let (mut rows, error) = contain_panic(|| parquet_rows(bytes)).unwrap_or_else(|panic| {
+            (
+                Vec::new(),
+                Some(format!("the reader panicked: {panic}").into()),
+            )
+        });
         if let Some(e) = error {
             rows.push(Err(format!(
                 "cannot read the Parquet manifest past row {}: {e}",
@@ -72,7 +85,8 @@ pub fn parse(
         rows
     } else if extension == "csv" || extension == "tsv" {
         let delimiter = if extension == "csv" { b',' } else { b'\t' };
-        delimited_rows(&bytes, delimiter)
+        contain_panic(|| delimited_rows(&bytes, delimiter))
+            .unwrap_or_else(|panic| Err(format!("the CSV reader panicked: {panic}")))
             .map_err(err)?
             .into_iter()
             .map(Ok)
@@ -240,14 +254,39 @@ pub async fn fetch_row(
     input_index: usize,
     row: &ManifestRow,
 ) -> Sample {
+    let fetch = fetch_row_unguarded(stores, manifest, manifest_relative, input_index, row);
+    match AssertUnwindSafe(fetch).catch_unwind().await {
+        Ok(sample) => sample,
+        // A panic while fetching (in a store client, or in our own code on odd input) is
+        // this row's fetch error: the other rows go on.
+        Err(payload) => Sample::failed(
+            format!("{input_index}:{manifest_relative}#{:09}", row.row),
+            row.url.clone().unwrap_or_default(),
+            Origin {
+                uri: row.url.clone().unwrap_or_default(),
+                manifest_uri: Some(manifest.uri()),
+                manifest_row: Some(row.row),
+                ..Origin::default()
+            },
+            format!(
+                "reading this row panicked: {}",
+                panic_message(payload.as_ref())
+            ),
+        ),
+    }
+}
+
+async fn fetch_row_unguarded(
+    stores: &Stores,
+    manifest: &Location,
+    manifest_relative: &str,
+    input_index: usize,
+    row: &ManifestRow,
+) -> Sample {
     let url = row.url.as_deref().map(|u| resolve_url(manifest, u));
     let file_name = url.as_deref().map(file_name_of).unwrap_or_default();
     let (stem, ext) = split_extension(&file_name);
-    let media_ext = if ext.is_empty() {
-        "img".to_string()
-    } else {
-        ext
-    };
+    let media_ext = sanitize_extension(&ext).unwrap_or_else(|| "img".to_string());
     let mut parts = Vec::new();
     if !row.columns.is_empty() {
         let json = serde_json::to_vec(&row.columns).expect("a JSON map serialises");

@@ -66,6 +66,10 @@ pub struct Origin {
     /// For a URL: the HTTP status of the last answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// Parts whose names could not be written as they were: each original name and what was
+    /// done (written under a sanitised extension, or dropped and why). See [`Sample::add_part`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_changes: Vec<String>,
 }
 
 /// A sample as read from its source: its identity, where it came from, and its parts as bytes.
@@ -93,6 +97,21 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A sample that could not be read: no parts, `fetch_error` saying why.
+    pub fn failed(id: String, name: String, origin: Origin, error: String) -> Sample {
+        Sample {
+            id,
+            key: sanitize_key(&name),
+            name,
+            origin,
+            parts: Vec::new(),
+            media: None,
+            caption: None,
+            fetch_error: Some(error),
+            opted_out: false,
+        }
+    }
+
     /// The media part's bytes, if there is a media part.
     pub fn media_bytes(&self) -> Option<&Bytes> {
         let ext = self.media.as_deref()?;
@@ -103,6 +122,63 @@ impl Sample {
     pub fn part(&self, ext: &str) -> Option<&Part> {
         self.parts.iter().find(|p| p.ext == ext)
     }
+
+    /// Adds a part read under the name `original` (a tar member, a sidecar file), its extension
+    /// sanitised as keys are ([`sanitize_extension`]). A part whose extension is empty or
+    /// unusable, or the same as an earlier part's once sanitised, is dropped; every rename and
+    /// drop is noted in `origin.part_changes`, so the ledger keeps the original name. Returns
+    /// the extension the part was added under.
+    pub fn add_part(&mut self, original: &str, part: Part) -> Option<String> {
+        let original = printable_name(original);
+        let Some(ext) = sanitize_extension(&part.ext) else {
+            self.origin
+                .part_changes
+                .push(format!("{original}: dropped, no usable extension"));
+            return None;
+        };
+        if self.parts.iter().any(|p| p.ext == ext) {
+            self.origin.part_changes.push(format!(
+                "{original}: dropped, a part with extension .{ext} came first"
+            ));
+            return None;
+        }
+        if ext != part.ext {
+            self.origin
+                .part_changes
+                .push(format!("{original}: written as .{ext}"));
+        }
+        self.parts.push(Part {
+            ext: ext.clone(),
+            bytes: part.bytes,
+        });
+        Some(ext)
+    }
+
+    /// Notes a part that was read but left out (`why`: too large, cut short, …).
+    pub fn note_dropped_part(&mut self, original: &str, why: &str) {
+        let original = printable_name(original);
+        self.origin
+            .part_changes
+            .push(format!("{original}: dropped, {why}"));
+    }
+}
+
+/// A name as the ledger can show it: control characters escaped, at most 200 bytes (with
+/// `…` when cut), so a hostile name cannot flood or garble the ledger.
+fn printable_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if out.len() >= 200 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Extensions that are taken as the media part, in order of preference.
@@ -154,6 +230,43 @@ pub fn sanitize_key(name: &str) -> String {
     key
 }
 
+/// The longest part extension: a key of [`MAX_KEY_LEN`], a dot and the extension fill ustar's
+/// 100-byte member name.
+pub const MAX_EXTENSION_LEN: usize = 100 - MAX_KEY_LEN - 1;
+
+/// Turns a part extension into one every shard can hold: lowercase ASCII letters, digits, `-`,
+/// `_`, and single dots between them (`seg.json`); any other character becomes `_` (as in
+/// keys), empty dot-separated pieces are left out, and an extension over
+/// [`MAX_EXTENSION_LEN`] bytes is cut and made unique again with a hash of the original.
+/// `None` when nothing is left (the part cannot be named).
+pub fn sanitize_extension(ext: &str) -> Option<String> {
+    let cleaned: String = ext
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let joined = cleaned
+        .split('.')
+        .filter(|piece| !piece.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    if joined.is_empty() {
+        return None;
+    }
+    if joined.len() > MAX_EXTENSION_LEN {
+        let digest = hex::encode(sha2::Sha256::digest(ext.as_bytes()));
+        let head = joined[..MAX_EXTENSION_LEN - 9].trim_end_matches('.');
+        return Some(format!("{head}_{}", &digest[..8]));
+    }
+    Some(joined)
+}
+
 /// Splits a file name at its last dot: `a/b.c.jpg` → (`a/b.c`, `jpg`), extension lowercased.
 pub fn split_extension(name: &str) -> (&str, String) {
     let file_start = name.rfind('/').map_or(0, |i| i + 1);
@@ -179,6 +292,63 @@ mod tests {
         let long = sanitize_key(&"x".repeat(300));
         assert_eq!(long.len(), MAX_KEY_LEN);
         assert_ne!(long, sanitize_key(&"x".repeat(301)));
+    }
+
+    #[test]
+    fn extensions_are_sanitised_as_keys_are() {
+        assert_eq!(sanitize_extension("jpg").as_deref(), Some("jpg"));
+        assert_eq!(sanitize_extension("Seg.JSON").as_deref(), Some("seg.json"));
+        assert_eq!(sanitize_extension("a b\\c").as_deref(), Some("a_b_c"));
+        assert_eq!(sanitize_extension("x/../y").as_deref(), Some("x_._y"));
+        assert_eq!(sanitize_extension("..jpg..").as_deref(), Some("jpg"));
+        assert_eq!(
+            sanitize_extension("\u{fffd}\u{fffd}").as_deref(),
+            Some("__")
+        );
+        assert_eq!(sanitize_extension(""), None);
+        assert_eq!(sanitize_extension("..."), None);
+        let long = sanitize_extension(&"a".repeat(120)).unwrap();
+        assert_eq!(long.len(), MAX_EXTENSION_LEN);
+        assert!(long.starts_with("aaaaaaaaaa_"), "{long}");
+        assert_ne!(Some(long), sanitize_extension(&"a".repeat(121)));
+    }
+
+    #[test]
+    fn parts_that_cannot_be_named_are_dropped_and_renames_noted() {
+        let mut sample = Sample {
+            id: "0:k1".into(),
+            key: "k1".into(),
+            name: "k1".into(),
+            origin: Origin::default(),
+            parts: Vec::new(),
+            media: None,
+            caption: None,
+            fetch_error: None,
+            opted_out: false,
+        };
+        let part = |ext: &str| Part {
+            ext: ext.to_string(),
+            bytes: Bytes::from_static(b"x"),
+        };
+        assert_eq!(
+            sample.add_part("k1.jpg", part("jpg")).as_deref(),
+            Some("jpg")
+        );
+        assert_eq!(sample.add_part("k1.", part("")), None);
+        assert_eq!(
+            sample.add_part("k1.JP G", part("jp g")).as_deref(),
+            Some("jp_g")
+        );
+        assert_eq!(sample.add_part("k1.jp_g", part("jp_g")), None);
+        assert_eq!(sample.parts.len(), 2);
+        assert_eq!(
+            sample.origin.part_changes,
+            [
+                "k1.: dropped, no usable extension",
+                "k1.JP G: written as .jp_g",
+                "k1.jp_g: dropped, a part with extension .jp_g came first",
+            ]
+        );
     }
 
     #[test]

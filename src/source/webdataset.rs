@@ -11,14 +11,16 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::files::caption_from_json;
 use super::{choose_media, sanitize_key, Location, Origin, Part, Sample};
+use crate::contain::contain_panic;
 
 /// Splits a member path into WebDataset key and extension: `d/a.seg.JPG` → (`d/a`, `seg.jpg`).
-/// Members whose file name has no dot (or starts with one) belong to no sample.
+/// Members whose file name has no dot (or starts with one) belong to no sample; `k1.` is key
+/// `k1` with an empty extension (a part [`Sample::add_part`] drops, saying so).
 pub fn key_and_extension(member: &str) -> Option<(&str, String)> {
     let file_start = member.rfind('/').map_or(0, |i| i + 1);
     let file = &member[file_start..];
     let dot = file.find('.')?;
-    if dot == 0 || dot + 1 == file.len() {
+    if dot == 0 {
         return None;
     }
     Some((
@@ -45,6 +47,12 @@ pub enum ShardError {
         uri: String,
         member: String,
         why: String,
+    },
+    #[error("{uri}: reading stopped after {count} rows: the reader panicked: {message}")]
+    Panicked {
+        uri: String,
+        count: u64,
+        message: String,
     },
     #[error("{uri}: no end-of-archive marker after {count} samples: the shard was cut short between two members")]
     NoEndMarker { uri: String, count: u64 },
@@ -84,7 +92,34 @@ pub fn read_shard(
 
 /// [`read_shard`] on any reader of tar bytes: the WebDataset grouping, every error reported as
 /// a sample with `fetch_error` and returned. `uri` is the shard's URI as samples record it.
+/// A panic while reading (in the tar reader, or in the stream under it) ends the shard like a
+/// broken stream: a row for the shard saying so, and an error; the run goes on.
 pub fn read_tar(
+    reader: impl Read,
+    uri: &str,
+    relative: &str,
+    input_index: usize,
+    mut emit: impl FnMut(Sample),
+) -> Result<u64, ShardError> {
+    let mut emitted = 0u64;
+    let read = contain_panic(|| {
+        read_tar_unguarded(reader, uri, relative, input_index, |sample| {
+            emitted += 1;
+            emit(sample)
+        })
+    });
+    read.unwrap_or_else(|message| {
+        let error = ShardError::Panicked {
+            uri: uri.to_string(),
+            count: emitted,
+            message,
+        };
+        emit(shard_row(uri, relative, input_index, error.to_string()));
+        Err(error)
+    })
+}
+
+fn read_tar_unguarded(
     reader: impl Read,
     uri: &str,
     relative: &str,
@@ -258,33 +293,38 @@ impl Group {
         error: Option<String>,
     ) -> Option<Sample> {
         let key = self.key.take()?;
-        let members = std::mem::take(&mut self.members);
-        let parts: Vec<Part> = members.iter().map(|(_, p)| p.clone()).collect();
-        let media = choose_media(&parts);
-        let tar_member = media
-            .as_ref()
-            .and_then(|ext| members.iter().find(|(_, p)| &p.ext == ext))
-            .or(members.first())
-            .map(|(name, _)| name.clone());
-        let caption = parts
-            .iter()
-            .find(|p| p.ext == "json")
-            .and_then(|p| caption_from_json(&p.bytes));
-        Some(Sample {
+        let mut sample = Sample {
             id: format!("{input_index}:{relative}/{key}"),
             key: sanitize_key(&key),
             name: key,
             origin: Origin {
                 uri: shard_uri.to_string(),
-                tar_member,
                 ..Origin::default()
             },
-            parts,
-            media,
-            caption,
+            parts: Vec::new(),
+            media: None,
+            caption: None,
             fetch_error: error,
             opted_out: false,
-        })
+        };
+        // The member each part came from, by the extension it was added under.
+        let mut member_of = Vec::new();
+        for (member, part) in std::mem::take(&mut self.members) {
+            if let Some(ext) = sample.add_part(&member, part) {
+                member_of.push((ext, member));
+            }
+        }
+        sample.media = choose_media(&sample.parts);
+        sample.origin.tar_member = sample
+            .media
+            .as_ref()
+            .and_then(|ext| member_of.iter().find(|(e, _)| e == ext))
+            .or(member_of.first())
+            .map(|(_, member)| member.clone());
+        sample.caption = sample
+            .part("json")
+            .and_then(|p| caption_from_json(&p.bytes));
+        Some(sample)
     }
 }
 
@@ -306,6 +346,7 @@ mod tests {
             key_and_extension("d.x/a.txt"),
             Some(("d.x/a", "txt".to_string()))
         );
+        assert_eq!(key_and_extension("k1."), Some(("k1", String::new())));
         assert_eq!(key_and_extension("README"), None);
         assert_eq!(key_and_extension("d/.hidden"), None);
     }
@@ -334,6 +375,97 @@ mod tests {
         assert_eq!(samples.len(), 1);
         assert_eq!(samples[0].id, "0:s.tar/liar");
         assert_eq!(samples[0].fetch_error.as_deref(), Some(error.as_str()));
+    }
+
+    /// A tar of `(member name, data)` regular files, with an end-of-archive marker.
+    fn tar_of(members: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, data) in members {
+            let mut header = tar::Header::new_gnu();
+            header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+            header.set_size(data.len() as u64);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_cksum();
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(data);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.extend_from_slice(&[0; 1024]);
+        out
+    }
+
+    #[test]
+    fn parts_with_unwritable_names_are_renamed_or_dropped_and_noted() {
+        let long = format!("k1.{}", "a".repeat(96));
+        let shard = tar_of(&[
+            (b"k1.jpg", b"jpeg"),
+            (long.as_bytes(), b"long"),
+            (b"k1.", b"empty"),
+            (b"k1.x\xff\xfey", b"not utf-8"),
+            (b"k1.a\\b", b"backslash"),
+        ]);
+        let (result, samples) = read_all(&shard);
+        assert_eq!(result, Ok(1));
+        let sample = &samples[0];
+        let exts: Vec<&str> = sample.parts.iter().map(|p| p.ext.as_str()).collect();
+        let cut = crate::source::sanitize_extension(&"a".repeat(96)).unwrap();
+        assert_eq!(exts, ["jpg", cut.as_str(), "x__y", "a_b"]);
+        assert_eq!(sample.media.as_deref(), Some("jpg"));
+        assert_eq!(sample.origin.tar_member.as_deref(), Some("k1.jpg"));
+        assert_eq!(
+            sample.origin.part_changes,
+            [
+                format!("{long}: written as .{cut}"),
+                "k1.: dropped, no usable extension".to_string(),
+                "k1.x\u{fffd}\u{fffd}y: written as .x__y".to_string(),
+                "k1.a\\b: written as .a_b".to_string(),
+            ]
+        );
+    }
+
+    /// Tar bytes read 512 at a time that panic at byte `panic_at`, as a bug in a stream under
+    /// the reader (or in the reader itself) would.
+    struct PanickingReader {
+        bytes: Vec<u8>,
+        at: usize,
+        panic_at: usize,
+    }
+
+    impl Read for PanickingReader {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            assert!(self.at < self.panic_at, "stream bug at byte {}", self.at);
+            let n = buf.len().min(512).min(self.bytes.len() - self.at);
+            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_panic_while_reading_a_shard_is_a_row_for_the_shard() {
+        let shard = tar_of(&[
+            (b"a.jpg", b"first"),
+            (b"a.txt", b"caption"),
+            (b"b.jpg", b"second"),
+            (b"c.jpg", b"third"),
+        ]);
+        // Panics on the read after b.jpg's header: `a` is complete and emitted, `b` is not.
+        let reader = PanickingReader {
+            bytes: shard,
+            at: 0,
+            panic_at: 5 * 512,
+        };
+        let mut samples = Vec::new();
+        let result = read_tar(reader, "file:///s.tar", "s.tar", 0, |s| samples.push(s));
+        let error = result.unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "file:///s.tar: reading stopped after 1 rows: the reader panicked: stream bug at byte 2560"
+        );
+        let ids: Vec<&str> = samples.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["0:s.tar/a", "0:s.tar"]);
+        assert_eq!(samples[0].fetch_error, None);
+        assert_eq!(samples[1].fetch_error.as_deref(), Some(error.as_str()));
     }
 
     #[test]

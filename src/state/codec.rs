@@ -38,6 +38,7 @@ mod tests {
                 etag: Some("\"etag\"".into()),
                 final_uri: Some("https://example.org/b.mp4".into()),
                 http_status: Some(200),
+                part_changes: vec!["k1.aaa: extension cut to `aaa-1a2b`".into()],
             },
             measurements: Measurements {
                 size_bytes: u64::MAX,

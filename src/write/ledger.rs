@@ -151,6 +151,10 @@ pub static COLUMNS: &[Column] = &[
         Placement::Both,
         Read::UInt32(|r| r.origin.http_status.map(u32::from)),
     ),
+    utf8("part_changes", true, Placement::Both, |r| {
+        let changes = &r.origin.part_changes;
+        (!changes.is_empty()).then(|| Cow::Owned(changes.join("; ")))
+    }),
     column(
         "size_bytes",
         false,
@@ -649,7 +653,7 @@ mod tests {
             })
             .collect();
         assert_eq!(readme_columns(), written);
-        assert_eq!(written.len(), 59);
+        assert_eq!(written.len(), 60);
     }
 
     #[test]

@@ -42,10 +42,25 @@ pub struct ShardInfo {
     pub sha256: String,
 }
 
-/// Appends one tar member (header, data, padding to 512 bytes) to `out`.
+/// The longest member name a ustar header holds without a `/` to split at.
+const USTAR_NAME_LEN: usize = 100;
+
+/// Appends one tar member (header, data, padding to 512 bytes) to `out`. A name over ustar's
+/// 100 bytes (a sanitised key made unique again, with a long extension) is carried by a POSIX
+/// pax `path` record before the header, as GNU tar, Python's `tarfile` and `webdataset` read
+/// it; the header then holds the name cut to 100 bytes.
 pub fn append_member(out: &mut Vec<u8>, name: &str, data: &[u8]) -> std::io::Result<()> {
     let mut header = tar::Header::new_ustar();
-    header.set_path(name)?;
+    if name.len() > USTAR_NAME_LEN {
+        append_pax_path(out, name)?;
+        let mut cut = USTAR_NAME_LEN;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        header.set_path(&name[..cut])?;
+    } else {
+        header.set_path(name)?;
+    }
     header.set_size(data.len() as u64);
     header.set_mode(0o644);
     header.set_mtime(0);
@@ -57,6 +72,31 @@ pub fn append_member(out: &mut Vec<u8>, name: &str, data: &[u8]) -> std::io::Res
     out.extend_from_slice(data);
     let padding = (512 - data.len() % 512) % 512;
     out.resize(out.len() + padding, 0);
+    Ok(())
+}
+
+/// A pax extended header (`x`) whose one record is `path=<name>`. Written by hand because
+/// `tar::Builder` owns its output and writes mtimes we set ourselves; the record format is
+/// POSIX's: `<length> path=<name>\n`, the length counting its own digits.
+fn append_pax_path(out: &mut Vec<u8>, name: &str) -> std::io::Result<()> {
+    let body_len = " path=".len() + name.len() + 1;
+    let mut len = body_len + 1;
+    while len != body_len + len.to_string().len() {
+        len = body_len + len.to_string().len();
+    }
+    let record = format!("{len} path={name}\n");
+    let mut header = tar::Header::new_ustar();
+    header.set_path("././@PaxHeader")?;
+    header.set_size(record.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_cksum();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(record.as_bytes());
+    out.resize(out.len().div_ceil(512) * 512, 0);
     Ok(())
 }
 
@@ -305,6 +345,26 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].size().unwrap(), 5);
         assert_eq!(entries[0].mtime().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_name_over_100_bytes_is_carried_by_a_pax_record() {
+        // A key cut to 80 bytes, made unique again (`_` + 8 hex), and a 19-byte extension.
+        let name = format!("{}_0123abcd.{}", "k".repeat(80), "e".repeat(19));
+        let mut out = Vec::new();
+        append_member(&mut out, &name, b"data").unwrap();
+        append_member(&mut out, "short.txt", b"").unwrap();
+        out.extend_from_slice(&[0; 1024]);
+        let mut archive = tar::Archive::new(std::io::Cursor::new(out));
+        let names: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.size())
+            })
+            .collect();
+        assert_eq!(names, [(name, 4), ("short.txt".to_string(), 0)]);
     }
 
     #[test]

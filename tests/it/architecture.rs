@@ -9,7 +9,8 @@
 //!   per-sample record handed from `measure` to `decide` and `write`) ranks between `measure`
 //!   and `decide`, and `state` (the work units' records and staged bytes, kept between phases)
 //!   right after it.
-//! - Low-level modules (`pixels`, `vector`) may be used by every module and use no stage,
+//! - Low-level modules (`pixels`, `vector`, `contain`) may be used by every module and use no
+//!   stage,
 //!   `gpu`, `models`, `pipeline` or `cli` (only each other).
 //! - `gpu` (beside the stages: a device backend of decode and measure) may use `config`,
 //!   `decode`, `measure` and the low-level modules.
@@ -38,7 +39,7 @@ const STAGES: [&str; 9] = [
     "config", "plan", "source", "decode", "measure", "record", "state", "decide", "write",
 ];
 /// Modules every module may use, which use no stage.
-const LOW_LEVEL: [&str; 2] = ["pixels", "vector"];
+const LOW_LEVEL: [&str; 3] = ["pixels", "vector", "contain"];
 /// Modules that run the stages together, which may use everything.
 const ORCHESTRATION: [&str; 2] = ["pipeline", "cli"];
 /// Beside the stages.

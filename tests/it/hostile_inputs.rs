@@ -197,3 +197,131 @@ fn broken_manifest_rows_are_ledger_rows_and_input_errors() {
         .iter()
         .any(|e| e.contains("p.parquet: cannot read the Parquet manifest")));
 }
+
+/// The names of the members of every shard under `out/shards`, by shard file name.
+fn shard_members(out: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut shards: Vec<_> = std::fs::read_dir(out.join("shards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    shards.sort();
+    for shard in shards {
+        let mut archive = tar::Archive::new(std::fs::File::open(&shard).unwrap());
+        for entry in archive.entries().unwrap() {
+            names.push(entry.unwrap().path().unwrap().display().to_string());
+        }
+    }
+    names
+}
+
+#[test]
+fn parts_whose_names_cannot_be_written_are_renamed_or_dropped_not_a_failed_run() {
+    // The case from issue 13: a sample `k1.jpg` with a second part `k1.` + 120 × `a` failed
+    // the whole run at the write stage. Beside it: an empty extension, an extension that is
+    // not UTF-8 and one with a backslash and spaces.
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    let baboon = image("opencv_baboon.jpg");
+    let long = format!("k1.{}", "a".repeat(120));
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |name: &[u8], data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        if name.len() <= 100 {
+            header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        } else {
+            // GNU long name, as GNU tar writes it.
+            let path = std::str::from_utf8(name).unwrap();
+            builder.append_data(&mut header, path, data).unwrap();
+        }
+    };
+    add(b"k1.jpg", &baboon);
+    add(long.as_bytes(), b"the long part");
+    add(b"k1.", b"no extension");
+    add(b"k1.b\xffn", b"not utf-8");
+    add(b"k1.A B\\C", b"odd characters");
+    let shard = builder.into_inner().unwrap();
+    std::fs::write(shards.join("a-000000.tar"), &shard).unwrap();
+
+    let config = job(tmp.path(), &shards, "webdataset");
+    ok(&mmcurate(&["run", config.to_str().unwrap()]));
+    let out = tmp.path().join("out");
+    let rows = rows_by_id(&out);
+    let row = &rows["0:a-000000.tar/k1"];
+    assert_eq!(row["status"], "kept", "{row}");
+    let cut = format!("aaaaaaaaaa_{}", &sha256_hex(&"a".repeat(120))[..8]);
+    assert_eq!(
+        row["part_changes"].as_str().unwrap(),
+        format!(
+            "{long}: written as .{cut}; k1.: dropped, no usable extension; \
+             k1.b\u{fffd}n: written as .b_n; k1.A B\\C: written as .a_b_c"
+        )
+    );
+    let mut members = shard_members(&out);
+    members.sort();
+    let mut expected = vec![
+        "k1.a_b_c".to_string(),
+        format!("k1.{cut}"),
+        "k1.b_n".to_string(),
+        "k1.jpg".to_string(),
+        "k1.json".to_string(),
+    ];
+    expected.sort();
+    assert_eq!(members, expected);
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+#[test]
+fn playlists_and_concat_lists_disguised_as_video_open_nothing_and_are_dropped() {
+    // Issue 13 item 4: FFmpeg opens only the bytes we hand it. Each file names a listener on
+    // 127.0.0.1 (or a local file, or a data: URL) that a demuxer following it would open.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let at = listener.local_addr().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nhttp://{at}/seg0.ts\n#EXT-X-ENDLIST\n"
+    );
+    let data_urls = "#EXTM3U\n#EXTINF:4,\ndata:video/mp2t;base64,R0dHR0dHR0dH\n#EXT-X-ENDLIST\n";
+    let concat = format!("ffconcat version 1.0\nfile 'http://{at}/a.mp4'\nfile '/etc/hostname'\n");
+    let mut in_mp4 = b"\0\0\0\x14ftypisom\0\0\0\0isom".to_vec();
+    in_mp4.extend_from_slice(playlist.as_bytes());
+    let files: [(&str, &[u8]); 5] = [
+        ("hls.mp4", playlist.as_bytes()),
+        ("data_urls.webm", data_urls.as_bytes()),
+        ("concat.mkv", concat.as_bytes()),
+        ("concat.mov", concat.as_bytes()),
+        ("hls_in_mp4.mp4", &in_mp4),
+    ];
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let config = job(tmp.path(), &dir, "files");
+    ok(&mmcurate(&["run", config.to_str().unwrap()]));
+    let rows = rows_by_id(&tmp.path().join("out"));
+    assert_eq!(rows.len(), files.len(), "{:?}", rows.keys());
+    for (name, _) in files {
+        let row = &rows[&format!("0:{name}")];
+        assert_eq!(row["status"], "dropped", "{row}");
+        let reason = row["drop_reason"].as_str().unwrap();
+        assert!(["not_media", "unreadable"].contains(&reason), "{row}");
+        assert!(!row["drop_detail"].as_str().unwrap().is_empty(), "{row}");
+    }
+    let detail = rows["0:hls_in_mp4.mp4"]["drop_detail"].as_str().unwrap();
+    assert!(detail.starts_with("mov decoder:"), "{detail}");
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the run connected to {at}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Everything unsafe in this module: FFmpeg reading from a borrowed byte slice through a
 //! custom AVIO context, and reading codec parameters that `ffmpeg-next` does not expose.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr;
 
@@ -34,9 +34,25 @@ pub(super) struct MemoryInput<'a> {
 }
 
 impl<'a> MemoryInput<'a> {
-    /// Opens the container and reads its stream info. Every allocation made before a
-    /// failure is freed by `Drop` (the partly built value is dropped on the error path).
-    pub(super) fn open(bytes: &'a [u8]) -> Result<Self, ffmpeg::Error> {
+    /// Opens the container with the demuxer named `demuxer` (FFmpeg's short name: `mov`,
+    /// `matroska`, …; never probed) and reads its stream info. The demuxer can read the bytes
+    /// and nothing else: `format_whitelist` is that demuxer alone, `protocol_whitelist` names
+    /// no protocol, and `io_open` (through which every demuxer opens a nested resource: HLS
+    /// segments, concat entries, `data:` URLs, MOV external references) refuses everything.
+    /// Every allocation made before a failure is freed by `Drop` (the partly built value is
+    /// dropped on the error path).
+    pub(super) fn open(bytes: &'a [u8], demuxer: &str) -> Result<Self, ffmpeg::Error> {
+        Self::open_with(bytes, demuxer, &[])
+    }
+
+    /// [`MemoryInput::open`] with more demuxer options first (the tests use it to make a
+    /// demuxer as willing to follow references as it can be; ours are set after and win).
+    pub(super) fn open_with(
+        bytes: &'a [u8],
+        demuxer: &str,
+        extra_options: &[(&CStr, &CStr)],
+    ) -> Result<Self, ffmpeg::Error> {
+        let demuxer_name = CString::new(demuxer).map_err(|_| ffmpeg::Error::DemuxerNotFound)?;
         let mut this = MemoryInput {
             input: None,
             avio: ptr::null_mut(),
@@ -72,14 +88,37 @@ impl<'a> MemoryInput<'a> {
                 ffi::av_free(buffer as *mut c_void);
                 return Err(ffmpeg::Error::Other { errno: ffi::ENOMEM });
             }
+            let format = ffi::av_find_input_format(demuxer_name.as_ptr());
+            if format.is_null() {
+                return Err(ffmpeg::Error::DemuxerNotFound);
+            }
             let mut context = ffi::avformat_alloc_context();
             if context.is_null() {
                 return Err(ffmpeg::Error::Other { errno: ffi::ENOMEM });
             }
             (*context).pb = this.avio;
             (*context).flags |= ffi::AVFMT_FLAG_CUSTOM_IO as c_int;
-            let ret =
-                ffi::avformat_open_input(&mut context, ptr::null(), ptr::null(), ptr::null_mut());
+            (*context).io_open = Some(refuse_nested_open);
+            // The options are copied into the context; the dictionary is freed right after
+            // (with what the demuxer did not consume).
+            let mut options: *mut ffi::AVDictionary = ptr::null_mut();
+            for (key, value) in extra_options {
+                ffi::av_dict_set(&mut options, key.as_ptr(), value.as_ptr(), 0);
+            }
+            ffi::av_dict_set(
+                &mut options,
+                c"protocol_whitelist".as_ptr(),
+                c"none".as_ptr(),
+                0,
+            );
+            ffi::av_dict_set(
+                &mut options,
+                c"format_whitelist".as_ptr(),
+                (*format).name,
+                0,
+            );
+            let ret = ffi::avformat_open_input(&mut context, ptr::null(), format, &mut options);
+            ffi::av_dict_free(&mut options);
             if ret < 0 {
                 return Err(ffmpeg::Error::from(ret));
             }
@@ -124,6 +163,19 @@ impl Drop for MemoryInput<'_> {
             }
         }
     }
+}
+
+/// `AVFormatContext.io_open` for our inputs: a demuxer asking to open anything (a playlist's
+/// segment, a concat entry, a `data:` URL, a MOV reference, a file) is refused. This is the
+/// one door every nested open goes through, whatever the protocol whitelist says.
+unsafe extern "C" fn refuse_nested_open(
+    _context: *mut ffi::AVFormatContext,
+    _pb: *mut *mut ffi::AVIOContext,
+    _url: *const c_char,
+    _flags: c_int,
+    _options: *mut *mut ffi::AVDictionary,
+) -> c_int {
+    ffi::AVERROR(ffi::EPERM)
 }
 
 /// AVIO read callback: copies from the cursor's position; `AVERROR_EOF` at the end.

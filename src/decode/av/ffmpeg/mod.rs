@@ -48,13 +48,26 @@ fn ffmpeg_error(format: &str, message: impl ToString) -> DecodeError {
     }
 }
 
-/// Opens the bytes as a container; the error names the demuxer when there is one.
+/// Opens the bytes as a container; the error names the demuxer when there is one. The demuxer
+/// is the one for the container `decode::sniff_av` recognises in the bytes, never one FFmpeg
+/// guesses: bytes we do not recognise are not handed to FFmpeg at all, and the demuxer may
+/// open nothing beyond them (see [`MemoryInput::open`]).
 fn open_media(bytes: &[u8]) -> Result<MemoryInput<'_>, DecodeError> {
     init_ffmpeg()?;
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
-    MemoryInput::open(bytes).map_err(|e| ffmpeg_error("ffmpeg demuxer", e))
+    let Some(container) = crate::decode::sniff_av(bytes) else {
+        return Err(ffmpeg_error(
+            "media",
+            format!(
+                "not a container mmcurate opens ({}); FFmpeg is not asked to guess",
+                crate::decode::describe(bytes)
+            ),
+        ));
+    };
+    let demuxer = container.demuxer();
+    MemoryInput::open(bytes, demuxer).map_err(|e| ffmpeg_error(demuxer, e))
 }
 
 /// The next packet of stream `index`, or `None` at the end of the file. A fresh packet each
@@ -304,8 +317,12 @@ mod tests {
                 "{name}: {audio:?}"
             );
         }
-        // FFmpeg's own words reach the caller.
-        assert!(corrupt_message(probe_media(&text)).contains("Invalid data found"));
+        // Bytes no container signature matches never reach FFmpeg.
+        assert_eq!(
+            corrupt_message(probe_media(&text)),
+            "media: not a container mmcurate opens (the bytes are text); \
+             FFmpeg is not asked to guess"
+        );
         assert!(corrupt_message(sample_video_frames(
             &avi[..avi.len() / 2],
             &sampling(1.0, 0.0, 100)
@@ -315,6 +332,88 @@ mod tests {
             corrupt_message(decode_audio(&wav[..44], 16_000, 10.0, -60.0))
                 .contains("no audio samples")
         );
+    }
+
+    /// A listener on 127.0.0.1 that records whether anything connected to it.
+    fn listener() -> (std::net::TcpListener, String) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        (listener, address)
+    }
+
+    fn nobody_connected(listener: &std::net::TcpListener) -> bool {
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    #[test]
+    fn demuxers_that_open_other_resources_open_nothing() {
+        // Even when the demuxer is one that follows what the bytes name (forced here, and
+        // concat made unsafe; a run never chooses these: `demuxer_for_the_sniffed_container_only`),
+        // it opens nothing. Without `refuse_nested_open` and the whitelists, concat connects to
+        // the listener (and waits there for an answer: this test then hangs).
+        let (listener, at) = listener();
+        let cases = [
+            (
+                "hls",
+                format!(
+                    "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nhttp://{at}/seg0.ts\n\
+                     #EXTINF:4,\ndata:video/mp2t;base64,R0dHR0dH\n#EXT-X-ENDLIST\n"
+                ),
+            ),
+            (
+                "concat",
+                format!("ffconcat version 1.0\nfile 'http://{at}/a.mp4'\nfile '/etc/passwd'\n"),
+            ),
+            (
+                "concat",
+                "ffconcat version 1.0\nfile 'data:video/mp4;base64,AAAA'\n".to_string(),
+            ),
+        ];
+        init_ffmpeg().unwrap();
+        for (demuxer, text) in cases {
+            // `safe = 0`: concat would otherwise refuse URLs and absolute paths itself.
+            let opened = MemoryInput::open_with(text.as_bytes(), demuxer, &[(c"safe", c"0")]);
+            let streams = opened.as_ref().map(|m| m.input().streams().count());
+            assert!(
+                matches!(streams, Err(_) | Ok(0)),
+                "{demuxer} opened streams: {streams:?}"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(nobody_connected(&listener), "a demuxer connected to {at}");
+    }
+
+    #[test]
+    fn demuxer_for_the_sniffed_container_only() {
+        // Playlists and concat lists, also behind a video signature, are not opened as what
+        // they say they are: the listener they name hears nothing, and each is an error.
+        let (listener, at) = listener();
+        let playlist = format!("#EXTM3U\n#EXTINF:4,\nhttp://{at}/seg0.ts\n#EXT-X-ENDLIST\n");
+        let mut in_mp4 = b"\0\0\0\x14ftypisom\0\0\0\0isom".to_vec();
+        in_mp4.extend_from_slice(playlist.as_bytes());
+        let mut in_ts = playlist.clone().into_bytes();
+        in_ts.resize(400, b'\n');
+        for at in [0, 188, 376] {
+            in_ts[at] = 0x47;
+        }
+        let concat = format!("ffconcat version 1.0\nfile 'http://{at}/a.mp4'\n");
+        let cases: [(&str, &[u8]); 4] = [
+            ("playlist", playlist.as_bytes()),
+            ("playlist in mp4", &in_mp4),
+            ("playlist in ts", &in_ts),
+            ("concat", concat.as_bytes()),
+        ];
+        for (name, bytes) in cases {
+            assert!(
+                matches!(probe_media(bytes), Err(DecodeError::Corrupt { .. })),
+                "{name}"
+            );
+            let frames = sample_video_frames(bytes, &sampling(1.0, 0.0, 4));
+            assert!(matches!(frames, Err(DecodeError::Corrupt { .. })), "{name}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(nobody_connected(&listener), "something connected to {at}");
     }
 
     /// Every path frees what FFmpeg allocated: 200 more rounds of each call must not grow the
