@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Kill trials: runs mmcurate on a corpus this script makes, kills it with SIGKILL at a random
+# moment, starts it again with the same command and checks that the shards and ledger of the
+# current version are byte-identical to an uninterrupted run's. Trials cycle through four kinds:
+# a kill inside the measure, the decide or the write phase (the phases run as separate commands,
+# two slices each for measure and write, as on two nodes), and a kill of a one-machine
+# `mmcurate run` at a random moment of its whole run. Prints one table row per trial and a
+# summary; exits 1 if any result differs. Needs the ffmpeg CLI (the corpus) and GNU coreutils.
+#
+#   bash scripts/reliability/kill_trials.sh [--trials N] [--images N] [--seed S]
+#                                           [--mmcurate PATH] [--work DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+trials=24 images=400 seed=1 mmcurate="" work=""
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --trials) trials=${2:?}; shift 2 ;;
+    --images) images=${2:?}; shift 2 ;;
+    --seed) seed=${2:?}; shift 2 ;;
+    --mmcurate) mmcurate=${2:?}; shift 2 ;;
+    --work) work=${2:?}; shift 2 ;;
+    *) echo "usage: kill_trials.sh [--trials N] [--images N] [--seed S] [--mmcurate PATH] [--work DIR]" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$mmcurate" ]; then
+  cargo build --locked --quiet --bin mmcurate
+  mmcurate=$PWD/target/debug/mmcurate
+fi
+[ -x "$mmcurate" ] || { echo "kill_trials.sh: $mmcurate is not an executable" >&2; exit 2; }
+if [ -z "$work" ]; then
+  work=$(mktemp -d -t mmcurate-kill-trials-XXXXXX)
+fi
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+RANDOM=$seed
+slices=2
+
+# The corpus: blurred noise (all distinct, kept), frames of a Mandelbrot zoom and of a test
+# pattern (many near duplicates: dedup has work to do), exact copies, and broken files.
+corpus=$work/corpus
+if [ ! -f "$corpus/.complete" ]; then
+  rm -rf "$corpus"
+  mkdir -p "$corpus"
+  third=$((images / 3))
+  ffmpeg -loglevel error -f lavfi \
+    -i "nullsrc=s=384x288:r=25,geq=lum='random(1)*255':cb='128+60*sin(N)':cr=128,gblur=sigma=1.5" \
+    -frames:v "$third" -q:v 2 "$corpus/noise-%04d.jpg"
+  ffmpeg -loglevel error -f lavfi -i "mandelbrot=size=480x360:rate=25" \
+    -frames:v "$third" -q:v 4 "$corpus/mandelbrot-%04d.jpg"
+  ffmpeg -loglevel error -f lavfi -i "testsrc2=size=400x300:rate=7" \
+    -frames:v $((images - 2 * third - 12)) "$corpus/pattern-%04d.png"
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    cp "$corpus/noise-000$i.jpg" "$corpus/copy-$i.jpg"
+  done
+  head -c 5000 "$corpus/noise-0011.jpg" > "$corpus/truncated.jpg"
+  echo "not an image" > "$corpus/text.jpg"
+  touch "$corpus/.complete"
+fi
+
+config=$work/job.toml
+cat > "$config" <<EOF
+[run]
+name = "kill-trials"
+output = "$work/unused"
+threads = 2
+
+[[inputs]]
+uri = "$corpus"
+format = "files"
+
+[filters.image]
+min_side = 64
+min_sharpness = 30.0
+
+[dedup]
+exact = true
+phash_max_distance = 6
+
+[output]
+max_samples_per_shard = 25
+EOF
+
+# The shards and ledger of an output's current version, as "sha256  path" lines.
+fingerprint() {
+  local out=$1 version=$1
+  if [ -f "$out/current.json" ]; then
+    version=$out/$(python3 -c '
+import json, sys
+pointer = json.load(open(sys.argv[1]))
+def find(v):
+    if isinstance(v, str) and v.startswith("versions/"):
+        return v.rstrip("/").split("/manifest.json")[0]
+    items = v.values() if isinstance(v, dict) else v if isinstance(v, list) else []
+    for item in items:
+        found = find(item)
+        if found:
+            return found
+print(find(pointer) or "")
+' "$out/current.json")
+  fi
+  (cd "$version" && find shards ledger -type f -print0 2>/dev/null | sort -z | xargs -0 -r sha256sum)
+}
+
+# The commands of a phased run into $1, one per line: measure slices, decide, write slices, commit.
+phase_commands() {
+  local out=$1 i
+  for i in $(seq 0 $((slices - 1))); do echo "measure run $config --set run.output=$out --phase measure --num-shards $slices --shard-index $i"; done
+  echo "decide run $config --set run.output=$out --phase decide"
+  for i in $(seq 0 $((slices - 1))); do echo "write run $config --set run.output=$out --phase write --num-shards $slices --shard-index $i"; done
+  echo "commit run $config --set run.output=$out --phase commit"
+}
+
+now() { date +%s.%N; }
+elapsed() { echo "$(now) - $1" | bc; }
+# A random number of seconds in [lo, hi] (fractions of a second), from bash's seeded RANDOM.
+random_between() { echo "scale=3; $1 + ($2 - $1) * $RANDOM / 32767" | bc; }
+
+# Runs mmcurate with arguments $2.. to completion, logging to $1; fails the script if it fails.
+run_ok() {
+  local log=$1
+  shift
+  if ! RUST_LOG=info "$mmcurate" -q "$@" >> "$log" 2>&1; then
+    echo "kill_trials.sh: mmcurate $* failed; log: $log" >&2
+    tail -20 "$log" >&2
+    exit 1
+  fi
+}
+
+echo "corpus: $corpus ($(find "$corpus" -type f ! -name .complete | wc -l) files), mmcurate: $mmcurate, work: $work" >&2
+
+# The references: an uninterrupted one-machine run, and the phased run timed per command.
+start=$(now)
+run_ok "$work/reference.log" run "$config" --set "run.output=$work/reference"
+whole_seconds=$(elapsed "$start")
+reference=$(fingerprint "$work/reference")
+# When each stage of the one-machine run ended, from its summary's "stage time" line (plan,
+# measure, decide, write): a kill of a whole run is attributed to the stage running then.
+stage_ends=$(grep -o 'stage time: .*' "$work/reference.log" | tail -1 | grep -o '[a-z]* [0-9.]*s' |
+  awk '{ sub(/s$/, "", $2); total += $2; printf "%s %s\n", $1, total }')
+stage_at() { # stage_at SECONDS: the stage of the reference run at that moment after its start
+  echo "$stage_ends" | awk -v t="$1" 'BEGIN { stage = "after write" } t <= $2 && !found { stage = $1; found = 1 } END { print stage }'
+}
+[ -n "$reference" ] || { echo "kill_trials.sh: the reference run wrote no shards or ledger" >&2; exit 1; }
+declare -a phase_names phase_args phase_seconds
+while read -r name args; do
+  start=$(now)
+  # shellcheck disable=SC2086 # args are words without spaces (paths made above)
+  run_ok "$work/reference-phased.log" $args
+  phase_names+=("$name")
+  phase_args+=("${args//$work\/reference-phased/@OUT@}")
+  phase_seconds+=("$(elapsed "$start")")
+done < <(phase_commands "$work/reference-phased")
+if [ "$(fingerprint "$work/reference-phased")" != "$reference" ]; then
+  echo "kill_trials.sh: the phased run without kills differs from the one-machine run" >&2
+  exit 1
+fi
+echo "reference: one-machine run ${whole_seconds}s; phased commands: $(paste -d= <(printf '%s\n' "${phase_names[@]}") <(printf '%s\n' "${phase_seconds[@]}") | tr '\n' ' ')" >&2
+
+kinds=(measure decide write whole)
+printf '| trial | killed in | command killed | kill after (s) | exit | restart | result |\n'
+printf '|---:|---|---|---:|---:|---|---|\n'
+failures=0
+hits_measure=0 hits_decide=0 hits_write=0
+for trial in $(seq 1 "$trials"); do
+  kind=${kinds[$(((trial - 1) % 4))]}
+  out=$work/trial-$trial
+  log=$work/trial-$trial.log
+  rm -rf "$out" "$log"
+  if [ "$kind" = whole ]; then
+    delay=$(random_between 0.2 "$(echo "$whole_seconds * 0.95" | bc)")
+    RUST_LOG=info "$mmcurate" run "$config" --set "run.output=$out" >> "$log" 2>&1 &
+    pid=$!
+    sleep "$delay"
+    kill -9 "$pid" 2>/dev/null || true
+    status=0
+    wait "$pid" || status=$?
+    hit_phase=$(stage_at "$delay")
+    label="whole run, ≈ $hit_phase"
+    restart=(run "$config" --set "run.output=$out")
+    run_ok "$log" "${restart[@]}"
+    restart_text="run again"
+    command_killed="run"
+  else
+    # The commands of this kind (one per slice); kill a random one of them.
+    candidates=()
+    for i in "${!phase_names[@]}"; do
+      [ "${phase_names[$i]}" = "$kind" ] && candidates+=("$i")
+    done
+    target=${candidates[$((RANDOM % ${#candidates[@]}))]}
+    delay=$(random_between 0.01 "$(echo "${phase_seconds[$target]} * 0.9" | bc)")
+    status=0
+    for i in "${!phase_names[@]}"; do
+      # shellcheck disable=SC2206 # words without spaces
+      args=(${phase_args[$i]//@OUT@/$out})
+      if [ "$i" -lt "$target" ]; then
+        run_ok "$log" "${args[@]}"
+      elif [ "$i" -eq "$target" ]; then
+        RUST_LOG=info "$mmcurate" -q "${args[@]}" >> "$log" 2>&1 &
+        pid=$!
+        sleep "$delay"
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" || status=$?
+        run_ok "$log" "${args[@]}"
+      else
+        run_ok "$log" "${args[@]}"
+      fi
+    done
+    label=$kind
+    hit_phase=$kind
+    command_killed="${phase_args[$target]##* --phase }"
+    command_killed="--phase ${command_killed}"
+    restart_text="same command, then the rest"
+  fi
+  if [ "$status" -eq 137 ]; then
+    case "$hit_phase" in
+      plan | measure) hits_measure=$((hits_measure + 1)) ;;
+      decide) hits_decide=$((hits_decide + 1)) ;;
+      write) hits_write=$((hits_write + 1)) ;;
+    esac
+    exit_text="killed"
+  else
+    exit_text="$status (ended first)"
+  fi
+  if [ "$(fingerprint "$out")" = "$reference" ]; then
+    result="identical"
+  else
+    result="DIFFERENT"
+    failures=$((failures + 1))
+  fi
+  printf '| %d | %s | `%s` | %s | %s | %s | %s |\n' "$trial" "$label" "$command_killed" "$delay" "$exit_text" "$restart_text" "$result"
+done
+echo
+echo "$trials trials, $failures different; killed inside measure $hits_measure, decide $hits_decide, write $hits_write times; reference $(echo "$reference" | wc -l) shard and ledger files"
+[ "$failures" -eq 0 ]
