@@ -20,6 +20,7 @@ pub mod pixels;
 pub mod plan;
 pub mod record;
 pub mod source;
+pub mod state;
 pub mod vector;
 pub mod write;
 

@@ -6,6 +6,7 @@
 mod dedup;
 mod inspect;
 mod report;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -38,6 +39,16 @@ enum Command {
         /// Override a config key, e.g. --set run.threads=4 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Run one phase only (each resumes from the state in `<output>/state/`).
+        #[arg(long, value_enum, default_value = "all")]
+        phase: run::PhaseArg,
+        /// Slices of the measure or write phase (default: SLURM_ARRAY_TASK_COUNT, else 1).
+        #[arg(long, value_name = "N")]
+        num_shards: Option<usize>,
+        /// Which slice this process runs, from 0 (default: SLURM_ARRAY_TASK_ID less
+        /// SLURM_ARRAY_TASK_MIN, else JOB_COMPLETION_INDEX, else 0).
+        #[arg(long, value_name = "I")]
+        shard_index: Option<usize>,
     },
     /// Validate the config and list the inputs it resolves to; writes nothing.
     Plan {
@@ -75,14 +86,39 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.quiet, &progress);
     match cli.command {
-        Command::Run { config, set } => {
+        Command::Run {
+            config,
+            set,
+            phase,
+            num_shards,
+            shard_index,
+        } => {
+            let phase = phase.phase();
+            let slice = match run::resolve_slice(phase, num_shards, shard_index, |name| {
+                std::env::var(name).ok()
+            }) {
+                Ok(slice) => slice,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
             let Some(config) = load_config(&config, &set) else {
                 return ExitCode::from(2);
             };
-            match pipeline::run(&config, &progress) {
-                Ok(summary) => {
-                    print_summary(&summary);
+            match pipeline::run_phase(&config, phase, slice, &progress) {
+                Ok(outcome) => {
+                    match &outcome.summary {
+                        Some(summary) => print_summary(summary),
+                        None => println!("{}", outcome.message),
+                    }
                     ExitCode::SUCCESS
+                }
+                // A phase started before its inputs are complete: say so, and exit 3 so a
+                // scheduler can tell it from a failure.
+                Err(e @ pipeline::RunError::Incomplete { .. }) => {
+                    tracing::error!("{e}");
+                    ExitCode::from(3)
                 }
                 // A device that cannot be used is a setup error, found before any work.
                 Err(e @ pipeline::RunError::Device(_)) => {

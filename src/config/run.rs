@@ -30,6 +30,10 @@ pub struct RunConfig {
     /// `.staging` folder inside a local output, or the system temporary folder for S3 output.
     #[serde(default)]
     pub staging_dir: Option<String>,
+    /// Objects (loose files) or manifest rows per work unit; a `.tar` shard is always one unit.
+    /// A finished unit's state is committed under `<output>/state/`, so a restarted run skips it.
+    #[serde(default = "default_unit_size")]
+    pub unit_size: usize,
     /// Retries, back-off and time-outs of object-store requests (`[run.object_store]`).
     #[serde(default)]
     pub object_store: super::ObjectStoreConfig,
@@ -38,6 +42,13 @@ pub struct RunConfig {
 fn default_run_name() -> String {
     "mmcurate".to_string()
 }
+
+fn default_unit_size() -> usize {
+    256
+}
+
+/// The largest `run.unit_size`: a unit's records are held in memory while it is measured.
+pub const MAX_UNIT_SIZE: usize = 1_000_000;
 
 fn default_device() -> String {
     "auto".to_string()
@@ -103,6 +114,13 @@ impl RunConfig {
                 "run.device",
                 format!("{:?}", self.device),
                 DEVICE_VALUES,
+            ));
+        }
+        if self.unit_size == 0 || self.unit_size > MAX_UNIT_SIZE {
+            return Err(invalid(
+                "run.unit_size",
+                self.unit_size,
+                &format!("must be 1 to {MAX_UNIT_SIZE} objects or rows per work unit"),
             ));
         }
         self.object_store.validate("run.object_store")

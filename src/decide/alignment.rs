@@ -9,7 +9,7 @@ use super::{Drop, Reason, Stage};
 use crate::config::AlignmentFilters;
 
 /// The thresholds as applied to a run, recorded in the run manifest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct AlignmentSummary {
     /// Samples that had a CLIP score when the thresholds were applied.
     pub scored: u64,

@@ -194,6 +194,7 @@ mod tests {
             measurements: m,
             decision: Decision::Keep,
             staged: vec![StagedPart {
+                unit: 0,
                 ext: "jpg".into(),
                 offset: 0,
                 len: 1,

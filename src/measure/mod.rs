@@ -14,7 +14,7 @@ pub mod hash;
 pub mod quality;
 pub mod video;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use std::borrow::Cow;
@@ -28,7 +28,9 @@ pub const MEASURE_VERSION: &str =
     "mmcurate-measure/3 sharpness=laplacian3x3-var@512 brightness=mean-luma@512 phash=imagehash-dct32 dhash=imagehash-9x8 video=sampled-frames+thumb64-diff audio=levels-50ms+chroma12-fp32@11025";
 
 /// Every metric of a sample; `None` when it was not computed (e.g. the image did not decode).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// Its serde form is the work-unit state's (`state`), lossless; the ledger and the `.json` are
+/// written from `write::ledger::COLUMNS`, not from it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Measurements {
     /// Size of the media part in bytes.
     pub size_bytes: u64,
@@ -45,10 +47,8 @@ pub struct Measurements {
     /// Fraction of pixels whose luminance is 0 or 255.
     pub clipped_fraction: Option<f64>,
     /// 64-bit DCT perceptual hash, as `imagehash.phash` builds it.
-    #[serde(serialize_with = "hex64")]
     pub phash: Option<u64>,
     /// 64-bit difference hash, as `imagehash.dhash` builds it.
-    #[serde(serialize_with = "hex64")]
     pub dhash: Option<u64>,
     /// Characters of the caption after trimming white space, when the sample has a caption.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +93,7 @@ pub struct Measurements {
 }
 
 /// What kind of media a sample is, from its bytes (not its name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaKind {
     Image,
@@ -113,7 +113,7 @@ impl MediaKind {
 }
 
 /// Per-video measurements from the sampled frames (see `video`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VideoMeasurements {
     pub codec: String,
     /// Frames per second the stream declares.
@@ -129,7 +129,6 @@ pub struct VideoMeasurements {
     /// Mean luminance of each sampled frame.
     pub frame_brightness: Vec<f64>,
     /// pHash of each sampled frame: the video's signature, aligned by the timestamps.
-    #[serde(serialize_with = "hex64_list")]
     pub frame_phashes: Vec<u64>,
     pub sharpness_min: Option<f64>,
     pub sharpness_mean: Option<f64>,
@@ -141,7 +140,7 @@ pub struct VideoMeasurements {
 }
 
 /// Audio measurements (see `audio`), over at most `[audio] max_analysis_seconds`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AudioMeasurements {
     pub codec: String,
     pub sample_rate: u32,
@@ -154,19 +153,7 @@ pub struct AudioMeasurements {
     pub silence_fraction: f64,
     pub snr_db: Option<f64>,
     /// The fingerprint's 32-bit sub-fingerprints (written to the ledger, not to the `.json`).
-    #[serde(skip)]
     pub fingerprint: Vec<u32>,
-}
-
-fn hex64_list<S: serde::Serializer>(v: &[u64], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(v.iter().map(|h| format!("{h:016x}")))
-}
-
-fn hex64<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => s.serialize_str(&format!("{v:016x}")),
-        None => s.serialize_none(),
-    }
 }
 
 /// The CLIP embeddings of one run: row `i` belongs to the sample `rows[i]` (an index into the

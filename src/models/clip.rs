@@ -26,7 +26,7 @@ use super::{ClipTokenizer, ModelError};
 use crate::config::ClipDtype;
 
 /// What a loaded checkpoint is: recorded in the run manifest and beside every score.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClipInfo {
     /// The model card's id when the weights match a card in `models/`, else the folder.
     pub id: String,

@@ -27,8 +27,9 @@ use crate::models::clip_inputs::{ClipInputError, ClipInputs, CpuClipInputs, Cuda
 use crate::models::ModelError;
 use crate::pixels::RgbImage;
 use crate::record::{MediaKind, Record};
+use crate::state::StagedBytes;
 use crate::vector::normalise;
-use crate::write::staging::{StagedPart, StagingReader};
+use crate::write::staging::StagedPart;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
@@ -79,7 +80,7 @@ pub struct VideoEmbedding<'a> {
 /// GPU's busy seconds of the stage to `gpu_busy_seconds`.
 pub fn embed_kept_records(
     records: &mut [Record],
-    staging: &StagingReader,
+    staging: &dyn StagedBytes,
     config: &Config,
     backends: &Backends,
     gpu_busy_seconds: &mut std::collections::BTreeMap<String, f64>,
@@ -143,7 +144,7 @@ impl ClipStage<'_> {
     pub fn embed_kept<B: ClipInputs>(
         &self,
         records: &mut [Record],
-        staging: &StagingReader,
+        staging: &dyn StagedBytes,
         inputs: &B,
         model_gpu_seconds: &mut f64,
     ) -> Result<Embeddings, EmbedError> {
@@ -305,7 +306,7 @@ fn embed_batch<B: ClipInputs>(
 /// read error fails the run.
 fn prepare<B: ClipInputs>(
     job: &Job,
-    staging: &StagingReader,
+    staging: &dyn StagedBytes,
     size: u32,
     sampling: &FrameSampling,
     inputs: &B,

@@ -1,20 +1,21 @@
-//! The measure phase as threads and channels: the sources fetch samples on the I/O runtime
-//! into a bounded channel ([`read_inputs`]); worker threads take them off it, have `decide`
+//! The measuring of one work unit as threads and channels: the sources fetch the unit's samples
+//! on the I/O runtime into a bounded channel ([`read_unit`]); worker threads take them off it, have `decide`
 //! judge each one (which calls decode and measure), have `write` encode keyframes and stage the
 //! parts of the samples that may be kept, and return one [`Record`] per sample. Orchestration
 //! only: what is measured and what is dropped is decided in the stages.
 
 use futures::StreamExt;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use super::progress::{Progress, StageBar};
+use super::progress::StageBar;
 use super::RunError;
 use crate::config::Config;
 use crate::decide::judge::{judge, Judged};
 use crate::decide::{Reason, Stage};
 use crate::measure::backend::MeasureBackend;
 use crate::measure::Measurements;
+use crate::plan::units::{UnitSpan, WorkUnit};
 use crate::plan::{Plan, Units};
 use crate::record::Record;
 use crate::source::{files, manifest, webdataset, Sample, Stores};
@@ -23,49 +24,46 @@ use crate::write::staging::{stage_sample, Staging};
 
 /// Objects fetched at once per input (files and manifest rows).
 const FETCH_CONCURRENCY: usize = 32;
-/// Shards streamed at once per input.
-const SHARD_CONCURRENCY: usize = 2;
 /// Samples waiting in the channel per worker.
 const QUEUE_PER_WORKER: usize = 8;
 
 /// The input errors of a run, by input index, sorted.
 pub type InputErrors = Vec<(usize, String)>;
 
-/// Streams every input of the plan through the measure phase. Returns one record per sample,
-/// in id order, and the input errors.
-pub fn measure_plan(
+/// Streams one work unit through the measure phase, staging into `staging`. Returns one
+/// record per sample, in id order, and the unit's input errors, sorted.
+#[allow(clippy::too_many_arguments)]
+pub fn measure_unit(
     plan: &Plan,
+    unit: &WorkUnit,
     config: &Config,
     backend: &dyn MeasureBackend,
     runtime: &tokio::runtime::Handle,
     stores: &Stores,
     staging: &Staging,
-    progress: &Progress,
+    bars: (&StageBar, &StageBar),
 ) -> Result<(Vec<Record>, InputErrors), RunError> {
-    let errors: Arc<Mutex<InputErrors>> = Arc::default();
-    let read_bar = progress.stage("read", Some(plan.unit_count()));
-    let measure_bar = progress.stage("measure", plan.expected_samples());
+    let (read_bar, measure_bar) = bars;
+    let errors: Mutex<InputErrors> = Mutex::default();
     let records = measure_samples(
         |sender| {
-            read_inputs(
+            read_unit(
                 plan,
+                unit,
                 runtime,
                 stores,
                 sender,
                 &errors,
-                &read_bar,
-                &measure_bar,
+                read_bar,
+                measure_bar,
             )
         },
         config,
         backend,
         staging,
-        &measure_bar,
+        measure_bar,
     )?;
-    read_bar.finish();
-    measure_bar.finish();
-    let mut errors = std::mem::take(&mut *errors.lock().unwrap_or_else(|p| p.into_inner()));
-    // Shards are read concurrently: sort so the manifest does not depend on timing.
+    let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
     errors.sort();
     Ok((records, errors))
 }
@@ -181,9 +179,11 @@ pub fn measure_sample(
     })
 }
 
-/// Fetches every unit of every input into the channel; returns when all are sent.
-fn read_inputs(
+/// Fetches the samples of one work unit into the channel; returns when all are sent.
+#[allow(clippy::too_many_arguments)]
+fn read_unit(
     plan: &Plan,
+    unit: &WorkUnit,
     runtime: &tokio::runtime::Handle,
     stores: &Stores,
     sender: async_channel::Sender<Sample>,
@@ -191,66 +191,54 @@ fn read_inputs(
     read_bar: &StageBar,
     measure_bar: &StageBar,
 ) {
-    for input in &plan.inputs {
-        let base = &input.base;
-        let index = input.index;
-        match &input.units {
-            Units::Files(units) => {
-                let fetches = units.iter().map(|unit| files::fetch(base, index, unit));
-                forward(runtime, fetches, &sender, read_bar, FETCH_CONCURRENCY);
-            }
-            Units::Manifests(manifests) => {
-                for m in manifests {
-                    // Rows that could not be read are input errors too (each is also a row).
-                    let mut unreadable: Vec<(usize, String)> = m
-                        .rows
-                        .iter()
-                        .filter_map(|row| Some((index, row.error.clone()?)))
-                        .collect();
-                    errors
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .append(&mut unreadable);
-                    let fetches = m.rows.iter().map(|row| {
-                        manifest::fetch_row(stores, &m.location, &m.relative, index, row)
-                    });
-                    forward(runtime, fetches, &sender, read_bar, FETCH_CONCURRENCY);
-                }
-            }
-            Units::Shards(shards) => {
-                let next = Mutex::new(shards.iter());
-                std::thread::scope(|scope| {
-                    for _ in 0..SHARD_CONCURRENCY.min(shards.len()) {
-                        scope.spawn(|| loop {
-                            let Some(shard) = next.lock().unwrap_or_else(|p| p.into_inner()).next()
-                            else {
-                                break;
-                            };
-                            let location = base.at(shard.location.clone());
-                            let relative = base.relative(&shard.location);
-                            let result = webdataset::read_shard(
-                                &location,
-                                &relative,
-                                index,
-                                runtime,
-                                |sample| {
-                                    measure_bar.add_expected(1);
-                                    let _ = sender.send_blocking(sample);
-                                },
-                            );
-                            if let Err(message) = result {
-                                tracing::error!("{message}");
-                                errors
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push((index, message.to_string()));
-                            }
-                            read_bar.inc();
-                        });
-                    }
-                });
-            }
+    let Some(input) = plan.inputs.iter().find(|i| i.index == unit.input) else {
+        return;
+    };
+    let base = &input.base;
+    let index = input.index;
+    match (&input.units, &unit.span) {
+        (Units::Files(units), UnitSpan::Files(range)) => {
+            let fetches = units[range.clone()]
+                .iter()
+                .map(|unit| files::fetch(base, index, unit));
+            forward(runtime, fetches, &sender, read_bar, FETCH_CONCURRENCY);
         }
+        (Units::Manifests(manifests), UnitSpan::ManifestRows { manifest, rows }) => {
+            let m = &manifests[*manifest];
+            let rows = &m.rows[rows.clone()];
+            // Rows that could not be read are input errors too (each is also a row).
+            let mut unreadable: Vec<(usize, String)> = rows
+                .iter()
+                .filter_map(|row| Some((index, row.error.clone()?)))
+                .collect();
+            errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .append(&mut unreadable);
+            let fetches = rows
+                .iter()
+                .map(|row| manifest::fetch_row(stores, &m.location, &m.relative, index, row));
+            forward(runtime, fetches, &sender, read_bar, FETCH_CONCURRENCY);
+        }
+        (Units::Shards(shards), UnitSpan::Shard(shard)) => {
+            let shard = &shards[*shard];
+            let location = base.at(shard.location.clone());
+            let relative = base.relative(&shard.location);
+            let result = webdataset::read_shard(&location, &relative, index, runtime, |sample| {
+                measure_bar.add_expected(1);
+                let _ = sender.send_blocking(sample);
+            });
+            if let Err(message) = result {
+                tracing::error!("{message}");
+                errors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((index, message.to_string()));
+            }
+            read_bar.inc();
+        }
+        // `plan::units::work_units` cuts each input by its own kind of units.
+        _ => tracing::error!("work unit {} does not match its input's kind", unit.id),
     }
 }
 
@@ -281,6 +269,7 @@ mod tests {
     use crate::decode::{DecodeError, ImageInfo};
     use crate::measure::backend::CpuBackend;
     use crate::measure::{ImageQuality, QualityKernels};
+    use crate::pipeline::progress::Progress;
     use crate::source::{Origin, Part};
     use bytes::Bytes;
 

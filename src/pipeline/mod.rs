@@ -14,6 +14,7 @@
 pub mod backends;
 pub mod embed;
 pub mod measuring;
+pub mod phases;
 pub mod progress;
 
 use std::collections::BTreeMap;
@@ -21,16 +22,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::decide::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misaligned};
 use crate::decode::av::{video_decoder_counts, VideoDecoderCounts};
 use crate::models::ModelError;
 use crate::plan::{self, Plan};
 use crate::source::{Location, SourceError, Stores};
 use crate::write::manifest::{RunFacts, RunManifest};
-use crate::write::staging::Staging;
 use crate::write::{self, WriteError};
 use backends::Backends;
 use embed::EmbedError;
+pub use phases::{Phase, Slice};
 use progress::Progress;
 
 /// Why a run stopped.
@@ -54,6 +54,11 @@ pub enum RunError {
     /// The device in `run.device` cannot be used: a setup error, like a bad config.
     #[error(transparent)]
     Device(crate::gpu::GpuError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// A phase started before the phases it needs had finished.
+    #[error("cannot run the {phase} phase yet: {message}")]
+    Incomplete { phase: String, message: String },
 }
 
 /// The finished run: its manifest, as written to `<output>/manifest.json`.
@@ -70,132 +75,161 @@ pub fn plan_only(config: &Config) -> Result<Plan, RunError> {
     Ok(runtime.block_on(plan::resolve(config, &stores))?)
 }
 
-/// Runs a whole curation job.
+/// Runs a whole curation job in this process: every phase, through the same code as
+/// [`run_phase`].
 pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError> {
+    let outcome = run_phase(config, Phase::All, Slice::WHOLE, progress)?;
+    outcome.summary.ok_or_else(|| RunError::Incomplete {
+        phase: "all".to_string(),
+        message: "the run ended without committing".to_string(),
+    })
+}
+
+/// What one phase did: a line for the log, and the run's summary once it is committed.
+#[derive(Debug)]
+pub struct PhaseOutcome {
+    pub message: String,
+    pub summary: Option<RunSummary>,
+}
+
+/// Runs one phase of a job (or all of them, `Phase::All`) on the slice given.
+pub fn run_phase(
+    config: &Config,
+    phase: Phase,
+    slice: Slice,
+    progress: &Progress,
+) -> Result<PhaseOutcome, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let runtime = io_runtime(config)?;
-    let io = runtime.handle();
-    let stores =
-        Stores::with_http(config.http.clone()).with_object_store_config(&config.run.object_store);
-    let mut clock = StageClock::default();
-
-    // Set-up, before any work: the device, what runs on it, the model; then the plan and the
-    // output, so a bad path or an unreachable bucket fails before the first fetch.
-    let backends = Backends::set_up(config)?;
-    let config = &backends.resolve_video_decoding(config);
-    let plan = runtime.block_on(plan::resolve(config, &stores))?;
-    let output = open_output(config, &stores, &runtime)?;
-    clock.add("plan", started);
-    log_plan(&plan);
-
-    // source → decode → measure → per-sample decisions, on worker threads; the parts of the
-    // samples that may be kept are staged.
-    let measuring = Instant::now();
-    let staging_dir = staging_dir(config);
-    let staging = Staging::create(&staging_dir).map_err(|e| staging_error(&staging_dir, e))?;
-    let videos_before = video_decoder_counts();
-    let (mut records, input_errors) = measuring::measure_plan(
-        &plan,
-        config,
-        backends.measure(),
-        io,
-        &stores,
-        &staging,
-        progress,
-    )?;
-    let video_decoders = videos_decoded_since(&videos_before);
-    let mut gpu_busy_seconds = backends.measure_busy_seconds();
-    clock.add("measure", measuring);
-
-    // decide: dedup over the whole run.
-    let deciding = Instant::now();
-    drop_duplicates(&mut records, config);
-    clock.add("decide", deciding);
-    let staged = staging
-        .finish()
-        .map_err(|e| staging_error(&staging_dir, e))?;
-
-    // With a model: CLIP embeddings of the survivors (measure), then semantic dedup and the
-    // alignment thresholds (decide), then the embeddings files (write).
-    let mut alignment = None;
-    let mut embeddings_files = Vec::new();
-    if let Some(clip) = &backends.clip {
-        let embedding = Instant::now();
-        let embeddings = embed::embed_kept_records(
-            &mut records,
-            &staged,
-            config,
-            &backends,
-            &mut gpu_busy_seconds,
-            progress,
-        )?;
-        clock.add("embed", embedding);
-        let deciding = Instant::now();
-        alignment = drop_semantic_duplicates_and_misaligned(&mut records, &embeddings, config);
-        clock.add("decide", deciding);
-        embeddings_files =
-            write::embeddings::write_embeddings(&output, &records, &embeddings, &clip.info, io)?;
+    // Set-up, before any work: the device, what runs on it, the model (only for the phases
+    // that measure or embed); then the plan, so a bad path or an unreachable bucket fails
+    // before the first fetch.
+    let backends = match phase {
+        Phase::All | Phase::Measure | Phase::Decide => Some(Backends::set_up(config)?),
+        Phase::Write | Phase::Commit => None,
+    };
+    let resolved = backends.as_ref().map(|b| b.resolve_video_decoding(config));
+    let config = resolved.as_ref().unwrap_or(config);
+    let mut job = phases::Job::prepare(config)?;
+    let mut measured = None;
+    if let (Phase::All | Phase::Measure, Some(backends)) = (phase, &backends) {
+        let done = phases::measure(&mut job, backends, slice, progress)?;
+        if phase == Phase::Measure {
+            return Ok(PhaseOutcome {
+                message: format!(
+                    "measure: {} unit(s) measured, {} reused",
+                    done.measured, done.reused
+                ),
+                summary: None,
+            });
+        }
+        measured = Some(done);
+    }
+    let decisions = match (phase, &backends) {
+        (Phase::All | Phase::Decide, Some(backends)) => {
+            let videos = measured
+                .as_ref()
+                .map(|m| m.video_decoders.clone())
+                .unwrap_or_default();
+            let decisions = phases::decide(&mut job, backends, videos, progress)?;
+            if phase == Phase::Decide {
+                return Ok(PhaseOutcome {
+                    message: format!(
+                        "decide: {} shard(s) planned for {} kept sample(s)",
+                        decisions.shards.len(),
+                        decisions
+                            .records
+                            .iter()
+                            .filter(|r| r.decision.is_keep())
+                            .count()
+                    ),
+                    summary: None,
+                });
+            }
+            decisions
+        }
+        _ => phases::committed_decisions(&job, phase.as_str())?,
+    };
+    let output = open_output(config, &job.stores, &job.runtime)?;
+    if matches!(phase, Phase::All | Phase::Write) {
+        let written = phases::write(&mut job, &decisions, &output, slice, progress)?;
+        if phase == Phase::Write {
+            return Ok(PhaseOutcome {
+                message: format!(
+                    "write: {} shard(s) written, {} reused",
+                    written.written, written.reused
+                ),
+                summary: None,
+            });
+        }
     }
 
-    // write: shards and ledger from staging, then the manifest and report, then `_SUCCESS`.
-    let writing = Instant::now();
-    let kept = records.iter().filter(|r| r.decision.is_keep()).count() as u64;
-    let bar = progress.stage("write", Some(kept));
-    let written = write::write_shards_and_ledger(
+    // commit: ledger, embeddings, manifest, report, `_SUCCESS`.
+    let committing = Instant::now();
+    let shards = phases::gather_shards(&job, &decisions)?;
+    phases::copy_embeddings(&job, &decisions.embeddings, &output)?;
+    let io = job.runtime.handle();
+    let written = write::write_ledger_and_clean(
         &output,
-        &mut records,
-        &staged,
-        &config.output,
-        &embeddings_files,
+        &decisions.records,
+        shards,
+        &decisions.embeddings,
         io,
-        || bar.inc(),
     )?;
-    bar.finish();
-    drop(staged);
-    if config.run.staging_dir.is_none() && !output_is_remote(config) {
-        // The default `<output>/.staging` is ours: remove it when empty (a configured folder is
-        // the user's, and so is the system temp folder that holds remote runs' staging).
-        let _ = std::fs::remove_dir(&staging_dir);
+    job.clock.add("write", committing);
+    let mut stage_seconds = decisions.stage_seconds.clone();
+    for (stage, seconds) in &job.clock.seconds {
+        if phase == Phase::All {
+            // The decide phase's own times are in `job.clock` already.
+            stage_seconds.insert(stage.clone(), *seconds);
+        } else {
+            *stage_seconds.entry(stage.clone()).or_default() += seconds;
+        }
     }
-    clock.add("write", writing);
     let manifest = RunManifest::assemble(RunFacts {
         config,
-        plan: &plan,
+        plan: &job.plan,
         output: &output,
-        records: &records,
-        input_errors: &input_errors,
+        records: &decisions.records,
+        input_errors: &decisions.input_errors,
         written,
-        embeddings: embeddings_files,
-        clip: backends.clip.as_ref().map(|c| &c.info),
-        alignment,
-        stage_seconds: clock.seconds,
-        gpu_busy_seconds,
+        embeddings: decisions.embeddings.clone(),
+        clip: decisions.clip.as_ref(),
+        alignment: decisions.alignment.clone(),
+        stage_seconds,
+        gpu_busy_seconds: decisions.gpu_busy_seconds.clone(),
         started_at,
-        device: backends.device.label(),
-        jpeg_decoder: backends.jpeg_decoder_description(),
-        video_decoders,
+        device: decisions.device.clone(),
+        jpeg_decoder: decisions.jpeg_decoder.clone(),
+        video_decoders: decisions.video_decoders.clone(),
+        units: measured.as_ref().map(|m| phases::unit_counts(&job, m)),
     });
-    write::finish_run(&output, &manifest, &records, io)?;
-    Ok(RunSummary {
-        manifest,
-        seconds: started.elapsed().as_secs_f64(),
+    write::finish_run(&output, &manifest, &decisions.records, io)?;
+    Ok(PhaseOutcome {
+        message: format!(
+            "commit: {} shard(s), ledger and manifest",
+            manifest.shards.len()
+        ),
+        summary: Some(RunSummary {
+            manifest,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
     })
 }
 
 /// Seconds per stage, summed when a stage runs more than once (`decide`).
 #[derive(Debug, Default)]
-struct StageClock {
-    seconds: BTreeMap<String, f64>,
+pub struct StageClock {
+    pub seconds: BTreeMap<String, f64>,
 }
 
 impl StageClock {
-    fn add(&mut self, stage: &str, since: Instant) {
+    pub fn add(&mut self, stage: &str, since: Instant) {
         *self.seconds.entry(stage.to_string()).or_default() += since.elapsed().as_secs_f64();
     }
 }
 
-fn io_runtime(config: &Config) -> Result<tokio::runtime::Runtime, RunError> {
+pub(crate) fn io_runtime(config: &Config) -> Result<tokio::runtime::Runtime, RunError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads().clamp(2, 8))
         .enable_all()
@@ -203,7 +237,7 @@ fn io_runtime(config: &Config) -> Result<tokio::runtime::Runtime, RunError> {
         .map_err(RunError::Runtime)
 }
 
-fn log_plan(plan: &Plan) {
+pub(crate) fn log_plan(plan: &Plan) {
     tracing::info!(
         "planned {} input(s): {} unit(s) of work, {} sample(s) expected",
         plan.inputs.len(),
@@ -240,7 +274,7 @@ async fn check_output(output: &Location) -> Result<(), SourceError> {
 }
 
 /// Videos decoded since `before`, by decoder (only those that decoded any).
-fn videos_decoded_since(before: &VideoDecoderCounts) -> BTreeMap<String, u64> {
+pub(crate) fn videos_decoded_since(before: &VideoDecoderCounts) -> BTreeMap<String, u64> {
     let after = video_decoder_counts();
     [
         ("nvdec", before.nvdec, after.nvdec),
@@ -252,7 +286,7 @@ fn videos_decoded_since(before: &VideoDecoderCounts) -> BTreeMap<String, u64> {
     .collect()
 }
 
-fn staging_error(dir: &std::path::Path, source: std::io::Error) -> RunError {
+pub(crate) fn staging_error(dir: &std::path::Path, source: std::io::Error) -> RunError {
     RunError::Staging {
         path: dir.display().to_string(),
         source,
@@ -265,7 +299,7 @@ fn output_is_remote(config: &Config) -> bool {
     output.contains("://") && !output.starts_with("file://")
 }
 
-fn staging_dir(config: &Config) -> PathBuf {
+pub(crate) fn staging_dir(config: &Config) -> PathBuf {
     if let Some(dir) = &config.run.staging_dir {
         return PathBuf::from(dir);
     }
@@ -275,5 +309,13 @@ fn staging_dir(config: &Config) -> PathBuf {
         std::env::temp_dir()
     } else {
         PathBuf::from(output.strip_prefix("file://").unwrap_or(output)).join(".staging")
+    }
+}
+
+/// Removes the default `<output>/.staging` when empty: it is ours (a configured folder is the
+/// user's, and so is the system temp folder that holds remote runs' staging).
+pub(crate) fn remove_default_staging_dir(config: &Config, staging_dir: &std::path::Path) {
+    if config.run.staging_dir.is_none() && !output_is_remote(config) {
+        let _ = std::fs::remove_dir(staging_dir);
     }
 }

@@ -4,6 +4,8 @@
 //! Anything wrong here (a missing path, an unreachable bucket, a manifest without its URL
 //! column) stops the run before any work starts. Planning reads no media bytes.
 
+pub mod units;
+
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use serde::Serialize;

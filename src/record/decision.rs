@@ -3,10 +3,10 @@
 //! cannot be read), carried by the per-sample [`super::Record`] and written to the ledger by
 //! `write`. Only the types: the rules that decide live in `decide`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The verdict on one sample.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Decision {
     Keep,
     Drop(Drop),
@@ -26,7 +26,7 @@ impl Decision {
 }
 
 /// Why a sample was dropped.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Drop {
     pub stage: Stage,
     pub reason: Reason,
@@ -55,7 +55,7 @@ impl Drop {
 }
 
 /// The pipeline stage that dropped a sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Source,
@@ -66,7 +66,7 @@ pub enum Stage {
 }
 
 /// Why a sample was dropped; the ledger's `drop_reason` column holds [`Reason::as_str`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The bytes could not be fetched from the store.

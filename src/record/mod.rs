@@ -12,7 +12,7 @@ use crate::source::Origin;
 pub use decision::{Decision, Drop, Reason, Stage};
 
 /// Everything the later stages need to know about one sample.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     pub id: String,
     /// The WebDataset key; made unique among kept samples when shards are written.
@@ -40,9 +40,13 @@ impl Record {
     }
 }
 
-/// A part stored in the staging file (`write::staging`): its extension and byte range.
-#[derive(Debug, Clone, PartialEq)]
+/// A part stored in a staging file (`write::staging`, then the unit's staged file in `state`):
+/// its unit, its extension and its byte range in that unit's file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StagedPart {
+    /// The work unit whose staged file holds the part (`plan::units`), by ordinal.
+    #[serde(default)]
+    pub unit: u32,
     pub ext: String,
     pub offset: u64,
     pub len: u64,

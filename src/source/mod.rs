@@ -45,7 +45,7 @@ pub struct Part {
 }
 
 /// Where a sample came from, precisely enough to fetch it again.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Origin {
     /// The object holding the media: a file, a `.tar` shard, or the object a manifest row names.
     pub uri: String,

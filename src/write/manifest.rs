@@ -37,6 +37,8 @@ pub struct RunFacts<'a> {
     pub jpeg_decoder: String,
     /// Videos decoded while measuring, by decoder.
     pub video_decoders: BTreeMap<String, u64>,
+    /// The work units, and how many this process measured or found committed.
+    pub units: Option<UnitCounts>,
 }
 
 impl RunManifest {
@@ -52,6 +54,7 @@ impl RunManifest {
             samples: facts.records.len() as u64,
             kept,
             dropped: facts.records.len() as u64 - kept,
+            units: facts.units,
             ..Counts::default()
         };
         for record in facts.records {
@@ -217,6 +220,19 @@ pub struct Counts {
     /// Samples and kept samples by media kind (`image`, `video`, `audio`; `unknown` for bytes
     /// that were not recognised or not read).
     pub by_media_kind: BTreeMap<String, KindCounts>,
+    /// Work units (`run.unit_size`): all of them, those measured by the process that committed
+    /// the run and those it found already measured in `state/` (absent when the phases ran as
+    /// separate processes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units: Option<UnitCounts>,
+}
+
+/// How the run's work units were measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct UnitCounts {
+    pub total: u64,
+    pub measured: u64,
+    pub reused: u64,
 }
 
 /// How many samples of one media kind there were, and how many were kept.
@@ -227,7 +243,7 @@ pub struct KindCounts {
 }
 
 /// An output file (ledger or embeddings Parquet) with its row count and checksum.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct OutputFile {
     pub name: String,
     pub rows: u64,

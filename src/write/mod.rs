@@ -7,6 +7,7 @@
 
 pub mod embeddings;
 pub mod keyframes;
+pub mod layout;
 pub mod ledger;
 pub mod manifest;
 pub mod report;
@@ -19,12 +20,10 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 
-use crate::config::OutputConfig;
 use crate::record::Record;
 use crate::source::Location;
 use manifest::OutputFile;
-use shards::{append_member, group_into_series, relative_path, ShardInfo, ShardWriter};
-use staging::StagingReader;
+use shards::{relative_path, ShardInfo};
 
 /// Ledger rows per Parquet file.
 const LEDGER_ROWS_PER_FILE: usize = 1_000_000;
@@ -61,97 +60,16 @@ pub async fn clear_success_marker(output: &Location) -> Result<(), WriteError> {
     }
 }
 
-/// Writes shards and ledger for records sorted by id, then removes what an earlier run left
-/// in `shards/`, `ledger/` and `embeddings/` that this run did not write (`embeddings` are the
-/// files it wrote there). `on_sample` is called after each kept sample is written.
-pub fn write_shards_and_ledger(
+/// Writes the ledger of the records (sorted by id, their shards set), then removes what an
+/// earlier run left in `shards/`, `ledger/` and `embeddings/` that this run did not write
+/// (`shards` and `embeddings` are the files it wrote there).
+pub fn write_ledger_and_clean(
     output: &Location,
-    records: &mut [Record],
-    staging: &StagingReader,
-    config: &OutputConfig,
+    records: &[Record],
+    shards: Vec<ShardInfo>,
     embeddings: &[OutputFile],
     runtime: &tokio::runtime::Handle,
-    mut on_sample: impl FnMut(),
 ) -> Result<Written, WriteError> {
-    let store_error = |message: String| WriteError::Store {
-        uri: output.uri(),
-        message,
-    };
-    let mut used_keys = HashSet::new();
-    for record in records.iter_mut().filter(|r| r.decision.is_keep()) {
-        record.key = unique_key(&record.key, &record.id, &mut used_keys);
-    }
-    // One shard series per set of parts (shards::series_name): every sample of a series carries
-    // the same files, as readers that take a dataset's columns from its first samples (Hugging
-    // Face `datasets`) need. `.json` is always written; `.txt` is written for every sample of a
-    // series where any sample has a caption, empty for those without one (as img2dataset does).
-    let parts: Vec<(usize, Vec<&str>)> = records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.decision.is_keep())
-        .map(|(index, r)| {
-            let exts = r.staged.iter().map(|p| p.ext.as_str());
-            (
-                index,
-                exts.filter(|e| *e != "txt" && *e != "json").collect(),
-            )
-        })
-        .collect();
-    let series = group_into_series(&parts);
-    drop(parts);
-    let mut shards = Vec::new();
-    let mut members = Vec::new();
-    for (name, indexes) in series {
-        let with_txt = indexes
-            .iter()
-            .any(|&i| records[i].staged.iter().any(|p| p.ext == "txt"));
-        let mut writer = ShardWriter::new(
-            output,
-            runtime,
-            &name,
-            config.max_samples_per_shard,
-            config.max_bytes_per_shard.0,
-        );
-        for index in indexes {
-            let record = &mut records[index];
-            members.clear();
-            // Media, caption, metadata, then the rest, as staged.
-            let mut files: Vec<(&str, Vec<u8>)> = Vec::with_capacity(record.staged.len() + 2);
-            for part in &record.staged {
-                let bytes = staging.read(part).map_err(|source| WriteError::Staging {
-                    id: record.id.clone(),
-                    source,
-                })?;
-                files.push((&part.ext, bytes));
-            }
-            let position = |files: &[(&str, Vec<u8>)], ext| files.iter().position(|f| f.0 == ext);
-            if with_txt && position(&files, "txt").is_none() {
-                files.insert(files.len().min(1), ("txt", Vec::new()));
-            }
-            match position(&files, "json") {
-                Some(at) => files[at].1 = sample_json(record, Some(&files[at].1)),
-                None => {
-                    let after_txt = position(&files, "txt").map_or(1, |t| t + 1);
-                    files.insert(
-                        after_txt.min(files.len()),
-                        ("json", sample_json(record, None)),
-                    );
-                }
-            }
-            for (ext, bytes) in &files {
-                append_member(&mut members, &format!("{}.{ext}", record.key), bytes)
-                    .map_err(|e| store_error(e.to_string()))?;
-            }
-            record.shard = Some(
-                writer
-                    .add(&members)
-                    .map_err(|e| store_error(e.to_string()))?,
-            );
-            on_sample();
-        }
-        shards.extend(writer.finish().map_err(|e| store_error(e.to_string()))?);
-    }
-
     let mut ledger = Vec::new();
     for (index, chunk) in records.chunks(LEDGER_ROWS_PER_FILE).enumerate() {
         let name = format!("ledger/ledger-{index:06}.parquet");
@@ -272,7 +190,7 @@ async fn remove_stale(
 }
 
 /// The key itself if unused, else `key_<8 hex of the id's sha256>`: unique and stable.
-fn unique_key(key: &str, id: &str, used: &mut HashSet<String>) -> String {
+pub(crate) fn unique_key(key: &str, id: &str, used: &mut HashSet<String>) -> String {
     let mut candidate = key.to_string();
     if used.contains(&candidate) {
         let digest = hex::encode(Sha256::digest(id.as_bytes()));
@@ -292,7 +210,7 @@ fn unique_key(key: &str, id: &str, used: &mut HashSet<String>) -> String {
 /// ([`ledger::json_object`]) plus the tool's `version`. JSON that is not an object is
 /// kept as a string under `"source_json"`. Keys whose value is null are left out (see
 /// `drop_null_keys`).
-fn sample_json(record: &Record, original: Option<&[u8]>) -> Vec<u8> {
+pub(crate) fn sample_json(record: &Record, original: Option<&[u8]>) -> Vec<u8> {
     let mut object = match original.map(serde_json::from_slice::<Value>) {
         Some(Ok(Value::Object(map))) => map,
         Some(_) => {

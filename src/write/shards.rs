@@ -8,7 +8,7 @@
 
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjPath;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::io::AsyncWriteExt;
@@ -31,7 +31,7 @@ pub enum ShardError {
 }
 
 /// A finished shard, as recorded in the run manifest.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardInfo {
     /// Path relative to the output, e.g. `shards/jpg-000000.tar`.
     pub name: String,
@@ -61,7 +61,7 @@ pub fn append_member(out: &mut Vec<u8>, name: &str, data: &[u8]) -> std::io::Res
 }
 
 /// Size of the end-of-archive marker: two zero blocks.
-const TAR_END: usize = 1024;
+pub const TAR_END: usize = 1024;
 
 struct OpenShard {
     info: ShardInfo,
@@ -137,6 +137,8 @@ pub struct ShardWriter<'a> {
     max_bytes: u64,
     open: Option<OpenShard>,
     done: Vec<ShardInfo>,
+    /// The number of the first shard it writes (a planned shard of a layout: `write::layout`).
+    first_number: usize,
 }
 
 impl<'a> ShardWriter<'a> {
@@ -155,7 +157,14 @@ impl<'a> ShardWriter<'a> {
             max_bytes,
             open: None,
             done: Vec::new(),
+            first_number: 0,
         }
+    }
+
+    /// Numbers its shards from `first` instead of 0.
+    pub fn numbered_from(mut self, first: usize) -> Self {
+        self.first_number = first;
+        self
     }
 
     /// Adds one sample, already serialised as tar members. Returns the shard's name.
@@ -169,7 +178,8 @@ impl<'a> ShardWriter<'a> {
             self.close_current()?;
         }
         if self.open.is_none() {
-            let name = format!("shards/{}-{:06}.tar", self.series, self.done.len());
+            let number = self.first_number + self.done.len();
+            let name = shard_name(&self.series, number);
             let path = relative_path(&self.output.path, &name);
             self.open = Some(OpenShard {
                 info: ShardInfo {
@@ -252,6 +262,19 @@ impl Drop for ShardWriter<'_> {
     fn drop(&mut self) {
         self.abort_current();
     }
+}
+
+/// The name of shard `number` of a series, relative to the output.
+pub fn shard_name(series: &str, number: usize) -> String {
+    format!("shards/{series}-{number:06}.tar")
+}
+
+/// Bytes [`append_member`] writes for a member `name` of `len` data bytes: its header (built
+/// here, so a header with extension blocks is counted right) and the data padded to 512.
+pub fn member_bytes(name: &str, len: u64) -> std::io::Result<u64> {
+    let mut header = Vec::new();
+    append_member(&mut header, name, &[])?;
+    Ok(header.len() as u64 + len.div_ceil(512) * 512)
 }
 
 /// `base/relative` as an object path.

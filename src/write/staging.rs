@@ -78,6 +78,7 @@ impl Staging {
         for (ext, bytes) in parts {
             self.file.write_all_at(bytes, offset)?;
             staged.push(StagedPart {
+                unit: 0,
                 ext: ext.to_string(),
                 offset,
                 len: bytes.len() as u64,
@@ -156,6 +157,17 @@ impl StagingReader {
     /// The private folder holding the staging file.
     pub fn folder(&self) -> &Path {
         self.folder.path()
+    }
+
+    /// The staging file, for committing it to a work unit's state.
+    pub fn file_path(&self) -> PathBuf {
+        self.folder.path().join("staging.bin")
+    }
+}
+
+impl crate::state::StagedBytes for StagingReader {
+    fn read(&self, part: &StagedPart) -> std::io::Result<Vec<u8>> {
+        StagingReader::read(self, part)
     }
 }
 

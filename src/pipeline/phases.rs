@@ -1,0 +1,523 @@
+//! The phases of a run, each resumable and each runnable on its own node:
+//!
+//! - **measure** (a slice of the work units): source → decode → measure → per-sample decisions
+//!   per unit, each finished unit committed to `state/` with its staged candidates;
+//! - **decide** (one process): every unit's records, run-wide dedup, CLIP embeddings of the
+//!   survivors, semantic dedup and alignment, and the shard layout, committed to `state/`;
+//! - **write** (a slice of the planned shards): the shards, from the staged candidates only;
+//! - **commit** (one process): ledger, embeddings, manifest, report, `_SUCCESS`.
+//!
+//! `Phase::All` runs the four in one process through the same functions. Orchestration only:
+//! what is measured, dropped, kept and written is the stages' business.
+//!
+//! CLIP runs in the decide phase, not while measuring: it embeds only the samples that survive
+//! run-wide dedup (which needs every unit), one process batches them in the same order whatever
+//! the split (so the floats cannot depend on how units were spread), and a sample its
+//! preprocessing cannot decode is dropped after dedup, as in a one-machine run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use super::backends::Backends;
+use super::progress::Progress;
+use super::{embed, measuring, RunError, StageClock};
+use crate::config::Config;
+use crate::decide::alignment::AlignmentSummary;
+use crate::decide::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misaligned};
+use crate::models::clip::ClipInfo;
+use crate::plan::units::{in_slice, work_units, WorkUnit};
+use crate::plan::Plan;
+use crate::record::Record;
+use crate::source::{Location, Stores};
+use crate::state::{self, keys, MeasureState, UnitRecords};
+use crate::write::layout::{plan_layout, write_planned_shard, PlannedShard};
+use crate::write::manifest::{OutputFile, UnitCounts};
+use crate::write::shards::ShardInfo;
+use crate::write::staging::Staging;
+
+/// Which part of a run a process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    All,
+    Measure,
+    Decide,
+    Write,
+    Commit,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::All => "all",
+            Phase::Measure => "measure",
+            Phase::Decide => "decide",
+            Phase::Write => "write",
+            Phase::Commit => "commit",
+        }
+    }
+}
+
+/// Slice `index` of `count`: the units (measure) or shards (write) a process takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    pub count: usize,
+    pub index: usize,
+}
+
+impl Slice {
+    pub const WHOLE: Slice = Slice { count: 1, index: 0 };
+
+    fn takes(&self, ordinal: usize) -> bool {
+        ordinal % self.count.max(1) == self.index
+    }
+}
+
+/// What the decide phase commits to `state/`: everything the write and commit phases need.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Decisions {
+    /// Every sample's record, in id order, decided, with its final key and shard.
+    pub records: Vec<Record>,
+    /// The shard layout, in write order.
+    pub shards: Vec<PlannedShard>,
+    /// The embeddings files, kept in the decide state until commit copies them out.
+    pub embeddings: Vec<OutputFile>,
+    pub alignment: Option<AlignmentSummary>,
+    pub input_errors: Vec<(usize, String)>,
+    pub clip: Option<ClipInfo>,
+    pub device: String,
+    pub jpeg_decoder: String,
+    pub video_decoders: BTreeMap<String, u64>,
+    pub gpu_busy_seconds: BTreeMap<String, f64>,
+    pub stage_seconds: BTreeMap<String, f64>,
+}
+
+const DECISIONS: &str = "decisions.cbor";
+
+/// What one process of a run works with: the plan cut into units, the state folders.
+pub struct Job<'a> {
+    pub config: &'a Config,
+    pub runtime: tokio::runtime::Runtime,
+    pub stores: Stores,
+    pub plan: Plan,
+    pub units: Vec<WorkUnit>,
+    pub measure: MeasureState,
+    /// `state/measure-<key>/decide-<key>/`.
+    pub decided: Location,
+    pub clock: StageClock,
+}
+
+impl<'a> Job<'a> {
+    /// Resolves the plan and cuts it into units; says which state the run's config keys to.
+    pub fn prepare(config: &'a Config) -> Result<Job<'a>, RunError> {
+        let started = Instant::now();
+        let runtime = super::io_runtime(config)?;
+        let stores = Stores::with_http(config.http.clone())
+            .with_object_store_config(&config.run.object_store);
+        let plan = runtime.block_on(crate::plan::resolve(config, &stores))?;
+        let units = work_units(&plan, config.run.unit_size);
+        let root = stores.open_for_output(&config.run.output)?;
+        let measure_key = keys::measure_key(config);
+        let measure = MeasureState::open(&root, &measure_key);
+        let decided = measure.decide_folder(&keys::decide_key(config, &measure_key));
+        let mut clock = StageClock::default();
+        clock.add("plan", started);
+        super::log_plan(&plan);
+        Ok(Job {
+            config,
+            runtime,
+            stores,
+            plan,
+            units,
+            measure,
+            decided,
+            clock,
+        })
+    }
+
+    fn unit_ids(&self) -> Vec<String> {
+        self.units.iter().map(|u| u.id.clone()).collect()
+    }
+
+    fn finished_units(&self) -> Result<BTreeSet<String>, RunError> {
+        Ok(self.runtime.block_on(self.measure.finished_units())?)
+    }
+}
+
+/// Units measured and reused by a measure phase.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub measured: u64,
+    pub reused: u64,
+    pub video_decoders: BTreeMap<String, u64>,
+}
+
+/// The measure phase over the units of `slice`: each unit not yet committed is measured,
+/// staged and committed; committed ones are skipped, and the log says how many of each.
+pub fn measure(
+    job: &mut Job,
+    backends: &Backends,
+    slice: Slice,
+    progress: &Progress,
+) -> Result<Measured, RunError> {
+    let started = Instant::now();
+    let finished = job.finished_units()?;
+    let mine: Vec<&WorkUnit> = job
+        .units
+        .iter()
+        .filter(|u| in_slice(u, slice.count, slice.index))
+        .collect();
+    let todo: Vec<&WorkUnit> = mine
+        .iter()
+        .copied()
+        .filter(|u| !finished.contains(&u.id))
+        .collect();
+    let reused = (mine.len() - todo.len()) as u64;
+    tracing::info!(
+        "measure (slice {} of {}): {} work unit(s), {} already measured in {} (reused), {} to measure",
+        slice.index,
+        slice.count,
+        mine.len(),
+        reused,
+        job.measure.uri(),
+        todo.len()
+    );
+    let config = job.config;
+    let staging_dir = super::staging_dir(config);
+    let abort_after = abort_after("measure");
+    let videos_before = crate::decode::av::video_decoder_counts();
+    let read_bar = progress.stage("read", Some(todo.len() as u64));
+    let measure_bar = progress.stage("measure", None);
+    let mut measured = 0u64;
+    for unit in todo {
+        let staging =
+            Staging::create(&staging_dir).map_err(|e| super::staging_error(&staging_dir, e))?;
+        let (mut records, input_errors) = measuring::measure_unit(
+            &job.plan,
+            unit,
+            config,
+            backends.measure(),
+            job.runtime.handle(),
+            &job.stores,
+            &staging,
+            (&read_bar, &measure_bar),
+        )?;
+        for part in records.iter_mut().flat_map(|r| r.staged.iter_mut()) {
+            part.unit = unit.ordinal as u32;
+        }
+        let staged = staging
+            .finish()
+            .map_err(|e| super::staging_error(&staging_dir, e))?;
+        let state = UnitRecords {
+            unit_id: unit.id.clone(),
+            records,
+            input_errors,
+        };
+        job.runtime
+            .block_on(job.measure.commit_unit(&staged.file_path(), &state))?;
+        drop(staged);
+        measured += 1;
+        if abort_after == Some(measured) {
+            tracing::error!("MMCURATE_ABORT_AFTER: aborting after {measured} committed unit(s)");
+            std::process::abort();
+        }
+    }
+    read_bar.finish();
+    measure_bar.finish();
+    super::remove_default_staging_dir(config, &staging_dir);
+    job.clock.add("measure", started);
+    Ok(Measured {
+        measured,
+        reused,
+        video_decoders: super::videos_decoded_since(&videos_before),
+    })
+}
+
+/// The decide phase: reads every unit's records (all must be committed), decides over the
+/// whole run, plans the shards and commits the decisions. Decisions already committed under
+/// the same keys are reused.
+pub fn decide(
+    job: &mut Job,
+    backends: &Backends,
+    video_decoders: BTreeMap<String, u64>,
+    progress: &Progress,
+) -> Result<Decisions, RunError> {
+    if let Some(decisions) = read_decisions(job)? {
+        tracing::info!("decide: reusing the decisions in {}", job.decided.uri());
+        return Ok(decisions);
+    }
+    let finished = job.finished_units()?;
+    let missing: Vec<&str> = job
+        .units
+        .iter()
+        .filter(|u| !finished.contains(&u.id))
+        .map(|u| u.id.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(incomplete(
+            "decide",
+            format!(
+                "{} of {} work unit(s) are not measured yet: {}; run `--phase measure` for them first",
+                missing.len(),
+                job.units.len(),
+                list(&missing)
+            ),
+        ));
+    }
+    let started = Instant::now();
+    let mut records = Vec::new();
+    let mut input_errors = Vec::new();
+    for unit in &job.units {
+        let mut state = job.runtime.block_on(job.measure.read_unit(&unit.id))?;
+        records.append(&mut state.records);
+        input_errors.append(&mut state.input_errors);
+    }
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    input_errors.sort();
+    drop_duplicates(&mut records, job.config);
+    job.clock.add("decide", started);
+
+    let staged = job
+        .measure
+        .staged_reader(job.unit_ids(), job.runtime.handle().clone());
+    let mut alignment = None;
+    let mut embeddings_files = Vec::new();
+    let mut gpu_busy_seconds = backends.measure_busy_seconds();
+    if let Some(clip) = &backends.clip {
+        let embedding = Instant::now();
+        let embeddings = embed::embed_kept_records(
+            &mut records,
+            &staged,
+            job.config,
+            backends,
+            &mut gpu_busy_seconds,
+            progress,
+        )?;
+        job.clock.add("embed", embedding);
+        let deciding = Instant::now();
+        alignment = drop_semantic_duplicates_and_misaligned(&mut records, &embeddings, job.config);
+        job.clock.add("decide", deciding);
+        embeddings_files = crate::write::embeddings::write_embeddings(
+            &job.decided,
+            &records,
+            &embeddings,
+            &clip.info,
+            job.runtime.handle(),
+        )?;
+    }
+    let planning = Instant::now();
+    let shards = plan_layout(&mut records, &staged, &job.config.output)?;
+    job.clock.add("decide", planning);
+    let decisions = Decisions {
+        records,
+        shards,
+        embeddings: embeddings_files,
+        alignment,
+        input_errors,
+        clip: backends.clip.as_ref().map(|c| c.info.clone()),
+        device: backends.device.label(),
+        jpeg_decoder: backends.jpeg_decoder_description(),
+        video_decoders,
+        gpu_busy_seconds,
+        stage_seconds: job.clock.seconds.clone(),
+    };
+    let bytes = state::codec::encode(&decisions);
+    job.runtime
+        .block_on(state::put(&job.decided, DECISIONS, bytes))?;
+    tracing::info!(
+        "decide: {} sample(s), {} kept, {} shard(s) planned; committed to {}",
+        decisions.records.len(),
+        decisions
+            .records
+            .iter()
+            .filter(|r| r.decision.is_keep())
+            .count(),
+        decisions.shards.len(),
+        job.decided.uri()
+    );
+    Ok(decisions)
+}
+
+/// The committed decisions, when the decide phase has run under the same keys.
+fn read_decisions(job: &Job) -> Result<Option<Decisions>, RunError> {
+    let Some(bytes) = job.runtime.block_on(state::get(&job.decided, DECISIONS))? else {
+        return Ok(None);
+    };
+    let decisions = state::codec::decode(&bytes).map_err(|message| {
+        RunError::State(state::StateError::Corrupt {
+            uri: format!("{}/{DECISIONS}", job.decided.uri()),
+            message,
+        })
+    })?;
+    Ok(Some(decisions))
+}
+
+/// The decisions, which the write and commit phases need.
+pub fn committed_decisions(job: &Job, phase: &str) -> Result<Decisions, RunError> {
+    read_decisions(job)?.ok_or_else(|| {
+        incomplete(
+            phase,
+            format!(
+                "no decisions in {} yet; run `--phase decide` first",
+                job.decided.uri()
+            ),
+        )
+    })
+}
+
+/// Shards written and reused by a write phase.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WrittenShards {
+    pub written: u64,
+    pub reused: u64,
+}
+
+/// The write phase over the shards of `slice`: each planned shard not yet written is written
+/// from the staged candidates and its info committed to `state/`.
+pub fn write(
+    job: &mut Job,
+    decisions: &Decisions,
+    output: &Location,
+    slice: Slice,
+    progress: &Progress,
+) -> Result<WrittenShards, RunError> {
+    let started = Instant::now();
+    let staged = job
+        .measure
+        .staged_reader(job.unit_ids(), job.runtime.handle().clone());
+    let mine: Vec<(usize, &PlannedShard)> = decisions
+        .shards
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| slice.takes(*k))
+        .collect();
+    let samples: usize = mine.iter().map(|(_, s)| s.records.len()).sum();
+    let bar = progress.stage("write", Some(samples as u64));
+    let abort_after = abort_after("write");
+    let mut outcome = WrittenShards::default();
+    for (k, shard) in mine {
+        let info_name = shard_info_name(k);
+        if let Some(info) = shard_info(job, &info_name)? {
+            let size = job.runtime.block_on(state::size_of(output, &info.name))?;
+            if size == Some(info.bytes) {
+                outcome.reused += 1;
+                continue;
+            }
+        }
+        let info = write_planned_shard(
+            output,
+            shard,
+            &decisions.records,
+            &staged,
+            job.runtime.handle(),
+            || bar.inc(),
+        )?;
+        let json = serde_json::to_vec(&info).expect("a shard info serialises");
+        job.runtime
+            .block_on(state::put(&job.decided, &info_name, json))?;
+        outcome.written += 1;
+        if abort_after == Some(outcome.written) {
+            tracing::error!(
+                "MMCURATE_ABORT_AFTER: aborting after {} shard(s)",
+                outcome.written
+            );
+            std::process::abort();
+        }
+    }
+    bar.finish();
+    tracing::info!(
+        "write (slice {} of {}): {} shard(s) written, {} already written (reused)",
+        slice.index,
+        slice.count,
+        outcome.written,
+        outcome.reused
+    );
+    job.clock.add("write", started);
+    Ok(outcome)
+}
+
+fn shard_info_name(k: usize) -> String {
+    format!("shards/{k:06}.json")
+}
+
+fn shard_info(job: &Job, name: &str) -> Result<Option<ShardInfo>, RunError> {
+    let Some(bytes) = job.runtime.block_on(state::get(&job.decided, name))? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice(&bytes).ok())
+}
+
+/// Every planned shard's info, or which are missing.
+pub fn gather_shards(job: &Job, decisions: &Decisions) -> Result<Vec<ShardInfo>, RunError> {
+    let mut infos = Vec::with_capacity(decisions.shards.len());
+    let mut missing = Vec::new();
+    for (k, shard) in decisions.shards.iter().enumerate() {
+        match shard_info(job, &shard_info_name(k))? {
+            Some(info) if info.name == shard.name => infos.push(info),
+            _ => missing.push(shard.name.as_str()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(incomplete(
+            "commit",
+            format!(
+                "{} of {} shard(s) are not written yet: {}; run `--phase write` for them first",
+                missing.len(),
+                decisions.shards.len(),
+                list(&missing)
+            ),
+        ));
+    }
+    Ok(infos)
+}
+
+/// Copies the embeddings files from the decide state into the output.
+pub fn copy_embeddings(job: &Job, files: &[OutputFile], output: &Location) -> Result<(), RunError> {
+    for file in files {
+        let bytes = job
+            .runtime
+            .block_on(state::get(&job.decided, &file.name))?
+            .ok_or_else(|| {
+                incomplete(
+                    "commit",
+                    format!("{} is missing from {}", file.name, job.decided.uri()),
+                )
+            })?;
+        job.runtime
+            .block_on(crate::write::put(output, &file.name, bytes))?;
+    }
+    Ok(())
+}
+
+/// Unit counts for the manifest of a run that measured in this process.
+pub fn unit_counts(job: &Job, measured: &Measured) -> UnitCounts {
+    UnitCounts {
+        total: job.units.len() as u64,
+        measured: measured.measured,
+        reused: measured.reused,
+    }
+}
+
+fn incomplete(phase: &str, message: String) -> RunError {
+    RunError::Incomplete {
+        phase: phase.to_string(),
+        message,
+    }
+}
+
+/// The first few names, and how many more.
+fn list(names: &[&str]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+/// `MMCURATE_ABORT_AFTER=<phase>:<K>`: abort the process (as `kill -9` would stop it) after
+/// K units committed (`measure`) or K shards written (`write`), for the resume tests.
+fn abort_after(phase: &str) -> Option<u64> {
+    let value = std::env::var("MMCURATE_ABORT_AFTER").ok()?;
+    let (at, count) = value.split_once(':')?;
+    (at == phase).then(|| count.parse().ok()).flatten()
+}

@@ -1,0 +1,220 @@
+//! The shard layout: which kept sample goes into which shard, planned once over the whole run
+//! (keys made unique, samples grouped into series, each series cut into shards at the output
+//! limits from the samples' tar sizes), so that shards can then be written independently, by
+//! any number of processes, and come out identical whatever the split. A sample's tar size is
+//! known without reading its media: staged part lengths, plus its `.json`, which is built here
+//! from the record and its small staged source `.json`. Writing one planned shard reads the
+//! staged bytes back; nothing here fetches or decodes.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+use super::shards::{
+    append_member, group_into_series, member_bytes, shard_name, ShardInfo, ShardWriter, TAR_END,
+};
+use super::{sample_json, unique_key, WriteError};
+use crate::config::OutputConfig;
+use crate::record::Record;
+use crate::source::Location;
+use crate::state::StagedBytes;
+
+/// One shard of the layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedShard {
+    /// Path relative to the output, e.g. `shards/jpg-000000.tar`.
+    pub name: String,
+    pub series: String,
+    /// Its number within the series.
+    pub number: usize,
+    /// Whether its samples carry a `.txt` (empty for those without a caption).
+    pub with_txt: bool,
+    /// The records it holds, by index into the run's records (id order), in write order.
+    pub records: Vec<usize>,
+    /// Its size in bytes, end-of-archive marker included.
+    pub bytes: u64,
+}
+
+/// Plans the shards of the kept records (sorted by id): makes their keys unique, sets each
+/// one's `shard`, and returns the shards in write order.
+pub fn plan_layout(
+    records: &mut [Record],
+    staged: &dyn StagedBytes,
+    config: &OutputConfig,
+) -> Result<Vec<PlannedShard>, WriteError> {
+    let mut used_keys = HashSet::new();
+    for record in records.iter_mut().filter(|r| r.decision.is_keep()) {
+        record.key = unique_key(&record.key, &record.id, &mut used_keys);
+    }
+    // One shard series per set of parts (shards::series_name): every sample of a series carries
+    // the same files, as readers that take a dataset's columns from its first samples (Hugging
+    // Face `datasets`) need. `.json` is always written; `.txt` is written for every sample of a
+    // series where any sample has a caption, empty for those without one (as img2dataset does).
+    let parts: Vec<(usize, Vec<&str>)> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.decision.is_keep())
+        .map(|(index, r)| {
+            let exts = r.staged.iter().map(|p| p.ext.as_str());
+            (
+                index,
+                exts.filter(|e| *e != "txt" && *e != "json").collect(),
+            )
+        })
+        .collect();
+    let series = group_into_series(&parts);
+    drop(parts);
+    let (max_samples, max_bytes) = (config.max_samples_per_shard, config.max_bytes_per_shard.0);
+    let mut planned = Vec::new();
+    for (name, indexes) in series {
+        let with_txt = indexes
+            .iter()
+            .any(|&i| records[i].staged.iter().any(|p| p.ext == "txt"));
+        let mut open: Option<PlannedShard> = None;
+        let mut number = 0;
+        for index in indexes {
+            let size = sample_bytes(&records[index], staged, with_txt)?;
+            // The rule of `ShardWriter::add`: a new shard at the sample limit, or when this
+            // sample would take a non-empty shard past the byte limit.
+            let full = open.as_ref().is_some_and(|s| {
+                s.records.len() as u64 >= max_samples
+                    || (!s.records.is_empty() && s.bytes + size + TAR_END as u64 > max_bytes)
+            });
+            if full {
+                planned.extend(open.take().map(close));
+                number += 1;
+            }
+            let shard = open.get_or_insert_with(|| PlannedShard {
+                name: shard_name(&name, number),
+                series: name.clone(),
+                number,
+                with_txt,
+                records: Vec::new(),
+                bytes: 0,
+            });
+            shard.records.push(index);
+            shard.bytes += size;
+            records[index].shard = Some(shard.name.clone());
+        }
+        planned.extend(open.take().map(close));
+    }
+    Ok(planned)
+}
+
+fn close(mut shard: PlannedShard) -> PlannedShard {
+    shard.bytes += TAR_END as u64;
+    shard
+}
+
+/// The tar bytes of one sample: its staged parts, an empty `.txt` where its series needs one,
+/// and its `.json` (read from staging only for the source `.json`).
+fn sample_bytes(
+    record: &Record,
+    staged: &dyn StagedBytes,
+    with_txt: bool,
+) -> Result<u64, WriteError> {
+    let member = |ext: &str, len: u64| {
+        member_bytes(&format!("{}.{ext}", record.key), len).map_err(|e| WriteError::Store {
+            uri: record.id.clone(),
+            message: e.to_string(),
+        })
+    };
+    let mut total = 0;
+    let mut json = None;
+    for part in &record.staged {
+        if part.ext == "json" {
+            json = Some(read_part(staged, record, part)?);
+        } else {
+            total += member(&part.ext, part.len)?;
+        }
+    }
+    if with_txt && !record.staged.iter().any(|p| p.ext == "txt") {
+        total += member("txt", 0)?;
+    }
+    total += member("json", sample_json(record, json.as_deref()).len() as u64)?;
+    Ok(total)
+}
+
+fn read_part(
+    staged: &dyn StagedBytes,
+    record: &Record,
+    part: &crate::record::StagedPart,
+) -> Result<Vec<u8>, WriteError> {
+    staged.read(part).map_err(|source| WriteError::Staging {
+        id: record.id.clone(),
+        source,
+    })
+}
+
+/// The tar members of one sample, in order: media, caption, metadata, then the rest, as staged.
+pub fn sample_members(
+    record: &Record,
+    staged: &dyn StagedBytes,
+    with_txt: bool,
+    members: &mut Vec<u8>,
+) -> Result<(), WriteError> {
+    members.clear();
+    let mut files: Vec<(&str, Vec<u8>)> = Vec::with_capacity(record.staged.len() + 2);
+    for part in &record.staged {
+        files.push((&part.ext, read_part(staged, record, part)?));
+    }
+    let position = |files: &[(&str, Vec<u8>)], ext| files.iter().position(|f| f.0 == ext);
+    if with_txt && position(&files, "txt").is_none() {
+        files.insert(files.len().min(1), ("txt", Vec::new()));
+    }
+    match position(&files, "json") {
+        Some(at) => files[at].1 = sample_json(record, Some(&files[at].1)),
+        None => {
+            let after_txt = position(&files, "txt").map_or(1, |t| t + 1);
+            files.insert(
+                after_txt.min(files.len()),
+                ("json", sample_json(record, None)),
+            );
+        }
+    }
+    for (ext, bytes) in &files {
+        append_member(members, &format!("{}.{ext}", record.key), bytes).map_err(|e| {
+            WriteError::Store {
+                uri: record.id.clone(),
+                message: e.to_string(),
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes one planned shard from the staged bytes; `on_sample` is called after each sample.
+/// A shard that does not come out as planned (a layout bug) is an error, not a silent change.
+pub fn write_planned_shard(
+    output: &Location,
+    shard: &PlannedShard,
+    records: &[Record],
+    staged: &dyn StagedBytes,
+    runtime: &tokio::runtime::Handle,
+    mut on_sample: impl FnMut(),
+) -> Result<ShardInfo, WriteError> {
+    let store_error = |message: String| WriteError::Store {
+        uri: output.uri_of(&super::shards::relative_path(&output.path, &shard.name)),
+        message,
+    };
+    let mut writer = ShardWriter::new(output, runtime, &shard.series, u64::MAX, u64::MAX)
+        .numbered_from(shard.number);
+    let mut members = Vec::new();
+    for &index in &shard.records {
+        let record = &records[index];
+        sample_members(record, staged, shard.with_txt, &mut members)?;
+        writer
+            .add(&members)
+            .map_err(|e| store_error(e.to_string()))?;
+        on_sample();
+    }
+    let mut written = writer.finish().map_err(|e| store_error(e.to_string()))?;
+    match (written.pop(), written.is_empty()) {
+        (Some(info), true) if info.name == shard.name && info.bytes == shard.bytes => Ok(info),
+        (info, _) => Err(store_error(format!(
+            "the shard came out as {:?} ({} bytes), not as planned ({} bytes): a bug, please report it",
+            info.as_ref().map(|i| i.name.as_str()),
+            info.as_ref().map_or(0, |i| i.bytes),
+            shard.bytes
+        ))),
+    }
+}
