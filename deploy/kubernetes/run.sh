@@ -6,16 +6,19 @@
 # again resumes: it replaces each Job (a Job's spec cannot change) and mmcurate skips the work
 # units an earlier attempt finished.
 #
-#   deploy/kubernetes/run.sh [--namespace NS] [--from PHASE] [--poll SECONDS]
+#   deploy/kubernetes/run.sh [--namespace NS] [--image IMAGE] [--from PHASE] [--poll SECONDS]
+#
+# --image replaces the Jobs' `image: mmcurate:latest` with your registry's image.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-namespace=() from=measure poll=10
+namespace=() image="" from=measure poll=10
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --namespace) namespace=(--namespace "${2:?--namespace needs a value}"); shift 2 ;;
+    --image) image=${2:?--image needs a value}; shift 2 ;;
     --from) from=${2:?--from needs a phase}; shift 2 ;;
     --poll) poll=${2:?--poll needs seconds}; shift 2 ;;
-    *) echo "usage: run.sh [--namespace NS] [--from measure|decide|write|commit] [--poll SECONDS]" >&2; exit 2 ;;
+    *) echo "usage: run.sh [--namespace NS] [--image IMAGE] [--from measure|decide|write|commit] [--poll SECONDS]" >&2; exit 2 ;;
   esac
 done
 kubectl() { command kubectl ${namespace[@]+"${namespace[@]}"} "$@"; }
@@ -30,7 +33,11 @@ for phase in "${phases[@]}"; do
   $started || continue
   job="mmcurate-$phase"
   kubectl delete job "$job" --ignore-not-found --wait=true
-  kubectl apply -f "$here/$phase.yaml"
+  if [ -n "$image" ]; then
+    sed "s|image: mmcurate:latest|image: $image|" "$here/$phase.yaml" | kubectl apply -f -
+  else
+    kubectl apply -f "$here/$phase.yaml"
+  fi
   echo "run.sh: $job started" >&2
   while true; do
     conditions=$(kubectl get job "$job" -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}')

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 /// The phases submit.sh chains, in order.
 const PHASES: [&str; 4] = ["measure", "decide", "write", "commit"];
+/// Work units of 4 files: the quickstart's 21 images are 6 units, spread over the 4 tasks.
+const UNITS: &str = "run.unit_size=4";
 /// Job states after which a job does nothing more (squeue's "completed" family).
 const FINAL_STATES: [&str; 9] = [
     "COMPLETED",
@@ -358,7 +360,7 @@ fn quickstart_as_four_task_slurm_arrays_matches_a_one_machine_run() {
         .arg("--mmcurate")
         .arg(env!("CARGO_BIN_EXE_mmcurate"))
         .arg("--")
-        .arg("--set")
+        .args(["--set", UNITS, "--set"])
         .arg(format!("run.output={}", slurm_out.display()))
         .env("SLURM_CONF", &cluster.conf)
         .env("RUST_LOG", "info")
@@ -383,6 +385,8 @@ fn quickstart_as_four_task_slurm_arrays_matches_a_one_machine_run() {
     ok(&mmcurate(&[
         "run",
         config,
+        "--set",
+        UNITS,
         "--set",
         &format!("run.output={}", one_out.display()),
     ]));
