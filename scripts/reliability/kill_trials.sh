@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-trials=24 images=400 seed=1 mmcurate="" work=""
+trials=24 images=600 seed=1 mmcurate="" work=""
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --trials) trials=${2:?}; shift 2 ;;
@@ -51,7 +51,7 @@ if [ ! -f "$corpus/.complete" ]; then
   ffmpeg -loglevel error -f lavfi -i "testsrc2=size=400x300:rate=7" \
     -frames:v $((images - 2 * third - 12)) "$corpus/pattern-%04d.png"
   for i in 1 2 3 4 5 6 7 8 9 10; do
-    cp "$corpus/noise-000$i.jpg" "$corpus/copy-$i.jpg"
+    cp "$corpus/noise-$(printf %04d "$i").jpg" "$corpus/copy-$i.jpg"
   done
   head -c 5000 "$corpus/noise-0011.jpg" > "$corpus/truncated.jpg"
   echo "not an image" > "$corpus/text.jpg"
@@ -64,6 +64,7 @@ cat > "$config" <<EOF
 name = "kill-trials"
 output = "$work/unused"
 threads = 2
+unit_size = 32                  # work units of 32 files: a kill lands between finished units
 
 [[inputs]]
 uri = "$corpus"
@@ -130,18 +131,11 @@ run_ok() {
 echo "corpus: $corpus ($(find "$corpus" -type f ! -name .complete | wc -l) files), mmcurate: $mmcurate, work: $work" >&2
 
 # The references: an uninterrupted one-machine run, and the phased run timed per command.
+rm -rf "$work"/reference* "$work"/trial-* "$work/restart.log"
 start=$(now)
 run_ok "$work/reference.log" run "$config" --set "run.output=$work/reference"
 whole_seconds=$(elapsed "$start")
 reference=$(fingerprint "$work/reference")
-# When each stage of the one-machine run ended, from its summary's "stage time" line (plan,
-# measure, decide, write): a kill of a whole run is attributed to the stage running then.
-stage_ends=$(grep -o 'stage time: .*' "$work/reference.log" | tail -1 | grep -o '[a-z]* [0-9.]*s' |
-  awk '{ sub(/s$/, "", $2); total += $2; printf "%s %s\n", $1, total }')
-stage_at() { # stage_at SECONDS: the stage of the reference run at that moment after its start
-  echo "$stage_ends" | awk -v t="$1" 'BEGIN { stage = "after write" } t <= $2 && !found { stage = $1; found = 1 } END { print stage }'
-}
-[ -n "$reference" ] || { echo "kill_trials.sh: the reference run wrote no shards or ledger" >&2; exit 1; }
 declare -a phase_names phase_args phase_seconds
 while read -r name args; do
   start=$(now)
@@ -155,10 +149,28 @@ if [ "$(fingerprint "$work/reference-phased")" != "$reference" ]; then
   echo "kill_trials.sh: the phased run without kills differs from the one-machine run" >&2
   exit 1
 fi
+# How far a killed run got, from what it left in its output: finished units (`.records`, written
+# last per unit), the decisions, the written shards (one `.json` per shard under the decisions),
+# `_SUCCESS`.
+total_units=$(grep -o 'measure (slice [0-9]* of [0-9]*): [0-9]* work unit' "$work/reference-phased.log" |
+  awk '{ sum += $6 } END { print sum + 0 }')
+total_shards=$(grep -o 'decide: [0-9]* shard(s) planned' "$work/reference-phased.log" | tail -1 | awk '{ print $2 }')
+progress_of() { # progress_of OUTPUT: the phase a run killed there was in, and how far it got
+  local out=$1 units decisions shards
+  if [ -f "$out/_SUCCESS" ] || [ -f "$out/current.json" ]; then echo "finished"; return; fi
+  units=$(find "$out/state" -name '*.records' 2>/dev/null | wc -l || true)
+  decisions=$(find "$out/state" -name 'decisions.cbor' 2>/dev/null | wc -l || true)
+  shards=$(find "$out/state" -path '*/decide-*/shards/*.json' 2>/dev/null | wc -l || true)
+  if [ "$decisions" -eq 0 ]; then
+    if [ "$units" -lt "$total_units" ]; then echo "measure ($units/$total_units units done)"
+    else echo "decide ($units/$total_units units done)"; fi
+  elif [ "$shards" -lt "$total_shards" ]; then echo "write ($shards/$total_shards shards done)"
+  else echo "commit ($shards/$total_shards shards done)"; fi
+}
 echo "reference: one-machine run ${whole_seconds}s; phased commands: $(paste -d= <(printf '%s\n' "${phase_names[@]}") <(printf '%s\n' "${phase_seconds[@]}") | tr '\n' ' ')" >&2
 
 kinds=(measure decide write whole)
-printf '| trial | killed in | command killed | kill after (s) | exit | restart | result |\n'
+printf '| trial | killed in (state it left) | command killed | kill after (s) | exit | restart (same command) reused | result |\n'
 printf '|---:|---|---|---:|---:|---|---|\n'
 failures=0
 hits_measure=0 hits_decide=0 hits_write=0
@@ -166,7 +178,7 @@ for trial in $(seq 1 "$trials"); do
   kind=${kinds[$(((trial - 1) % 4))]}
   out=$work/trial-$trial
   log=$work/trial-$trial.log
-  rm -rf "$out" "$log"
+  rm -rf "$out" "$log" "$work/restart.log"
   if [ "$kind" = whole ]; then
     delay=$(random_between 0.2 "$(echo "$whole_seconds * 0.95" | bc)")
     RUST_LOG=info "$mmcurate" run "$config" --set "run.output=$out" >> "$log" 2>&1 &
@@ -174,12 +186,11 @@ for trial in $(seq 1 "$trials"); do
     sleep "$delay"
     kill -9 "$pid" 2>/dev/null || true
     status=0
-    wait "$pid" || status=$?
-    hit_phase=$(stage_at "$delay")
-    label="whole run, ≈ $hit_phase"
-    restart=(run "$config" --set "run.output=$out")
-    run_ok "$log" "${restart[@]}"
-    restart_text="run again"
+    wait "$pid" 2>/dev/null || status=$?
+    progress=$(progress_of "$out")
+    hit_phase=${progress%% *}
+    label="one-machine run (left: $progress)"
+    run_ok "$work/restart.log" run "$config" --set "run.output=$out"
     command_killed="run"
   else
     # The commands of this kind (one per slice); kill a random one of them.
@@ -200,21 +211,28 @@ for trial in $(seq 1 "$trials"); do
         pid=$!
         sleep "$delay"
         kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" || status=$?
-        run_ok "$log" "${args[@]}"
+        wait "$pid" 2>/dev/null || status=$?
+        progress=$(progress_of "$out")
+        run_ok "$work/restart.log" "${args[@]}"
       else
         run_ok "$log" "${args[@]}"
       fi
     done
-    label=$kind
+    label="$kind (left: $progress)"
     hit_phase=$kind
     command_killed="${phase_args[$target]##* --phase }"
     command_killed="--phase ${command_killed}"
-    restart_text="same command, then the rest"
   fi
+  # What the restarted command reused, from its log ("N already measured", "N already written").
+  restart_text=$(sed -nE \
+    -e 's/.*measure \(slice [0-9]+ of [0-9]+\): ([0-9]+) work unit\(s\), ([0-9]+) already measured.*/measure: \2 of \1 units reused/p' \
+    -e 's/.*write \(slice [0-9]+ of [0-9]+\): ([0-9]+) shard\(s\) written, ([0-9]+) already written.*/write: \2 shards reused, \1 written/p' \
+    "$work/restart.log" | paste -sd ';' - || true)
+  [ -n "$restart_text" ] || restart_text="ok"
+  cat "$work/restart.log" >> "$log"
   if [ "$status" -eq 137 ]; then
     case "$hit_phase" in
-      plan | measure) hits_measure=$((hits_measure + 1)) ;;
+      measure) hits_measure=$((hits_measure + 1)) ;;
       decide) hits_decide=$((hits_decide + 1)) ;;
       write) hits_write=$((hits_write + 1)) ;;
     esac
