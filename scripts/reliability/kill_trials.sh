@@ -199,7 +199,7 @@ for trial in $(seq 1 "$trials"); do
       [ "${phase_names[$i]}" = "$kind" ] && candidates+=("$i")
     done
     target=${candidates[$((RANDOM % ${#candidates[@]}))]}
-    delay=$(random_between 0.01 "$(echo "${phase_seconds[$target]} * 0.9" | bc)")
+    delay=$(random_between 0.01 "$(echo "${phase_seconds[$target]} * 0.7" | bc)")
     status=0
     for i in "${!phase_names[@]}"; do
       # shellcheck disable=SC2206 # words without spaces

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 /// The phases submit.sh chains, in order.
 const PHASES: [&str; 4] = ["measure", "decide", "write", "commit"];
+const CONFIG: &str = "configs/quickstart.toml";
 /// Work units of 4 files: the quickstart's 21 images are 6 units, spread over the 4 tasks.
 const UNITS: &str = "run.unit_size=4";
 /// Job states after which a job does nothing more (squeue's "completed" family).
@@ -211,7 +212,7 @@ impl Cluster {
 
     fn logs(&self) -> String {
         let mut out = String::new();
-        for dir in ["log", "jobs"] {
+        for dir in ["log", "jobs-1", "jobs-2"] {
             let Ok(entries) = std::fs::read_dir(self.dir.path().join(dir)) else {
                 continue;
             };
@@ -342,6 +343,100 @@ fn shards_and_ledger(output: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+impl Cluster {
+    /// Submits the quickstart with scripts/slurm/submit.sh as 4-task arrays writing to
+    /// `output`, job logs in `log_dir`, `env` added to the jobs' environment (sbatch exports
+    /// it); returns (phase, job id) per job.
+    fn submit(
+        &mut self,
+        output: &Path,
+        log_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
+        let mut command = Command::new("bash");
+        command
+            .current_dir(root())
+            .arg("scripts/slurm/submit.sh")
+            .args([CONFIG, "--tasks", "4", "--cpus-per-task", "1"])
+            .arg("--log-dir")
+            .arg(log_dir)
+            .arg("--mmcurate")
+            .arg(env!("CARGO_BIN_EXE_mmcurate"))
+            .arg("--")
+            .args(["--set", UNITS, "--set"])
+            .arg(format!("run.output={}", output.display()))
+            .env("SLURM_CONF", &self.conf)
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let submit = command.output().expect("bash runs submit.sh");
+        assert!(
+            submit.status.success(),
+            "submit.sh: {}\n{}",
+            String::from_utf8_lossy(&submit.stderr),
+            self.logs()
+        );
+        let jobs: Vec<(String, String)> = String::from_utf8_lossy(&submit.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(phase, id)| (phase.to_string(), id.to_string()))
+            .collect();
+        let phases: Vec<&str> = jobs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(phases, PHASES, "submit.sh prints `PHASE JOBID` per job");
+        self.jobs.extend(jobs.iter().map(|(_, id)| id.clone()));
+        jobs
+    }
+
+    /// Waits until every job of `jobs` has ended and returns the final state of each of its
+    /// tasks. (`sbatch --wait` returns 0 for a job cancelled by a failed dependency, so the
+    /// test reads JobState.)
+    fn wait_for(&self, jobs: &[(String, String)]) -> Vec<Vec<String>> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut ended = Vec::new();
+        for (phase, id) in jobs {
+            loop {
+                let states = self.job_states(id);
+                if !states.is_empty() && states.iter().all(|s| FINAL_STATES.contains(&s.as_str())) {
+                    ended.push(states);
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{phase} job {id} still {states:?} after 300 s:\n{}",
+                    self.logs()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        ended
+    }
+}
+
+/// What a task's log says it reused: the sum of "N already measured" over `log_dir`'s measure
+/// logs.
+fn units_reused(log_dir: &Path) -> u64 {
+    let mut reused = 0;
+    for entry in std::fs::read_dir(log_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("measure-")
+        {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            if let Some((before, _)) = line.split_once(" already measured") {
+                let n = before.rsplit(' ').next().unwrap_or_default();
+                reused += n.parse::<u64>().unwrap_or_else(|_| panic!("{line}"));
+            }
+        }
+    }
+    reused
+}
+
 #[test]
 fn quickstart_as_four_task_slurm_arrays_matches_a_one_machine_run() {
     require_slurm();
@@ -349,77 +444,61 @@ fn quickstart_as_four_task_slurm_arrays_matches_a_one_machine_run() {
     let work = cluster.dir.path().to_path_buf();
     let slurm_out = work.join("out-slurm");
     let one_out = work.join("out-one");
-    let config = "configs/quickstart.toml";
 
-    let submit = Command::new("bash")
-        .current_dir(root())
-        .arg("scripts/slurm/submit.sh")
-        .args([config, "--tasks", "4", "--cpus-per-task", "1"])
-        .arg("--log-dir")
-        .arg(work.join("jobs"))
-        .arg("--mmcurate")
-        .arg(env!("CARGO_BIN_EXE_mmcurate"))
-        .arg("--")
-        .args(["--set", UNITS, "--set"])
-        .arg(format!("run.output={}", slurm_out.display()))
-        .env("SLURM_CONF", &cluster.conf)
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("bash runs submit.sh");
-    assert!(
-        submit.status.success(),
-        "submit.sh: {}\n{}",
-        String::from_utf8_lossy(&submit.stderr),
-        cluster.logs()
+    // First attempt: every measure task dies after committing its first unit (as under
+    // kill -9), so the array fails and Slurm cancels decide, write and commit.
+    let failing = cluster.submit(
+        &slurm_out,
+        &work.join("jobs-1"),
+        &[("MMCURATE_ABORT_AFTER", "measure:1")],
     );
-    let jobs: Vec<(String, String)> = String::from_utf8_lossy(&submit.stdout)
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(phase, id)| (phase.to_string(), id.to_string()))
-        .collect();
-    let phases: Vec<&str> = jobs.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(phases, PHASES, "submit.sh prints `PHASE JOBID` per job");
-    cluster.jobs = jobs.iter().map(|(_, id)| id.clone()).collect();
 
     // The reference, on one machine, while the cluster works.
     ok(&mmcurate(&[
         "run",
-        config,
+        CONFIG,
         "--set",
         UNITS,
         "--set",
         &format!("run.output={}", one_out.display()),
     ]));
 
-    // sbatch --wait would return 0 for a job cancelled by a failed dependency: read JobState.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    for (phase, id) in &jobs {
-        loop {
-            let states = cluster.job_states(id);
-            let done =
-                !states.is_empty() && states.iter().all(|s| FINAL_STATES.contains(&s.as_str()));
-            if done {
-                let expected_tasks = if phase == "measure" || phase == "write" {
-                    4
-                } else {
-                    1
-                };
-                assert_eq!(
-                    states,
-                    vec!["COMPLETED".to_string(); expected_tasks],
-                    "{phase} job {id} did not complete:\n{}",
-                    cluster.logs()
-                );
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{phase} job {id} still {states:?} after 300 s:\n{}",
-                cluster.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    let states = cluster.wait_for(&failing);
+    assert!(
+        states[0].iter().any(|s| s == "FAILED"),
+        "measure tasks failed: {states:?}\n{}",
+        cluster.logs()
+    );
+    for (phase, ended) in PHASES.iter().zip(&states).skip(1) {
+        assert_eq!(
+            ended,
+            &["CANCELLED"],
+            "{phase} is cancelled by its failed dependency"
+        );
     }
+
+    // Submitted again, the same command resumes: every job completes, reusing finished units.
+    let jobs = cluster.submit(&slurm_out, &work.join("jobs-2"), &[]);
+    let states = cluster.wait_for(&jobs);
+    for ((phase, id), ended) in jobs.iter().zip(&states) {
+        let tasks = if phase == "measure" || phase == "write" {
+            4
+        } else {
+            1
+        };
+        assert_eq!(
+            ended,
+            &vec!["COMPLETED".to_string(); tasks],
+            "{phase} job {id} did not complete:\n{}",
+            cluster.logs()
+        );
+    }
+    let reused = units_reused(&work.join("jobs-2"));
+    assert!(
+        reused >= 1,
+        "the resubmitted measure tasks reused the units the failed ones finished\n{}",
+        cluster.logs()
+    );
 
     let from_slurm = shards_and_ledger(&slurm_out);
     let from_one = shards_and_ledger(&one_out);
