@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Kill trials: runs mmcurate on a corpus this script makes, kills it with SIGKILL at a random
 # moment, starts it again with the same command and checks that the shards and ledger of the
-# current version are byte-identical to an uninterrupted run's. Trials cycle through four kinds:
-# a kill inside the measure, the decide or the write phase (the phases run as separate commands,
-# two slices each for measure and write, as on two nodes), and a kill of a one-machine
-# `mmcurate run` at a random moment of its whole run. Prints one table row per trial and a
-# summary; exits 1 if any result differs. Needs the ffmpeg CLI (the corpus) and GNU coreutils.
+# current version are byte-identical to an uninterrupted run's. Trials cycle through six kinds:
+# a kill inside the measure, the decide or the write phase run as separate commands (two slices
+# each for measure and write, as on two nodes), and a kill of a one-machine `mmcurate run` in
+# each of those phases. The moment is drawn at random within the phase: after a random number of
+# the units or shards it commits, plus a random delay. The phase a kill hit is read from the
+# state the killed process left. Prints one table row per trial and a summary; exits 1 if any
+# result differs. Needs the ffmpeg CLI (the corpus) and GNU coreutils.
 #
 #   bash scripts/reliability/kill_trials.sh [--trials N] [--images N] [--seed S]
 #                                           [--mmcurate PATH] [--work DIR]
@@ -169,48 +171,104 @@ progress_of() { # progress_of OUTPUT: the phase a run killed there was in, and h
 }
 echo "reference: one-machine run ${whole_seconds}s; phased commands: $(paste -d= <(printf '%s\n' "${phase_names[@]}") <(printf '%s\n' "${phase_seconds[@]}") | tr '\n' ' ')" >&2
 
-kinds=(measure decide write whole)
-printf '| trial | killed in (state it left) | command killed | kill after (s) | exit | restart (same command) reused | result |\n'
-printf '|---:|---|---|---:|---:|---|---|\n'
+# The state files a run leaves, counted with bash globs (no process started: the polls below
+# run every few milliseconds).
+shopt -s nullglob
+count_files() { local files=("$@"); echo "${#files[@]}"; }
+units_done() { count_files "$1"/state/measure-*/units/*.records; }
+shards_done() { count_files "$1"/state/measure-*/decide-*/shards/*.json; }
+alive() { # alive PID: the process runs (not ended, not a zombie waiting to be reaped)
+  local stat
+  [ -r "/proc/$1/stat" ] && read -r stat < "/proc/$1/stat" 2>/dev/null && [[ "$stat" != *") Z "* ]]
+}
+units_at_least() { [ "$(units_done "$1")" -ge "$2" ]; }
+# Decisions committed and at least N shards written.
+shards_at_least() {
+  [ "$(count_files "$1"/state/measure-*/decide-*/decisions.cbor)" -ge 1 ] && [ "$(shards_done "$1")" -ge "$2" ]
+}
+# kill_when PID EXTRA CONDITION...: once CONDITION holds (polled every 5 ms), waits EXTRA
+# seconds and kills PID with SIGKILL; sets `fired` to how long after the call it killed (empty
+# if the process ended first). The moment is random because the caller draws the condition's
+# count and EXTRA at random.
+kill_when() {
+  local pid=$1 extra=$2 started
+  shift 2
+  started=$(now)
+  fired=""
+  while alive "$pid"; do
+    if "$@"; then
+      sleep "$extra"
+      fired=$(elapsed "$started")
+      kill -9 "$pid" 2>/dev/null || true
+      return
+    fi
+    sleep 0.005
+  done
+}
+# Items of each slice in the reference: units measured per measure slice, shards per write slice.
+slice_items() { # slice_items PHASE SLICE
+  case "$1" in
+    measure) grep -o "measure (slice $2 of [0-9]*): [0-9]* work unit" "$work/reference-phased.log" | awk '{ print $6 }' | tail -1 ;;
+    write) grep -o "write (slice $2 of [0-9]*): [0-9]* shard" "$work/reference-phased.log" | awk '{ print $6 }' | tail -1 ;;
+  esac
+}
+decide_seconds=${phase_seconds[$slices]}
+
+# Trials cycle through six kinds: the measure, decide and write phases run as separate commands
+# (a random slice's command killed), then a one-machine `mmcurate run` killed in each phase.
+# Measure and write are killed after a random number of their own units or shards (0 to all but
+# one) plus up to 0.2 s; decide at a random moment of its reference duration.
+kinds=(measure decide write run:measure run:decide run:write)
+printf '| trial | target | killed in (state it left) | command killed | kill after (s) | exit | restart (same command) reused | result |\n'
+printf '|---:|---|---|---|---:|---|---|---|\n'
 failures=0
 hits_measure=0 hits_decide=0 hits_write=0
 for trial in $(seq 1 "$trials"); do
-  kind=${kinds[$(((trial - 1) % 4))]}
+  kind=${kinds[$(((trial - 1) % ${#kinds[@]}))]}
   out=$work/trial-$trial
   log=$work/trial-$trial.log
   rm -rf "$out" "$log" "$work/restart.log"
-  if [ "$kind" = whole ]; then
-    delay=$(random_between 0.2 "$(echo "$whole_seconds * 0.95" | bc)")
+  status=0
+  if [[ "$kind" == run:* ]]; then
+    target_phase=${kind#run:}
     RUST_LOG=info "$mmcurate" run "$config" --set "run.output=$out" >> "$log" 2>&1 &
     pid=$!
-    sleep "$delay"
-    kill -9 "$pid" 2>/dev/null || true
-    status=0
+    case "$target_phase" in
+      measure) kill_when "$pid" "$(random_between 0 0.2)" units_at_least "$out" $((RANDOM % total_units)) ;;
+      # In one process, decide follows the last unit at once and lasts tens of milliseconds.
+      decide) kill_when "$pid" "$(random_between 0 0.04)" units_at_least "$out" "$total_units" ;;
+      write) kill_when "$pid" "$(random_between 0 0.02)" shards_at_least "$out" $((RANDOM % total_shards)) ;;
+    esac
     wait "$pid" 2>/dev/null || status=$?
     progress=$(progress_of "$out")
-    hit_phase=${progress%% *}
-    label="one-machine run (left: $progress)"
     run_ok "$work/restart.log" run "$config" --set "run.output=$out"
     command_killed="run"
   else
-    # The commands of this kind (one per slice); kill a random one of them.
+    target_phase=$kind
+    # The commands of this phase (one per slice); kill a random one of them.
     candidates=()
     for i in "${!phase_names[@]}"; do
       [ "${phase_names[$i]}" = "$kind" ] && candidates+=("$i")
     done
     target=${candidates[$((RANDOM % ${#candidates[@]}))]}
-    delay=$(random_between 0.01 "$(echo "${phase_seconds[$target]} * 0.7" | bc)")
-    status=0
     for i in "${!phase_names[@]}"; do
       # shellcheck disable=SC2206 # words without spaces
       args=(${phase_args[$i]//@OUT@/$out})
-      if [ "$i" -lt "$target" ]; then
-        run_ok "$log" "${args[@]}"
-      elif [ "$i" -eq "$target" ]; then
+      if [ "$i" -eq "$target" ]; then
+        before_units=$(units_done "$out")
+        before_shards=$(shards_done "$out")
         RUST_LOG=info "$mmcurate" -q "${args[@]}" >> "$log" 2>&1 &
         pid=$!
-        sleep "$delay"
-        kill -9 "$pid" 2>/dev/null || true
+        case "$kind" in
+          measure)
+            items=$(slice_items measure "${args[-1]}")
+            kill_when "$pid" "$(random_between 0 0.2)" units_at_least "$out" $((before_units + RANDOM % items)) ;;
+          decide)
+            kill_when "$pid" "$(random_between 0.01 "$(echo "$decide_seconds * 0.5" | bc)")" true ;;
+          write)
+            items=$(slice_items write "${args[-1]}")
+            kill_when "$pid" "$(random_between 0 0.02)" shards_at_least "$out" $((before_shards + RANDOM % items)) ;;
+        esac
         wait "$pid" 2>/dev/null || status=$?
         progress=$(progress_of "$out")
         run_ok "$work/restart.log" "${args[@]}"
@@ -218,11 +276,12 @@ for trial in $(seq 1 "$trials"); do
         run_ok "$log" "${args[@]}"
       fi
     done
-    label="$kind (left: $progress)"
-    hit_phase=$kind
     command_killed="${phase_args[$target]##* --phase }"
     command_killed="--phase ${command_killed}"
   fi
+  hit_phase=${progress%% *}
+  label=$progress
+  delay=${fired:-"-"}
   # What the restarted command reused, from its log ("N already measured", "N already written").
   restart_text=$(sed -nE \
     -e 's/.*measure \(slice [0-9]+ of [0-9]+\): ([0-9]+) work unit\(s\), ([0-9]+) already measured.*/measure: \2 of \1 units reused/p' \
@@ -246,8 +305,8 @@ for trial in $(seq 1 "$trials"); do
     result="DIFFERENT"
     failures=$((failures + 1))
   fi
-  printf '| %d | %s | `%s` | %s | %s | %s | %s |\n' "$trial" "$label" "$command_killed" "$delay" "$exit_text" "$restart_text" "$result"
+  printf '| %d | %s | %s | `%s` | %s | %s | %s | %s |\n' "$trial" "$target_phase" "$label" "$command_killed" "$delay" "$exit_text" "$restart_text" "$result"
 done
 echo
-echo "$trials trials, $failures different; killed inside measure $hits_measure, decide $hits_decide, write $hits_write times; reference $(echo "$reference" | wc -l) shard and ledger files"
+echo "$trials trials, $failures different; killed (SIGKILL, exit 137) inside measure $hits_measure, decide $hits_decide, write $hits_write times; reference $(echo "$reference" | wc -l) shard and ledger files"
 [ "$failures" -eq 0 ]
