@@ -133,7 +133,7 @@ run_ok() {
 echo "corpus: $corpus ($(find "$corpus" -type f ! -name .complete | wc -l) files), mmcurate: $mmcurate, work: $work" >&2
 
 # The references: an uninterrupted one-machine run, and the phased run timed per command.
-rm -rf "$work"/reference* "$work"/trial-* "$work/restart.log"
+rm -rf "$work"/reference* "$work"/trial-* "$work/restart.log" "$work/never"
 start=$(now)
 run_ok "$work/reference.log" run "$config" --set "run.output=$work/reference"
 whole_seconds=$(elapsed "$start")
@@ -171,22 +171,35 @@ progress_of() { # progress_of OUTPUT: the phase a run killed there was in, and h
 }
 echo "reference: one-machine run ${whole_seconds}s; phased commands: $(paste -d= <(printf '%s\n' "${phase_names[@]}") <(printf '%s\n' "${phase_seconds[@]}") | tr '\n' ' ')" >&2
 
-# The state files a run leaves, counted with bash globs (no process started: the polls below
-# run every few milliseconds).
+# The state files a run leaves, counted with bash globs into a variable, and a timed `read` on
+# a FIFO nobody writes to as the pause: the polls below start no process, so they notice a
+# committed unit or shard within a few milliseconds (a one-machine run writes a shard every
+# few milliseconds here).
 shopt -s nullglob
-count_files() { local files=("$@"); echo "${#files[@]}"; }
-units_done() { count_files "$1"/state/measure-*/units/*.records; }
-shards_done() { count_files "$1"/state/measure-*/decide-*/shards/*.json; }
+mkfifo "$work/never"
+exec {never}<>"$work/never"
+pause() { read -r -t "$1" -u "$never" _ || true; }
+count_into() { # count_into VAR FILES...: VAR = the number of FILES (after globbing)
+  local -n count_var=$1
+  shift
+  count_var=$#
+}
+units_at_least() { # units_at_least OUTPUT N: N units finished (their .records written)
+  local n
+  count_into n "$1"/state/measure-*/units/*.records
+  [ "$n" -ge "$2" ]
+}
+shards_at_least() { # shards_at_least OUTPUT N: decisions committed and N shards written
+  local decided n
+  count_into decided "$1"/state/measure-*/decide-*/decisions.cbor
+  count_into n "$1"/state/measure-*/decide-*/shards/*.json
+  [ "$decided" -ge 1 ] && [ "$n" -ge "$2" ]
+}
 alive() { # alive PID: the process runs (not ended, not a zombie waiting to be reaped)
   local stat
   [ -r "/proc/$1/stat" ] && read -r stat < "/proc/$1/stat" 2>/dev/null && [[ "$stat" != *") Z "* ]]
 }
-units_at_least() { [ "$(units_done "$1")" -ge "$2" ]; }
-# Decisions committed and at least N shards written.
-shards_at_least() {
-  [ "$(count_files "$1"/state/measure-*/decide-*/decisions.cbor)" -ge 1 ] && [ "$(shards_done "$1")" -ge "$2" ]
-}
-# kill_when PID EXTRA CONDITION...: once CONDITION holds (polled every 5 ms), waits EXTRA
+# kill_when PID EXTRA CONDITION...: once CONDITION holds (polled every 2 ms), waits EXTRA
 # seconds and kills PID with SIGKILL; sets `fired` to how long after the call it killed (empty
 # if the process ended first). The moment is random because the caller draws the condition's
 # count and EXTRA at random.
@@ -197,12 +210,12 @@ kill_when() {
   fired=""
   while alive "$pid"; do
     if "$@"; then
-      sleep "$extra"
-      fired=$(elapsed "$started")
+      pause "$extra"
       kill -9 "$pid" 2>/dev/null || true
+      fired=$(elapsed "$started")
       return
     fi
-    sleep 0.005
+    pause 0.002
   done
 }
 # Items of each slice in the reference: units measured per measure slice, shards per write slice.
@@ -228,6 +241,7 @@ for trial in $(seq 1 "$trials"); do
   out=$work/trial-$trial
   log=$work/trial-$trial.log
   rm -rf "$out" "$log" "$work/restart.log"
+  fired=""
   status=0
   if [[ "$kind" == run:* ]]; then
     target_phase=${kind#run:}
@@ -237,7 +251,7 @@ for trial in $(seq 1 "$trials"); do
       measure) kill_when "$pid" "$(random_between 0 0.2)" units_at_least "$out" $((RANDOM % total_units)) ;;
       # In one process, decide follows the last unit at once and lasts tens of milliseconds.
       decide) kill_when "$pid" "$(random_between 0 0.04)" units_at_least "$out" "$total_units" ;;
-      write) kill_when "$pid" "$(random_between 0 0.02)" shards_at_least "$out" $((RANDOM % total_shards)) ;;
+      write) kill_when "$pid" "$(random_between 0 0.004)" shards_at_least "$out" $((RANDOM % total_shards)) ;;
     esac
     wait "$pid" 2>/dev/null || status=$?
     progress=$(progress_of "$out")
@@ -255,8 +269,8 @@ for trial in $(seq 1 "$trials"); do
       # shellcheck disable=SC2206 # words without spaces
       args=(${phase_args[$i]//@OUT@/$out})
       if [ "$i" -eq "$target" ]; then
-        before_units=$(units_done "$out")
-        before_shards=$(shards_done "$out")
+        count_into before_units "$out"/state/measure-*/units/*.records
+        count_into before_shards "$out"/state/measure-*/decide-*/shards/*.json
         RUST_LOG=info "$mmcurate" -q "${args[@]}" >> "$log" 2>&1 &
         pid=$!
         case "$kind" in
@@ -267,7 +281,7 @@ for trial in $(seq 1 "$trials"); do
             kill_when "$pid" "$(random_between 0.01 "$(echo "$decide_seconds * 0.5" | bc)")" true ;;
           write)
             items=$(slice_items write "${args[-1]}")
-            kill_when "$pid" "$(random_between 0 0.02)" shards_at_least "$out" $((before_shards + RANDOM % items)) ;;
+            kill_when "$pid" "$(random_between 0 0.004)" shards_at_least "$out" $((before_shards + RANDOM % items)) ;;
         esac
         wait "$pid" 2>/dev/null || status=$?
         progress=$(progress_of "$out")
