@@ -295,12 +295,13 @@ for trial in $(seq 1 "$trials"); do
   fi
   hit_phase=${progress%% *}
   label=$progress
-  delay=${fired:-"-"}
+  delay="-"
+  [ -z "$fired" ] || delay=$(printf '%.3f' "$fired")
   # What the restarted command reused, from its log ("N already measured", "N already written").
   restart_text=$(sed -nE \
     -e 's/.*measure \(slice [0-9]+ of [0-9]+\): ([0-9]+) work unit\(s\), ([0-9]+) already measured.*/measure: \2 of \1 units reused/p' \
     -e 's/.*write \(slice [0-9]+ of [0-9]+\): ([0-9]+) shard\(s\) written, ([0-9]+) already written.*/write: \2 shards reused, \1 written/p' \
-    "$work/restart.log" | paste -sd ';' - || true)
+    "$work/restart.log" | paste -sd ';' - | sed 's/;/; /g' || true)
   [ -n "$restart_text" ] || restart_text="ok"
   cat "$work/restart.log" >> "$log"
   if [ "$status" -eq 137 ]; then
