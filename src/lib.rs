@@ -2,8 +2,9 @@
 //!
 //! The modules follow the data flow, in the order a sample meets them:
 //! `config` → `plan` → `source` → `decode` → `measure` → `decide` → `write`, with `pipeline`
-//! running the stages together and `cli` as the binary's edge; `gpu` and `models` sit beside
-//! the stages, and the low-level `pixels` and `vector` serve them all. Imports run with the flow
+//! running the stages together (in phases that can run on separate nodes, with `state` keeping
+//! each work unit's results in the output between them) and `cli` as the binary's edge; `gpu`
+//! and `models` sit beside the stages, and the low-level `pixels` and `vector` serve them all. Imports run with the flow
 //! (tests/it/architecture.rs checks it). Stages talk through a few plain types:
 //! [`source::Sample`], [`measure::Measurements`], [`record::Decision`] and the per-sample
 //! [`record::Record`] that carries them.

@@ -239,6 +239,12 @@ fn print_plan(config: &Config, plan: &crate::plan::Plan) {
             samples
         );
     }
+    let units = crate::plan::units::work_units(plan, config.run.unit_size);
+    println!(
+        "{} work unit(s) (one per shard, else {} files or rows each)",
+        units.len(),
+        config.run.unit_size
+    );
 }
 
 fn print_summary(summary: &RunSummary) {

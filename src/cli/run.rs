@@ -61,10 +61,7 @@ pub fn resolve_slice(
         }
     };
     let slurm_count = number("SLURM_ARRAY_TASK_COUNT")?;
-    let count = match num_shards.or(slurm_count) {
-        Some(n) => n,
-        None => 1,
-    };
+    let count = num_shards.or(slurm_count).unwrap_or(1);
     let index = match shard_index {
         Some(i) => i,
         None => match (number("SLURM_ARRAY_TASK_ID")?, slurm_count) {

@@ -1,12 +1,18 @@
 //! Running the stages together, in the order of the data flow:
 //!
 //! ```text
-//! set-up (device, backends, model) → plan → source → decode → measure → per-sample decisions
-//!   (worker threads, candidates staged)  → run-wide dedup → CLIP embeddings of the survivors
-//!   → semantic dedup and alignment → write (shards, ledger, embeddings, manifest, _SUCCESS)
+//! set-up (device, backends, model) → plan → work units
+//!   measure, per unit: source → decode → measure → per-sample decisions (worker threads,
+//!     candidates staged), committed to `state/`
+//!   decide: run-wide dedup → CLIP embeddings of the survivors → semantic dedup and alignment
+//!     → shard layout, committed to `state/`
+//!   write, per planned shard: shards from the staged candidates
+//!   commit: ledger, embeddings, manifest, report, _SUCCESS
 //! ```
 //!
-//! Orchestration only: threads, channels, the I/O runtime, progress and timing. Every rule
+//! Each phase can run alone, on a slice of the work, in its own process ([`phases`]);
+//! [`run`] runs them all here. Orchestration only: phases, threads, channels, the I/O runtime,
+//! progress and timing. Every rule
 //! (what is measured, what is dropped, which copy is kept, what is written) lives in the stage
 //! modules. Dedup needs the whole run, so it waits for every sample to be measured; records
 //! are then in id order, which makes the output independent of thread count and arrival order.

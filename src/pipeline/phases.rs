@@ -118,7 +118,8 @@ impl<'a> Job<'a> {
         let root = stores.open_for_output(&config.run.output)?;
         let measure_key = keys::measure_key(config);
         let measure = MeasureState::open(&root, &measure_key);
-        let decided = measure.decide_folder(&keys::decide_key(config, &measure_key));
+        let unit_ids: Vec<String> = units.iter().map(|u| u.id.clone()).collect();
+        let decided = measure.decide_folder(&keys::decide_key(config, &measure_key, &unit_ids));
         let mut clock = StageClock::default();
         clock.add("plan", started);
         super::log_plan(&plan);

@@ -1,8 +1,9 @@
 //! The keys that name state: the measure key, a digest of exactly the settings that can change
 //! what measuring produces (inputs, fetching, the per-sample filters that decide what is
 //! measured and staged, video and audio settings, limits, the JPEG decoder, the unit size,
-//! the tool and measure versions), and the decide key, a digest of the measure key and every
-//! setting of the later phases. A rerun that changes only dedup, alignment thresholds, models
+//! the tool and measure versions), and the decide key, a digest of the measure key, the work
+//! units' ids (which change with the inputs' names, sizes and etags) and every setting of the
+//! later phases. A rerun that changes only dedup, alignment thresholds, models
 //! or output settings reuses every unit; one that changes a measuring setting redoes them.
 
 use sha2::{Digest, Sha256};
@@ -40,12 +41,14 @@ pub fn measure_key(config: &Config) -> String {
     ])
 }
 
-/// The decide key: 16 hex digits over the measure key and every setting but `[run]`'s.
-pub fn decide_key(config: &Config, measure_key: &str) -> String {
+/// The decide key: 16 hex digits over the measure key, the ids of the run's work units and
+/// every setting but `[run]`'s.
+pub fn decide_key(config: &Config, measure_key: &str, unit_ids: &[String]) -> String {
     let (mut value, _) = config.resolved_json_and_sha256();
     remove(&mut value, "/run");
     digest(&[
         measure_key,
+        &unit_ids.join(","),
         &serde_json::to_string(&value).unwrap_or_default(),
     ])
 }
@@ -92,7 +95,7 @@ mod tests {
             "run.threads=3",
             "dedup.phash_max_distance=3",
             "output.max_samples_per_shard=7",
-            "filters.alignment.min_clip_score=0.2",
+            "dedup.exact=false",
             "run.name=\"other\"",
         ] {
             assert_eq!(measure_key(&config(&[unchanged])), base, "{unchanged}");
@@ -111,12 +114,15 @@ mod tests {
     fn the_decide_key_follows_decide_settings_but_not_run_settings() {
         let c = config(&[]);
         let mk = measure_key(&c);
-        let base = decide_key(&c, &mk);
-        assert_eq!(decide_key(&config(&["run.threads=5"]), &mk), base);
+        let units = vec!["000000-aa".to_string(), "000001-bb".to_string()];
+        let base = decide_key(&c, &mk, &units);
+        assert_eq!(decide_key(&config(&["run.threads=5"]), &mk, &units), base);
         assert_ne!(
-            decide_key(&config(&["dedup.phash_max_distance=3"]), &mk),
+            decide_key(&config(&["dedup.phash_max_distance=3"]), &mk, &units),
             base
         );
-        assert_ne!(decide_key(&c, "0123456789abcdef"), base);
+        assert_ne!(decide_key(&c, "0123456789abcdef", &units), base);
+        // An input that changed changes its unit's id, and with it the decisions.
+        assert_ne!(decide_key(&c, &mk, &units[..1]), base);
     }
 }

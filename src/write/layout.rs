@@ -218,3 +218,110 @@ pub fn write_planned_shard(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ByteSize;
+    use crate::measure::Measurements;
+    use crate::record::{Decision, Drop, Reason, Stage};
+    use crate::source::{Origin, Stores};
+    use crate::write::staging::Staging;
+
+    /// Kept JPEG samples of `sizes` bytes (every third with a caption, one with a source
+    /// `.json`), and one dropped sample, staged.
+    fn records(staging: &Staging, sizes: &[usize]) -> Vec<Record> {
+        let mut records = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let media = vec![i as u8; size];
+            let mut parts: Vec<(&str, &[u8])> = vec![("jpg", &media)];
+            if i % 3 == 0 {
+                parts.push(("txt", b"a caption"));
+            }
+            if i == 1 {
+                parts.push(("json", br#"{"license": "cc0"}"#));
+            }
+            records.push(Record {
+                id: format!("0:{i:03}.jpg"),
+                key: if i == 4 {
+                    "003".into()
+                } else {
+                    format!("{i:03}")
+                },
+                name: format!("{i:03}.jpg"),
+                origin: Origin::default(),
+                measurements: Measurements::default(),
+                decision: Decision::Keep,
+                staged: staging.put(parts).unwrap(),
+                shard: None,
+            });
+        }
+        records.push(Record {
+            id: "0:zzz.jpg".into(),
+            key: "zzz".into(),
+            name: "zzz.jpg".into(),
+            origin: Origin::default(),
+            measurements: Measurements::default(),
+            decision: Decision::Drop(Drop::new(Stage::Filter, Reason::TooSmall, "4 px")),
+            staged: Vec::new(),
+            shard: None,
+        });
+        records
+    }
+
+    #[test]
+    fn planned_shards_are_written_exactly_as_planned_at_both_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::create(&dir.path().join("staging")).unwrap();
+        let sizes = [100, 3000, 700, 5000, 20, 1500, 900];
+        let mut records = records(&staging, &sizes);
+        let staged = staging.finish().unwrap();
+        let config = OutputConfig {
+            max_samples_per_shard: 3,
+            max_bytes_per_shard: ByteSize(9 * 1024),
+        };
+        let shards = plan_layout(&mut records, &staged, &config).unwrap();
+        // Every kept sample once, in id order; each shard filled greedily: the next shard's
+        // first sample did not fit (3 samples, or 9 KiB with the end marker).
+        let order: Vec<usize> = shards.iter().flat_map(|s| s.records.clone()).collect();
+        assert_eq!(order, (0..sizes.len()).collect::<Vec<_>>());
+        assert!(shards.len() >= 3, "{shards:?}");
+        for pair in shards.windows(2) {
+            let next = sample_bytes(&records[pair[1].records[0]], &staged, true).unwrap();
+            assert!(
+                pair[0].records.len() == 3 || pair[0].bytes + next > 9 * 1024,
+                "{pair:?}"
+            );
+        }
+        let names: Vec<String> = shards.iter().map(|s| s.name.clone()).collect();
+        let expected: Vec<String> = (0..shards.len())
+            .map(|n| format!("shards/jpg-{n:06}.tar"))
+            .collect();
+        assert_eq!(names, expected);
+        assert!(shards.iter().all(|s| s.with_txt));
+        assert_eq!(records[4].key, format!("003_{}", &records[4].key[4..]));
+        assert_eq!(records[0].shard.as_deref(), Some("shards/jpg-000000.tar"));
+        assert_eq!(records[7].shard, None, "a dropped sample has no shard");
+
+        // Written one by one, in any order, each comes out as planned.
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let output = Stores::new()
+            .open_for_output(out.to_str().unwrap())
+            .unwrap();
+        for shard in shards.iter().rev() {
+            let mut samples = 0;
+            let info =
+                write_planned_shard(&output, shard, &records, &staged, runtime.handle(), || {
+                    samples += 1
+                })
+                .unwrap();
+            assert_eq!(samples, shard.records.len());
+            let bytes = std::fs::read(out.join(&shard.name)).unwrap();
+            assert_eq!(info.bytes, bytes.len() as u64);
+            assert_eq!(info.bytes, shard.bytes);
+            assert!(shard.bytes <= 9 * 1024 || shard.records.len() == 1);
+        }
+    }
+}

@@ -7,7 +7,8 @@
 //! - Stages, in flow order: `config` → `plan` → `source` → `decode` → `measure` → `decide` →
 //!   `write`. A stage may use the stages before it, never one after it. `record` (the
 //!   per-sample record handed from `measure` to `decide` and `write`) ranks between `measure`
-//!   and `decide`.
+//!   and `decide`, and `state` (the work units' records and staged bytes, kept between phases)
+//!   right after it.
 //! - Low-level modules (`pixels`, `vector`) may be used by every module and use no stage,
 //!   `gpu`, `models`, `pipeline` or `cli` (only each other).
 //! - `gpu` (beside the stages: a device backend of decode and measure) may use `config`,
@@ -30,9 +31,11 @@ use std::path::{Path, PathBuf};
 /// The stages, in the order data meets them.
 /// `record` is not a stage but the hand-over between them: the per-sample record that
 /// `measure` fills (it holds `source`'s origin and `measure`'s measurements) and `decide` and
-/// `write` work on, so it ranks between `measure` and `decide`.
-const STAGES: [&str; 8] = [
-    "config", "plan", "source", "decode", "measure", "record", "decide", "write",
+/// `write` work on, so it ranks between `measure` and `decide`. `state` keeps those records
+/// (and the staged candidates) between phases: it stores `record`s, and `decide` and `write`
+/// read through it, so it ranks right after `record`.
+const STAGES: [&str; 9] = [
+    "config", "plan", "source", "decode", "measure", "record", "state", "decide", "write",
 ];
 /// Modules every module may use, which use no stage.
 const LOW_LEVEL: [&str; 2] = ["pixels", "vector"];

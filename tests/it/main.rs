@@ -21,6 +21,7 @@ mod inputs;
 mod kernels;
 mod kubernetes;
 mod model_cards;
+mod phases;
 mod phash_reference;
 mod quickstart;
 mod report;

@@ -147,6 +147,22 @@ fn s3_input_and_output_against_a_real_server() {
         names.sort();
         names
     });
+    // The run's state is in the bucket itself, beside the output: the one work unit's records
+    // and staged bytes, the decisions and the two shards' write records.
+    let (state, listed): (Vec<String>, Vec<String>) = listed
+        .into_iter()
+        .partition(|n| n.starts_with("out/state/"));
+    let state_files: Vec<&str> = state.iter().filter_map(|n| n.rsplit('/').next()).collect();
+    assert_eq!(state.len(), 5, "{state:?}");
+    assert!(
+        state_files.iter().any(|n| n.ends_with(".records")),
+        "{state:?}"
+    );
+    assert!(
+        state_files.iter().any(|n| n.ends_with(".staged")),
+        "{state:?}"
+    );
+    assert!(state_files.contains(&"decisions.cbor"), "{state:?}");
     assert_eq!(
         listed,
         [

@@ -364,9 +364,13 @@ fn a_failing_s3_write_says_why_leaves_no_partial_shard_and_aborts_its_upload() {
         ]
     };
 
-    // Every part upload answered 500: the run fails naming the shard and the server's answer.
+    // Every part upload of the shard answered 500 (the unit's staged bytes, committed to
+    // `state/` while measuring, go up unharmed): the run fails naming the shard and the
+    // server's answer.
     let logs = tempfile::tempdir().unwrap();
-    let rules = serde_json::json!([{"match": "partNumber=", "fault": "500", "all": true}]);
+    let rules = serde_json::json!([
+        {"match": "shards/jpg_bin-000000.tar?partNumber=", "fault": "500", "all": true}
+    ]);
     let proxy = FaultProxy::start(moto.port, rules, &logs.path().join("proxy.jsonl"));
     let failed = run_through(proxy.port, &sets("failed"), "info");
     assert_eq!(failed.status.code(), Some(1), "the run fails");
@@ -403,8 +407,8 @@ fn a_failing_s3_write_says_why_leaves_no_partial_shard_and_aborts_its_upload() {
     // The same run with one part answered 503 then reset: it retries and completes, and the
     // shard is whole (pyarrow and webdataset read it back below through the ledger's count).
     let rules = serde_json::json!([
-        {"match": "partNumber=1", "fault": "503", "nth": [1]},
-        {"match": "partNumber=2", "fault": "reset", "nth": [1]}
+        {"match": "shards/jpg_bin-000000.tar?partNumber=1", "fault": "503", "nth": [1]},
+        {"match": "shards/jpg_bin-000000.tar?partNumber=2", "fault": "reset", "nth": [1]}
     ]);
     let proxy = FaultProxy::start(moto.port, rules, &logs.path().join("proxy2.jsonl"));
     let done = run_through(proxy.port, &sets("done"), "info");
@@ -412,10 +416,9 @@ fn a_failing_s3_write_says_why_leaves_no_partial_shard_and_aborts_its_upload() {
     assert_eq!(proxy.faults("503"), 1);
     assert_eq!(proxy.faults("reset"), 1);
     assert!(
-        proxy
-            .requests()
-            .iter()
-            .any(|(r, _)| r.as_deref().is_some_and(|r| r.contains("partNumber=2"))),
+        proxy.requests().iter().any(|(r, _)| r
+            .as_deref()
+            .is_some_and(|r| r.contains("shards/jpg_bin-000000.tar?partNumber=2"))),
         "the shard went up in more than one part"
     );
     assert_eq!(open_multipart_uploads(&moto), 0);
