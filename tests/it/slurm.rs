@@ -239,7 +239,10 @@ impl Drop for Cluster {
         }
         for (name, child) in self.daemons.iter_mut().rev() {
             let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            // sh's built-in kill: a minimal Debian has no procps, so no kill(1).
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -TERM {pid}")])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
                 match child.try_wait() {
