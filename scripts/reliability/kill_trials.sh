@@ -7,7 +7,7 @@
 # each of those phases. The moment is drawn at random within the phase: after a random number of
 # the units or shards it commits, plus a random delay. The phase a kill hit is read from the
 # state the killed process left. Prints one table row per trial and a summary; exits 1 if any
-# result differs. Needs the ffmpeg CLI (the corpus) and GNU coreutils.
+# result differs. Needs the ffmpeg CLI (the corpus), GNU coreutils and awk.
 #
 #   bash scripts/reliability/kill_trials.sh [--trials N] [--images N] [--seed S]
 #                                           [--mmcurate PATH] [--work DIR]
@@ -115,9 +115,9 @@ phase_commands() {
 }
 
 now() { date +%s.%N; }
-elapsed() { echo "$(now) - $1" | bc; }
+elapsed() { awk -v now="$(now)" -v start="$1" 'BEGIN { printf "%.3f", now - start }'; }
 # A random number of seconds in [lo, hi] (fractions of a second), from bash's seeded RANDOM.
-random_between() { echo "scale=3; $1 + ($2 - $1) * $RANDOM / 32767" | bc; }
+random_between() { awk -v lo="$1" -v hi="$2" -v r="$RANDOM" 'BEGIN { printf "%.3f", lo + (hi - lo) * r / 32767 }'; }
 
 # Runs mmcurate with arguments $2.. to completion, logging to $1; fails the script if it fails.
 run_ok() {
@@ -278,7 +278,7 @@ for trial in $(seq 1 "$trials"); do
             items=$(slice_items measure "${args[-1]}")
             kill_when "$pid" "$(random_between 0 0.2)" units_at_least "$out" $((before_units + RANDOM % items)) ;;
           decide)
-            kill_when "$pid" "$(random_between 0.01 "$(echo "$decide_seconds * 0.5" | bc)")" true ;;
+            kill_when "$pid" "$(random_between 0.01 "$(awk -v s="$decide_seconds" 'BEGIN { print s * 0.5 }')")" true ;;
           write)
             items=$(slice_items write "${args[-1]}")
             kill_when "$pid" "$(random_between 0 0.004)" shards_at_least "$out" $((before_shards + RANDOM % items)) ;;
