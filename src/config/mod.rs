@@ -18,6 +18,7 @@ mod dedup;
 mod filters;
 mod http;
 mod input;
+mod limits;
 mod models;
 mod object_store;
 mod output;
@@ -30,6 +31,7 @@ pub use dedup::{DedupConfig, DEFAULT_MAX_BIT_ERROR_RATE};
 pub use filters::{AlignmentFilters, CaptionFilters, FiltersConfig, ImageFilters};
 pub use http::HttpConfig;
 pub use input::{InputConfig, InputFormat};
+pub use limits::LimitsConfig;
 pub use models::{ClipDtype, ClipModelConfig, ModelsConfig};
 pub use object_store::ObjectStoreConfig;
 pub use output::OutputConfig;
@@ -80,6 +82,8 @@ pub struct Config {
     pub audio: AudioConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -137,6 +141,7 @@ impl Config {
             .validate(&self.filters.alignment, &self.run.device)?;
         http::validate(&self.http)?;
         self.output.validate()?;
+        self.limits.validate()?;
         Ok(())
     }
 

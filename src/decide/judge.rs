@@ -13,7 +13,7 @@ use super::filters::{
 use super::{Decision, Drop, Reason, Stage};
 use crate::config::Config;
 use crate::decode::av::{probe_media, sample_video_frames, MediaInfo, VideoStreamInfo};
-use crate::decode::{check_container_complete, probe, sniff_av, AvContainer, DecodeError};
+use crate::decode::{self, check_container_complete, probe, sniff_av, AvContainer, DecodeError};
 use crate::measure::audio_track::measure_audio_track;
 use crate::measure::backend::MeasureBackend;
 use crate::measure::video::{frame_sampling, mean_brightness, measure_video};
@@ -120,6 +120,23 @@ pub fn judge(
     if let Some(d) = check_header(&info, filters) {
         return Judged::dropped(d);
     }
+    // From the header, before anything is decoded: a 16-bit or float image counts its bytes.
+    let max_decode_bytes = config.limits.max_decode_bytes.0;
+    decode::set_max_decode_bytes(max_decode_bytes);
+    match decode::decoded_bytes(media, &info) {
+        Ok((bytes, color)) if bytes > max_decode_bytes => {
+            return Judged::drop(
+                Stage::Decode,
+                Reason::TooManyPixels,
+                format!(
+                    "{}x{} {color} decodes to {bytes} bytes > limits.max_decode_bytes {max_decode_bytes}; not decoded",
+                    info.width, info.height
+                ),
+            )
+        }
+        Ok(_) => {}
+        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+    }
     if let Some(dropped) = check_sample_caption(sample, config, m) {
         return dropped;
     }
@@ -168,6 +185,17 @@ fn judge_av(
     if let Err(message) = check_container_complete(container, media) {
         return Judged::drop(Stage::Decode, Reason::Unreadable, message.to_string());
     }
+    let max_channels = config.limits.max_audio_channels;
+    if let Some(audio) = info.audio.as_ref().filter(|a| a.channels > max_channels) {
+        return Judged::drop(
+            Stage::Decode,
+            Reason::TooManyChannels,
+            format!(
+                "{} channels > limits.max_audio_channels {max_channels}; not decoded",
+                audio.channels
+            ),
+        );
+    }
     if let Some(stream) = &info.video {
         judge_video(sample, media, &info, stream, ext, config, backend, m)
     } else if info.audio.is_some() {
@@ -190,6 +218,17 @@ fn check_sample_caption(sample: &Sample, config: &Config, m: &mut Measurements) 
         .part("txt")
         .map(|p| &p.bytes[..])
         .or(sample.caption.as_deref().map(str::as_bytes));
+    let max_bytes = config.limits.max_caption_bytes.0;
+    if let Some(long) = caption.filter(|c| c.len() as u64 > max_bytes) {
+        return Some(Judged::drop(
+            Stage::Filter,
+            Reason::CaptionTooLong,
+            format!(
+                "{} bytes > limits.max_caption_bytes {max_bytes}",
+                long.len()
+            ),
+        ));
+    }
     match check_caption(caption, &config.filters.caption) {
         Ok(Some(caption)) => {
             m.caption_chars = Some(caption.chars);

@@ -212,9 +212,39 @@ fn jpeg_scale(shorter: u32, min_side: u32) -> turbojpeg::ScalingFactor {
         .unwrap_or(turbojpeg::ScalingFactor::ONE)
 }
 
+/// The image decoders' allocation limit (`limits.max_decode_bytes`), for what headers cannot
+/// tell beforehand (a GIF frame larger than its screen, an APNG or TIFF page larger than the
+/// first). A process-wide value because the decoders are called through the measure backends;
+/// every run of a process sets the same one from its config ([`set_max_decode_bytes`]).
+static MAX_DECODE_BYTES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(512 << 20);
+
+/// Sets the decoders' allocation limit (see `MAX_DECODE_BYTES`).
+pub fn set_max_decode_bytes(bytes: u64) {
+    MAX_DECODE_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The `image` crate's limits for decoding: allocation at most `limits.max_decode_bytes`.
+pub fn image_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_BYTES.load(std::sync::atomic::Ordering::Relaxed));
+    limits
+}
+
+/// What an image decodes to, from its header alone: width × height × bytes per pixel of its
+/// colour type (a 16-bit RGB pixel is 6 bytes, a 32-bit float RGBA one 16), and the colour
+/// type's name.
+pub fn decoded_bytes(bytes: &[u8], info: &ImageInfo) -> Result<(u64, String), DecodeError> {
+    use image::ImageDecoder as _;
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), info.format);
+    reader.no_limits();
+    let decoder = reader.into_decoder().map_err(|e| corrupt(info.format, e))?;
+    Ok((decoder.total_bytes(), format!("{:?}", decoder.color_type())))
+}
+
 fn decode_other_luma(bytes: &[u8], format: ImageFormat) -> Result<LumaImage, DecodeError> {
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
-    reader.no_limits();
+    reader.limits(image_limits());
     let image = reader.decode().map_err(|e| corrupt(format, e))?;
     let (width, height) = (image.width(), image.height());
     let pixels = match image {

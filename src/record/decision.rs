@@ -81,7 +81,8 @@ pub enum Reason {
     NotAnImage,
     /// The decoder failed (corrupt or truncated file); the detail has its message.
     Unreadable,
-    /// The header declares more pixels than `max_pixels`; it was not decoded.
+    /// The header declares more pixels than `max_pixels`, or an image that decodes to more
+    /// than `limits.max_decode_bytes`; it was not decoded.
     TooManyPixels,
     /// The shorter side is below `min_side`.
     TooSmall,
@@ -99,6 +100,10 @@ pub enum Reason {
     CaptionNotUtf8,
     /// The caption has fewer words than `min_words` or characters than `min_chars`.
     CaptionTooShort,
+    /// The caption is longer than `limits.max_caption_bytes`.
+    CaptionTooLong,
+    /// An audio stream declares more channels than `limits.max_audio_channels`.
+    TooManyChannels,
     /// Byte-identical to a kept sample.
     ExactDuplicate,
     /// pHash within `phash_max_distance` of a kept sample.
@@ -163,6 +168,8 @@ impl Reason {
             Reason::NoCaption => "no_caption",
             Reason::CaptionNotUtf8 => "caption_not_utf8",
             Reason::CaptionTooShort => "caption_too_short",
+            Reason::CaptionTooLong => "caption_too_long",
+            Reason::TooManyChannels => "too_many_channels",
             Reason::ExactDuplicate => "exact_duplicate",
             Reason::NearDuplicate => "near_duplicate",
             Reason::SemanticDuplicate => "semantic_duplicate",

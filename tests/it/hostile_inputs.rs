@@ -7,6 +7,7 @@ use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 
 fn job(dir: &Path, input: &Path, format: &str) -> std::path::PathBuf {
     let path = dir.join("job.toml");
@@ -323,5 +324,65 @@ fn playlists_and_concat_lists_disguised_as_video_open_nothing_and_are_dropped() 
     assert!(
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "the run connected to {at}"
+    );
+}
+
+#[test]
+fn media_over_the_limits_are_dropped_before_decoding() {
+    // Issue 13 item 1: files made to exhaust a decoder, small on disk
+    // (tests/python/make_hostile_media.py), and a caption of 70 KB.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    let made = Command::new(python())
+        .arg(root().join("tests/python/make_hostile_media.py"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    std::fs::write(dir.join("baboon.jpg"), image("opencv_baboon.jpg")).unwrap();
+    std::fs::write(dir.join("long.jpg"), image("opencv_baboon.jpg")).unwrap();
+    std::fs::write(dir.join("long.txt"), "word ".repeat(14_000)).unwrap();
+    let config = job(tmp.path(), &dir, "files");
+    ok(&mmcurate(&["run", config.to_str().unwrap()]));
+    let rows = rows_by_id(&tmp.path().join("out"));
+    let dropped = |id: &str, reason: &str| {
+        let row = &rows[id];
+        assert_eq!(row["status"], "dropped", "{row}");
+        assert_eq!(row["drop_reason"], reason, "{row}");
+        row["drop_detail"].as_str().unwrap().to_string()
+    };
+    assert_eq!(rows["0:baboon.jpg"]["status"], "kept");
+    assert_eq!(
+        dropped("0:png16.png", "too_many_pixels"),
+        "10000x10000 Rgb16 decodes to 600000000 bytes > limits.max_decode_bytes 536870912; not decoded"
+    );
+    // The screen is 100 x 100: the 65535 x 65535 frame is caught by the decoder's own limit.
+    let gif = dropped("0:gif_frame.gif", "unreadable");
+    assert!(gif.contains("limit"), "{gif}");
+    assert_eq!(
+        dropped("0:wav64.wav", "too_many_channels"),
+        "64 channels > limits.max_audio_channels 16; not decoded"
+    );
+    assert_eq!(
+        dropped("0:long.jpg", "caption_too_long"),
+        "70000 bytes > limits.max_caption_bytes 65536"
+    );
+
+    // A bad limit is a config error naming key, value and range, before any work.
+    let out = mmcurate(&[
+        "run",
+        config.to_str().unwrap(),
+        "--set",
+        "limits.max_audio_channels=0",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("limits.max_audio_channels") && stderr.contains("must be 1 to 255"),
+        "{stderr}"
     );
 }
