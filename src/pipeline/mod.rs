@@ -3,7 +3,8 @@
 //! ```text
 //! set-up (device, backends, model) → plan → source → decode → measure → per-sample decisions
 //!   (worker threads, candidates staged)  → run-wide dedup → CLIP embeddings of the survivors
-//!   → semantic dedup and alignment → write (shards, ledger, embeddings, manifest, _SUCCESS)
+//!   → semantic dedup and alignment → write (a new version: shards, ledger, embeddings,
+//!   manifest, report) → commit (`current.json`)
 //! ```
 //!
 //! Orchestration only: threads, channels, the I/O runtime, progress and timing. Every rule
@@ -25,9 +26,10 @@ use crate::decide::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misa
 use crate::decode::av::{video_decoder_counts, VideoDecoderCounts};
 use crate::models::ModelError;
 use crate::plan::{self, Plan};
-use crate::source::{Location, SourceError, Stores};
+use crate::source::{SourceError, Stores};
 use crate::write::manifest::{RunFacts, RunManifest};
 use crate::write::staging::Staging;
+use crate::write::version::OutputVersion;
 use crate::write::{self, WriteError};
 use backends::Backends;
 use embed::EmbedError;
@@ -56,7 +58,7 @@ pub enum RunError {
     Device(crate::gpu::GpuError),
 }
 
-/// The finished run: its manifest, as written to `<output>/manifest.json`.
+/// The finished run: its manifest, as written to `<output>/versions/NNNNNN/manifest.json`.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub manifest: RunManifest,
@@ -134,20 +136,25 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
         let deciding = Instant::now();
         alignment = drop_semantic_duplicates_and_misaligned(&mut records, &embeddings, config);
         clock.add("decide", deciding);
-        embeddings_files =
-            write::embeddings::write_embeddings(&output, &records, &embeddings, &clip.info, io)?;
+        embeddings_files = write::embeddings::write_embeddings(
+            &output.dir,
+            &records,
+            &embeddings,
+            &clip.info,
+            io,
+        )?;
     }
 
-    // write: shards and ledger from staging, then the manifest and report, then `_SUCCESS`.
+    // write: shards and ledger from staging into the new version, then the manifest and report,
+    // then the commit.
     let writing = Instant::now();
     let kept = records.iter().filter(|r| r.decision.is_keep()).count() as u64;
     let bar = progress.stage("write", Some(kept));
     let written = write::write_shards_and_ledger(
-        &output,
+        &output.dir,
         &mut records,
         &staged,
         &config.output,
-        &embeddings_files,
         io,
         || bar.inc(),
     )?;
@@ -162,7 +169,7 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     let manifest = RunManifest::assemble(RunFacts {
         config,
         plan: &plan,
-        output: &output,
+        version: &output,
         records: &records,
         input_errors: &input_errors,
         written,
@@ -213,30 +220,15 @@ fn log_plan(plan: &Plan) {
     );
 }
 
-/// Opens the output, checks it can be reached and removes `_SUCCESS`, so that output being
-/// rewritten is never mistaken for a finished run.
+/// Opens a new version of the output before any work: it must be reachable and ours, and
+/// its lock free (`write::version::OutputVersion::open`).
 fn open_output(
     config: &Config,
     stores: &Stores,
     runtime: &tokio::runtime::Runtime,
-) -> Result<Location, RunError> {
-    let output = stores.open_for_output(&config.run.output)?;
-    runtime.block_on(check_output(&output))?;
-    runtime.block_on(write::clear_success_marker(&output))?;
-    Ok(output)
-}
-
-/// Lists the output location once, so that an unreachable bucket fails before any work.
-async fn check_output(output: &Location) -> Result<(), SourceError> {
-    use object_store::ObjectStoreExt;
-    let probe = crate::write::shards::relative_path(&output.path, "_SUCCESS");
-    match output.store.head(&probe).await {
-        Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(SourceError::Unreachable {
-            uri: output.uri(),
-            message: e.to_string(),
-        }),
-    }
+) -> Result<OutputVersion, RunError> {
+    let root = stores.open_for_output(&config.run.output)?;
+    Ok(OutputVersion::open(root, &config.output, runtime.handle())?)
 }
 
 /// Videos decoded since `before`, by decoder (only those that decoded any).

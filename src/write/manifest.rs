@@ -1,6 +1,8 @@
-//! The run manifest, `<output>/manifest.json`: what ran (tool version and commit, the resolved
+//! The run manifest, `<output>/versions/NNNNNN/manifest.json`: which version it is and the
+//! version it replaced, what ran (tool version and commit, the resolved
 //! config and its sha256), on what (every input with its size and etag), and what came out
-//! (counts by status and reason, every shard and ledger file with its sha256, time per stage).
+//! (counts by status and reason, every shard and ledger file with its sha256, relative to the
+//! version's folder, time per stage).
 //! [`RunManifest::assemble`] builds it from the facts the pipeline collected; `write::put`
 //! writes it.
 
@@ -8,6 +10,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::shards::ShardInfo;
+use super::version::OutputVersion;
 use super::Written;
 use crate::config::Config;
 use crate::decide::alignment::AlignmentSummary;
@@ -15,13 +18,13 @@ use crate::measure::{MediaKind, MEASURE_VERSION};
 use crate::models::clip::ClipInfo;
 use crate::plan::{InputObject, Plan, Units};
 use crate::record::Record;
-use crate::source::Location;
 
 /// What the run manifest is made from.
 pub struct RunFacts<'a> {
     pub config: &'a Config,
     pub plan: &'a Plan,
-    pub output: &'a Location,
+    /// The version being written (its root is `run.output`).
+    pub version: &'a OutputVersion,
     pub records: &'a [Record],
     pub input_errors: &'a [(usize, String)],
     pub written: Written,
@@ -94,9 +97,11 @@ impl RunManifest {
             .collect();
         RunManifest {
             tool: ToolInfo::current(),
+            version: facts.version.number,
+            parent_version: facts.version.parent,
             run: RunInfo {
                 name: facts.config.run.name.clone(),
-                output: facts.output.uri(),
+                output: facts.version.root.uri(),
                 started_at: facts
                     .started_at
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -128,6 +133,11 @@ impl RunManifest {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunManifest {
     pub tool: ToolInfo,
+    /// This version of the output (`versions/NNNNNN`).
+    pub version: u64,
+    /// The version that was current when this one was written (null for the first; 0 for an
+    /// output in the layout before versions).
+    pub parent_version: Option<u64>,
     pub run: RunInfo,
     pub config: serde_json::Value,
     pub config_sha256: String,
