@@ -112,6 +112,7 @@ pub async fn prune_locked(root: &Location, keep: usize) -> Result<Pruned, WriteE
         .filter(|n| *n < current.version && !committed.contains(n))
     {
         let prefix = format!("{}/", folder_of(number));
+        let removed_before = pruned.removed_files.len();
         for file in list_files(root, &prefix, &mut pruned).await? {
             let inside = &file[prefix.len()..];
             if is_writer_file(inside) {
@@ -123,7 +124,9 @@ pub async fn prune_locked(root: &Location, keep: usize) -> Result<Pruned, WriteE
             }
         }
         remove_empty_folders(root, &prefix, true);
-        pruned.uncommitted.push(number);
+        if pruned.removed_files.len() > removed_before {
+            pruned.uncommitted.push(number);
+        }
     }
     pruned.versions.sort_unstable();
     Ok(pruned)

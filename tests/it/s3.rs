@@ -150,14 +150,15 @@ fn s3_input_and_output_against_a_real_server() {
     assert_eq!(
         listed,
         [
-            "out/_SUCCESS",
-            "out/ledger/ledger-000000.parquet",
-            "out/manifest.json",
-            "out/report.html",
-            "out/report.json",
-            "out/shards/jpg-000000.tar",
-            "out/shards/png-000000.tar"
-        ]
+            "out/current.json",
+            "out/versions/000001/ledger/ledger-000000.parquet",
+            "out/versions/000001/manifest.json",
+            "out/versions/000001/report.html",
+            "out/versions/000001/report.json",
+            "out/versions/000001/shards/jpg-000000.tar",
+            "out/versions/000001/shards/png-000000.tar"
+        ],
+        "the version and its commit pointer; the lock object is gone"
     );
 
     // Read the S3 output back locally with pyarrow: the same decisions as the local run.
@@ -218,7 +219,7 @@ fn s3_input_and_output_against_a_real_server() {
     // The shards just written, streamed back from S3 as WebDataset input: every sample passes
     // again, with its key, caption and original JSON fields.
     let sets = [
-        format!("inputs.0.uri=s3://{BUCKET}/out/shards"),
+        format!("inputs.0.uri=s3://{BUCKET}/out/versions/000001/shards"),
         "inputs.0.format=webdataset".to_string(),
         format!("run.output=s3://{BUCKET}/again"),
     ];
@@ -229,7 +230,7 @@ fn s3_input_and_output_against_a_real_server() {
     );
     let manifest: serde_json::Value = runtime.block_on(async {
         let bytes = store
-            .get(&ObjPath::from("again/manifest.json"))
+            .get(&ObjPath::from("again/versions/000001/manifest.json"))
             .await
             .unwrap()
             .bytes()
@@ -244,6 +245,69 @@ fn s3_input_and_output_against_a_real_server() {
         2
     );
     assert!(manifest["inputs"][0]["objects"][0]["etag"].is_string());
+
+    // A run while the output's lock object exists (a run in progress, or one that was killed)
+    // is refused before any work, naming the lock, its holder and what to do. The lock object
+    // was made with a conditional create, so a second one cannot be made over it.
+    let lock = br#"{"pid": 7, "host": "node-7", "started_at": "2026-01-01T00:00:00Z", "command": "mmcurate run job.toml"}"#;
+    runtime.block_on(async {
+        store
+            .put(
+                &ObjPath::from("out/.mmcurate.lock"),
+                PutPayload::from(lock.to_vec()),
+            )
+            .await
+            .unwrap();
+        store
+            .put(
+                &ObjPath::from("theirs/notes.txt"),
+                PutPayload::from(b"mine".to_vec()),
+            )
+            .await
+            .unwrap();
+    });
+    let refused = run_s3(
+        &moto,
+        &[
+            format!("inputs.0.uri=s3://{BUCKET}/in"),
+            format!("run.output=s3://{BUCKET}/out"),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "s3://{BUCKET}/out/.mmcurate.lock is held by pid 7 on node-7"
+        )) && stderr.contains("delete that object and run again"),
+        "{stderr}"
+    );
+    // A prefix that holds someone else's objects is refused, and left as it was.
+    let refused = run_s3(
+        &moto,
+        &[
+            format!("inputs.0.uri=s3://{BUCKET}/in"),
+            format!("run.output=s3://{BUCKET}/theirs"),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("is not an mmcurate output") && stderr.contains("notes.txt"),
+        "{stderr}"
+    );
+    let outputs: Vec<String> = runtime.block_on(async {
+        let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
+        objects
+            .iter()
+            .map(|o| o.location.to_string())
+            .filter(|n| n.starts_with("out/") || n.starts_with("theirs/"))
+            .collect()
+    });
+    assert_eq!(
+        outputs.len(),
+        listed.len() + 2,
+        "nothing written: {outputs:?}"
+    );
 
     // An unreachable bucket is a clear error before any work.
     let sets = [
