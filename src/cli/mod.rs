@@ -227,8 +227,8 @@ fn print_summary(summary: &RunSummary) {
     let c = &m.counts;
     let mut out = String::new();
     out.push_str(&format!(
-        "\nmmcurate run {:?} finished in {:.1} s → {}\n",
-        m.run.name, summary.seconds, m.run.output
+        "\nmmcurate run {:?} finished in {:.1} s → {} (version {})\n",
+        m.run.name, summary.seconds, m.run.output, m.version
     ));
     let row = |out: &mut String, label: &str, value: String| {
         out.push_str(&format!("  {label:<34} {value:>10}\n"));

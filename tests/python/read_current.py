@@ -41,7 +41,7 @@ def main(out, cache_dir):
     rows, kept = duckdb.sql(
         "SELECT count(*), count(*) FILTER (WHERE status = 'kept') FROM read_parquet($files)",
         params={"files": ledger},
-    ).fetchone()
+    ).fetchall()[0]
     kept_keys = duckdb.sql(
         "SELECT key FROM read_parquet($files) WHERE status = 'kept' ORDER BY key",
         params={"files": ledger},
