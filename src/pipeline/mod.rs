@@ -169,7 +169,9 @@ pub fn run(config: &Config, progress: &Progress) -> Result<RunSummary, RunError>
     let manifest = RunManifest::assemble(RunFacts {
         config,
         plan: &plan,
-        version: &output,
+        output: &output.root,
+        version: output.number,
+        parent_version: output.parent,
         records: &records,
         input_errors: &input_errors,
         written,

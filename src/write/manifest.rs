@@ -10,7 +10,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::shards::ShardInfo;
-use super::version::OutputVersion;
 use super::Written;
 use crate::config::Config;
 use crate::decide::alignment::AlignmentSummary;
@@ -18,13 +17,17 @@ use crate::measure::{MediaKind, MEASURE_VERSION};
 use crate::models::clip::ClipInfo;
 use crate::plan::{InputObject, Plan, Units};
 use crate::record::Record;
+use crate::source::Location;
 
 /// What the run manifest is made from.
 pub struct RunFacts<'a> {
     pub config: &'a Config,
     pub plan: &'a Plan,
-    /// The version being written (its root is `run.output`).
-    pub version: &'a OutputVersion,
+    /// The output root (`run.output`).
+    pub output: &'a Location,
+    /// The version being written, and the one it replaces (`write::version::OutputVersion`).
+    pub version: u64,
+    pub parent_version: Option<u64>,
     pub records: &'a [Record],
     pub input_errors: &'a [(usize, String)],
     pub written: Written,
@@ -97,11 +100,11 @@ impl RunManifest {
             .collect();
         RunManifest {
             tool: ToolInfo::current(),
-            version: facts.version.number,
-            parent_version: facts.version.parent,
+            version: facts.version,
+            parent_version: facts.parent_version,
             run: RunInfo {
                 name: facts.config.run.name.clone(),
-                output: facts.version.root.uri(),
+                output: facts.output.uri(),
                 started_at: facts
                     .started_at
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

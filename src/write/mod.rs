@@ -175,7 +175,7 @@ pub fn write_shards_and_ledger(
 
 /// Ends a run's output: writes `manifest.json` into the version's folder, then the run report
 /// (`report.html` and `report.json`; a report that cannot be written is a warning), then
-/// commits the version (`current.json`, last).
+/// commits the version (`current.json`, last), then applies `[output] keep_versions`.
 pub fn finish_run(
     version: &version::OutputVersion,
     manifest: &manifest::RunManifest,
@@ -185,7 +185,15 @@ pub fn finish_run(
     let bytes = serde_json::to_vec_pretty(manifest).expect("the manifest serialises");
     runtime.block_on(put(&version.dir, "manifest.json", bytes))?;
     report::write_for_run(records, manifest, &version.dir, runtime);
-    version.commit(manifest, runtime)
+    let pointer = version.commit(manifest, runtime)?;
+    let keep = version.keep_versions();
+    if keep > 0 {
+        let pruned = runtime.block_on(prune::prune_locked(&version.root, keep))?;
+        for line in pruned.lines() {
+            tracing::info!("keep_versions = {keep}: {line}");
+        }
+    }
+    Ok(pointer)
 }
 
 /// One record batch as a Snappy-compressed Parquet file (the ledger's and the embeddings').

@@ -128,7 +128,7 @@ impl OutputVersion {
 
     /// Makes this version current: writes `current.json` from its manifest (the manifest and
     /// every file it lists must be written), then, for a local output, points the `current`
-    /// symlink at the folder, then applies `[output] keep_versions`.
+    /// symlink at the folder. Retention is the caller's (`write::finish_run`).
     pub fn commit(
         &self,
         manifest: &RunManifest,
@@ -153,14 +153,12 @@ impl OutputVersion {
             None => runtime.block_on(put(&self.root, CURRENT_NAME, bytes))?,
         }
         tracing::info!("version {} committed: {}", self.number, self.dir.uri());
-        if self.keep_versions > 0 {
-            let pruned =
-                runtime.block_on(super::prune::prune_locked(&self.root, self.keep_versions))?;
-            for line in pruned.lines() {
-                tracing::info!("keep_versions = {}: {line}", self.keep_versions);
-            }
-        }
         Ok(pointer)
+    }
+
+    /// `[output] keep_versions` as the version was opened with (0: keep all).
+    pub fn keep_versions(&self) -> usize {
+        self.keep_versions
     }
 
     fn pointer(&self, manifest: &RunManifest) -> CurrentPointer {

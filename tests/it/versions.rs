@@ -285,19 +285,42 @@ fn a_held_lock_refuses_a_run_and_a_stale_one_is_reported_or_taken_over() {
     );
     assert!(!output.join("versions").exists());
 
-    // Left on this host by a process that is gone (above the kernel's pid_max): taken over.
-    std::fs::write(&lock, holder(4_194_305, &host)).unwrap();
+    // A run killed with SIGKILL while it works leaves its lock and no version; the next run on
+    // this host finds the process gone, takes the lock over, and commits version 1.
+    std::fs::remove_file(&lock).unwrap();
+    let mut killed = std::process::Command::new(env!("CARGO_BIN_EXE_mmcurate"))
+        .current_dir(root())
+        .args(["-q", "run", "configs/quickstart.toml", "--set"])
+        .arg(format!("run.output={}", output.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while serde_json::from_slice::<Value>(&std::fs::read(&lock).unwrap_or_default()).is_err() {
+        assert!(
+            killed.try_wait().unwrap().is_none() && started.elapsed().as_secs() < 120,
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert_eq!(json_file(&lock)["pid"], killed.id());
+    assert!(!output.join("current.json").exists());
     let taken = run(&output, &[]);
     ok(&taken);
     assert!(
         stderr(&taken).contains(&format!(
-            "taking over the stale lock {}: it was left by pid 4194305 on {host}",
-            lock.display()
+            "taking over the stale lock {}: it was left by pid {} on {host}",
+            lock.display(),
+            killed.id()
         )),
         "{}",
         stderr(&taken)
     );
     assert!(!lock.exists(), "the run removed its lock when it ended");
+    assert_eq!(current_version(&output), output.join("versions/000001"));
     assert_complete(&current_version(&output));
 }
 

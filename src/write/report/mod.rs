@@ -133,7 +133,10 @@ pub fn write_for_run(
     output: &Location,
     runtime: &tokio::runtime::Handle,
 ) {
-    let manifest = serde_json::to_value(manifest).expect("the manifest serialises");
+    // Through its JSON text, as `mmcurate report` reads it: a float parsed back can differ
+    // from the value it was written from in the last bit, and the two reports must agree.
+    let text = serde_json::to_vec(manifest).expect("the manifest serialises");
+    let manifest: Value = serde_json::from_slice(&text).expect("the manifest parses");
     match write_report(
         &RecordRows(records),
         &manifest,
