@@ -6,11 +6,11 @@
 //! Local lock: the file is created with `O_EXCL` and, while the run lives, held with an
 //! advisory `flock`, which the kernel releases when the process dies however it dies. A lock
 //! file whose `flock` is free, written on this host by a process that is gone, is stale: it is
-//! taken over with a warning. Any other lock refuses the run with what to do. Object stores have
-//! no process to ask: the lock object is made with a conditional create (`If-None-Match: *`)
-//! and is never taken over automatically.
+//! taken over with a warning. Any other lock refuses the run with what to do. On object stores
+//! the lock object is made with a conditional create (`If-None-Match: *`); one this host wrote
+//! for a process that is gone is taken over by a conditional overwrite (`If-Match` its etag).
 
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -318,7 +318,7 @@ async fn acquire_remote(
     holder: &LockHolder,
     runtime: &tokio::runtime::Handle,
 ) -> Result<OutputLock, WriteError> {
-    let body = serde_json::to_vec_pretty(holder).expect("the lock holder serialises");
+    let body = body_of(holder);
     let options = PutOptions {
         mode: PutMode::Create,
         ..PutOptions::default()
@@ -336,23 +336,69 @@ async fn acquire_remote(
         }),
         Err(object_store::Error::AlreadyExists { .. })
         | Err(object_store::Error::Precondition { .. }) => {
-            let who = match location.store.get(&location.path).await {
-                Ok(object) => object
-                    .bytes()
-                    .await
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<LockHolder>(&b).ok())
-                    .map_or("an unreadable lock".to_string(), |h| h.describe()),
-                Err(e) => format!("a lock that cannot be read ({e})"),
-            };
-            Err(WriteError::Locked(format!(
-                "{} is held by {who}; if no run is using this output (a run that was killed \
-                 leaves its lock), delete that object and run again",
-                location.uri()
-            )))
+            take_over_remote(location, holder, body_of(holder), runtime).await
         }
         Err(e) => Err(store_error(location, e.to_string())),
     }
+}
+
+fn body_of(holder: &LockHolder) -> Vec<u8> {
+    serde_json::to_vec_pretty(holder).expect("the lock holder serialises")
+}
+
+/// A lock object that exists: taken over when this host wrote it and its process is gone (a
+/// conditional overwrite of exactly that object, `If-Match` its etag, so of two runs taking it
+/// over only one can), else refused with its holder and what to do.
+async fn take_over_remote(
+    location: &Location,
+    holder: &LockHolder,
+    body: Vec<u8>,
+    runtime: &tokio::runtime::Handle,
+) -> Result<OutputLock, WriteError> {
+    let (recorded, meta) = match location.store.get(&location.path).await {
+        Ok(object) => {
+            let meta = object.meta.clone();
+            let bytes = object.bytes().await.ok();
+            let recorded = bytes.and_then(|b| serde_json::from_slice::<LockHolder>(&b).ok());
+            (recorded, Some(meta))
+        }
+        Err(_) => (None, None),
+    };
+    let who = recorded
+        .as_ref()
+        .map_or("an unreadable lock".to_string(), LockHolder::describe);
+    if let (Some(old), Some(meta)) = (&recorded, meta) {
+        if old.host == holder.host && old.pid != holder.pid && !process_alive(old.pid) {
+            let options = PutOptions {
+                mode: PutMode::Update(UpdateVersion {
+                    e_tag: meta.e_tag,
+                    version: meta.version,
+                }),
+                ..PutOptions::default()
+            };
+            let put = location
+                .store
+                .put_opts(&location.path, PutPayload::from(body), options)
+                .await;
+            if put.is_ok() {
+                tracing::warn!(
+                    "taking over the stale lock {}: it was left by {who} (no longer running)",
+                    location.uri()
+                );
+                return Ok(OutputLock {
+                    held: Held::Remote {
+                        location: location.clone(),
+                        runtime: runtime.clone(),
+                    },
+                });
+            }
+        }
+    }
+    Err(WriteError::Locked(format!(
+        "{} is held by {who}; if no run is using this output (a run that was killed \
+         leaves its lock), delete that object and run again",
+        location.uri()
+    )))
 }
 
 fn store_error(location: &Location, message: String) -> WriteError {

@@ -813,7 +813,7 @@ fn video_and_audio_outputs_do_not_depend_on_thread_count() {
             "--set",
             &format!("run.threads={threads}"),
         ]));
-        let files: Vec<(String, Vec<u8>)> = tree(&output)
+        let files: Vec<(String, Vec<u8>)> = tree(&current_version(&output))
             .into_iter()
             .filter(|(name, _)| name.starts_with("shards/") || name.starts_with("ledger/"))
             .collect();

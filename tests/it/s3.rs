@@ -308,6 +308,51 @@ fn s3_input_and_output_against_a_real_server() {
         listed.len() + 2,
         "nothing written: {outputs:?}"
     );
+    // A lock this host wrote for a process that is gone (a run killed with SIGKILL) is taken
+    // over by a conditional overwrite, and the run commits version 2.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let stale = serde_json::json!({"pid": 4_194_305, "host": host.trim(),
+        "started_at": "2026-01-01T00:00:00Z", "command": "mmcurate run job.toml"});
+    runtime.block_on(async {
+        store
+            .put(
+                &ObjPath::from("out/.mmcurate.lock"),
+                PutPayload::from(stale.to_string()),
+            )
+            .await
+            .unwrap();
+    });
+    let taken = run_s3(
+        &moto,
+        &[
+            format!("inputs.0.uri=s3://{BUCKET}/in"),
+            format!("run.output=s3://{BUCKET}/out"),
+        ],
+    );
+    ok(&taken);
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "taking over the stale lock s3://{BUCKET}/out/.mmcurate.lock: it was left by pid 4194305"
+        )),
+        "{stderr}"
+    );
+    let pointer: serde_json::Value = runtime.block_on(async {
+        let bytes = store
+            .get(&ObjPath::from("out/current.json"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    });
+    assert_eq!(
+        (&pointer["version"], &pointer["parent_version"]),
+        (&serde_json::json!(2), &serde_json::json!(1))
+    );
+    let lock_left = runtime.block_on(store.head(&ObjPath::from("out/.mmcurate.lock")));
+    assert!(lock_left.is_err(), "the run removed its lock object");
 
     // An unreachable bucket is a clear error before any work.
     let sets = [
