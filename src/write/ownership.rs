@@ -241,7 +241,11 @@ fn acquire_local(path: &PathBuf, holder: &LockHolder) -> Result<OutputLock, Writ
     for _ in 0..3 {
         match OpenOptions::new().write(true).create_new(true).open(path) {
             Ok(mut file) => {
-                file.try_lock().map_err(|e| io_error(e.into()))?;
+                if !try_flock(&file).map_err(io_error)? {
+                    return Err(io_error(std::io::Error::other(
+                        "a lock file created just now is locked by another process",
+                    )));
+                }
                 write_holder(&mut file, holder).map_err(io_error)?;
                 return Ok(local_lock(path, file));
             }
@@ -259,7 +263,7 @@ fn acquire_local(path: &PathBuf, holder: &LockHolder) -> Result<OutputLock, Writ
         let who = recorded
             .as_ref()
             .map_or("an unreadable lock".to_string(), LockHolder::describe);
-        if file.try_lock().is_err() {
+        if !try_flock(&file).map_err(io_error)? {
             return Err(WriteError::Locked(format!(
                 "another run is using this output: {shown} is held by {who}; wait for it to end, \
                  or write to another output"
@@ -296,6 +300,24 @@ fn acquire_local(path: &PathBuf, holder: &LockHolder) -> Result<OutputLock, Writ
     Err(WriteError::Locked(format!(
         "{shown} keeps changing hands: another run is starting on this output"
     )))
+}
+
+/// `flock(LOCK_EX | LOCK_NB)` on the open lock file: `false` when another open file holds it.
+/// The kernel releases it when the file is closed or the process ends, however it ends.
+/// (std's `File::try_lock` does the same from Rust 1.89; the crate supports 1.85.)
+fn try_flock(file: &File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor `file` owns and keeps open for the call; no memory is
+    // passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(false),
+        _ => Err(error),
+    }
 }
 
 fn local_lock(path: &std::path::Path, file: File) -> OutputLock {

@@ -253,7 +253,14 @@ fn a_held_lock_refuses_a_run_and_a_stale_one_is_reported_or_taken_over() {
     {
         std::fs::write(&lock, holder(std::process::id(), &host)).unwrap();
         let held = std::fs::File::open(&lock).unwrap();
-        held.lock().unwrap();
+        // SAFETY: flock(2) on a descriptor `held` owns and keeps open until the block ends.
+        let rc = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&held),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        assert_eq!(rc, 0);
         let refused = run(&output, &[]);
         assert_eq!(refused.status.code(), Some(2));
         let message = stderr(&refused);
