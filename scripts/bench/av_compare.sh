@@ -81,15 +81,15 @@ audio_seconds = float(sys.argv[4])
 t0, t1, t2 = map(float, sys.argv[5:8])
 ffmpeg_s, fpcalc_s = t1 - t0, t2 - t1
 def stage(out):
-    return json.load(open(out + "/manifest.json"))["stage_seconds"]["measure"]
+    return json.load(open(out + "/current/manifest.json"))["stage_seconds"]["measure"]
 import pyarrow.parquet as pq
 video_out, audio_out = sys.argv[8], sys.argv[9]
-rows = pq.read_table(glob.glob(video_out + "/ledger/*.parquet")).to_pylist()
+rows = pq.read_table(glob.glob(video_out + "/current/ledger/*.parquet")).to_pylist()
 decoded = sum(r["frames_decoded"] or 0 for r in rows)
 sampled = sum(len(r["frame_timestamps"] or []) for r in rows)
 ours_v, ours_a = stage(video_out), stage(audio_out)
 noscene_out = sys.argv[10]
-rows_ns = pq.read_table(glob.glob(noscene_out + "/ledger/*.parquet")).to_pylist()
+rows_ns = pq.read_table(glob.glob(noscene_out + "/current/ledger/*.parquet")).to_pylist()
 decoded_ns = sum(r["frames_decoded"] or 0 for r in rows_ns)
 ours_ns = stage(noscene_out)
 print(json.dumps({"tool": "ffmpeg -f null", "videos": videos, "frames": frames,

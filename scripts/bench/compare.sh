@@ -33,7 +33,7 @@ rm -rf "$out"
   --set dedup.phash_max_distance=4 --set output.max_samples_per_shard=100000 \
   --set output.max_bytes_per_shard=64GiB > /dev/null
 
-"$py" - "$out/manifest.json" "$peers" <<'PY'
+"$py" - "$out/current/manifest.json" "$peers" <<'PY'
 import json, sys
 manifest = json.load(open(sys.argv[1]))
 peers = json.loads(sys.argv[2])

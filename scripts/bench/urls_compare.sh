@@ -115,7 +115,7 @@ import json, statistics, sys, glob
 count, bench = int(sys.argv[1]), sys.argv[2]
 ours = [float(x) for x in sys.argv[3].split()]
 theirs = [float(x) for x in sys.argv[4].split()]
-manifest = json.load(open(f"{bench}/out-mmcurate/manifest.json"))
+manifest = json.load(open(f"{bench}/out-mmcurate/current/manifest.json"))
 stats = [json.load(open(p)) for p in glob.glob(f"{bench}/out-img2dataset/*_stats.json")]
 i2d_ok = sum(s["successes"] for s in stats)
 m, t = statistics.median(ours), statistics.median(theirs)

@@ -142,17 +142,18 @@ for name in quickstart av keyframes clip clipvideo; do
     echo "run $name failed: see $base/$name.log" >&2
     exit 1
   }
+  ver="$out/current"   # the version the run committed (current.json names it)
   echo "# $name: ledger"
-  (cd "$out" && find ledger -type f | LC_ALL=C sort | xargs sha256sum)
-  if [ -d "$out/embeddings" ]; then
+  (cd "$ver" && find ledger -type f | LC_ALL=C sort | xargs sha256sum)
+  if [ -d "$ver/embeddings" ]; then
     echo "# $name: embeddings"
-    (cd "$out" && find embeddings -type f | LC_ALL=C sort | xargs sha256sum)
+    (cd "$ver" && find embeddings -type f | LC_ALL=C sort | xargs sha256sum)
   fi
   echo "# $name: shard members"
-  for shard in $(cd "$out" && find shards -name '*.tar' | LC_ALL=C sort); do
-    echo "$(tar -tf "$out/$shard" | sha256sum | cut -d' ' -f1)  $shard:(member names in order)"
+  for shard in $(cd "$ver" && find shards -name '*.tar' | LC_ALL=C sort); do
+    echo "$(tar -tf "$ver/$shard" | sha256sum | cut -d' ' -f1)  $shard:(member names in order)"
     tmp=$(mktemp -d)
-    tar -xf "$out/$shard" -C "$tmp"
+    tar -xf "$ver/$shard" -C "$tmp"
     (cd "$tmp" && find . -type f | LC_ALL=C sort | xargs -r sha256sum) | sed "s|  \./|  $shard:|"
     rm -rf "$tmp"
   done

@@ -325,7 +325,7 @@ if [ -f "${model[$first]}/model.safetensors" ]; then
   ls "$corpus" | head -n 512 | while read -r f; do cp "$corpus/$f" "$work/warmup/"; done
   write_config "$first" "$work/warmup" "$work/out-warmup" > "$work/warmup.toml"
   if step warmup 90 "$bin" --quiet run "$work/warmup.toml"; then
-    verdict=$("$py" - "$work/out-warmup/manifest.json" "$device" <<'PY'
+    verdict=$("$py" - "$work/out-warmup/current/manifest.json" "$device" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 want_gpu = sys.argv[2].startswith("cuda")
@@ -356,7 +356,7 @@ for s in $sizes; do
     write_config "$s" "$corpus" "$out" > "$work/mmcurate-$s.toml"
     max=120; [ "$s" = l14 ] && max=150
     step "mmcurate-$s" "$max" "$bin" --quiet run "$work/mmcurate-$s.toml"
-    [ -f "$out/manifest.json" ] && cp "$out/manifest.json" "$work/steps/mmcurate-$s.manifest.json"
+    [ -f "$out/current/manifest.json" ] && cp "$out/current/manifest.json" "$work/steps/mmcurate-$s.manifest.json"
     rm -rf "$out"   # shards and staging: GBs, not needed any more
   fi
   max=90; [ "$s" = l14 ] && max=120

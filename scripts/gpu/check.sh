@@ -134,14 +134,14 @@ import hashlib, json, pathlib, sys
 work, count, parity_rc = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 nvjpeg_rc, clip_rc, bench_rc = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 def outputs(device):
-    out = work / f"out-{device}"
+    out = work / f"out-{device}" / "current"
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 rows = []
 for device in ("cpu", "cuda"):
     rc = int((work / f"{device}.rc").read_text())
     wall = float((work / f"{device}.wall").read_text())
-    manifest_path = work / f"out-{device}" / "manifest.json"
+    manifest_path = work / f"out-{device}" / "current" / "manifest.json"
     m = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     measure = m.get("stage_seconds", {}).get("measure", float("nan"))
     rows.append((device, rc, m.get("run", {}).get("device", "-"), wall, measure,

@@ -109,11 +109,11 @@ work = pathlib.Path(sys.argv[1])
 failures = []
 
 def manifest(name):
-    path = work / f"out-{name}" / "manifest.json"
+    path = work / f"out-{name}" / "current" / "manifest.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 def embeddings(name):
-    files = sorted((work / f"out-{name}" / "embeddings").glob("*.parquet"))
+    files = sorted((work / f"out-{name}" / "current" / "embeddings").glob("*.parquet"))
     out = {}
     for f in files:
         t = pq.read_table(f, columns=["id", "clip_image_embedding"]).to_pydict()
@@ -122,7 +122,7 @@ def embeddings(name):
     return out
 
 def ledger(name):
-    files = sorted((work / f"out-{name}" / "ledger").glob("*.parquet"))
+    files = sorted((work / f"out-{name}" / "current" / "ledger").glob("*.parquet"))
     rows = {}
     for f in files:
         t = pq.read_table(f, columns=["id", "status", "drop_reason"]).to_pydict()

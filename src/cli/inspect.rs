@@ -1,6 +1,7 @@
-//! `mmcurate inspect PATH`: a readable summary of an output folder, a shard or a ledger.
+//! `mmcurate inspect PATH`: a readable summary of an output (its current version, through
+//! `current.json`), a version folder, a shard or a ledger.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use arrow_array::{Array, StringArray};
 use object_store::ObjectStoreExt;
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::io::Read;
 use super::human_bytes;
 use crate::source::{Location, Stores};
 use crate::write::ledger::{self, DROP_REASON, STATUS};
+use crate::write::version::locate_current;
 
 pub fn inspect(path: &str) -> Result<String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -31,26 +33,44 @@ pub fn inspect(path: &str) -> Result<String> {
         ledger_summary(bytes(&location)?, &mut out)?;
         return Ok(out);
     }
-    let manifest = location.child("manifest.json");
-    let Ok(manifest_bytes) = bytes(&manifest) else {
-        bail!("{path} is not a shard (.tar), a ledger (.parquet) or an output folder with a manifest.json");
-    };
+    let current = runtime
+        .block_on(locate_current(&location))
+        .with_context(|| {
+            format!("{path} is not a shard (.tar), a ledger (.parquet) or an mmcurate output")
+        })?;
+    let version = current.dir;
+    let manifest_bytes = bytes(&version.child("manifest.json"))?;
     let manifest: serde_json::Value =
         serde_json::from_slice(&manifest_bytes).context("manifest.json is not valid JSON")?;
-    let finished = bytes(&location.child("_SUCCESS")).is_ok();
     let mut out = String::new();
     writeln!(out, "output {}", location.uri())?;
+    match (&current.pointer, current.number) {
+        (Some(pointer), _) => writeln!(
+            out,
+            "  current version {} ({}), committed {}, replacing {}",
+            pointer.version,
+            pointer.folder,
+            pointer.committed_at,
+            pointer
+                .parent_version
+                .map_or("none".to_string(), |p| format!("version {p}"))
+        )?,
+        (None, 0) => writeln!(
+            out,
+            "  version 0: written before versioned outputs (manifest.json at the top, no \
+             current.json); the next run writes version 1 beside it"
+        )?,
+        (None, n) => writeln!(
+            out,
+            "  version {n} (this folder; the output's current.json says which is current)"
+        )?,
+    }
     writeln!(
         out,
-        "  run {} by mmcurate {} ({}), {}",
+        "  run {} by mmcurate {} ({})",
         manifest["run"]["name"],
         manifest["tool"]["version"].as_str().unwrap_or("?"),
         manifest["tool"]["git_commit"].as_str().unwrap_or("?"),
-        if finished {
-            "finished (_SUCCESS present)"
-        } else {
-            "NOT finished: no _SUCCESS marker"
-        }
     )?;
     writeln!(
         out,
@@ -77,7 +97,7 @@ pub fn inspect(path: &str) -> Result<String> {
     )?;
     for ledger in manifest["ledger"].as_array().into_iter().flatten() {
         let name = ledger["name"].as_str().unwrap_or_default();
-        ledger_summary(bytes(&location.child(name))?, &mut out)?;
+        ledger_summary(bytes(&version.child(name))?, &mut out)?;
     }
     Ok(out)
 }

@@ -1,4 +1,5 @@
-//! The `mmcurate` command line: `run`, `plan`, `inspect`, `report` and `dedup`. This is the
+//! The `mmcurate` command line: `run`, `plan`, `inspect`, `report`, `prune` and `dedup`. This
+//! is the
 //! binary's edge: it
 //! sets up logging and progress, prints results, and turns errors into exit codes
 //! (0 success, 1 the run failed, 2 bad usage or config).
@@ -6,6 +7,7 @@
 mod calibrate;
 mod dedup;
 mod inspect;
+mod prune;
 mod report;
 mod run;
 
@@ -57,15 +59,24 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
-    /// Summarise an output folder, a shard (.tar) or a ledger (.parquet).
+    /// Summarise an output (its current version), a version folder, a shard (.tar) or a
+    /// ledger (.parquet).
     Inspect {
         /// A local path, file:// or s3:// URI.
         path: String,
     },
-    /// Rebuild report.html and report.json of a finished run from its ledger and shards.
+    /// Rebuild report.html and report.json of the current version from its ledger and shards.
     Report {
         /// The run's output: a local path, file:// or s3:// URI.
         output: String,
+    },
+    /// Remove old versions of an output, keeping the newest N committed ones.
+    Prune {
+        /// The output: a local path, file:// or s3:// URI.
+        output: String,
+        /// How many committed versions to keep (at least 1: the current one).
+        #[arg(long)]
+        keep: usize,
     },
     /// All pairs of embeddings (.npy or Parquet) at or above a cosine threshold, and their groups.
     Dedup(dedup::DedupArgs),
@@ -128,6 +139,11 @@ pub fn main() -> ExitCode {
                     tracing::error!("{e}");
                     ExitCode::from(2)
                 }
+                // An output that is not ours, or locked: refused before any work.
+                Err(pipeline::RunError::Write(e)) if e.is_refusal() => {
+                    tracing::error!("{e}");
+                    ExitCode::from(2)
+                }
                 Err(e) => {
                     tracing::error!("the run failed: {e}");
                     ExitCode::from(1)
@@ -151,6 +167,7 @@ pub fn main() -> ExitCode {
         }
         Command::Report { output } => report::report(&output),
         Command::Calibrate(args) => calibrate::calibrate(&args, &progress),
+        Command::Prune { output, keep } => prune::prune(&output, keep),
         Command::Dedup(args) => match dedup::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -256,8 +273,8 @@ fn print_summary(summary: &RunSummary) {
     let c = &m.counts;
     let mut out = String::new();
     out.push_str(&format!(
-        "\nmmcurate run {:?} finished in {:.1} s → {}\n",
-        m.run.name, summary.seconds, m.run.output
+        "\nmmcurate run {:?} finished in {:.1} s → {} (version {})\n",
+        m.run.name, summary.seconds, m.run.output, m.version
     ));
     let row = |out: &mut String, label: &str, value: String| {
         out.push_str(&format!("  {label:<34} {value:>10}\n"));

@@ -1,4 +1,5 @@
-//! `[output]`: how the shards are cut. Writing them is `write`'s job.
+//! `[output]`: how the shards are cut and how many versions are kept. Writing them is
+//! `write`'s job.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,9 @@ pub struct OutputConfig {
     /// Start a new shard before it would grow past this size ("512MB", "1GiB" or bytes).
     #[serde(default = "default_max_bytes_per_shard")]
     pub max_bytes_per_shard: ByteSize,
+    /// After a commit, keep this many committed versions and remove older ones (0: keep all).
+    #[serde(default)]
+    pub keep_versions: usize,
 }
 
 fn default_max_samples_per_shard() -> u64 {
@@ -28,6 +32,7 @@ impl Default for OutputConfig {
         OutputConfig {
             max_samples_per_shard: default_max_samples_per_shard(),
             max_bytes_per_shard: default_max_bytes_per_shard(),
+            keep_versions: 0,
         }
     }
 }

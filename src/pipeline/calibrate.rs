@@ -16,6 +16,7 @@ use super::phases::{self, Job, Slice};
 use super::{backends::Backends, progress::Progress, RunError};
 use crate::config::Config;
 use crate::write::manifest::{Calibration, RunFacts, RunManifest};
+use crate::write::version::OutputVersion;
 use crate::write::{self, Written};
 
 /// A finished calibration: its manifest (with the sweeps) and where the report is.
@@ -30,7 +31,11 @@ pub struct CalibrationSummary {
 /// The folder a calibration writes to when `--output` is not given: `calibration/` inside the
 /// run's output.
 pub fn default_output(config: &Config) -> String {
-    format!("{}/calibration", config.run.output.trim_end_matches('/'))
+    format!(
+        "{}/{}",
+        config.run.output.trim_end_matches('/'),
+        crate::write::ownership::CALIBRATION_DIR
+    )
 }
 
 /// Measures `sample` units of work (all without it) and decides as a run would, through the
@@ -50,6 +55,10 @@ pub fn calibrate(
     let backends = Backends::set_up(&config)?;
     let config = backends.resolve_video_decoding(&config);
     let mut job = Job::prepare_sampled(&config, sample)?;
+    // The calibration's folder is an output of its own: ours (or empty), locked, numbered;
+    // nothing is committed there, so the number only names its decisions.
+    let root = job.stores.open_for_output(&config.run.output)?;
+    let opened = OutputVersion::open(root, &config.output, job.runtime.handle())?;
     tracing::info!(
         "calibrating on {} of {} unit(s) of work",
         job.plan.unit_count(),
@@ -62,6 +71,7 @@ pub fn calibrate(
         measured.video_decoders.clone(),
         progress,
         true,
+        &opened,
     )?;
     // No shards are written: the ledger names none.
     for record in &mut decisions.records {
@@ -77,6 +87,8 @@ pub fn calibrate(
         config: &config,
         plan: &job.plan,
         output: &output,
+        version: 0,
+        parent_version: None,
         records: &decisions.records,
         input_errors: &decisions.input_errors,
         written: Written {

@@ -7,7 +7,7 @@
 //!   decide: run-wide dedup → CLIP embeddings of the survivors → semantic dedup and alignment
 //!     → shard layout, committed to `state/`
 //!   write, per planned shard: shards from the staged candidates
-//!   commit: ledger, embeddings, manifest, report, _SUCCESS
+//!   commit: ledger, embeddings, manifest, report into the version's folder, then current.json
 //! ```
 //!
 //! Each phase can run alone, on a slice of the work, in its own process ([`phases`]);
@@ -32,8 +32,9 @@ use crate::config::Config;
 use crate::decode::av::{video_decoder_counts, VideoDecoderCounts};
 use crate::models::ModelError;
 use crate::plan::{self, Plan};
-use crate::source::{Location, SourceError, Stores};
+use crate::source::{SourceError, Stores};
 use crate::write::manifest::{RunFacts, RunManifest};
+use crate::write::version::OutputVersion;
 use crate::write::{self, WriteError};
 use backends::Backends;
 use embed::EmbedError;
@@ -68,7 +69,7 @@ pub enum RunError {
     Incomplete { phase: String, message: String },
 }
 
-/// The finished run: its manifest, as written to `<output>/manifest.json`.
+/// The finished run: its manifest, as written to `<output>/versions/NNNNNN/manifest.json`.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub manifest: RunManifest,
@@ -118,6 +119,21 @@ pub fn run_phase(
     let resolved = backends.as_ref().map(|b| b.resolve_video_decoding(config));
     let config = resolved.as_ref().unwrap_or(config);
     let mut job = phases::Job::prepare(config)?;
+    // The output, before any work: it must be ours. A one-machine run, and the decide phase of
+    // a split one (which numbers the version), also take its lock and the next version number;
+    // the measure and write phases run on many nodes at once and only check.
+    let root = job.stores.open_for_output(&config.run.output)?;
+    let opened = match phase {
+        Phase::All | Phase::Decide => Some(OutputVersion::open(
+            root.clone(),
+            &config.output,
+            job.runtime.handle(),
+        )?),
+        Phase::Measure | Phase::Write | Phase::Commit => {
+            OutputVersion::check_ours(&root, job.runtime.handle())?;
+            None
+        }
+    };
     let mut measured = None;
     if let (Phase::All | Phase::Measure, Some(backends)) = (phase, &backends) {
         let done = phases::measure(&mut job, backends, slice, progress)?;
@@ -138,7 +154,8 @@ pub fn run_phase(
                 .as_ref()
                 .map(|m| m.video_decoders.clone())
                 .unwrap_or_default();
-            let decisions = phases::decide(&mut job, backends, videos, progress, false)?;
+            let opened = opened.as_ref().expect("opened for the decide phase");
+            let decisions = phases::decide(&mut job, backends, videos, progress, false, opened)?;
             if phase == Phase::Decide {
                 return Ok(PhaseOutcome {
                     message: format!(
@@ -157,9 +174,12 @@ pub fn run_phase(
         }
         _ => phases::committed_decisions(&job, phase.as_str())?,
     };
-    let output = open_output(config, &job.stores, &job.runtime)?;
+    // The version the decisions were numbered for (a resumed run's may be older than the one
+    // opened above, which is then not used: nothing was written under its number).
+    let output = OutputVersion::at(root, decisions.version, decisions.parent_version)
+        .keeping(config.output.keep_versions);
     if matches!(phase, Phase::All | Phase::Write) {
-        let written = phases::write(&mut job, &decisions, &output, slice, progress)?;
+        let written = phases::write(&mut job, &decisions, &output.dir, slice, progress)?;
         if phase == Phase::Write {
             return Ok(PhaseOutcome {
                 message: format!(
@@ -171,18 +191,16 @@ pub fn run_phase(
         }
     }
 
-    // commit: ledger, embeddings, manifest, report, `_SUCCESS`.
+    // commit: ledger, embeddings, manifest and report into the version's folder, then the
+    // commit pointer (`current.json`), last.
     let committing = Instant::now();
     let shards = phases::gather_shards(&job, &decisions)?;
-    phases::copy_embeddings(&job, &decisions.embeddings, &output)?;
+    phases::copy_embeddings(&job, &decisions.embeddings, &output.dir)?;
     let io = job.runtime.handle();
-    let written = write::write_ledger_and_clean(
-        &output,
-        &decisions.records,
+    let written = write::Written {
         shards,
-        &decisions.embeddings,
-        io,
-    )?;
+        ledger: write::write_ledger(&output.dir, &decisions.records, io)?,
+    };
     job.clock.add("write", committing);
     let mut stage_seconds = decisions.stage_seconds.clone();
     for (stage, seconds) in &job.clock.seconds {
@@ -196,7 +214,9 @@ pub fn run_phase(
     let manifest = RunManifest::assemble(RunFacts {
         config,
         plan: &job.plan,
-        output: &output,
+        output: &output.root,
+        version: output.number,
+        parent_version: output.parent,
         records: &decisions.records,
         input_errors: &decisions.input_errors,
         written,
@@ -253,32 +273,6 @@ pub(crate) fn log_plan(plan: &Plan) {
         plan.expected_samples()
             .map_or("an unknown number of".to_string(), |n| n.to_string())
     );
-}
-
-/// Opens the output, checks it can be reached and removes `_SUCCESS`, so that output being
-/// rewritten is never mistaken for a finished run.
-fn open_output(
-    config: &Config,
-    stores: &Stores,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<Location, RunError> {
-    let output = stores.open_for_output(&config.run.output)?;
-    runtime.block_on(check_output(&output))?;
-    runtime.block_on(write::clear_success_marker(&output))?;
-    Ok(output)
-}
-
-/// Lists the output location once, so that an unreachable bucket fails before any work.
-async fn check_output(output: &Location) -> Result<(), SourceError> {
-    use object_store::ObjectStoreExt;
-    let probe = crate::write::shards::relative_path(&output.path, "_SUCCESS");
-    match output.store.head(&probe).await {
-        Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(SourceError::Unreachable {
-            uri: output.uri(),
-            message: e.to_string(),
-        }),
-    }
 }
 
 /// Videos decoded since `before`, by decoder (only those that decoded any).

@@ -36,6 +36,7 @@ use crate::write::layout::{plan_layout, write_planned_shard, PlannedShard};
 use crate::write::manifest::{OutputFile, UnitCounts};
 use crate::write::shards::ShardInfo;
 use crate::write::staging::Staging;
+use crate::write::version::OutputVersion;
 
 /// Which part of a run a process does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,10 @@ impl Slice {
 /// What the decide phase commits to `state/`: everything the write and commit phases need.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Decisions {
+    /// The output version these decisions are written as (`versions/NNNNNN/`), numbered when
+    /// they were made, and the version it replaces.
+    pub version: u64,
+    pub parent_version: Option<u64>,
     /// Every sample's record, in id order, decided, with its final key and shard.
     pub records: Vec<Record>,
     /// The shard layout, in write order.
@@ -261,9 +266,35 @@ pub fn decide(
     video_decoders: BTreeMap<String, u64>,
     progress: &Progress,
     sweeps: bool,
+    version: &OutputVersion,
 ) -> Result<Decisions, RunError> {
-    if let Some(decisions) = read_decisions(job)? {
-        tracing::info!("decide: reusing the decisions in {}", job.decided.uri());
+    if let Some(mut decisions) = read_decisions(job)? {
+        // Every run that ends in a commit makes a new version: decisions already committed (or
+        // numbered for a version another run has since passed) are written again as the version
+        // opened now, so no committed folder is written into. Decisions of a run stopped
+        // before its commit keep their number, and that run's shards are reused.
+        let current = job
+            .runtime
+            .block_on(crate::write::version::read_current(&version.root))?;
+        if current.is_some_and(|c| decisions.version <= c.version) {
+            tracing::info!(
+                "decide: reusing the decisions in {}, as version {} (they were version {})",
+                job.decided.uri(),
+                version.number,
+                decisions.version
+            );
+            decisions.version = version.number;
+            decisions.parent_version = version.parent;
+            let bytes = state::codec::encode(&decisions);
+            job.runtime
+                .block_on(state::put(&job.decided, DECISIONS, bytes))?;
+        } else {
+            tracing::info!(
+                "decide: reusing the decisions in {} (version {})",
+                job.decided.uri(),
+                decisions.version
+            );
+        }
         return Ok(decisions);
     }
     let finished = job.finished_units()?;
@@ -350,6 +381,8 @@ pub fn decide(
     let shards = plan_layout(&mut records, &staged, &job.config.output)?;
     job.clock.add("decide", planning);
     let decisions = Decisions {
+        version: version.number,
+        parent_version: version.parent,
         records,
         shards,
         embeddings: embeddings_files,

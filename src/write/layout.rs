@@ -279,6 +279,7 @@ mod tests {
         let config = OutputConfig {
             max_samples_per_shard: 3,
             max_bytes_per_shard: ByteSize(9 * 1024),
+            keep_versions: 0,
         };
         let shards = plan_layout(&mut records, &staged, &config).unwrap();
         // Every kept sample once, in id order; each shard filled greedily: the next shard's

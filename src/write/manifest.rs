@@ -1,6 +1,8 @@
-//! The run manifest, `<output>/manifest.json`: what ran (tool version and commit, the resolved
+//! The run manifest, `<output>/versions/NNNNNN/manifest.json`: which version it is and the
+//! version it replaced, what ran (tool version and commit, the resolved
 //! config and its sha256), on what (every input with its size and etag), and what came out
-//! (counts by status and reason, every shard and ledger file with its sha256, time per stage).
+//! (counts by status and reason, every shard and ledger file with its sha256, relative to the
+//! version's folder, time per stage).
 //! [`RunManifest::assemble`] builds it from the facts the pipeline collected; `write::put`
 //! writes it.
 
@@ -22,7 +24,11 @@ use crate::source::Location;
 pub struct RunFacts<'a> {
     pub config: &'a Config,
     pub plan: &'a Plan,
+    /// The output root (`run.output`).
     pub output: &'a Location,
+    /// The version being written, and the one it replaces (`write::version::OutputVersion`).
+    pub version: u64,
+    pub parent_version: Option<u64>,
     pub records: &'a [Record],
     pub input_errors: &'a [(usize, String)],
     pub written: Written,
@@ -100,6 +106,8 @@ impl RunManifest {
             .collect();
         RunManifest {
             tool: ToolInfo::current(),
+            version: facts.version,
+            parent_version: facts.parent_version,
             run: RunInfo {
                 name: facts.config.run.name.clone(),
                 output: facts.output.uri(),
@@ -135,6 +143,11 @@ impl RunManifest {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunManifest {
     pub tool: ToolInfo,
+    /// This version of the output (`versions/NNNNNN`).
+    pub version: u64,
+    /// The version that was current when this one was written (null for the first; 0 for an
+    /// output in the layout before versions).
+    pub parent_version: Option<u64>,
     pub run: RunInfo,
     pub config: serde_json::Value,
     pub config_sha256: String,

@@ -1,7 +1,8 @@
-//! Writing the results: WebDataset shards of the kept samples (original bytes, caption, a
-//! `.json` with measurements and provenance, keyframes), the Parquet ledger of every sample,
-//! the CLIP embeddings when a model ran, and the run manifest, then the `_SUCCESS` marker.
-//! Every file appears complete or not at all.
+//! Writing the results into a new version of the output (`write::version`): WebDataset shards
+//! of the kept samples (original bytes, caption, a `.json` with measurements and provenance,
+//! keyframes), the Parquet ledger of every sample, the CLIP embeddings when a model ran, the
+//! run manifest and report, then the commit (`current.json`). Every file appears complete or
+//! not at all, and no file of an earlier version is rewritten or removed here (`write::prune`).
 //!
 //! Kept samples are read back from staging: this stage fetches and decodes nothing.
 
@@ -10,11 +11,13 @@ pub mod keyframes;
 pub mod layout;
 pub mod ledger;
 pub mod manifest;
+pub mod ownership;
+pub mod prune;
 pub mod report;
 pub mod shards;
 pub mod staging;
+pub mod version;
 
-use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -38,6 +41,23 @@ pub enum WriteError {
     Ledger(#[from] parquet::errors::ParquetError),
     #[error("cannot build the embeddings file: {0}")]
     Embeddings(parquet::errors::ParquetError),
+    #[error(
+        "{uri} is not empty and is not an mmcurate output (no current.json, versions/, state/ \
+         or lock): it holds {found}. Choose another output path, or empty this one first"
+    )]
+    Foreign { uri: String, found: String },
+    /// The output's lock is held, or left by a run this host cannot check.
+    #[error("{0}")]
+    Locked(String),
+    #[error("{uri}: {message}")]
+    Version { uri: String, message: String },
+}
+
+impl WriteError {
+    /// Whether the output was refused before any work (not ours, or locked): a set-up error.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, WriteError::Foreign { .. } | WriteError::Locked(_))
+    }
 }
 
 /// What was written.
@@ -45,43 +65,6 @@ pub enum WriteError {
 pub struct Written {
     pub shards: Vec<ShardInfo>,
     pub ledger: Vec<OutputFile>,
-}
-
-/// Removes `_SUCCESS` before a run starts, so that output being rewritten is never mistaken
-/// for a finished run.
-pub async fn clear_success_marker(output: &Location) -> Result<(), WriteError> {
-    let path = relative_path(&output.path, "_SUCCESS");
-    match output.store.delete(&path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(WriteError::Store {
-            uri: output.uri_of(&path),
-            message: e.to_string(),
-        }),
-    }
-}
-
-/// Writes the ledger of the records (sorted by id, their shards set), then removes what an
-/// earlier run left in `shards/`, `ledger/` and `embeddings/` that this run did not write
-/// (`shards` and `embeddings` are the files it wrote there).
-pub fn write_ledger_and_clean(
-    output: &Location,
-    records: &[Record],
-    shards: Vec<ShardInfo>,
-    embeddings: &[OutputFile],
-    runtime: &tokio::runtime::Handle,
-) -> Result<Written, WriteError> {
-    let ledger = write_ledger(output, records, runtime)?;
-    let keep: HashSet<String> = shards
-        .iter()
-        .map(|s| s.name.clone())
-        .chain(ledger.iter().chain(embeddings).map(|l| l.name.clone()))
-        .collect();
-    runtime.block_on(remove_stale(
-        output,
-        &["shards", "ledger", "embeddings"],
-        &keep,
-    ))?;
-    Ok(Written { shards, ledger })
 }
 
 /// Writes the ledger of `records` (in id order) as `ledger/ledger-NNNNNN.parquet` files.
@@ -124,19 +107,27 @@ pub fn finish_calibration(
     Ok(())
 }
 
-/// Ends a run's output: writes `manifest.json`, then the run report (`report.html` and
-/// `report.json`; a report that cannot be written is a warning), then the `_SUCCESS` marker,
-/// last.
+/// Ends a run's output: writes `manifest.json` into the version's folder, then the run report
+/// (`report.html` and `report.json`; a report that cannot be written is a warning), then
+/// commits the version (`current.json`, last), then applies `[output] keep_versions`.
 pub fn finish_run(
-    output: &Location,
+    version: &version::OutputVersion,
     manifest: &manifest::RunManifest,
     records: &[Record],
     runtime: &tokio::runtime::Handle,
-) -> Result<(), WriteError> {
+) -> Result<version::CurrentPointer, WriteError> {
     let bytes = serde_json::to_vec_pretty(manifest).expect("the manifest serialises");
-    runtime.block_on(put(output, "manifest.json", bytes))?;
-    report::write_for_run(records, manifest, output, runtime);
-    runtime.block_on(put(output, "_SUCCESS", Vec::new()))
+    runtime.block_on(put(&version.dir, "manifest.json", bytes))?;
+    report::write_for_run(records, manifest, &version.dir, runtime);
+    let pointer = version.commit(manifest, runtime)?;
+    let keep = version.keep_versions();
+    if keep > 0 {
+        let pruned = runtime.block_on(prune::prune_locked(&version.root, keep))?;
+        for line in pruned.lines() {
+            tracing::info!("keep_versions = {keep}: {line}");
+        }
+    }
+    Ok(pointer)
 }
 
 /// One record batch as a Snappy-compressed Parquet file (the ledger's and the embeddings').
@@ -166,55 +157,6 @@ pub async fn put(output: &Location, relative: &str, bytes: Vec<u8>) -> Result<()
             uri: output.uri_of(&path),
             message: e.to_string(),
         })
-}
-
-/// Deletes shards and ledger files an earlier run left that this run did not write (it had
-/// more shards, say), so the output folder holds exactly this run's files.
-async fn remove_stale(
-    output: &Location,
-    folders: &[&str],
-    keep: &HashSet<String>,
-) -> Result<(), WriteError> {
-    for folder in folders {
-        // object_store's local listing hides its in-progress upload files (`name#N`), which a
-        // killed run leaves behind: sweep those directly.
-        if let Some(dir) = output.local_path().map(|p| p.join(folder)) {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if entry.file_name().to_string_lossy().contains('#') {
-                    tracing::info!(
-                        "removing {}, an upload an earlier run left unfinished",
-                        entry.path().display()
-                    );
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        let prefix = relative_path(&output.path, folder);
-        let listed: Vec<_> = output
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| WriteError::Store {
-                uri: output.uri_of(&prefix),
-                message: e.to_string(),
-            })?;
-        for object in listed {
-            let relative = output.relative(&object.location);
-            if !keep.contains(&relative) {
-                tracing::info!("removing {relative}, left by an earlier run");
-                output
-                    .store
-                    .delete(&object.location)
-                    .await
-                    .map_err(|e| WriteError::Store {
-                        uri: output.uri_of(&object.location),
-                        message: e.to_string(),
-                    })?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The key itself if unused, else `key_<8 hex of the id's sha256>`: unique and stable.

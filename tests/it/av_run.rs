@@ -441,7 +441,8 @@ fn videos_and_audio_are_measured_deduplicated_and_written() {
         .unwrap();
     assert_eq!(carphone["txt"], "");
 
-    let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&read(current_version(&output).join("manifest.json"))).unwrap();
     assert_eq!(
         manifest["counts"]["samples"].as_u64(),
         Some(expected.len() as u64)
@@ -491,7 +492,7 @@ fn keyframes_are_written_as_jpeg_parts_of_the_sample() {
     assert_eq!(times, 8);
     let tar = Command::new("tar")
         .arg("-tf")
-        .arg(output.join("shards/mp4_8frames-000000.tar"))
+        .arg(current_version(&output).join("shards/mp4_8frames-000000.tar"))
         .output()
         .unwrap();
     let members = String::from_utf8(tar.stdout).unwrap();
@@ -812,7 +813,7 @@ fn video_and_audio_outputs_do_not_depend_on_thread_count() {
             "--set",
             &format!("run.threads={threads}"),
         ]));
-        let files: Vec<(String, Vec<u8>)> = tree(&output)
+        let files: Vec<(String, Vec<u8>)> = tree(&current_version(&output))
             .into_iter()
             .filter(|(name, _)| name.starts_with("shards/") || name.starts_with("ledger/"))
             .collect();

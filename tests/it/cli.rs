@@ -95,5 +95,5 @@ fn a_missing_input_fails_before_any_work() {
         "{}",
         stderr(&out)
     );
-    assert!(!output.join("shards").exists() && !output.join("manifest.json").exists());
+    assert!(!output.join("versions").exists() && !output.join("current.json").exists());
 }

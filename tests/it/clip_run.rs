@@ -161,7 +161,8 @@ fn clip_stages_embed_dedup_and_score() {
     let weights_sha = hex::encode(Sha256::digest(read(
         root().join(FIXTURE).join("model.safetensors"),
     )));
-    let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&read(current_version(&output).join("manifest.json"))).unwrap();
     assert_eq!(
         manifest["models"]["clip"]["id"],
         "mmcurate/clip-tiny-random"
@@ -275,8 +276,8 @@ fn clip_outputs_do_not_depend_on_thread_count() {
         .collect();
     for part in ["embeddings", "ledger", "shards"] {
         assert_eq!(
-            tree(&outputs[0].join(part)),
-            tree(&outputs[1].join(part)),
+            tree(&current_version(&outputs[0]).join(part)),
+            tree(&current_version(&outputs[1]).join(part)),
             "{part}/ differs between 1 and 2 threads"
         );
     }
@@ -309,7 +310,8 @@ fn hf_model_from_the_cache_and_a_clear_error_without_network() {
     let model = "[models.clip]\nhf = \"mmcurate/clip-tiny-random\"\n";
     let config = write_config(tmp.path(), &corpus_dir, &output, 2, model);
     ok(&mmcurate_with_env(&["run", config.to_str().unwrap()], &env));
-    let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&read(current_version(&output).join("manifest.json"))).unwrap();
     assert_eq!(
         manifest["models"]["clip"]["id"],
         "mmcurate/clip-tiny-random"
@@ -343,7 +345,7 @@ fn hf_model_from_the_cache_and_a_clear_error_without_network() {
         "{stderr}"
     );
     assert!(stderr.contains("set `models.clip.path`"), "{stderr}");
-    assert!(!output.join("manifest.json").exists(), "no work was done");
+    assert!(!output.join("current.json").exists(), "no work was done");
 }
 
 #[test]
@@ -367,7 +369,8 @@ fn unknown_weights_are_used_and_recorded_as_unverified() {
     let run = mmcurate(&["run", config.to_str().unwrap()]);
     ok(&run);
     assert!(String::from_utf8_lossy(&run.stderr).contains("match no model card"));
-    let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&read(current_version(&output).join("manifest.json"))).unwrap();
     assert_eq!(manifest["models"]["clip"]["card_verified"], false);
     assert_eq!(
         manifest["models"]["clip"]["weights_sha256"],
@@ -403,8 +406,9 @@ fn without_a_model_the_clip_stages_are_skipped_and_the_run_says_so_once() {
         "{stderr}"
     );
     assert!(!stdout.contains("embedded"));
-    assert!(!output.join("embeddings").exists());
-    let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
+    assert!(!current_version(&output).join("embeddings").exists());
+    let manifest: Value =
+        serde_json::from_slice(&read(current_version(&output).join("manifest.json"))).unwrap();
     assert!(manifest["models"]["clip"].is_null());
     for row in ledger_rows(&output) {
         assert!(row["clip_score"].is_null() && row["clip_model"].is_null());

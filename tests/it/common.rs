@@ -169,3 +169,16 @@ pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
         .collect();
     (shape, values)
 }
+
+/// The current version's folder of an output, as its `current.json` names it (asserting that
+/// the pointer and the folder exist).
+pub fn current_version(output: &Path) -> PathBuf {
+    let pointer: Value = serde_json::from_slice(&read(output.join("current.json"))).unwrap();
+    let folder = output.join(
+        pointer["folder"]
+            .as_str()
+            .expect("current.json names a folder"),
+    );
+    assert!(folder.is_dir(), "{} is missing", folder.display());
+    folder
+}

@@ -56,7 +56,7 @@ fn auto_without_a_gpu_runs_on_the_cpu_and_says_so() {
         stderr(&out)
     );
     let manifest: serde_json::Value =
-        serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
+        serde_json::from_slice(&read(current_version(&output).join("manifest.json"))).unwrap();
     assert_eq!(manifest["run"]["device"], "cpu");
     assert_eq!(manifest["config"]["run"]["device"], "auto");
 }

@@ -31,7 +31,8 @@ fn rows_by_id(output: &Path) -> BTreeMap<String, Value> {
 }
 
 fn input_errors(output: &Path) -> Vec<String> {
-    let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&read(current_version(output).join("manifest.json"))).unwrap();
     manifest["inputs"][0]["errors"]
         .as_array()
         .unwrap()

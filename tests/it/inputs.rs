@@ -227,7 +227,8 @@ fn webdataset_shards_with_awkward_contents() {
         "{cut}"
     );
 
-    let manifest: Value = serde_json::from_slice(&read(out.join("manifest.json"))).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&read(current_version(&out).join("manifest.json"))).unwrap();
     let errors = manifest["inputs"][0]["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].as_str().unwrap().contains("a-000001.tar"));

@@ -31,3 +31,4 @@ mod s3_faults;
 mod self_contained;
 mod slurm;
 mod urls;
+mod versions;

@@ -73,7 +73,7 @@ fn expected() -> BTreeMap<&'static str, (&'static str, Option<&'static str>, Opt
     ])
 }
 
-fn run_quickstart(output: &Path, extra: &[&str]) -> String {
+pub(crate) fn run_quickstart(output: &Path, extra: &[&str]) -> String {
     let out = format!("run.output={}", output.display());
     let mut args = vec!["run", "configs/quickstart.toml", "--set", &out];
     args.extend_from_slice(extra);
@@ -158,9 +158,15 @@ fn quickstart_keeps_the_expected_samples_for_the_expected_reasons() {
     assert!(by_name["tiny.jpg"]["sharpness"].is_null());
     assert_eq!(by_name["tiny.jpg"]["width"], 40);
 
-    // The manifest: provenance and counts.
-    let manifest: Value = serde_json::from_slice(&read(output.join("manifest.json"))).unwrap();
+    // The manifest: provenance and counts, in the first version's folder.
+    let version = current_version(&output);
+    assert_eq!(version, output.join("versions/000001"));
+    let manifest: Value = serde_json::from_slice(&read(version.join("manifest.json"))).unwrap();
     assert_eq!(manifest["tool"]["name"], "mmcurate");
+    assert_eq!(
+        (&manifest["version"], &manifest["parent_version"]),
+        (&json!(1), &Value::Null)
+    );
     assert_eq!(manifest["tool"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(manifest["config_sha256"].as_str().unwrap().len(), 64);
     assert_eq!(
@@ -194,7 +200,7 @@ fn quickstart_keeps_the_expected_samples_for_the_expected_reasons() {
         (&json!("shards/png-000000.tar"), &json!("png"), &json!(2))
     );
     for shard in shards {
-        let bytes = read(output.join(shard["name"].as_str().unwrap()));
+        let bytes = read(version.join(shard["name"].as_str().unwrap()));
         assert_eq!(shard["sha256"], sha256(&bytes));
         assert_eq!(shard["bytes"], bytes.len() as u64);
     }
@@ -202,14 +208,32 @@ fn quickstart_keeps_the_expected_samples_for_the_expected_reasons() {
     assert_eq!(ledger["rows"], 21);
     assert_eq!(
         ledger["sha256"],
-        sha256(&read(output.join(ledger["name"].as_str().unwrap())))
+        sha256(&read(version.join(ledger["name"].as_str().unwrap())))
     );
-    assert!(output.join("_SUCCESS").exists());
+    // The commit pointer lists the version's files relative to the output.
+    let pointer: Value = serde_json::from_slice(&read(output.join("current.json"))).unwrap();
+    assert_eq!(pointer["version"], 1);
+    assert_eq!(pointer["manifest"], "versions/000001/manifest.json");
+    assert_eq!(
+        pointer["shards"],
+        json!([
+            "versions/000001/shards/jpg-000000.tar",
+            "versions/000001/shards/png-000000.tar"
+        ])
+    );
+    assert_eq!(
+        pointer["ledger"],
+        json!(["versions/000001/ledger/ledger-000000.parquet"])
+    );
+    assert!(!output.join("_SUCCESS").exists() && !output.join(".mmcurate.lock").exists());
 
-    // `inspect` on the folder agrees.
+    // `inspect` on the output agrees.
     let text = ok(&mmcurate(&["inspect", output.to_str().unwrap()]));
     assert!(text.contains("21 samples, 10 kept, 11 dropped"), "{text}");
-    assert!(text.contains("finished (_SUCCESS present)"), "{text}");
+    assert!(
+        text.contains("current version 1 (versions/000001)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -288,7 +312,7 @@ fn shards_read_back_with_webdataset_and_gnu_tar() {
     std::fs::create_dir(&extract).unwrap();
     let mut members = Vec::new();
     for shard in ["jpg-000000.tar", "png-000000.tar"] {
-        let path = output.join("shards").join(shard);
+        let path = current_version(&output).join("shards").join(shard);
         let list = Command::new("tar").arg("-tf").arg(&path).output().unwrap();
         assert!(
             list.status.success(),
@@ -333,8 +357,8 @@ fn output_is_byte_identical_whatever_the_thread_count() {
     run_quickstart(&one, &["--set", "run.threads=1"]);
     run_quickstart(&two, &["--set", "run.threads=3"]);
     for folder in ["shards", "ledger"] {
-        let a = tree(&one.join(folder));
-        let b = tree(&two.join(folder));
+        let a = tree(&current_version(&one).join(folder));
+        let b = tree(&current_version(&two).join(folder));
         assert!(!a.is_empty());
         assert_eq!(a.len(), b.len());
         for ((name_a, bytes_a), (name_b, bytes_b)) in a.iter().zip(&b) {
@@ -345,22 +369,4 @@ fn output_is_byte_identical_whatever_the_thread_count() {
             );
         }
     }
-}
-
-#[test]
-fn a_rerun_replaces_what_an_interrupted_run_left() {
-    let tmp = tempfile::tempdir().unwrap();
-    let output = tmp.path().join("out");
-    // An earlier, interrupted run with more shards: no _SUCCESS, an extra shard, and an
-    // in-progress upload file (as a killed process leaves it).
-    std::fs::create_dir_all(output.join("shards")).unwrap();
-    std::fs::write(output.join("shards/shard-000007.tar"), b"stale").unwrap();
-    std::fs::write(output.join("shards/shard-000002.tar#1"), b"partial").unwrap();
-    run_quickstart(&output, &[]);
-    let names: Vec<String> = tree(&output.join("shards"))
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    assert_eq!(names, ["jpg-000000.tar", "png-000000.tar"]);
-    assert!(output.join("_SUCCESS").exists());
 }

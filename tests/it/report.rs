@@ -109,17 +109,19 @@ fn reasons_shown(report: &Value) -> Vec<String> {
 
 /// The rebuilt report is the run's own, byte for byte.
 fn assert_rebuild_is_identical(output: &Path) {
-    let html = read(output.join("report.html"));
-    let json = read(output.join("report.json"));
-    std::fs::remove_file(output.join("report.html")).unwrap();
+    // The current version's report, rebuilt from the output root (through current.json).
+    let version = current_version(output);
+    let html = read(version.join("report.html"));
+    let json = read(version.join("report.json"));
+    std::fs::remove_file(version.join("report.html")).unwrap();
     let text = ok(&mmcurate(&["report", output.to_str().unwrap()]));
     assert!(text.starts_with("report written: file://"), "{text}");
     assert!(
-        read(output.join("report.json")) == json,
+        read(version.join("report.json")) == json,
         "report.json differs"
     );
     assert!(
-        read(output.join("report.html")) == html,
+        read(version.join("report.html")) == html,
         "report.html differs"
     );
 }
@@ -135,8 +137,8 @@ fn quickstart_report_shows_every_section_in_chromium() {
         "--set",
         &set,
     ]));
-    let manifest = json_file(&output.join("manifest.json"));
-    let report = json_file(&output.join("report.json"));
+    let manifest = json_file(&current_version(&output).join("manifest.json"));
+    let report = json_file(&current_version(&output).join("report.json"));
 
     let funnel = &report["funnel"];
     assert_eq!(funnel["samples"], manifest["counts"]["samples"]);
@@ -207,7 +209,7 @@ fn quickstart_report_shows_every_section_in_chromium() {
 
     assert_rebuild_is_identical(&output);
 
-    let page = output.join("report.html");
+    let page = current_version(&output).join("report.html");
     let screenshot = root().join("docs/report-quickstart.png");
     let facts = open_in_browser(&page, Some(&screenshot));
     assert_page_is_whole_and_offline(&facts, &page);
@@ -357,7 +359,7 @@ batch_size = 4
     )
     .unwrap();
     ok(&mmcurate(&["run", config.to_str().unwrap()]));
-    let report = json_file(&output.join("report.json"));
+    let report = json_file(&current_version(&output).join("report.json"));
     let reasons = reasons_shown(&report);
     for reason in [
         "static_video",
@@ -412,7 +414,7 @@ batch_size = 4
     assert!(scores.windows(2).all(|w| w[0] <= w[1]), "{scores:?}");
 
     assert_rebuild_is_identical(&output);
-    let page = output.join("report.html");
+    let page = current_version(&output).join("report.html");
     let facts = open_in_browser(&page, None);
     assert_page_is_whole_and_offline(&facts, &page);
     assert!(facts["video_tiles"].as_u64().unwrap() >= 2, "{facts}");

@@ -166,14 +166,15 @@ fn s3_input_and_output_against_a_real_server() {
     assert_eq!(
         listed,
         [
-            "out/_SUCCESS",
-            "out/ledger/ledger-000000.parquet",
-            "out/manifest.json",
-            "out/report.html",
-            "out/report.json",
-            "out/shards/jpg-000000.tar",
-            "out/shards/png-000000.tar"
-        ]
+            "out/current.json",
+            "out/versions/000001/ledger/ledger-000000.parquet",
+            "out/versions/000001/manifest.json",
+            "out/versions/000001/report.html",
+            "out/versions/000001/report.json",
+            "out/versions/000001/shards/jpg-000000.tar",
+            "out/versions/000001/shards/png-000000.tar"
+        ],
+        "the version and its commit pointer; the lock object is gone"
     );
 
     // Read the S3 output back locally with pyarrow: the same decisions as the local run.
@@ -234,7 +235,7 @@ fn s3_input_and_output_against_a_real_server() {
     // The shards just written, streamed back from S3 as WebDataset input: every sample passes
     // again, with its key, caption and original JSON fields.
     let sets = [
-        format!("inputs.0.uri=s3://{BUCKET}/out/shards"),
+        format!("inputs.0.uri=s3://{BUCKET}/out/versions/000001/shards"),
         "inputs.0.format=webdataset".to_string(),
         format!("run.output=s3://{BUCKET}/again"),
     ];
@@ -245,7 +246,7 @@ fn s3_input_and_output_against_a_real_server() {
     );
     let manifest: serde_json::Value = runtime.block_on(async {
         let bytes = store
-            .get(&ObjPath::from("again/manifest.json"))
+            .get(&ObjPath::from("again/versions/000001/manifest.json"))
             .await
             .unwrap()
             .bytes()
@@ -260,6 +261,114 @@ fn s3_input_and_output_against_a_real_server() {
         2
     );
     assert!(manifest["inputs"][0]["objects"][0]["etag"].is_string());
+
+    // A run while the output's lock object exists (a run in progress, or one that was killed)
+    // is refused before any work, naming the lock, its holder and what to do. The lock object
+    // was made with a conditional create, so a second one cannot be made over it.
+    let lock = br#"{"pid": 7, "host": "node-7", "started_at": "2026-01-01T00:00:00Z", "command": "mmcurate run job.toml"}"#;
+    runtime.block_on(async {
+        store
+            .put(
+                &ObjPath::from("out/.mmcurate.lock"),
+                PutPayload::from(lock.to_vec()),
+            )
+            .await
+            .unwrap();
+        store
+            .put(
+                &ObjPath::from("theirs/notes.txt"),
+                PutPayload::from(b"mine".to_vec()),
+            )
+            .await
+            .unwrap();
+    });
+    let refused = run_s3(
+        &moto,
+        &[
+            format!("inputs.0.uri=s3://{BUCKET}/in"),
+            format!("run.output=s3://{BUCKET}/out"),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "s3://{BUCKET}/out/.mmcurate.lock is held by pid 7 on node-7"
+        )) && stderr.contains("delete that object and run again"),
+        "{stderr}"
+    );
+    // A prefix that holds someone else's objects is refused, and left as it was.
+    let refused = run_s3(
+        &moto,
+        &[
+            format!("inputs.0.uri=s3://{BUCKET}/in"),
+            format!("run.output=s3://{BUCKET}/theirs"),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("is not an mmcurate output") && stderr.contains("notes.txt"),
+        "{stderr}"
+    );
+    let outputs: Vec<String> = runtime.block_on(async {
+        let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
+        objects
+            .iter()
+            .map(|o| o.location.to_string())
+            .filter(|n| n.starts_with("out/") || n.starts_with("theirs/"))
+            .collect()
+    });
+    assert_eq!(
+        outputs.len(),
+        listed.len() + 2,
+        "nothing written: {outputs:?}"
+    );
+    // A lock this host wrote for a process that is gone (a run killed with SIGKILL) is taken
+    // over by a conditional overwrite, and the run commits version 2.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let stale = serde_json::json!({"pid": 4_194_305, "host": host.trim(),
+        "started_at": "2026-01-01T00:00:00Z", "command": "mmcurate run job.toml"});
+    runtime.block_on(async {
+        store
+            .put(
+                &ObjPath::from("out/.mmcurate.lock"),
+                PutPayload::from(stale.to_string()),
+            )
+            .await
+            .unwrap();
+    });
+    let taken = run_s3(
+        &moto,
+        &[
+            format!("inputs.0.uri=s3://{BUCKET}/in"),
+            format!("run.output=s3://{BUCKET}/out"),
+        ],
+    );
+    ok(&taken);
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "taking over the stale lock s3://{BUCKET}/out/.mmcurate.lock: it was left by pid 4194305"
+        )),
+        "{stderr}"
+    );
+    let pointer: serde_json::Value = runtime.block_on(async {
+        let bytes = store
+            .get(&ObjPath::from("out/current.json"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    });
+    assert_eq!(
+        (&pointer["version"], &pointer["parent_version"]),
+        (&serde_json::json!(2), &serde_json::json!(1))
+    );
+    let lock_left = runtime.block_on(store.head(&ObjPath::from("out/.mmcurate.lock")));
+    assert!(lock_left.is_err(), "the run removed its lock object");
 
     // An unreachable bucket is a clear error before any work.
     let sets = [

@@ -1,6 +1,7 @@
 """Read a pipeline output's shards with Hugging Face `datasets`, one series at a time.
 
-Each shard series (manifest.json's `shards[].series`) is loaded as users do:
+The current version's folder comes from the output's current.json. Each shard series (its
+manifest.json's `shards[].series`) is loaded as users do:
     load_dataset("webdataset", data_files={"train": tars}, split="train")
 with the columns `datasets` infers itself. The media columns are then cast to `decode=False`,
 so the original bytes come back (no decoding). `datasets` needs torchcodec (PyTorch) even to
@@ -24,6 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import datasets  # noqa: E402
+
+from current_version import current_folder  # noqa: E402
 
 MEDIA_FEATURES = (datasets.Image, datasets.Audio, datasets.Video)
 
@@ -58,7 +61,7 @@ def load_series(tars, cache_dir, notes, name):
 
 
 def main():
-    out, cache_dir = Path(sys.argv[1]), sys.argv[2]
+    out, cache_dir = current_folder(sys.argv[1]), sys.argv[2]
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     manifest = json.loads((out / "manifest.json").read_text())

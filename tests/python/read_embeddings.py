@@ -1,4 +1,5 @@
-"""Read every embeddings/*.parquet in a pipeline output folder with pyarrow; print JSON.
+"""Read every embeddings file of a pipeline output's current version (current.json's list, or
+embeddings/*.parquet of a version folder) with pyarrow; print JSON.
 
 Prints {"files": [{"name", "metadata", "schema"}], "rows": [{"id", "image", "text"}]} where
 image and text are lists of floats (text null without a caption).
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from current_version import current_files
+
 
 def main(out_dir):
     files, rows = [], []
-    for path in sorted(Path(out_dir, "embeddings").glob("*.parquet")):
+    for path in map(Path, current_files(out_dir, "embeddings", "embeddings", "*.parquet")):
         table = pq.read_table(path)
         metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
         files.append({"name": path.name, "metadata": metadata, "schema": str(table.schema)})

@@ -1,4 +1,5 @@
-"""Read every ledger/*.parquet in a pipeline output folder with pyarrow and dump it as JSON.
+"""Read every ledger file of a pipeline output's current version (current.json's list, or
+ledger/*.parquet of a version folder) with pyarrow and dump it as JSON.
 
 Prints {"num_rows": n, "columns": [...], "rows": [...]} to stdout as strict JSON: bytes
 become hex strings, NaN/inf floats become the strings "nan"/"inf"/"-inf", and other
@@ -9,10 +10,11 @@ non-JSON values (timestamps, decimals, ...) become strings.
 import json
 import math
 import sys
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from current_version import current_files
 
 
 def _clean(value):
@@ -34,7 +36,7 @@ def _default(value):
 
 
 def main():
-    files = sorted(Path(sys.argv[1], "ledger").glob("*.parquet"))
+    files = current_files(sys.argv[1], "ledger", "ledger", "*.parquet")
     if not files:
         raise SystemExit(f"no ledger/*.parquet under {sys.argv[1]}")
     table = pa.concat_tables([pq.read_table(f) for f in files])

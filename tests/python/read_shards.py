@@ -1,4 +1,5 @@
-"""Read all shards/*.tar (every series) of a pipeline output folder with the webdataset library.
+"""Read all shards (every series) of a pipeline output's current version with the webdataset
+library, by the shard list of its current.json (or shards/*.tar of a version folder).
 
 No decoding: each sample's parts are reported as byte length + sha256; the .json part is
 also parsed and the .txt part decoded as UTF-8. Any unreadable shard (or malformed
@@ -10,13 +11,14 @@ sample) raises, so the exit status is non-zero. Prints to stdout:
 import hashlib
 import json
 import sys
-from pathlib import Path
 
 import webdataset as wds
 
+from current_version import current_files
+
 
 def main():
-    shards = sorted(str(p) for p in Path(sys.argv[1], "shards").glob("*.tar"))
+    shards = current_files(sys.argv[1], "shards", "shards", "*.tar")
     if not shards:
         raise SystemExit(f"no shards/*.tar under {sys.argv[1]}")
     # webdataset 1.0.x: shardshuffle must be explicit; empty_check=False so an empty

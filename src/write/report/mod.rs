@@ -133,7 +133,10 @@ pub fn write_for_run(
     output: &Location,
     runtime: &tokio::runtime::Handle,
 ) {
-    let manifest = serde_json::to_value(manifest).expect("the manifest serialises");
+    // Through its JSON text, as `mmcurate report` reads it: a float parsed back can differ
+    // from the value it was written from in the last bit, and the two reports must agree.
+    let text = serde_json::to_vec(manifest).expect("the manifest serialises");
+    let manifest: Value = serde_json::from_slice(&text).expect("the manifest parses");
     match write_report(
         &RecordRows(records),
         &manifest,
@@ -151,7 +154,8 @@ pub fn write_for_run(
     }
 }
 
-/// `mmcurate report OUTPUT`: the report again, from the output's manifest, ledger and shards.
+/// `mmcurate report OUTPUT`: the report again, from the current version's manifest, ledger and
+/// shards, written into that version's folder (`OUTPUT` may also be a version folder).
 pub fn rebuild(output_uri: &str) -> Result<(String, ReportFiles), ReportError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -163,9 +167,13 @@ pub fn rebuild(output_uri: &str) -> Result<(String, ReportFiles), ReportError> {
         })?;
     let stores = Stores::new();
     let read_error = |uri: String, message: String| ReportError::Read { uri, message };
-    let output = stores
+    let root = stores
         .open(output_uri)
         .map_err(|e| read_error(output_uri.to_string(), e.to_string()))?;
+    let output = runtime
+        .block_on(super::version::locate_current(&root))
+        .map_err(|e| read_error(output_uri.to_string(), e.to_string()))?
+        .dir;
     let get = |relative: &str| {
         let location = output.child(relative);
         runtime
