@@ -278,7 +278,7 @@ fn files_read_in_small_batches_and_windows_give_the_pairs_of_the_matrix_in_memor
     };
     let report = from_files("<f4");
     assert!(
-        report.stats.batches > 20,
+        report.stats.batches > 10,
         "{} batches",
         report.stats.batches
     );
