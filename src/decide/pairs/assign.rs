@@ -92,6 +92,10 @@ impl Memberships {
     }
 }
 
+/// One block's assignment: each row's count of partitions, each row's primary, the partitions
+/// of all its rows in order, and the memberships counted.
+type AssignedBlock = (Vec<u32>, Vec<u32>, Vec<u32>, u64);
+
 /// Assigns rows to partitions with a replication rule.
 pub(crate) struct Assigner<'a> {
     centroids: &'a Centroids,
@@ -155,7 +159,7 @@ impl<'a> Assigner<'a> {
     ) {
         let dim = self.centroids.dim;
         let k = self.centroids.len();
-        let blocks: Vec<(Vec<u32>, Vec<u32>, Vec<u32>, u64)> = rows
+        let blocks: Vec<AssignedBlock> = rows
             .par_chunks(BLOCK_ROWS * dim)
             .map(|block| {
                 let m = block.len() / dim;
