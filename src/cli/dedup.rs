@@ -10,9 +10,10 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::decide::pairs::engine::{DEFAULT_MARGIN, DEFAULT_MAX_REPLICAS};
+use crate::decide::pairs::engine::{DEFAULT_MARGIN, DEFAULT_MAX_REPLICAS, DEFAULT_MEMORY_BUDGET};
 use crate::decide::pairs::files::{
-    groups_of, merge_shards, shard_pairs_path, write_groups, write_pairs, GroupRow,
+    groups_of, merge_shards, rows_in_pairs, shard_pairs_path, write_groups_with_ids, write_pairs,
+    write_pairs_with_ids, GroupRow, RowIds,
 };
 use crate::decide::pairs::npy::NpyFiles;
 use crate::decide::pairs::parquet_input::ParquetEmbeddings;
@@ -37,6 +38,11 @@ pub struct DedupArgs {
     /// The Parquet column holding the embeddings.
     #[arg(long, default_value = "embedding")]
     column: String,
+    /// A Parquet column of row ids (strings or integers), written beside the row numbers:
+    /// `a_id`, `b_id` in pairs.parquet, `id`, `group_id` in groups.parquet. With --merge,
+    /// --embeddings must name the same input.
+    #[arg(long)]
+    id_column: Option<String>,
     /// Number of partitions (default about 2·√rows).
     #[arg(long)]
     partitions: Option<usize>,
@@ -46,8 +52,10 @@ pub struct DedupArgs {
     /// At most this many partitions per vector besides its nearest.
     #[arg(long, default_value_t = DEFAULT_MAX_REPLICAS)]
     max_replicas: usize,
-    /// Memory for gathered partition vectors, in GiB (the rest is about 25 bytes per row).
-    #[arg(long, default_value_t = 4.0)]
+    /// Memory the search may hold, in GiB: the memberships (about 16 bytes per row and 8 per
+    /// replica) and one batch of gathered partition vectors; the pairs found come on top (24
+    /// bytes each).
+    #[arg(long, default_value_t = DEFAULT_MEMORY_BUDGET as f64 / f64::from(1u32 << 30))]
     memory_budget_gib: f64,
     /// Seed of the k-means sample.
     #[arg(long, default_value_t = 0x5EED_D0D0)]
@@ -72,6 +80,7 @@ struct Summary {
     command: &'static str,
     input: Option<String>,
     min_cosine: Option<f32>,
+    id_column: Option<String>,
     threads: usize,
     parameters: Option<PairSearch>,
     search: Option<PairStats>,
@@ -101,19 +110,34 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
             args.num_shards
         );
     }
+    // The input (and its id column) is checked before any work.
+    let input = match &args.embeddings {
+        Some(path) => Some(Input::open(path, &args.column)?),
+        None => None,
+    };
+    if let Some(column) = &args.id_column {
+        match &input {
+            Some(Input::Parquet(p)) => p.check_id_column(column)?,
+            Some(Input::Npy(_)) => bail!(
+                "--id-column {column}: ids are read from Parquet input; .npy rows are named by their row numbers"
+            ),
+            None => bail!("--id-column {column} with --merge: give --embeddings too, to read the ids from"),
+        }
+    }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     if args.merge {
         let pairs = merge_shards(&args.output, args.num_shards)?;
-        return finish(args, threads, started, None, None, None, pairs);
+        let ids = read_ids(args, input.as_ref(), &pairs)?;
+        return finish(args, threads, started, None, None, None, pairs, ids);
     }
-    let Some(path) = &args.embeddings else {
+    let (Some(path), Some(input)) = (&args.embeddings, &input) else {
         bail!("--embeddings is required (unless --merge)");
     };
     let Some(min_cosine) = args.min_cosine else {
         bail!("--min-cosine is required (unless --merge)");
     };
-    let source = open_source(path, &args.column)?;
+    let source = input.source();
     let mut params = PairSearch::new(min_cosine);
     params.partitions = args.partitions;
     params.margin = args.margin;
@@ -128,11 +152,11 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
         .num_threads(threads)
         .build()
         .context("starting the worker threads")?;
-    let report = pool.install(|| find_pairs(source.as_ref(), &params))?;
+    let report = pool.install(|| find_pairs(source, &params))?;
     let recall = if args.estimate_recall > 0 {
         Some(pool.install(|| {
             estimate_recall(
-                source.as_ref(),
+                source,
                 true,
                 min_cosine,
                 &report.pairs,
@@ -143,6 +167,12 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // A shard's pairs carry no ids: the merge reads them once for all shards.
+    let ids = if args.num_shards > 1 {
+        None
+    } else {
+        read_ids(args, Some(input), &report.pairs)?
+    };
     finish(
         args,
         threads,
@@ -151,7 +181,22 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
         Some(report.stats),
         recall,
         report.pairs,
+        ids,
     )
+}
+
+/// The ids of the rows in `pairs`, when --id-column asks for them.
+fn read_ids(
+    args: &DedupArgs,
+    input: Option<&Input>,
+    pairs: &[crate::decide::pairs::CosinePair],
+) -> anyhow::Result<Option<RowIds>> {
+    match (&args.id_column, input) {
+        (Some(column), Some(Input::Parquet(p))) => {
+            Ok(Some(p.read_ids(column, &rows_in_pairs(pairs))?))
+        }
+        _ => Ok(None),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -163,6 +208,7 @@ fn finish(
     stats: Option<PairStats>,
     recall: Option<RecallEstimate>,
     pairs: Vec<crate::decide::pairs::CosinePair>,
+    ids: Option<RowIds>,
 ) -> anyhow::Result<()> {
     let clock = Instant::now();
     let sharded = args.num_shards > 1 && !args.merge;
@@ -179,11 +225,11 @@ fn finish(
         summary_path = path.with_extension("json");
     } else {
         let path = args.output.join("pairs.parquet");
-        write_pairs(&path, &pairs)?;
+        write_pairs_with_ids(&path, &pairs, ids.as_ref())?;
         files.push(path.display().to_string());
         groups = groups_of(&pairs);
         let path = args.output.join("groups.parquet");
-        write_groups(&path, &groups)?;
+        write_groups_with_ids(&path, &groups, ids.as_ref())?;
         files.push(path.display().to_string());
         summary_path = args.output.join("summary.json");
     }
@@ -192,6 +238,7 @@ fn finish(
         command: if args.merge { "dedup --merge" } else { "dedup" },
         input: input.map(|(p, _)| p.display().to_string()),
         min_cosine: input.map(|(_, p)| p.min_cosine),
+        id_column: ids.as_ref().and(args.id_column.clone()),
         threads,
         parameters: input.map(|(_, p)| p),
         search: stats,
@@ -211,40 +258,55 @@ fn finish(
     Ok(())
 }
 
-/// A reader for `path`: .npy files or Parquet, by extension (a folder by what it holds).
-fn open_source(path: &Path, column: &str) -> anyhow::Result<Box<dyn EmbeddingSource>> {
-    let has = |ext: &str| -> bool {
-        std::fs::read_dir(path).is_ok_and(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .any(|e| e.path().extension().is_some_and(|x| x == ext))
-        })
-    };
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let npy = if path.is_dir() {
-        if has("npy") {
-            true
-        } else if has("parquet") {
-            false
+/// The input files.
+enum Input {
+    Npy(NpyFiles),
+    Parquet(ParquetEmbeddings),
+}
+
+impl Input {
+    /// A reader for `path`: .npy files or Parquet, by extension (a folder by what it holds).
+    fn open(path: &Path, column: &str) -> anyhow::Result<Input> {
+        let has = |ext: &str| -> bool {
+            std::fs::read_dir(path).is_ok_and(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.path().extension().is_some_and(|x| x == ext))
+            })
+        };
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let npy = if path.is_dir() {
+            if has("npy") {
+                true
+            } else if has("parquet") {
+                false
+            } else {
+                bail!(
+                    "{}: no .npy or .parquet files in this folder",
+                    path.display()
+                );
+            }
         } else {
-            bail!(
-                "{}: no .npy or .parquet files in this folder",
-                path.display()
-            );
+            match extension {
+                "npy" => true,
+                "parquet" => false,
+                _ => bail!(
+                    "{}: embeddings must be a .npy or .parquet file or a folder of them",
+                    path.display()
+                ),
+            }
+        };
+        Ok(if npy {
+            Input::Npy(NpyFiles::open(path)?)
+        } else {
+            Input::Parquet(ParquetEmbeddings::open(path, column)?)
+        })
+    }
+
+    fn source(&self) -> &dyn EmbeddingSource {
+        match self {
+            Input::Npy(n) => n,
+            Input::Parquet(p) => p,
         }
-    } else {
-        match extension {
-            "npy" => true,
-            "parquet" => false,
-            _ => bail!(
-                "{}: embeddings must be a .npy or .parquet file or a folder of them",
-                path.display()
-            ),
-        }
-    };
-    Ok(if npy {
-        Box::new(NpyFiles::open(path)?)
-    } else {
-        Box::new(ParquetEmbeddings::open(path, column)?)
-    })
+    }
 }

@@ -92,6 +92,65 @@ fn dedup_finds_numpys_pairs_in_every_input_format_and_thread_count() {
         }
     }
 
+    // Parquet ids carried into both files, beside the same row numbers.
+    dedup(
+        &d.join("emb.parquet"),
+        &d.join("pq-ids"),
+        &[&["--column", "vec", "--id-column", "id"][..], &strict].concat(),
+    );
+    let with_ids = python_json("dedup_io.py", &["read", d.join("pq-ids").to_str().unwrap()]);
+    assert_eq!(pairs_of(&with_ids), exact);
+    assert_eq!(
+        with_ids["pair_types"],
+        serde_json::json!(["uint64", "uint64", "float", "string", "string"])
+    );
+    assert_eq!(
+        with_ids["group_types"],
+        serde_json::json!(["uint64", "uint64", "bool", "string", "string"])
+    );
+    // An id column is read from Parquet only, and must exist there, checked before any work.
+    for (input, column, message) in [
+        ("emb.parquet", "nope", "no id column \"nope\""),
+        ("emb.npy", "id", "ids are read from Parquet input"),
+    ] {
+        let out = mmcurate(&[
+            "dedup",
+            "--embeddings",
+            d.join(input).to_str().unwrap(),
+            "--column",
+            "vec",
+            "--min-cosine",
+            "0.9",
+            "--id-column",
+            column,
+            "--output",
+            d.join("bad-ids").to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+    }
+    assert!(!d.join("bad-ids").exists());
+    let named = |row: &Value| format!("s{}", row.as_u64().unwrap());
+    for (pair, ids) in with_ids["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(with_ids["pair_ids"].as_array().unwrap())
+    {
+        assert_eq!(ids[0].as_str().unwrap(), named(&pair[0]), "{pair} {ids}");
+        assert_eq!(ids[1].as_str().unwrap(), named(&pair[1]), "{pair} {ids}");
+    }
+    for (group, ids) in with_ids["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(with_ids["group_ids"].as_array().unwrap())
+    {
+        assert_eq!(ids[0].as_str().unwrap(), named(&group[0]));
+        assert_eq!(ids[1].as_str().unwrap(), named(&group[1]));
+    }
+
     // float16 loses precision: nearly the same pairs.
     dedup(&d.join("emb16.npy"), &d.join("f16"), &strict);
     let f16 = pairs_of(&python_json(

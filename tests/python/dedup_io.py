@@ -5,7 +5,8 @@ readers a user has (NumPy, pyarrow).
                          copies), DIR/emb16.npy (the same as float16), DIR/parts/ (emb.npy in
                          two files), DIR/emb.parquet (list<float32> column "vec"); prints the
                          exact pairs >= 0.9 of the float32 rows by brute force (float64).
-  dedup_io.py read DIR   prints DIR/pairs.parquet and DIR/groups.parquet as JSON.
+  dedup_io.py read DIR   prints DIR/pairs.parquet and DIR/groups.parquet as JSON (with the id
+                         columns and their types when the files have them).
 """
 
 import json
@@ -45,15 +46,16 @@ def read(out: str) -> None:
 
     pairs = pq.read_table(os.path.join(out, "pairs.parquet"))
     groups = pq.read_table(os.path.join(out, "groups.parquet"))
-    print(
-        json.dumps(
-            {
-                "pair_types": [str(f.type) for f in pairs.schema],
-                "pairs": [[r["a"], r["b"], r["cosine"]] for r in pairs.to_pylist()],
-                "groups": [[r["row"], r["group"], r["kept"]] for r in groups.to_pylist()],
-            }
-        )
-    )
+    out = {
+        "pair_types": [str(f.type) for f in pairs.schema],
+        "pairs": [[r["a"], r["b"], r["cosine"]] for r in pairs.to_pylist()],
+        "groups": [[r["row"], r["group"], r["kept"]] for r in groups.to_pylist()],
+    }
+    if "a_id" in pairs.column_names:
+        out["pair_ids"] = [[r["a_id"], r["b_id"]] for r in pairs.to_pylist()]
+        out["group_ids"] = [[r["id"], r["group_id"]] for r in groups.to_pylist()]
+        out["group_types"] = [str(f.type) for f in groups.schema]
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

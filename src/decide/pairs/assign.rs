@@ -38,13 +38,15 @@ impl Replication {
     }
 }
 
-/// The partitions of a set of rows: for the i-th row kept, `rows[i]` is its row number and
-/// `partitions[offsets[i]..offsets[i + 1]]` its partitions, ascending. Rows are ascending.
+/// The partitions of a set of rows: for the i-th row kept, `rows[i]` is its row number,
+/// `partitions[offsets[i]..offsets[i + 1]]` its partitions, ascending, and `primary[i]` the
+/// nearest of them. Rows are ascending.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Memberships {
     pub rows: Vec<u32>,
     pub offsets: Vec<u64>,
     pub partitions: Vec<u32>,
+    pub primary: Vec<u32>,
     /// Every row assigned, kept or not (for the replication statistics).
     pub assigned_rows: u64,
     /// Their memberships, primary included.
@@ -59,19 +61,26 @@ impl Memberships {
         }
     }
 
-    /// The partitions of row `row`, empty when it has none (or was not kept).
-    pub fn of(&self, row: u32) -> &[u32] {
-        match self.rows.binary_search(&row) {
-            Ok(i) => &self.partitions[self.offsets[i] as usize..self.offsets[i + 1] as usize],
-            Err(_) => &[],
-        }
+    /// The primary partition and the partitions of row `row`, when it was kept.
+    pub fn primary_and_list(&self, row: u32) -> Option<(u32, &[u32])> {
+        let i = self.rows.binary_search(&row).ok()?;
+        Some((self.primary[i], self.list(i)))
     }
 
     /// Appends a row's partitions (row numbers must come in ascending order).
-    fn push(&mut self, row: u32, partitions: &[u32]) {
+    pub fn push(&mut self, row: u32, primary: u32, partitions: &[u32]) {
         self.rows.push(row);
+        self.primary.push(primary);
         self.partitions.extend_from_slice(partitions);
         self.offsets.push(self.partitions.len() as u64);
+    }
+
+    /// Bytes held, for the memory budget.
+    pub fn bytes(&self) -> u64 {
+        (self.rows.capacity() * 4
+            + self.primary.capacity() * 4
+            + self.offsets.capacity() * 8
+            + self.partitions.capacity() * 4) as u64
     }
 
     pub fn len(&self) -> usize {
@@ -82,6 +91,10 @@ impl Memberships {
         &self.partitions[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 }
+
+/// One block's assignment: each row's count of partitions, each row's primary, the partitions
+/// of all its rows in order, and the memberships counted.
+type AssignedBlock = (Vec<u32>, Vec<u32>, Vec<u32>, u64);
 
 /// Assigns rows to partitions with a replication rule.
 pub(crate) struct Assigner<'a> {
@@ -146,37 +159,44 @@ impl<'a> Assigner<'a> {
     ) {
         let dim = self.centroids.dim;
         let k = self.centroids.len();
-        let blocks: Vec<(Vec<u32>, Vec<u32>, u64)> = rows
+        let blocks: Vec<AssignedBlock> = rows
             .par_chunks(BLOCK_ROWS * dim)
             .map(|block| {
                 let m = block.len() / dim;
                 let mut dots = vec![0f32; m * k];
                 dot_products(block, &self.centroids.vectors, dim, &mut dots);
                 let mut lengths = Vec::with_capacity(m);
+                let mut primaries = Vec::with_capacity(m);
                 let mut partitions = Vec::new();
                 let mut near: Vec<(f32, u32)> = Vec::new();
                 let mut memberships = 0u64;
                 for i in 0..m {
                     let row = &block[i * dim..(i + 1) * dim];
                     let before = partitions.len();
+                    let mut primary = 0;
                     if row.iter().all(|v| v.is_finite()) {
-                        self.partitions_of(&dots[i * k..(i + 1) * k], &mut near, &mut partitions);
+                        primary = self.partitions_of(
+                            &dots[i * k..(i + 1) * k],
+                            &mut near,
+                            &mut partitions,
+                        );
                     }
+                    primaries.push(primary);
                     memberships += (partitions.len() - before) as u64;
                     lengths.push((partitions.len() - before) as u32);
                 }
-                (lengths, partitions, memberships)
+                (lengths, primaries, partitions, memberships)
             })
             .collect();
         let mut row = first_row;
-        for (lengths, partitions, memberships) in blocks {
+        for (lengths, primaries, partitions, memberships) in blocks {
             out.assigned_memberships += memberships;
             let mut at = 0;
-            for len in lengths {
+            for (len, primary) in lengths.into_iter().zip(primaries) {
                 let list = &partitions[at..at + len as usize];
                 at += len as usize;
                 if list.iter().any(|p| keep.contains(p)) {
-                    out.push(row, list);
+                    out.push(row, primary, list);
                 }
                 if len > 0 {
                     out.assigned_rows += 1;
@@ -186,8 +206,9 @@ impl<'a> Assigner<'a> {
         }
     }
 
-    /// Appends the partitions (ascending) of a row with dot products `dots` to the centroids.
-    fn partitions_of(&self, dots: &[f32], near: &mut Vec<(f32, u32)>, out: &mut Vec<u32>) {
+    /// Appends the partitions (ascending) of a row with dot products `dots` to the centroids,
+    /// and returns its primary (nearest) partition.
+    fn partitions_of(&self, dots: &[f32], near: &mut Vec<(f32, u32)>, out: &mut Vec<u32>) -> u32 {
         let c = self.centroids;
         let primary = c.nearest_of(dots) as usize;
         let primary_score = c.score(primary, dots[primary]);
@@ -221,6 +242,7 @@ impl<'a> Assigner<'a> {
         out.push(primary as u32);
         out.extend(near.iter().map(|&(_, j)| j));
         out[start..].sort_unstable();
+        primary as u32
     }
 }
 
@@ -258,8 +280,10 @@ mod tests {
         assert_eq!(out.rows, [10, 11, 12, 13, 14]);
         let lists: Vec<Vec<u32>> = (0..out.len()).map(|i| out.list(i).to_vec()).collect();
         assert_eq!(lists, [vec![0], vec![0, 1], vec![0], vec![0, 1], vec![1]]);
-        assert_eq!(out.of(11), [0, 1]);
-        assert!(out.of(16).is_empty());
+        assert_eq!(out.primary, [0, 0, 0, 1, 1]);
+        assert_eq!(out.primary_and_list(11), Some((0, &[0u32, 1][..])));
+        assert_eq!(out.primary_and_list(13), Some((1, &[0u32, 1][..])));
+        assert!(out.primary_and_list(16).is_none());
         assert_eq!((out.assigned_rows, out.assigned_memberships), (5, 7));
 
         // Only rows touching partition 1 are kept for a shard of partition 1.

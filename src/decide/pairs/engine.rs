@@ -1,6 +1,6 @@
 //! The pair search, pass by pass over a source: a seeded sample, spherical k-means on it,
 //! the assignment of every row to its partitions, then batches of partitions that fit the
-//! memory budget, each gathered in one scan and searched exhaustively, partitions and row
+//! memory budget, each gathered (only the rows it needs) and searched exhaustively, partitions and row
 //! blocks in parallel. With a shard, only a range of partitions is searched (the pairs of
 //! the whole input are the union of all shards'). Writing files is the caller's job.
 
@@ -48,7 +48,9 @@ pub struct PairSearch {
     /// At most this many partitions per row besides its nearest.
     pub max_replicas: usize,
     pub seed: u64,
-    /// Bytes of gathered partition vectors held at once.
+    /// Bytes the search may hold: the memberships (about 16 bytes per row and 8 per replica),
+    /// the gathered partition vectors of one batch, and a reserve for buffers. The pairs found
+    /// come on top (24 bytes each).
     pub memory_budget: u64,
     /// Normalise rows to unit length as they are read (off for rows already unit).
     pub normalise: bool,
@@ -63,7 +65,7 @@ impl PairSearch {
             margin: DEFAULT_MARGIN,
             max_replicas: DEFAULT_MAX_REPLICAS,
             seed: 0x5EED_D0D0,
-            memory_budget: 4 << 30,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
             normalise: true,
             shard: Shard::WHOLE,
         }
@@ -83,6 +85,14 @@ impl PairSearch {
 pub const DEFAULT_MARGIN: f32 = 0.15;
 pub const DEFAULT_MAX_REPLICAS: usize = 8;
 const PARTITIONS_PER_SQRT_ROWS: f64 = 2.0;
+/// 6 GiB: with the sample, the k-means and the pairs of embedding-like data, a search stays
+/// within 8 GiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 6 << 30;
+/// Kept out of the gather budget for the tiles, the read window and the allocator.
+const RESERVED_BYTES: u64 = 256 << 20;
+/// A batch always holds at least one partition, and at least this much when the budget is
+/// smaller than what the memberships take.
+const MIN_GATHER_BYTES: u64 = 1 << 20;
 
 /// What a search did, for the summary.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -97,7 +107,13 @@ pub struct PairStats {
     pub replication: f64,
     pub largest_partition: usize,
     pub batches: usize,
+    /// Bytes of gathered vectors a batch may hold: the budget less what the search holds
+    /// besides (memberships, member lists, a reserve for tiles and buffers).
+    pub gather_budget_bytes: u64,
+    /// Sequential passes over the input (the sample, the assignment).
     pub input_scans: usize,
+    /// Batches gathered (one read of the rows each batch needs).
+    pub gathers: usize,
     pub pairs: usize,
     pub seconds_sample: f64,
     pub seconds_kmeans: f64,
@@ -132,6 +148,7 @@ pub fn find_pairs(
     }
     let mut scratch = Vec::new();
     let mut scans = 0;
+    let mut gathers = 0;
 
     // 1. A seeded sample of valid rows.
     let clock = Instant::now();
@@ -153,6 +170,11 @@ pub fn find_pairs(
     })?;
     stats.sample_rows = sample.len() / dim;
     stats.seconds_sample = clock.elapsed().as_secs_f64();
+    tracing::info!(
+        "pairs: {} sample rows of {rows} in {:.1} s",
+        stats.sample_rows,
+        stats.seconds_sample
+    );
 
     // 2. Partitions.
     let clock = Instant::now();
@@ -161,6 +183,10 @@ pub fn find_pairs(
     drop(sample);
     stats.partitions = k;
     stats.seconds_kmeans = clock.elapsed().as_secs_f64();
+    tracing::info!(
+        "pairs: {k} partitions by k-means in {:.1} s",
+        stats.seconds_kmeans
+    );
     let shard = params.shard;
     let range = (k as u64 * u64::from(shard.index) / u64::from(shard.count)) as u32
         ..(k as u64 * u64::from(shard.index + 1) / u64::from(shard.count)) as u32;
@@ -181,27 +207,50 @@ pub fn find_pairs(
     stats.replication =
         memberships.assigned_memberships as f64 / memberships.assigned_rows.max(1) as f64;
     stats.seconds_assign = clock.elapsed().as_secs_f64();
+    tracing::info!(
+        "pairs: rows assigned in {:.1} s, {:.2} partitions per row",
+        stats.seconds_assign,
+        stats.replication
+    );
 
-    // 4. Members of each partition in range, ascending by row.
+    // 4. Members of each partition in range: its primary rows, then its replicas, each
+    // ascending by row.
     let width = (range.end - range.start) as usize;
-    let mut members: Vec<Vec<u32>> = vec![Vec::new(); width];
+    let mut primaries: Vec<Vec<u32>> = vec![Vec::new(); width];
+    let mut replicas: Vec<Vec<u32>> = vec![Vec::new(); width];
     for i in 0..memberships.len() {
+        let primary = memberships.primary[i];
         for &p in memberships.list(i) {
             if range.contains(&p) {
-                members[(p - range.start) as usize].push(memberships.rows[i]);
+                let slot = (p - range.start) as usize;
+                if p == primary {
+                    primaries[slot].push(memberships.rows[i]);
+                } else {
+                    replicas[slot].push(memberships.rows[i]);
+                }
             }
         }
     }
-    stats.largest_partition = members.iter().map(Vec::len).max().unwrap_or(0);
+    let sizes: Vec<usize> = (0..width)
+        .map(|p| primaries[p].len() + replicas[p].len())
+        .collect();
+    stats.largest_partition = sizes.iter().copied().max().unwrap_or(0);
 
-    // 5. Batches of consecutive partitions within the memory budget.
+    // 5. Batches of consecutive partitions whose gathered vectors fit in what the budget
+    // leaves after the memberships and member lists.
     let row_bytes = (dim * 4) as u64;
+    let held = memberships.bytes() + 4 * sizes.iter().sum::<usize>() as u64;
+    let gather_budget = params
+        .memory_budget
+        .saturating_sub(held + RESERVED_BYTES)
+        .max(MIN_GATHER_BYTES);
+    stats.gather_budget_bytes = gather_budget;
     let mut batches: Vec<std::ops::Range<usize>> = Vec::new();
     let mut start = 0;
     let mut bytes = 0u64;
-    for (p, m) in members.iter().enumerate() {
-        let b = m.len() as u64 * row_bytes;
-        if p > start && bytes + b > params.memory_budget {
+    for (p, &size) in sizes.iter().enumerate() {
+        let b = size as u64 * row_bytes;
+        if p > start && bytes + b > gather_budget {
             batches.push(start..p);
             start = p;
             bytes = 0;
@@ -214,44 +263,62 @@ pub fn find_pairs(
     stats.batches = batches.len();
 
     let mut pairs = Vec::new();
-    for batch in batches {
+    let mut row_scratch = vec![0f32; dim];
+    let batch_count = batches.len();
+    for (batch_index, batch) in batches.into_iter().enumerate() {
         let clock = Instant::now();
         let mut parts: Vec<PartitionVectors> = batch
             .clone()
             .map(|p| {
-                let rows = std::mem::take(&mut members[p]);
+                let mut rows = std::mem::take(&mut primaries[p]);
+                let primary_count = rows.len();
+                rows.append(&mut std::mem::take(&mut replicas[p]));
                 let vectors = vec![0f32; rows.len() * dim];
                 PartitionVectors {
                     partition: range.start + p as u32,
                     rows,
+                    primaries: primary_count,
                     vectors,
                 }
             })
             .collect();
-        let mut filled = vec![0usize; parts.len()];
         let batch_first = range.start + batch.start as u32;
         let batch_end = range.start + batch.end as u32;
-        let mut next = 0usize;
-        scans += 1;
-        source.scan(&mut |first, values| {
-            let values = prepared(values, dim, params.normalise, &mut scratch);
-            let end = first + (values.len() / dim) as u64;
-            while next < memberships.len() && u64::from(memberships.rows[next]) < end {
-                let row = u64::from(memberships.rows[next]);
-                let local = (row - first) as usize;
-                let vector = &values[local * dim..(local + 1) * dim];
-                for &p in memberships.list(next) {
-                    if p >= batch_first && p < batch_end {
-                        let slot = (p - batch_first) as usize;
-                        let at = filled[slot];
-                        parts[slot].vectors[at * dim..(at + 1) * dim].copy_from_slice(vector);
-                        filled[slot] += 1;
-                    }
+        let in_batch = |p: u32| p >= batch_first && p < batch_end;
+        // The rows this batch needs (ascending), and their index in `memberships`.
+        let needed: Vec<u32> = (0..memberships.len() as u32)
+            .filter(|&i| memberships.list(i as usize).iter().any(|&p| in_batch(p)))
+            .collect();
+        let needed_rows: Vec<u32> = needed
+            .iter()
+            .map(|&i| memberships.rows[i as usize])
+            .collect();
+        // Where the next row goes in each partition: primaries from 0, replicas after them.
+        let mut next_primary = vec![0usize; parts.len()];
+        let mut next_replica: Vec<usize> = parts.iter().map(|p| p.primaries).collect();
+        source.gather(&needed_rows, &mut |j, values| {
+            row_scratch.copy_from_slice(values);
+            if params.normalise {
+                normalise(&mut row_scratch, dim);
+            }
+            let i = needed[j] as usize;
+            let primary = memberships.primary[i];
+            for &p in memberships.list(i) {
+                if in_batch(p) {
+                    let slot = (p - batch_first) as usize;
+                    let next = if p == primary {
+                        &mut next_primary[slot]
+                    } else {
+                        &mut next_replica[slot]
+                    };
+                    let at = *next;
+                    parts[slot].vectors[at * dim..(at + 1) * dim].copy_from_slice(&row_scratch);
+                    *next += 1;
                 }
-                next += 1;
             }
             Ok(())
         })?;
+        gathers += 1;
         stats.seconds_gather += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
@@ -277,10 +344,20 @@ pub fn find_pairs(
             .collect();
         pairs.extend(found.into_iter().flatten());
         stats.seconds_pairs += clock.elapsed().as_secs_f64();
+        tracing::info!(
+            "pairs: batch {}/{batch_count} ({} partitions, {} rows gathered): {} pairs so far; {:.1} s gathering, {:.1} s products in all",
+            batch_index + 1,
+            batch.len(),
+            needed_rows.len(),
+            pairs.len(),
+            stats.seconds_gather,
+            stats.seconds_pairs
+        );
     }
     pairs.sort_unstable_by_key(|p| (p.a, p.b));
     stats.pairs = pairs.len();
     stats.input_scans = scans;
+    stats.gathers = gathers;
     Ok(PairSearchReport { pairs, stats })
 }
 

@@ -4,6 +4,7 @@
 
 use super::engine::{find_pairs, PairSearch, Shard};
 use super::files::{groups_of, write_groups, write_pairs};
+use super::npy::NpyFiles;
 use super::source::VectorsInMemory;
 use super::tile::dot_products;
 use super::{mix, CosinePair};
@@ -231,4 +232,66 @@ fn normalises_rows_and_skips_bad_ones() {
     bad = PairSearch::new(0.9);
     bad.shard = Shard { count: 2, index: 2 };
     assert!(find_pairs(&source, &bad).is_err());
+}
+
+/// The corpus as two .npy files in a folder (rows split at 10,000), float32 or float16.
+fn npy_folder(vectors: &[f32], descr: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let split = 10_000 * DIM;
+    for (name, part) in [("a.npy", &vectors[..split]), ("b.npy", &vectors[split..])] {
+        let bytes: Vec<u8> = match descr {
+            "<f2" => part
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_bits().to_le_bytes())
+                .collect(),
+            _ => part.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        };
+        super::npy::tests::write_npy(&dir.path().join(name), descr, part.len() / DIM, DIM, &bytes);
+    }
+    dir
+}
+
+#[test]
+fn files_read_in_small_batches_and_windows_give_the_pairs_of_the_matrix_in_memory() {
+    let vectors = corpus();
+    let mut params = PairSearch::new(THRESHOLD);
+    params.partitions = Some(48);
+    let in_memory = search(&vectors, &params, 2);
+    assert!(in_memory.len() > 5000);
+    let bits = |p: &[CosinePair]| -> Vec<(u64, u64, u32)> {
+        p.iter().map(|p| (p.a, p.b, p.cosine.to_bits())).collect()
+    };
+    // A budget smaller than the memberships: a few partitions per batch, each batch's
+    // rows read through 16 KiB windows of the files (128 float32 rows).
+    let mut tiny = params;
+    tiny.memory_budget = 1;
+    let from_files = |descr: &str| {
+        let dir = npy_folder(&vectors, descr);
+        let source = NpyFiles::open(dir.path())
+            .unwrap()
+            .with_window_bytes(16 << 10);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| find_pairs(&source, &tiny).unwrap())
+    };
+    let report = from_files("<f4");
+    assert!(
+        report.stats.batches > 10,
+        "{} batches",
+        report.stats.batches
+    );
+    assert_eq!(report.stats.gathers, report.stats.batches);
+    assert_eq!(bits(&report.pairs), bits(&in_memory));
+
+    // float16 files: the pairs of the float16 values, converted row by row as gathered.
+    let rounded: Vec<f32> = vectors
+        .iter()
+        .map(|&v| half::f16::from_f32(v).to_f32())
+        .collect();
+    let expected = search(&rounded, &params, 2);
+    let report = from_files("<f2");
+    assert!(report.stats.batches > 10);
+    assert_eq!(bits(&report.pairs), bits(&expected));
 }

@@ -1,7 +1,8 @@
 //! The pair search's files: `pairs.parquet` (`a`, `b`: row numbers over the whole input,
-//! a < b; `cosine`: float32), `groups.parquet` (`row`, `group`, `kept`: every row that is in a
-//! pair, its group named by its lowest row, and whether it is the one kept), per-shard pair
-//! files, and the merge of shard files into the one-machine result. Groups are connected
+//! a < b; `cosine`: float32; with an input id column also `a_id`, `b_id`), `groups.parquet`
+//! (`row`, `group`, `kept`: every row that is in a pair, its group named by its lowest row, and
+//! whether it is the one kept; with ids also `id`, `group_id`), per-shard pair files, and the
+//! merge of shard files into the one-machine result. Groups are connected
 //! components of the pairs (union-find); the kept row of a group is its lowest row number,
 //! the rule for embeddings that come without any other measurement. This module does not
 //! search.
@@ -12,7 +13,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt64Type};
-use arrow_array::{ArrayRef, BooleanArray, Float32Array, RecordBatch, UInt64Array};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -65,6 +68,57 @@ pub fn groups_of(pairs: &[CosinePair]) -> Vec<GroupRow> {
         .collect()
 }
 
+/// The ids (from an input id column) of a set of rows, for the output files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowIds {
+    /// Row numbers, ascending.
+    pub rows: Vec<u64>,
+    pub ids: IdValues,
+}
+
+/// Id values in the order of [`RowIds::rows`], typed as the input column was (strings, or
+/// integers widened to 64 bits); `None` for a null id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdValues {
+    Text(Vec<Option<String>>),
+    Signed(Vec<Option<i64>>),
+    Unsigned(Vec<Option<u64>>),
+}
+
+impl RowIds {
+    fn data_type(&self) -> DataType {
+        match self.ids {
+            IdValues::Text(_) => DataType::Utf8,
+            IdValues::Signed(_) => DataType::Int64,
+            IdValues::Unsigned(_) => DataType::UInt64,
+        }
+    }
+
+    /// The ids of `rows` as one column (null for a row without one).
+    fn column(&self, rows: impl Iterator<Item = u64>) -> ArrayRef {
+        let at = |row: u64| self.rows.binary_search(&row).ok();
+        match &self.ids {
+            IdValues::Text(v) => Arc::new(StringArray::from_iter(
+                rows.map(|r| at(r).and_then(|i| v[i].as_deref())),
+            )),
+            IdValues::Signed(v) => Arc::new(Int64Array::from_iter(
+                rows.map(|r| at(r).and_then(|i| v[i])),
+            )),
+            IdValues::Unsigned(v) => Arc::new(UInt64Array::from_iter(
+                rows.map(|r| at(r).and_then(|i| v[i])),
+            )),
+        }
+    }
+}
+
+/// The rows that appear in `pairs`, ascending: the rows whose ids the files need.
+pub fn rows_in_pairs(pairs: &[CosinePair]) -> Vec<u64> {
+    let mut rows: Vec<u64> = pairs.iter().flat_map(|p| [p.a, p.b]).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    rows
+}
+
 fn io_error(path: &Path, source: std::io::Error) -> PairsError {
     PairsError::Io {
         path: path.display().to_string(),
@@ -108,37 +162,73 @@ fn write_batches(
 
 /// Writes pairs (sorted by (a, b)) as `a`, `b` (uint64) and `cosine` (float32).
 pub fn write_pairs(path: &Path, pairs: &[CosinePair]) -> Result<(), PairsError> {
-    let schema = Arc::new(Schema::new(vec![
+    write_pairs_with_ids(path, pairs, None)
+}
+
+/// [`write_pairs`], then `a_id` and `b_id` when `ids` are given.
+pub fn write_pairs_with_ids(
+    path: &Path,
+    pairs: &[CosinePair],
+    ids: Option<&RowIds>,
+) -> Result<(), PairsError> {
+    let mut fields = vec![
         Field::new("a", DataType::UInt64, false),
         Field::new("b", DataType::UInt64, false),
         Field::new("cosine", DataType::Float32, false),
-    ]));
-    write_batches(path, schema, pairs.len(), |range| {
+    ];
+    if let Some(ids) = ids {
+        fields.push(Field::new("a_id", ids.data_type(), true));
+        fields.push(Field::new("b_id", ids.data_type(), true));
+    }
+    write_batches(path, Arc::new(Schema::new(fields)), pairs.len(), |range| {
         let slice = &pairs[range];
-        vec![
+        let mut columns = vec![
             Arc::new(UInt64Array::from_iter_values(slice.iter().map(|p| p.a))) as ArrayRef,
             Arc::new(UInt64Array::from_iter_values(slice.iter().map(|p| p.b))),
             Arc::new(Float32Array::from_iter_values(
                 slice.iter().map(|p| p.cosine),
             )),
-        ]
+        ];
+        if let Some(ids) = ids {
+            columns.push(ids.column(slice.iter().map(|p| p.a)));
+            columns.push(ids.column(slice.iter().map(|p| p.b)));
+        }
+        columns
     })
 }
 
 /// Writes groups as `row`, `group` (uint64) and `kept` (bool).
 pub fn write_groups(path: &Path, groups: &[GroupRow]) -> Result<(), PairsError> {
-    let schema = Arc::new(Schema::new(vec![
+    write_groups_with_ids(path, groups, None)
+}
+
+/// [`write_groups`], then `id` and `group_id` (the kept row's id) when `ids` are given.
+pub fn write_groups_with_ids(
+    path: &Path,
+    groups: &[GroupRow],
+    ids: Option<&RowIds>,
+) -> Result<(), PairsError> {
+    let mut fields = vec![
         Field::new("row", DataType::UInt64, false),
         Field::new("group", DataType::UInt64, false),
         Field::new("kept", DataType::Boolean, false),
-    ]));
-    write_batches(path, schema, groups.len(), |range| {
+    ];
+    if let Some(ids) = ids {
+        fields.push(Field::new("id", ids.data_type(), true));
+        fields.push(Field::new("group_id", ids.data_type(), true));
+    }
+    write_batches(path, Arc::new(Schema::new(fields)), groups.len(), |range| {
         let slice = &groups[range];
-        vec![
+        let mut columns = vec![
             Arc::new(UInt64Array::from_iter_values(slice.iter().map(|g| g.row))) as ArrayRef,
             Arc::new(UInt64Array::from_iter_values(slice.iter().map(|g| g.group))),
             Arc::new(BooleanArray::from_iter(slice.iter().map(|g| Some(g.kept)))),
-        ]
+        ];
+        if let Some(ids) = ids {
+            columns.push(ids.column(slice.iter().map(|g| g.row)));
+            columns.push(ids.column(slice.iter().map(|g| g.group)));
+        }
+        columns
     })
 }
 

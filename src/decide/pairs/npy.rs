@@ -1,6 +1,8 @@
 //! NumPy .npy matrices as an [`EmbeddingSource`]: one file or a folder of them (read in name
 //! order, rows numbered across files), float32 or float16, little-endian, C order, N × D, as
-//! LAION publishes its CLIP embeddings. Read front to back in blocks, never whole.
+//! LAION publishes its CLIP embeddings. Scanned front to back in blocks, never whole; a gather
+//! maps one window of the file at a time (memmap2) and converts only the rows it wants, so
+//! resident memory stays at one window whatever the file's size.
 //!
 //! The header is parsed here rather than through a crate: candle's and the npy crates' readers
 //! load the whole array, and a streaming reader needs only the dtype, order and shape.
@@ -9,7 +11,9 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::source::{ChunkVisit, EmbeddingSource, Rechunker};
+use memmap2::MmapOptions;
+
+use super::source::{ChunkVisit, EmbeddingSource, Rechunker, RowVisit};
 use super::PairsError;
 
 /// The element type of a file.
@@ -26,7 +30,27 @@ impl NpyElement {
             NpyElement::F16 => 2,
         }
     }
+
+    /// Converts little-endian stored values to f32 (`out.len()` of them).
+    fn decode(self, bytes: &[u8], out: &mut [f32]) {
+        match self {
+            NpyElement::F32 => {
+                for (v, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            NpyElement::F16 => {
+                for (v, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *v = half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+                }
+            }
+        }
+    }
 }
+
+/// Bytes of a file mapped at once by a gather: the pages it touches count as the process's
+/// resident memory until the window is unmapped.
+const GATHER_WINDOW_BYTES: u64 = 64 << 20;
 
 /// One .npy file's layout.
 #[derive(Debug, Clone)]
@@ -146,20 +170,55 @@ impl NpyFile {
             let n = (left as usize).min(block_rows);
             reader.read_exact(&mut bytes[..n * row_bytes]).map_err(io)?;
             let out = &mut values[..n * self.dim];
-            match self.element {
-                NpyElement::F32 => {
-                    for (v, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                        *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    }
-                }
-                NpyElement::F16 => {
-                    for (v, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                        *v = half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
-                    }
-                }
-            }
+            self.element.decode(&bytes[..n * row_bytes], out);
             chunker.push(out, visit)?;
             left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Visits the rows `rows` (ascending, numbered from `base_row` for this file's first row)
+    /// as `visit(first_index + i, values)`, mapping one window of the file at a time.
+    fn gather(
+        &self,
+        rows: &[u32],
+        base_row: u64,
+        first_index: usize,
+        window_bytes: u64,
+        visit: RowVisit<'_>,
+    ) -> Result<(), PairsError> {
+        let io = |source| PairsError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let file = File::open(&self.path).map_err(io)?;
+        let row_bytes = (self.dim * self.element.bytes()) as u64;
+        let window_rows = (window_bytes / row_bytes.max(1)).max(1);
+        let mut values = vec![0f32; self.dim];
+        let local = |k: usize| u64::from(rows[k]) - base_row;
+        let mut i = 0;
+        while i < rows.len() {
+            let first = local(i);
+            let j =
+                i + rows[i..].partition_point(|&r| u64::from(r) - base_row < first + window_rows);
+            let len = (local(j - 1) - first + 1) * row_bytes;
+            // SAFETY: a read-only map of a range `open` checked lies inside the file. Like every
+            // reader of a memory-mapped file, this assumes the file is not cut short by another
+            // process while the search runs (the pages would then read as SIGBUS).
+            let map = unsafe {
+                MmapOptions::new()
+                    .offset(self.data_offset + first * row_bytes)
+                    .len(len as usize)
+                    .map(&file)
+            }
+            .map_err(io)?;
+            for k in i..j {
+                let at = ((local(k) - first) * row_bytes) as usize;
+                self.element
+                    .decode(&map[at..at + row_bytes as usize], &mut values);
+                visit(first_index + k, &values)?;
+            }
+            i = j;
         }
         Ok(())
     }
@@ -193,6 +252,8 @@ fn shape(header: &str) -> Option<Vec<u64>> {
 #[derive(Debug, Clone)]
 pub struct NpyFiles {
     pub files: Vec<NpyFile>,
+    /// Bytes mapped at once by a gather.
+    window_bytes: u64,
 }
 
 impl NpyFiles {
@@ -220,7 +281,17 @@ impl NpyFiles {
                 });
             }
         }
-        Ok(NpyFiles { files })
+        Ok(NpyFiles {
+            files,
+            window_bytes: GATHER_WINDOW_BYTES,
+        })
+    }
+
+    /// Maps at most `bytes` at once when gathering (at least one row); for tests.
+    #[cfg(test)]
+    pub(crate) fn with_window_bytes(mut self, bytes: u64) -> NpyFiles {
+        self.window_bytes = bytes;
+        self
     }
 }
 
@@ -261,10 +332,29 @@ impl EmbeddingSource for NpyFiles {
         }
         chunker.finish(visit)
     }
+
+    fn gather(&self, rows: &[u32], visit: RowVisit<'_>) -> Result<(), PairsError> {
+        let (mut start, mut file_first) = (0usize, 0u64);
+        for file in &self.files {
+            let file_end = file_first + file.rows;
+            let end = start + rows[start..].partition_point(|&r| u64::from(r) < file_end);
+            if end > start {
+                file.gather(
+                    &rows[start..end],
+                    file_first,
+                    start,
+                    self.window_bytes,
+                    visit,
+                )?;
+            }
+            (start, file_first) = (end, file_end);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A .npy file as NumPy writes it (format 1.0, header padded to 64 bytes).

@@ -2,18 +2,23 @@
 //! or a folder of `*.parquet` in name order. The column may be a list, large list or
 //! fixed-size list of float32, float64 or float16; every row must have the same length. A null
 //! row, or a null inside one, becomes a row of NaN, which pairs with nothing. Read in record
-//! batches, never whole.
+//! batches, never whole. An id column (strings or integers) is read apart, for the rows in
+//! pairs only, so the output files can name rows by id.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float16Type, Float32Type, Float64Type};
+use arrow_array::types::{
+    Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type,
+    UInt32Type, UInt64Type, UInt8Type,
+};
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
+use super::files::{IdValues, RowIds};
 use super::npy::list_files;
 use super::source::{ChunkVisit, EmbeddingSource, Rechunker};
 use super::PairsError;
@@ -55,6 +60,145 @@ impl ParquetEmbeddings {
             rows,
             dim: dim.unwrap_or(0),
         })
+    }
+}
+
+impl ParquetEmbeddings {
+    /// Checks that every file has `column`, a string or integer column, before any work.
+    pub fn check_id_column(&self, column: &str) -> Result<(), PairsError> {
+        for file in &self.files {
+            id_reader(file, column)?;
+        }
+        Ok(())
+    }
+
+    /// The values of the id column `column` for `rows` (ascending row numbers over all files).
+    pub fn read_ids(&self, column: &str, rows: &[u64]) -> Result<RowIds, PairsError> {
+        let (mut text, mut signed, mut unsigned) = (Vec::new(), Vec::new(), Vec::new());
+        let mut kind = None;
+        let mut next = 0usize;
+        let mut first = 0u64;
+        for file in &self.files {
+            let (builder, id_kind) = id_reader(file, column)?;
+            kind = Some(id_kind);
+            let reader = builder
+                .with_batch_size(8192)
+                .build()
+                .map_err(|e| parquet_error(file, e))?;
+            for batch in reader {
+                let batch = batch.map_err(|e| format_error(file, e.to_string()))?;
+                let values = batch.column(0);
+                let end = first + batch.num_rows() as u64;
+                while next < rows.len() && rows[next] < end {
+                    let i = (rows[next] - first) as usize;
+                    let null = values.is_null(i);
+                    match id_kind {
+                        IdKind::Text => text.push((!null).then(|| text_at(values, i))),
+                        IdKind::Signed => signed.push((!null).then(|| signed_at(values, i))),
+                        IdKind::Unsigned => unsigned.push((!null).then(|| unsigned_at(values, i))),
+                    }
+                    next += 1;
+                }
+                first = end;
+            }
+        }
+        let ids = match kind.unwrap_or(IdKind::Text) {
+            IdKind::Text => IdValues::Text(text),
+            IdKind::Signed => IdValues::Signed(signed),
+            IdKind::Unsigned => IdValues::Unsigned(unsigned),
+        };
+        Ok(RowIds {
+            rows: rows[..next].to_vec(),
+            ids,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum IdKind {
+    Text,
+    Signed,
+    Unsigned,
+}
+
+/// A reader of `column` alone, and how its values are carried.
+fn id_reader(
+    path: &Path,
+    column: &str,
+) -> Result<(ParquetRecordBatchReaderBuilder<File>, IdKind), PairsError> {
+    let file = File::open(path).map_err(|source| PairsError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))?;
+    let schema = builder.schema().clone();
+    let Some((index, field)) = schema.column_with_name(column) else {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        return Err(format_error(
+            path,
+            format!(
+                "no id column {column:?} (columns: {}); name it with --id-column",
+                names.join(", ")
+            ),
+        ));
+    };
+    let kind = match field.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => IdKind::Text,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => IdKind::Signed,
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            IdKind::Unsigned
+        }
+        other => {
+            return Err(format_error(
+                path,
+                format!("id column {column:?} is {other}: ids must be strings or integers"),
+            ))
+        }
+    };
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+    Ok((builder.with_projection(mask), kind))
+}
+
+// The accessors below read a column whose type `id_reader` checked; the fallbacks are not
+// reached.
+fn text_at(values: &ArrayRef, i: usize) -> String {
+    if let Some(v) = values.as_string_opt::<i32>() {
+        v.value(i).to_string()
+    } else if let Some(v) = values.as_string_opt::<i64>() {
+        v.value(i).to_string()
+    } else if let Some(v) = values.as_string_view_opt() {
+        v.value(i).to_string()
+    } else {
+        String::new()
+    }
+}
+
+fn signed_at(values: &ArrayRef, i: usize) -> i64 {
+    if let Some(v) = values.as_primitive_opt::<Int64Type>() {
+        v.value(i)
+    } else if let Some(v) = values.as_primitive_opt::<Int32Type>() {
+        i64::from(v.value(i))
+    } else if let Some(v) = values.as_primitive_opt::<Int16Type>() {
+        i64::from(v.value(i))
+    } else if let Some(v) = values.as_primitive_opt::<Int8Type>() {
+        i64::from(v.value(i))
+    } else {
+        0
+    }
+}
+
+fn unsigned_at(values: &ArrayRef, i: usize) -> u64 {
+    if let Some(v) = values.as_primitive_opt::<UInt64Type>() {
+        v.value(i)
+    } else if let Some(v) = values.as_primitive_opt::<UInt32Type>() {
+        u64::from(v.value(i))
+    } else if let Some(v) = values.as_primitive_opt::<UInt16Type>() {
+        u64::from(v.value(i))
+    } else if let Some(v) = values.as_primitive_opt::<UInt8Type>() {
+        u64::from(v.value(i))
+    } else {
+        0
     }
 }
 

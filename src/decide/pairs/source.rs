@@ -1,8 +1,9 @@
 //! Where the pair search reads its vectors from: a sequential scan in fixed chunks of rows,
-//! repeated once per pass, so that memory holds one chunk at a time and never the whole input.
-//! Implemented for a matrix already in memory (`run`'s embeddings) here, and for .npy and
-//! Parquet files in `npy` and `parquet_input`. Sources give rows as stored; the search
-//! normalises them when asked.
+//! repeated once per pass, and a gather of chosen rows (one batch of partitions' members), so
+//! that memory holds one chunk or one batch at a time and never the whole input. Implemented
+//! for a matrix already in memory (`run`'s embeddings) here, and for .npy (memory-mapped
+//! windows) and Parquet files in `npy` and `parquet_input`. Sources give rows as stored; the
+//! search normalises them when asked.
 
 use super::PairsError;
 
@@ -14,6 +15,9 @@ pub const CHUNK_ROWS: usize = 8192;
 /// What a scan calls with each chunk: its first row's number and its values.
 pub type ChunkVisit<'a> = &'a mut dyn FnMut(u64, &[f32]) -> Result<(), PairsError>;
 
+/// What a gather calls with each chosen row: its index in the list of rows, and its values.
+pub type RowVisit<'a> = &'a mut dyn FnMut(usize, &[f32]) -> Result<(), PairsError>;
+
 /// A matrix of `rows() × dim()` f32 values read front to back.
 pub trait EmbeddingSource: Sync {
     fn rows(&self) -> u64;
@@ -21,6 +25,23 @@ pub trait EmbeddingSource: Sync {
     /// Calls `visit(first_row, values)` for consecutive chunks of [`CHUNK_ROWS`] rows (the last
     /// one shorter), in order, `values` row-major.
     fn scan(&self, visit: ChunkVisit<'_>) -> Result<(), PairsError>;
+
+    /// Calls `visit(i, values)` for each `rows[i]` (ascending row numbers), in order. The
+    /// default reads the whole input once and picks the rows; sources that can read a row
+    /// where it lies (memory, .npy) read only those.
+    fn gather(&self, rows: &[u32], visit: RowVisit<'_>) -> Result<(), PairsError> {
+        let dim = self.dim();
+        let mut next = 0usize;
+        self.scan(&mut |first, values| {
+            let end = first + (values.len() / dim.max(1)) as u64;
+            while next < rows.len() && u64::from(rows[next]) < end {
+                let local = (u64::from(rows[next]) - first) as usize;
+                visit(next, &values[local * dim..(local + 1) * dim])?;
+                next += 1;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Rows already in memory, row-major.
@@ -45,6 +66,15 @@ impl EmbeddingSource for VectorsInMemory<'_> {
         let whole = &self.vectors[..self.rows() as usize * self.dim];
         for (i, chunk) in whole.chunks(CHUNK_ROWS * self.dim).enumerate() {
             visit((i * CHUNK_ROWS) as u64, chunk)?;
+        }
+        Ok(())
+    }
+
+    fn gather(&self, rows: &[u32], visit: RowVisit<'_>) -> Result<(), PairsError> {
+        let dim = self.dim;
+        for (i, &row) in rows.iter().enumerate() {
+            let at = row as usize * dim;
+            visit(i, &self.vectors[at..at + dim])?;
         }
         Ok(())
     }

@@ -1,7 +1,11 @@
 //! All pairs at or above the threshold inside one partition's vectors, by blocked matrix
-//! products (`tile`), each reported only from the lowest partition its two rows share, so a
-//! pair met in several partitions is reported once. The reported cosine is recomputed exactly
-//! (`vector::cosine`) and decides, so it does not depend on where in a block a pair fell.
+//! products (`tile`). Only pairs with at least one row whose primary (nearest) partition this
+//! is are computed: the replication bound puts each row of a close pair into the other's
+//! primary partition, so pairs of two replicas are found elsewhere, and skipping them halves
+//! the products or more. A pair is reported only from the lowest partition that is the primary
+//! of one row and holds the other, so a pair met in several partitions is reported once. The
+//! reported cosine is recomputed exactly (`vector::cosine`) and decides, so it does not depend
+//! on where in a block a pair fell.
 
 use super::assign::Memberships;
 use super::tile::dot_products;
@@ -15,22 +19,26 @@ pub(crate) const PAIR_BLOCK: usize = 256;
 /// of unit vectors are off by about 1e-6.
 const PRODUCT_SLACK: f32 = 1e-4;
 
-/// One partition's vectors, gathered: `rows` ascending, `vectors` their unit rows.
+/// One partition's vectors, gathered: `rows` (the first `primaries` of them the rows whose
+/// primary partition this is, ascending, then the replicas, ascending), `vectors` their unit
+/// rows.
 pub(crate) struct PartitionVectors {
     pub partition: u32,
     pub rows: Vec<u32>,
+    pub primaries: usize,
     pub vectors: Vec<f32>,
 }
 
 impl PartitionVectors {
+    /// Row blocks that hold a primary row (later blocks pair only replicas with replicas).
     pub fn blocks(&self) -> usize {
-        self.rows.len().div_ceil(PAIR_BLOCK)
+        self.primaries.div_ceil(PAIR_BLOCK)
     }
 }
 
-/// The pairs whose first member is in row block `block` of the partition (against that block
-/// and every later one), reported here only when this is the lowest partition both rows are
-/// in (by `memberships`). Appends them to `out` in no particular order.
+/// The pairs whose first member is a primary row in row block `block` of the partition
+/// (against that block and every later one), reported here only when this partition is the
+/// one [`reporting_partition`] names. Appends them to `out` in no particular order.
 pub(crate) fn pairs_from_block(
     part: &PartitionVectors,
     block: usize,
@@ -41,7 +49,8 @@ pub(crate) fn pairs_from_block(
 ) {
     let n = part.rows.len();
     let first = block * PAIR_BLOCK;
-    let rows_here = PAIR_BLOCK.min(n - first);
+    // Left rows are primaries only: a replica pairs with later rows, all replicas too.
+    let rows_here = PAIR_BLOCK.min(part.primaries - first);
     let left = &part.vectors[first * dim..(first + rows_here) * dim];
     let mut tile = vec![0f32; PAIR_BLOCK * PAIR_BLOCK];
     let candidate = min_cosine - PRODUCT_SLACK;
@@ -61,7 +70,7 @@ pub(crate) fn pairs_from_block(
                 }
                 let (x, y) = (first + i, other + j);
                 let (ra, rb) = (part.rows[x], part.rows[y]);
-                if lowest_shared(memberships.of(ra), memberships.of(rb)) != Some(part.partition) {
+                if reporting_partition(memberships, ra, rb) != Some(part.partition) {
                     continue;
                 }
                 let exact = cosine(row(x), row(y));
@@ -79,17 +88,20 @@ pub(crate) fn pairs_from_block(
     }
 }
 
-/// The lowest value in both ascending lists.
-fn lowest_shared(a: &[u32], b: &[u32]) -> Option<u32> {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => return Some(a[i]),
-        }
+/// The partition that reports the pair of rows `a` and `b`: the lower of their primary
+/// partitions that also holds the other row; `None` when neither does (the pair is then
+/// computed nowhere).
+pub(crate) fn reporting_partition(memberships: &Memberships, a: u32, b: u32) -> Option<u32> {
+    let (primary_a, list_a) = memberships.primary_and_list(a)?;
+    let (primary_b, list_b) = memberships.primary_and_list(b)?;
+    let a_primary_holds_b = list_b.binary_search(&primary_a).is_ok();
+    let b_primary_holds_a = list_a.binary_search(&primary_b).is_ok();
+    match (a_primary_holds_b, b_primary_holds_a) {
+        (true, true) => Some(primary_a.min(primary_b)),
+        (true, false) => Some(primary_a),
+        (false, true) => Some(primary_b),
+        (false, false) => None,
     }
-    None
 }
 
 #[cfg(test)]
@@ -97,9 +109,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lowest_shared_partition() {
-        assert_eq!(lowest_shared(&[1, 4, 7], &[2, 4, 7]), Some(4));
-        assert_eq!(lowest_shared(&[1, 3], &[2, 4]), None);
-        assert_eq!(lowest_shared(&[], &[2]), None);
+    fn a_pair_is_reported_by_the_lower_primary_that_holds_the_other_row() {
+        let mut m = Memberships::new();
+        m.push(1, 2, &[2, 5]); // row 1: primary 2, replica in 5
+        m.push(2, 5, &[1, 5]); // row 2: primary 5, replica in 1
+        m.push(3, 1, &[1, 2]); // row 3: primary 1, replica in 2
+        m.push(4, 7, &[3, 7]); // row 4: primary 7, replica in 3
+        m.push(5, 3, &[3, 9]); // row 5: primary 3, replica in 9
+        m.push(6, 5, &[2, 5]); // row 6: primary 5, replica in 2
+                               // Each primary holds the other row: the lower one.
+        assert_eq!(reporting_partition(&m, 1, 6), Some(2));
+        // One primary holds the other row: that one.
+        assert_eq!(reporting_partition(&m, 1, 2), Some(5));
+        assert_eq!(reporting_partition(&m, 1, 3), Some(2));
+        // Only 4's primary (7) does not hold 5; 5's primary (3) holds 4.
+        assert_eq!(reporting_partition(&m, 4, 5), Some(3));
+        // They share partition 1 only as replica (row 2) and primary (row 3): 3's primary.
+        assert_eq!(reporting_partition(&m, 2, 3), Some(1));
+        // Shared only as replicas of both, or not kept: not reported.
+        assert_eq!(reporting_partition(&m, 1, 5), None);
+        assert_eq!(reporting_partition(&m, 1, 8), None);
     }
 }
