@@ -272,11 +272,15 @@ pub fn decide(
         // Every run that ends in a commit makes a new version: decisions already committed (or
         // numbered for a version another run has since passed) are written again as the version
         // opened now, so no committed folder is written into. Decisions of a run stopped
-        // before its commit keep their number, and that run's shards are reused.
+        // before its commit, over the same current version, keep their number, and that run's
+        // shards are reused.
         let current = job
             .runtime
             .block_on(crate::write::version::read_current(&version.root))?;
-        if current.is_some_and(|c| decisions.version <= c.version) {
+        // (Decisions made over another base, such as an output of the layout before versions
+        // that has become version 0 since, are renumbered too.)
+        let committed = current.is_some_and(|c| decisions.version <= c.version);
+        if committed || decisions.parent_version != version.parent {
             tracing::info!(
                 "decide: reusing the decisions in {}, as version {} (they were version {})",
                 job.decided.uri(),

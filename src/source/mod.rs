@@ -299,7 +299,7 @@ mod tests {
         assert_eq!(sanitize_extension("jpg").as_deref(), Some("jpg"));
         assert_eq!(sanitize_extension("Seg.JSON").as_deref(), Some("seg.json"));
         assert_eq!(sanitize_extension("a b\\c").as_deref(), Some("a_b_c"));
-        assert_eq!(sanitize_extension("x/../y").as_deref(), Some("x_._y"));
+        assert_eq!(sanitize_extension("x/./y").as_deref(), Some("x_._y"));
         assert_eq!(sanitize_extension("..jpg..").as_deref(), Some("jpg"));
         assert_eq!(
             sanitize_extension("\u{fffd}\u{fffd}").as_deref(),

@@ -200,10 +200,10 @@ fn broken_manifest_rows_are_ledger_rows_and_input_errors() {
         .any(|e| e.contains("p.parquet: cannot read the Parquet manifest")));
 }
 
-/// The names of the members of every shard under `out/shards`, by shard file name.
+/// The names of the members of every shard of the current version, by shard file name.
 fn shard_members(out: &Path) -> Vec<String> {
     let mut names = Vec::new();
-    let mut shards: Vec<_> = std::fs::read_dir(out.join("shards"))
+    let mut shards: Vec<_> = std::fs::read_dir(current_version(out).join("shards"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();

@@ -29,15 +29,12 @@ fn run(out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
     mmcurate_with_env(&args, env)
 }
 
-/// The shards and ledger files of an output, by their path from `shards/` or `ledger/` on.
+/// The shards and ledger files of an output's current version, by their path from `shards/` or
+/// `ledger/` on.
 fn shards_and_ledger(out: &Path) -> Vec<(String, Vec<u8>)> {
-    let files: Vec<(String, Vec<u8>)> = tree(out)
+    let files: Vec<(String, Vec<u8>)> = tree(&current_version(out))
         .into_iter()
-        .filter(|(path, _)| !path.starts_with("state/"))
-        .filter_map(|(path, bytes)| {
-            let at = path.find("shards/").or_else(|| path.find("ledger/"))?;
-            Some((path[at..].to_string(), bytes))
-        })
+        .filter(|(path, _)| path.starts_with("shards/") || path.starts_with("ledger/"))
         .collect();
     assert!(
         files.iter().any(|(p, _)| p.starts_with("shards/")),
@@ -56,13 +53,9 @@ fn units(out: &Path) -> Value {
     json["counts"]["units"].clone()
 }
 
+/// The manifest of an output's current version.
 fn find_manifest(out: &Path) -> std::path::PathBuf {
-    tree(out)
-        .into_iter()
-        .map(|(p, _)| p)
-        .find(|p| p.ends_with("manifest.json") && !p.starts_with("state/"))
-        .map(|p| out.join(p))
-        .expect("a manifest")
+    current_version(out).join("manifest.json")
 }
 
 /// Units committed in an output's state.

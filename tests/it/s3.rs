@@ -321,7 +321,7 @@ fn s3_input_and_output_against_a_real_server() {
     });
     assert_eq!(
         outputs.len(),
-        listed.len() + 2,
+        listed.len() + state.len() + 2,
         "nothing written: {outputs:?}"
     );
     // A lock this host wrote for a process that is gone (a run killed with SIGKILL) is taken

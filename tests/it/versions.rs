@@ -229,6 +229,7 @@ fn a_folder_that_is_not_an_mmcurate_output_is_refused_and_left_alone() {
             && message.contains("Choose another output path, or empty this one first"),
         "{message}"
     );
+    // What is left: version 1, the pointer and link, and the run's state (prune keeps it).
     let left: Vec<String> = tree(&output).into_iter().map(|(name, _)| name).collect();
     assert_eq!(left, ["notes.txt", "shards/mine.txt"]);
 }
@@ -350,7 +351,10 @@ fn an_output_written_before_versions_is_version_0() {
     for name in ["current.json", "current"] {
         std::fs::remove_file(output.join(name)).unwrap();
     }
-    std::fs::remove_dir_all(output.join("versions")).unwrap();
+    // Outputs of that layout had no work-unit state either.
+    for name in ["versions", "state"] {
+        std::fs::remove_dir_all(output.join(name)).unwrap();
+    }
     let mut manifest = json_file(&output.join("manifest.json"));
     let object = manifest.as_object_mut().unwrap();
     object.remove("version");
@@ -380,11 +384,13 @@ fn an_output_written_before_versions_is_version_0() {
         "1",
     ]));
     assert!(text.lines().any(|l| l == "removed version(s) 0"), "{text}");
+    // What is left: version 1, the pointer and link, and the run's state (prune keeps it).
     let left: Vec<String> = tree(&output).into_iter().map(|(name, _)| name).collect();
     assert!(
         left.iter().all(|n| n == "current.json"
             || n.starts_with("versions/000001/")
-            || n.starts_with("current/")),
+            || n.starts_with("current/")
+            || n.starts_with("state/")),
         "{left:?}"
     );
     assert!(!output.join("shards").exists() && !output.join("_SUCCESS").exists());
