@@ -20,3 +20,38 @@ pub mod semantic;
 pub mod sweeps;
 
 pub use crate::record::decision::{Decision, Drop, Reason, Stage};
+
+/// What the run-wide deciders' unit tests share: a kept record with one staged part, and a
+/// config from a few TOML lines.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::config::Config;
+    use crate::measure::Measurements;
+    use crate::record::{Decision, Record, StagedPart};
+    use crate::source::Origin;
+
+    pub fn kept_record(id: &str, measurements: Measurements) -> Record {
+        Record {
+            id: id.into(),
+            key: id.into(),
+            name: id.into(),
+            origin: Origin::default(),
+            measurements,
+            decision: Decision::Keep,
+            staged: vec![StagedPart {
+                unit: 0,
+                ext: "jpg".into(),
+                offset: 0,
+                len: 1,
+            }],
+            shard: None,
+        }
+    }
+
+    /// A valid config with `extra` TOML appended.
+    pub fn config(extra: &str) -> Config {
+        let text =
+            format!("[run]\noutput = \"/tmp/unused\"\n[[inputs]]\nuri = \"/tmp/unused\"\n{extra}");
+        Config::from_toml_str(&text, "test", &[]).unwrap()
+    }
+}

@@ -187,9 +187,9 @@ pub fn quantile(values: &mut [f64], percentile: f64) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{config, kept_record};
     use super::*;
     use crate::record::Decision;
-    use crate::source::Origin;
 
     #[test]
     fn quantile_interpolates_between_ranks() {
@@ -202,27 +202,13 @@ mod tests {
     }
 
     fn image(id: &str, sharpness: f64, brightness: f64) -> Record {
-        Record {
-            id: id.into(),
-            key: id.into(),
-            name: id.into(),
-            origin: Origin::default(),
-            measurements: Measurements {
-                media_kind: Some(MediaKind::Image),
-                sharpness: Some(sharpness),
-                brightness: Some(brightness),
-                ..Measurements::default()
-            },
-            decision: Decision::Keep,
-            staged: Vec::new(),
-            shard: None,
-        }
-    }
-
-    fn config(extra: &str) -> Config {
-        let text =
-            format!("[run]\noutput = \"/tmp/unused\"\n[[inputs]]\nuri = \"/tmp/unused\"\n{extra}");
-        Config::from_toml_str(&text, "test", &[]).unwrap()
+        let m = Measurements {
+            media_kind: Some(MediaKind::Image),
+            sharpness: Some(sharpness),
+            brightness: Some(brightness),
+            ..Measurements::default()
+        };
+        kept_record(id, m)
     }
 
     #[test]

@@ -180,28 +180,10 @@ pub fn drop_semantic_duplicates_and_misaligned(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{config, kept_record as record};
     use super::*;
     use crate::measure::{AudioMeasurements, Measurements};
-    use crate::record::{Decision, Reason, StagedPart};
-    use crate::source::Origin;
-
-    fn record(id: &str, m: Measurements) -> Record {
-        Record {
-            id: id.into(),
-            key: id.into(),
-            name: id.into(),
-            origin: Origin::default(),
-            measurements: m,
-            decision: Decision::Keep,
-            staged: vec![StagedPart {
-                unit: 0,
-                ext: "jpg".into(),
-                offset: 0,
-                len: 1,
-            }],
-            shard: None,
-        }
-    }
+    use crate::record::Reason;
 
     fn image(sha: &str, sharpness: f64, side: u32) -> Measurements {
         Measurements {
@@ -213,12 +195,6 @@ mod tests {
             phash: Some(0x1234),
             ..Measurements::default()
         }
-    }
-
-    fn config(extra: &str) -> Config {
-        let text =
-            format!("[run]\noutput = \"/tmp/unused\"\n[[inputs]]\nuri = \"/tmp/unused\"\n{extra}");
-        Config::from_toml_str(&text, "test", &[]).unwrap()
     }
 
     #[test]

@@ -311,42 +311,22 @@ fn dedup_sweep(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{config, kept_record};
     use super::*;
     use crate::measure::{Measurements, MediaKind};
-    use crate::record::{Decision, StagedPart};
-    use crate::source::Origin;
 
     fn image(id: &str, sharpness: f64, phash: u64) -> Record {
-        Record {
-            id: id.into(),
-            key: id.into(),
-            name: id.into(),
-            origin: Origin::default(),
-            measurements: Measurements {
-                media_kind: Some(MediaKind::Image),
-                sha256: Some(id.into()),
-                sharpness: Some(sharpness),
-                brightness: Some(100.0),
-                phash: Some(phash),
-                width: Some(100),
-                height: Some(100),
-                ..Measurements::default()
-            },
-            decision: Decision::Keep,
-            staged: vec![StagedPart {
-                ext: "jpg".into(),
-                unit: 0,
-                offset: 0,
-                len: 1,
-            }],
-            shard: None,
-        }
-    }
-
-    fn config(extra: &str) -> Config {
-        let text =
-            format!("[run]\noutput = \"/tmp/unused\"\n[[inputs]]\nuri = \"/tmp/unused\"\n{extra}");
-        Config::from_toml_str(&text, "test", &[]).unwrap()
+        let m = Measurements {
+            media_kind: Some(MediaKind::Image),
+            sha256: Some(id.into()),
+            sharpness: Some(sharpness),
+            brightness: Some(100.0),
+            phash: Some(phash),
+            width: Some(100),
+            height: Some(100),
+            ..Measurements::default()
+        };
+        kept_record(id, m)
     }
 
     #[test]
