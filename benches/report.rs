@@ -13,7 +13,7 @@
 use serde_json::json;
 use std::time::Instant;
 
-use mmcurate::source::Stores;
+use mmcurate::store::Stores;
 use mmcurate::write::report::{figures, write_report, ReportError, ReportRow, RowSource};
 
 /// splitmix64: each row's values come from its own index.

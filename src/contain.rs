@@ -7,9 +7,15 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Runs `work`; a panic in it is returned as its message instead of unwinding further.
-pub fn contain_panic<T>(work: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(work)).map_err(|payload| panic_message(payload.as_ref()))
+/// A panic that was contained: its message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct Panicked(pub String);
+
+/// Runs `work`; a panic in it is returned (with its message) instead of unwinding further.
+pub fn contain_panic<T>(work: impl FnOnce() -> T) -> Result<T, Panicked> {
+    catch_unwind(AssertUnwindSafe(work))
+        .map_err(|payload| Panicked(panic_message(payload.as_ref())))
 }
 
 /// The message a panic was raised with (`panic!("…")` gives a `&str` or a `String`).
@@ -31,15 +37,15 @@ mod tests {
         assert_eq!(contain_panic(|| 7), Ok(7));
         assert_eq!(
             contain_panic(|| -> u8 { panic!("index {} out of range", 3) }),
-            Err("index 3 out of range".to_string())
+            Err(Panicked("index 3 out of range".to_string()))
         );
         assert_eq!(
             contain_panic(|| -> u8 { panic!("static") }),
-            Err("static".to_string())
+            Err(Panicked("static".to_string()))
         );
         assert_eq!(
             contain_panic(|| std::panic::panic_any(42u32)),
-            Err("a panic without a message".to_string())
+            Err(Panicked("a panic without a message".to_string()))
         );
     }
 }

@@ -1,8 +1,8 @@
 //! mmcurate: a curation pipeline for multimodal training corpora.
 //!
-//! The modules follow the data flow, in the order a sample meets them:
-//! `config` → `plan` → `source` → `decode` → `measure` → `decide` → `write`, with `pipeline`
-//! running the stages together (in phases that can run on separate nodes, with `state` keeping
+//! The modules follow the data flow, in the order a sample meets them: `config` → `store` →
+//! `plan` → `source` → `decode` → `measure` → `decide` → `write`, with `pipeline` running the
+//! stages together (in phases that can run on separate nodes, with `state` keeping
 //! each work unit's results in the output between them) and `cli` as the binary's edge; `gpu`
 //! and `models` sit beside the stages, and the low-level `pixels`, `vector` and `contain`
 //! (panics in per-sample work) serve them all. Imports run with the flow
@@ -24,6 +24,7 @@ pub mod plan;
 pub mod record;
 pub mod source;
 pub mod state;
+pub mod store;
 pub mod vector;
 pub mod write;
 

@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let bytes = bytes::Bytes::copy_from_slice(data);
-    if let Ok(rows) = mmcurate::source::manifest::parse("m.jsonl", bytes, "url", "caption") {
+    if let Ok(rows) = mmcurate::plan::manifest::parse("m.jsonl", bytes, "url", "caption") {
         for (i, row) in rows.iter().enumerate() {
             assert_eq!(row.row, i as u64);
         }

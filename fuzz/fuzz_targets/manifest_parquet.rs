@@ -9,5 +9,5 @@ fuzz_target!(|data: &[u8]| {
         bytes.extend_from_slice(b"PAR1");
     }
     bytes.extend_from_slice(data);
-    let _ = mmcurate::source::manifest::parse("m.parquet", bytes.into(), "url", "caption");
+    let _ = mmcurate::plan::manifest::parse("m.parquet", bytes.into(), "url", "caption");
 });

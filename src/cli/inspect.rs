@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::io::Read;
 
 use super::human_bytes;
-use crate::source::{Location, Stores};
+use crate::store::{Location, Stores};
 use crate::write::ledger::{self, DROP_REASON, STATUS};
 use crate::write::version::locate_current;
 

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use crate::source::Stores;
+use crate::store::Stores;
 use crate::write::prune;
 
 pub fn prune(output: &str, keep: usize) -> ExitCode {

@@ -54,7 +54,7 @@ pub(crate) fn check_min_not_above_max(
     Ok(())
 }
 
-/// Accepts a local path, `file://`, or a bucket/container URI of a store `source::store`
+/// Accepts a local path, `file://`, or a bucket/container URI of a store `store`
 /// opens: `s3://`, `gs://`, `az://`, `abfs://`, `abfss://`.
 pub(crate) fn check_uri(key: &str, uri: &str) -> Result<(), ConfigError> {
     const ALLOWED: &str = "a local path, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or abfs[s]://CONTAINER@ACCOUNT.dfs.core.windows.net/PREFIX";

@@ -2,7 +2,7 @@
 //! (concurrency, per-host limit, time-outs, retries, size and redirect limits, and the
 //! `X-Robots-Tag` opt-outs honoured as img2dataset does). Every key has a default (README,
 //! "Config reference"); validation names the key, the value and what is allowed. This module
-//! only describes the settings: `source::http` is the downloader.
+//! only describes the settings: `store::http` is the downloader.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
 //! `[run.object_store]`: how S3 requests survive faults (retries, back-off, time-outs).
 //!
-//! This is only the typed, validated section; `source::store` turns it into `object_store`'s
+//! This is only the typed, validated section; `store` turns it into `object_store`'s
 //! `RetryConfig` and `ClientOptions`. Local paths ignore it.
 
 use serde::{Deserialize, Serialize};

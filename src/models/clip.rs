@@ -489,7 +489,7 @@ impl Clip {
         match &self.towers {
             Towers::Cpu { text, .. } => text
                 .forward(&flat, width, &ends)
-                .map_err(|message| ModelError::Inference(candle_core::Error::Msg(message))),
+                .map_err(|e| ModelError::Inference(candle_core::Error::Msg(e.to_string()))),
             Towers::Candle {
                 text,
                 text_projection,

@@ -348,6 +348,14 @@ impl VisionTower {
     }
 }
 
+/// A token id the text tower has no embedding for.
+#[derive(Debug, thiserror::Error)]
+#[error("token id {id} is outside the vocabulary of {vocab}")]
+pub(crate) struct OutsideVocabulary {
+    id: u32,
+    vocab: usize,
+}
+
 impl TextTower {
     pub(crate) fn load(
         vb: VarBuilder,
@@ -387,14 +395,14 @@ impl TextTower {
         ids: &[u32],
         width: usize,
         ends: &[usize],
-    ) -> Result<Vec<f32>, String> {
+    ) -> Result<Vec<f32>, OutsideVocabulary> {
         let dim = self.encoder.dim;
         let n = ends.len();
-        if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.vocab) {
-            return Err(format!(
-                "token id {bad} is outside the vocabulary of {}",
-                self.vocab
-            ));
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab) {
+            return Err(OutsideVocabulary {
+                id,
+                vocab: self.vocab,
+            });
         }
         let mut x = vec![0f32; n * width * dim];
         x.par_chunks_mut(dim).enumerate().for_each(|(row, out)| {

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::clip::Clip;
-use super::clip_preprocess::{clip_pixel_values, clip_pixel_values_rgb, OPENAI_MEAN, OPENAI_STD};
+use super::clip_preprocess::{
+    clip_pixel_values, clip_pixel_values_rgb, PreprocessError, OPENAI_MEAN, OPENAI_STD,
+};
 use super::ModelError;
-use crate::contain::contain_panic;
+use crate::contain::{contain_panic, Panicked};
 use crate::gpu::cuda::RgbInput;
 use crate::gpu::nvjpeg::DeviceRgb;
 use crate::gpu::{CudaKernels, GpuError, GpuJpegDecoder};
@@ -39,8 +41,8 @@ pub trait ClipInputs: Sync {
     /// short. `u64::MAX` where inputs are preprocessed as soon as they are decoded.
     fn max_batch_rgb_bytes(&self) -> u64;
 
-    /// An image's input from its bytes; `Err(message)` when it does not decode.
-    fn image_input(&self, media: &[u8], size: u32) -> Result<Self::Input, String>;
+    /// An image's input from its bytes, or why it does not decode.
+    fn image_input(&self, media: &[u8], size: u32) -> Result<Self::Input, PrepareError>;
 
     /// The input of a video's sampled frames.
     fn frames_input(&self, frames: Vec<RgbImage>, size: u32) -> Self::Input;
@@ -60,9 +62,21 @@ pub trait ClipInputs: Sync {
 
 /// Runs one image's input preparation; a panic in it (a decoder or resizer bug a hostile file
 /// reaches) is that image's error, which the CLIP stage records as its dropped row.
-fn prepare_contained<T>(prepare: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    contain_panic(prepare)
-        .unwrap_or_else(|panic| Err(format!("CLIP input preparation panicked: {panic}")))
+fn prepare_contained<T>(
+    prepare: impl FnOnce() -> Result<T, PrepareError>,
+) -> Result<T, PrepareError> {
+    contain_panic(prepare).unwrap_or_else(|panic| Err(PrepareError::Panicked(panic)))
+}
+
+/// Why one image has no CLIP input: the CLIP stage records it as the image's dropped row.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("{0}")]
+    Preprocess(#[from] PreprocessError),
+    #[error("cannot decode the image: {0}")]
+    Decode(#[from] image::ImageError),
+    #[error("CLIP input preparation panicked: {0}")]
+    Panicked(Panicked),
 }
 
 /// The CPU reference: the `image` crate (libjpeg-turbo for JPEG) and
@@ -79,10 +93,8 @@ impl ClipInputs for CpuClipInputs {
     }
 
     /// A panic while decoding or resizing is this image's error (`prepare_contained`).
-    fn image_input(&self, media: &[u8], size: u32) -> Result<Vec<f32>, String> {
-        prepare_contained(|| {
-            clip_pixel_values(media, size, OPENAI_MEAN, OPENAI_STD).map_err(|e| e.to_string())
-        })
+    fn image_input(&self, media: &[u8], size: u32) -> Result<Vec<f32>, PrepareError> {
+        prepare_contained(|| Ok(clip_pixel_values(media, size, OPENAI_MEAN, OPENAI_STD)?))
     }
 
     fn frames_input(&self, frames: Vec<RgbImage>, size: u32) -> Vec<f32> {
@@ -181,7 +193,7 @@ impl ClipInputs for CudaClipInputs<'_> {
 
     /// nvJPEG's device RGB where it takes the JPEG, else the CPU decoder's RGB. A panic while
     /// decoding is this image's error (`prepare_contained`).
-    fn image_input(&self, media: &[u8], size: u32) -> Result<CudaInput, String> {
+    fn image_input(&self, media: &[u8], size: u32) -> Result<CudaInput, PrepareError> {
         prepare_contained(|| self.image_input_unguarded(media, size))
     }
 
@@ -230,7 +242,7 @@ impl ClipInputs for CudaClipInputs<'_> {
 }
 
 impl CudaClipInputs<'_> {
-    fn image_input_unguarded(&self, media: &[u8], _size: u32) -> Result<CudaInput, String> {
+    fn image_input_unguarded(&self, media: &[u8], _size: u32) -> Result<CudaInput, PrepareError> {
         let is_jpeg = media.starts_with(&[0xff, 0xd8, 0xff]);
         if let (Some(decoder), true) = (self.jpeg, is_jpeg) {
             match decoder.decode_rgb_device(media) {
@@ -238,9 +250,7 @@ impl CudaClipInputs<'_> {
                 Err(e) => tracing::debug!("CLIP input decoded on the CPU, not nvJPEG: {e}"),
             }
         }
-        let rgb = image::load_from_memory(media)
-            .map_err(|e| format!("cannot decode the image: {e}"))?
-            .to_rgb8();
+        let rgb = image::load_from_memory(media)?.to_rgb8();
         let (width, height) = rgb.dimensions();
         Ok(CudaInput::Rgb(vec![RgbImage {
             width,
@@ -305,13 +315,17 @@ mod tests {
 
     #[test]
     fn a_panic_while_preparing_an_image_is_that_images_error() {
-        let out: Result<u8, String> = prepare_contained(|| panic!("resize of a 0-pixel image"));
+        let out: Result<u8, PrepareError> =
+            prepare_contained(|| panic!("resize of a 0-pixel image"));
         assert_eq!(
-            out,
-            Err("CLIP input preparation panicked: resize of a 0-pixel image".to_string())
+            out.unwrap_err().to_string(),
+            "CLIP input preparation panicked: resize of a 0-pixel image"
         );
-        assert_eq!(prepare_contained(|| Ok::<_, String>(3)), Ok(3));
-        let error = CpuClipInputs.image_input(b"not an image", 224).unwrap_err();
+        assert_eq!(prepare_contained(|| Ok::<_, PrepareError>(3)).unwrap(), 3);
+        let error = CpuClipInputs
+            .image_input(b"not an image", 224)
+            .unwrap_err()
+            .to_string();
         assert!(!error.contains("panicked"), "{error}");
     }
 }

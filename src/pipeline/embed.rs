@@ -18,12 +18,15 @@ use super::progress::Progress;
 use crate::config::{Config, FrameScore};
 use crate::decide::{Drop, Reason, Stage};
 use crate::decode::av::{sample_video_frames, FrameSampling};
+use crate::decode::DecodeError;
 use crate::gpu::GpuError;
 use crate::measure::clip_score::{clip_score, sample_embeddings};
 use crate::measure::video::frame_sampling;
 use crate::measure::Embeddings;
 use crate::models::clip::Clip;
-use crate::models::clip_inputs::{ClipInputError, ClipInputs, CpuClipInputs, CudaClipInputs};
+use crate::models::clip_inputs::{
+    ClipInputError, ClipInputs, CpuClipInputs, CudaClipInputs, PrepareError,
+};
 use crate::models::ModelError;
 use crate::pixels::RgbImage;
 use crate::record::{MediaKind, Record};
@@ -65,9 +68,22 @@ struct Job {
 /// backend keeps them (`Err`: the media did not decode).
 struct Prepared<I> {
     record: usize,
-    input: Result<I, String>,
+    input: Result<I, NoInput>,
     frames: usize,
     caption: Option<String>,
+}
+
+/// Why a batch member has no model input (its record is dropped saying so).
+#[derive(Debug, thiserror::Error)]
+enum NoInput {
+    #[error("{0}")]
+    Image(PrepareError),
+    #[error("{0}")]
+    Video(DecodeError),
+    #[error("no frame could be decoded")]
+    NoFrame,
+    #[error("the decoder returned a frame without its RGB pixels")]
+    FrameWithoutRgb,
 }
 
 /// How videos are embedded.
@@ -236,7 +252,12 @@ fn embed_batch<B: ClipInputs>(
     let (ok, failed): (Vec<&Prepared<B::Input>>, Vec<&Prepared<B::Input>>) =
         prepared.iter().partition(|p| p.input.is_ok());
     for p in failed {
-        let message = p.input.as_ref().err().cloned().unwrap_or_default();
+        let message = p
+            .input
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         records[p.record].drop_with(Drop::new(
             Stage::Decode,
             Reason::Unreadable,
@@ -328,17 +349,16 @@ fn prepare<B: ClipInputs>(
                 let frames = video.frames.len();
                 let rgbs: Vec<RgbImage> = video.frames.into_iter().filter_map(|f| f.rgb).collect();
                 if rgbs.len() != frames {
-                    let message = "the decoder returned a frame without its RGB pixels";
-                    (Err(message.to_string()), frames)
+                    (Err(NoInput::FrameWithoutRgb), frames)
                 } else {
                     (Ok(inputs.frames_input(rgbs, size)), frames)
                 }
             }
-            Ok(_) => (Err("no frame could be decoded".to_string()), 0),
-            Err(e) => (Err(e.to_string()), 0),
+            Ok(_) => (Err(NoInput::NoFrame), 0),
+            Err(e) => (Err(NoInput::Video(e)), 0),
         }
     } else {
-        (inputs.image_input(&media, size), 1)
+        (inputs.image_input(&media, size).map_err(NoInput::Image), 1)
     };
     let caption = match &job.caption {
         Some(part) => {

@@ -18,7 +18,8 @@ use crate::measure::Measurements;
 use crate::plan::units::{UnitSpan, WorkUnit};
 use crate::plan::{Plan, Units};
 use crate::record::Record;
-use crate::source::{files, manifest, webdataset, Sample, Stores};
+use crate::source::{files, manifest, webdataset, Sample};
+use crate::store::Stores;
 use crate::write::keyframes::keyframe_parts;
 use crate::write::staging::{stage_sample, Staging};
 

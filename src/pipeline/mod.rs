@@ -31,8 +31,9 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::decode::av::{video_decoder_counts, VideoDecoderCounts};
 use crate::models::ModelError;
+use crate::plan::PlanError;
 use crate::plan::{self, Plan};
-use crate::source::{SourceError, Stores};
+use crate::store::{StoreError, Stores};
 use crate::write::manifest::{RunFacts, RunManifest};
 use crate::write::version::OutputVersion;
 use crate::write::{self, WriteError};
@@ -45,7 +46,9 @@ use progress::Progress;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error("staging folder {path}: {source}")]

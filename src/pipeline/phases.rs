@@ -30,8 +30,8 @@ use crate::models::clip::ClipInfo;
 use crate::plan::units::{in_slice, work_units, WorkUnit};
 use crate::plan::Plan;
 use crate::record::Record;
-use crate::source::{Location, Stores};
 use crate::state::{self, keys, MeasureState, UnitRecords};
+use crate::store::{Location, Stores};
 use crate::write::layout::{plan_layout, write_planned_shard, PlannedShard};
 use crate::write::manifest::{OutputFile, UnitCounts};
 use crate::write::shards::ShardInfo;
@@ -426,7 +426,7 @@ fn read_decisions(job: &Job) -> Result<Option<Decisions>, RunError> {
     let decisions = state::codec::decode(&bytes).map_err(|message| {
         RunError::State(state::StateError::Corrupt {
             uri: format!("{}/{DECISIONS}", job.decided.uri()),
-            message,
+            message: message.to_string(),
         })
     })?;
     Ok(Some(decisions))

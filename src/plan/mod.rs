@@ -4,6 +4,8 @@
 //! Anything wrong here (a missing path, an unreachable bucket, a manifest without its URL
 //! column) stops the run before any work starts. Planning reads no media bytes.
 
+pub mod files;
+pub mod manifest;
 pub mod units;
 
 use futures::TryStreamExt;
@@ -12,9 +14,20 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, InputConfig, InputFormat};
-use crate::source::files::{self, FileUnit};
-use crate::source::manifest::{self, ManifestRow};
-use crate::source::{split_extension, Location, SourceError, Stores};
+use crate::store::{get_bytes, split_extension, Location, StoreError, Stores};
+use files::FileUnit;
+use manifest::ManifestRow;
+
+/// Why the inputs cannot be planned; the run stops before any work starts.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{uri}: {what}; check the path and the input's `format`")]
+    Empty { uri: String, what: String },
+    #[error("{uri}: {message}")]
+    Manifest { uri: String, message: String },
+}
 
 /// Every input, resolved.
 #[derive(Debug)]
@@ -169,7 +182,7 @@ impl Plan {
 }
 
 /// Resolves every input of the config.
-pub async fn resolve(config: &Config, stores: &Stores) -> Result<Plan, SourceError> {
+pub async fn resolve(config: &Config, stores: &Stores) -> Result<Plan, PlanError> {
     let mut inputs = Vec::with_capacity(config.inputs.len());
     for (index, input) in config.inputs.iter().enumerate() {
         inputs.push(resolve_input(index, input, stores).await?);
@@ -181,7 +194,7 @@ async fn resolve_input(
     index: usize,
     input: &InputConfig,
     stores: &Stores,
-) -> Result<PlannedInput, SourceError> {
+) -> Result<PlannedInput, PlanError> {
     let location = stores.open(&input.uri)?;
     let (base, listing) = list(&location).await?;
     let keep_ext = |exts: &[&str]| {
@@ -200,7 +213,7 @@ async fn resolve_input(
                 );
             }
             if units.is_empty() {
-                return Err(SourceError::Empty {
+                return Err(PlanError::Empty {
                     uri: input.uri.to_string(),
                     what: "it holds no media files, only sidecars".to_string(),
                 });
@@ -210,7 +223,7 @@ async fn resolve_input(
         InputFormat::Webdataset => {
             let shards: Vec<ObjectMeta> = listing.into_iter().filter(keep_ext(&["tar"])).collect();
             if shards.is_empty() {
-                return Err(SourceError::Empty {
+                return Err(PlanError::Empty {
                     uri: input.uri.to_string(),
                     what: "no .tar shards there".to_string(),
                 });
@@ -223,7 +236,7 @@ async fn resolve_input(
                 .filter(keep_ext(manifest::EXTENSIONS))
                 .collect();
             if found.is_empty() {
-                return Err(SourceError::Empty {
+                return Err(PlanError::Empty {
                     uri: input.uri.to_string(),
                     what: "no .jsonl, .json, .parquet, .csv or .tsv manifest there".to_string(),
                 });
@@ -233,7 +246,7 @@ async fn resolve_input(
                 let location = base.at(object.location.clone());
                 // A manifest that cannot be fetched is one unreadable row (a dropped sample and
                 // an input error), as an unreadable shard is: the other inputs still run.
-                let rows = match files::get_bytes(&location, &location.path).await {
+                let rows = match get_bytes(&location, &location.path).await {
                     Ok(bytes) => manifest::parse(
                         &location.uri(),
                         bytes,
@@ -274,7 +287,7 @@ async fn resolve_input(
 /// Lists a location: a single object (its folder becomes the base) or everything under a
 /// prefix, sorted by path. An empty prefix is an error: a mistyped path should not silently
 /// produce an empty run.
-async fn list(location: &Location) -> Result<(Location, Vec<ObjectMeta>), SourceError> {
+async fn list(location: &Location) -> Result<(Location, Vec<ObjectMeta>), PlanError> {
     if !location.path.as_ref().is_empty() {
         match location.store.head(&location.path).await {
             Ok(meta) => {
@@ -286,10 +299,11 @@ async fn list(location: &Location) -> Result<(Location, Vec<ObjectMeta>), Source
             }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) if location.local_path().is_none() => {
-                return Err(SourceError::Unreachable {
+                return Err(StoreError::Unreachable {
                     uri: location.uri(),
                     message: e.to_string(),
-                })
+                }
+                .into())
             }
             // A local folder answers `head` with an error of its own: list it below.
             Err(_) => {}
@@ -300,12 +314,12 @@ async fn list(location: &Location) -> Result<(Location, Vec<ObjectMeta>), Source
         .list(Some(&location.path))
         .try_collect()
         .await
-        .map_err(|e| SourceError::Unreachable {
+        .map_err(|e| StoreError::Unreachable {
             uri: location.uri(),
             message: e.to_string(),
         })?;
     if objects.is_empty() {
-        return Err(SourceError::Empty {
+        return Err(PlanError::Empty {
             uri: location.uri().to_string(),
             what: "nothing there".to_string(),
         });

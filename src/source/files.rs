@@ -1,65 +1,14 @@
-//! The `files` input: every object under a prefix is a sample, except `.txt` and `.json`
-//! objects, which are sidecars of the media object with the same stem (`a.jpg` + `a.txt`).
+//! Fetching a `files` input's units (grouped by `plan::files`: a media object and the `.txt`
+//! and `.json` sidecars with its stem) into samples.
 
 use futures::FutureExt;
-use object_store::{ObjectMeta, ObjectStoreExt};
 use std::panic::AssertUnwindSafe;
 
 use crate::contain::panic_message;
-use std::collections::BTreeMap;
+use crate::plan::files::FileUnit;
+use crate::store::{get_bytes, split_extension, Location};
 
-use super::{sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, Sample};
-
-/// One media object and its sidecars, as found by listing.
-#[derive(Debug, Clone)]
-pub struct FileUnit {
-    pub media: ObjectMeta,
-    pub sidecars: Vec<ObjectMeta>,
-}
-
-const SIDECAR_EXTENSIONS: &[&str] = &["txt", "json"];
-
-/// Groups a listing into media objects with their sidecars, in path order. Hidden files and
-/// object_store's in-progress upload files (`name#N`) are skipped. Returns the units and the
-/// sidecars that have no media object beside them.
-pub fn group(base: &Location, mut objects: Vec<ObjectMeta>) -> (Vec<FileUnit>, Vec<ObjectMeta>) {
-    objects.retain(|o| {
-        let name = o.location.filename().unwrap_or_default();
-        !name.starts_with('.') && !name.contains('#')
-    });
-    objects.sort_by(|a, b| a.location.cmp(&b.location));
-    let mut sidecars: BTreeMap<String, Vec<ObjectMeta>> = BTreeMap::new();
-    let mut media = Vec::new();
-    for object in objects {
-        let rel = base.relative(&object.location);
-        let (stem, ext) = split_extension(&rel);
-        if SIDECAR_EXTENSIONS.contains(&ext.as_str()) {
-            sidecars.entry(stem.to_string()).or_default().push(object);
-        } else {
-            media.push(object);
-        }
-    }
-    let mut used = std::collections::BTreeSet::new();
-    let units = media
-        .into_iter()
-        .map(|media| {
-            let rel = base.relative(&media.location);
-            let stem = split_extension(&rel).0.to_string();
-            let found = sidecars.get(&stem).cloned().unwrap_or_default();
-            used.insert(stem);
-            FileUnit {
-                media,
-                sidecars: found,
-            }
-        })
-        .collect();
-    let orphans = sidecars
-        .into_iter()
-        .filter(|(stem, _)| !used.contains(stem))
-        .flat_map(|(_, v)| v)
-        .collect();
-    (units, orphans)
-}
+use super::{sanitize_extension, sanitize_key, Origin, Part, Sample};
 
 /// Fetches a media object and its sidecars into a [`Sample`]. A failed fetch of the media
 /// object gives a sample with `fetch_error` set; a failed sidecar only loses that sidecar
@@ -139,14 +88,6 @@ async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -
         }
     }
     sample
-}
-
-/// The whole object as bytes, or the store's error.
-pub async fn get_bytes(
-    base: &Location,
-    path: &object_store::path::Path,
-) -> Result<bytes::Bytes, object_store::Error> {
-    base.store.get(path).await?.bytes().await
 }
 
 /// The `caption` string field of a JSON object, if there is one.

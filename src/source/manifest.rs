@@ -1,224 +1,16 @@
-//! The `manifest` input: JSON Lines, Parquet, CSV or TSV rows, each naming an object by URI
-//! (`url_column`), usually with a caption (`caption_column`), as LAION, DataComp and CC12M
-//! publish their URL lists. Every other column is carried into the sample's `.json`. Relative
-//! URIs are resolved against the manifest's own folder; `http(s)://` URLs are downloaded by
-//! `http`, everything else is read through the object stores. This reads no media bytes
-//! besides the object each row names, and decides nothing about them.
+//! Fetching what a `manifest` input's rows name (the rows are read by `plan::manifest`):
+//! `http(s)://` URLs are downloaded by `store::http`, everything else is read through the
+//! object stores. This reads no media bytes besides the object each row names, and decides
+//! nothing about them.
 
-use bytes::Bytes;
-use serde_json::{Map, Value};
-
-use super::files::get_bytes;
-use crate::contain::{contain_panic, panic_message};
+use crate::contain::panic_message;
+use crate::plan::manifest::{is_http_url, resolve_url, ManifestRow};
+use crate::store::{get_bytes, split_extension, Location, Stores};
 use futures::FutureExt;
 use object_store::ObjectStoreExt;
 use std::panic::AssertUnwindSafe;
 
-use super::{
-    sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, Sample, SourceError,
-    Stores,
-};
-
-/// File extensions read as manifests.
-pub const EXTENSIONS: &[&str] = &["jsonl", "json", "parquet", "csv", "tsv"];
-
-/// One manifest row, parsed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ManifestRow {
-    /// 0-based row number in the manifest.
-    pub row: u64,
-    /// The URI in `url_column`, if the row has a non-empty string there.
-    pub url: Option<String>,
-    pub caption: Option<String>,
-    /// The row's other columns.
-    pub columns: Map<String, Value>,
-    /// Why this row (or, for a manifest that cannot be read past some point, the rest of the
-    /// manifest) could not be read; the row then becomes a dropped sample saying so, and an
-    /// input error in the run manifest.
-    pub error: Option<String>,
-}
-
-impl ManifestRow {
-    /// A row that could not be read.
-    pub fn unreadable(row: u64, error: String) -> ManifestRow {
-        ManifestRow {
-            row,
-            url: None,
-            caption: None,
-            columns: Map::new(),
-            error: Some(error),
-        }
-    }
-}
-
-/// Parses a manifest's bytes: Parquet when they start with `PAR1`, CSV or TSV by the name's
-/// extension (a header row, then one row per line; cells are strings, empty cells null), else
-/// JSON Lines. A line that is not a JSON object (a manifest cut short ends in one), or Parquet
-/// that cannot be read past some row, becomes a row with `error` set; the rows around it are
-/// kept. Fails only when no row has `url_column`, naming the columns that exist.
-pub fn parse(
-    uri: &str,
-    bytes: Bytes,
-    url_column: &str,
-    caption_column: &str,
-) -> Result<Vec<ManifestRow>, SourceError> {
-    let err = |message: String| SourceError::Manifest {
-        uri: uri.to_string(),
-        message,
-    };
-    let extension = split_extension(uri).1;
-    let objects: Vec<Result<Map<String, Value>, String>> = if bytes.starts_with(b"PAR1") {
-        // A panic in the Parquet reader (on bytes it does not expect) is this manifest's
-        // unreadable row, not the end of the run.
-        let (mut rows, error) = contain_panic(|| parquet_rows(bytes)).unwrap_or_else(|panic| {
-            (
-                Vec::new(),
-                Some(format!("the reader panicked: {panic}").into()),
-            )
-        });
-        if let Some(e) = error {
-            rows.push(Err(format!(
-                "cannot read the Parquet manifest past row {}: {e}",
-                rows.len()
-            )));
-        }
-        rows
-    } else if extension == "csv" || extension == "tsv" {
-        let delimiter = if extension == "csv" { b',' } else { b'\t' };
-        contain_panic(|| delimited_rows(&bytes, delimiter))
-            .unwrap_or_else(|panic| Err(format!("the CSV reader panicked: {panic}")))
-            .map_err(err)?
-            .into_iter()
-            .map(Ok)
-            .collect()
-    } else {
-        let mut rows = Vec::new();
-        for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            rows.push(match serde_json::from_slice::<Value>(line) {
-                Ok(Value::Object(map)) => Ok(map),
-                Ok(_) => Err(format!("line {}: expected a JSON object", n + 1)),
-                Err(e) => Err(format!("line {}: not a JSON object: {e}", n + 1)),
-            });
-        }
-        rows
-    };
-    let read: Vec<&Map<String, Value>> = objects.iter().filter_map(|o| o.as_ref().ok()).collect();
-    if !read.is_empty() && !read.iter().any(|o| o.contains_key(url_column)) {
-        let mut columns: Vec<&String> = read.iter().flat_map(|o| o.keys()).collect();
-        columns.sort();
-        columns.dedup();
-        let columns: Vec<&str> = columns.into_iter().map(String::as_str).collect();
-        return Err(err(format!(
-            "no row has the URL column `{url_column}` (columns: {}); set the input's url_column",
-            columns.join(", ")
-        )));
-    }
-    Ok(objects
-        .into_iter()
-        .enumerate()
-        .map(|(row, columns)| {
-            let mut columns = match columns {
-                Ok(columns) => columns,
-                Err(e) => return ManifestRow::unreadable(row as u64, format!("{uri}: {e}")),
-            };
-            let url = match columns.remove(url_column) {
-                Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
-                _ => None,
-            };
-            let caption = match columns.remove(caption_column) {
-                Some(Value::String(s)) => Some(s),
-                Some(other) if !other.is_null() => Some(other.to_string()),
-                _ => None,
-            };
-            ManifestRow {
-                row: row as u64,
-                url,
-                caption,
-                columns,
-                error: None,
-            }
-        })
-        .collect())
-}
-
-/// The rows of a Parquet manifest, up to the first error (returned beside them).
-#[allow(clippy::type_complexity)]
-fn parquet_rows(
-    bytes: Bytes,
-) -> (
-    Vec<Result<Map<String, Value>, String>>,
-    Option<Box<dyn std::error::Error>>,
-) {
-    let mut rows = Vec::new();
-    let reader = match parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|builder| builder.build())
-    {
-        Ok(reader) => reader,
-        Err(e) => return (rows, Some(e.into())),
-    };
-    for batch in reader {
-        let values = batch
-            .map_err(Box::<dyn std::error::Error>::from)
-            .and_then(|batch| {
-                let mut writer = arrow_json::ArrayWriter::new(Vec::new());
-                writer.write(&batch)?;
-                writer.finish()?;
-                let json = writer.into_inner();
-                if json.is_empty() {
-                    return Ok(Vec::new());
-                }
-                Ok(serde_json::from_slice::<Vec<Map<String, Value>>>(&json)?)
-            });
-        match values {
-            Ok(values) => rows.extend(values.into_iter().map(Ok)),
-            Err(e) => return (rows, Some(e)),
-        }
-    }
-    (rows, None)
-}
-
-/// The rows of a CSV or TSV file with a header row, quoted as RFC 4180 and pandas quote.
-fn delimited_rows(bytes: &[u8], delimiter: u8) -> Result<Vec<Map<String, Value>>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .from_reader(bytes);
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| format!("cannot read the header row: {e}"))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| match e.position() {
-            Some(p) => format!("line {}: {e}", p.line()),
-            None => e.to_string(),
-        })?;
-        let row = header
-            .iter()
-            .zip(record.iter())
-            .map(|(column, cell)| {
-                let value = match cell {
-                    "" => Value::Null,
-                    text => Value::String(text.to_string()),
-                };
-                (column.clone(), value)
-            })
-            .collect();
-        rows.push(row);
-    }
-    Ok(rows)
-}
-
-/// Whether a row's URI is downloaded over HTTP rather than read from an object store.
-pub fn is_http_url(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
-}
+use super::{sanitize_extension, sanitize_key, Origin, Part, Sample};
 
 /// The file name a URI ends with: the last path segment, without a URL's query or fragment.
 fn file_name_of(url: &str) -> String {
@@ -234,18 +26,6 @@ fn file_name_of(url: &str) -> String {
     url.rsplit('/').next().unwrap_or(url).to_string()
 }
 
-/// Resolves a row's URI: absolute URIs and paths as they are, relative ones against the
-/// folder holding the manifest.
-pub fn resolve_url(manifest: &Location, url: &str) -> String {
-    if url.contains("://") || url.starts_with('/') {
-        return url.to_string();
-    }
-    let parent = manifest.uri();
-    let folder = parent.rsplit_once('/').map_or("", |(folder, _)| folder);
-    format!("{folder}/{url}")
-}
-
-/// Fetches the object a row names into a [`Sample`]; a missing URL or a failed fetch gives a
 /// sample with `fetch_error` set.
 pub async fn fetch_row(
     stores: &Stores,
@@ -353,7 +133,7 @@ async fn download_into(stores: &Stores, url: &str, sample: &mut Sample, media_ex
     let downloader = match stores.http() {
         Ok(downloader) => downloader,
         Err(e) => {
-            sample.fetch_error = Some(e);
+            sample.fetch_error = Some(e.to_string());
             return;
         }
     };
@@ -384,105 +164,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jsonl_rows_keep_other_columns() {
-        let text = "{\"url\": \"a.jpg\", \"caption\": \"a cat\", \"license\": \"cc0\"}\n\n{\"url\": \"\", \"score\": 3}\n";
-        let rows = parse("m.jsonl", Bytes::from(text), "url", "caption").unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].url.as_deref(), Some("a.jpg"));
-        assert_eq!(rows[0].caption.as_deref(), Some("a cat"));
-        assert_eq!(rows[0].columns["license"], "cc0");
-        assert_eq!(rows[1].url, None);
-        assert_eq!(rows[1].row, 1);
-    }
-
-    #[test]
-    fn csv_and_tsv_rows_read_like_jsonl() {
-        let csv = "url,caption,license\nhttp://h/a.jpg,\"a cat, asleep\",cc0\nhttp://h/b.png,,\n";
-        let rows = parse("m.csv", Bytes::from(csv), "url", "caption").unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].url.as_deref(), Some("http://h/a.jpg"));
-        assert_eq!(rows[0].caption.as_deref(), Some("a cat, asleep"));
-        assert_eq!(rows[0].columns["license"], "cc0");
-        assert_eq!(rows[1].caption, None);
-        assert_eq!(rows[1].columns["license"], Value::Null);
-        let tsv = "URL\tTEXT\nhttp://h/a.jpg\ta cat\n";
-        let rows = parse("m.tsv", Bytes::from(tsv), "URL", "TEXT").unwrap();
-        assert_eq!(rows[0].url.as_deref(), Some("http://h/a.jpg"));
-        assert_eq!(rows[0].caption.as_deref(), Some("a cat"));
-        let e = parse("m.csv", Bytes::from("url,caption\na\n"), "url", "caption")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("m.csv: line 2: "), "{e}");
-    }
-
-    #[test]
     fn url_file_names_drop_the_query() {
         assert_eq!(file_name_of("https://h/x/cat.jpg?w=200#top"), "cat.jpg");
         assert_eq!(file_name_of("HTTP://h/"), "");
         assert_eq!(file_name_of("s3://b/x/dog.png"), "dog.png");
         assert!(is_http_url("HTTPS://h/a") && !is_http_url("s3://b/a"));
-    }
-
-    #[test]
-    fn a_missing_url_column_names_the_columns_there_are() {
-        let e = parse(
-            "m.jsonl",
-            Bytes::from("{\"path\": \"a.jpg\"}\n"),
-            "url",
-            "caption",
-        )
-        .unwrap_err()
-        .to_string();
-        assert_eq!(
-            e,
-            "m.jsonl: no row has the URL column `url` (columns: path); set the input's url_column"
-        );
-    }
-
-    #[test]
-    fn unreadable_lines_become_rows_that_say_why() {
-        let text = b"{\"url\": \"a.jpg\"}\n[1]\n\xff\xfe\n{\"url\": \"b.jpg\"}\n{\"url\": \"c.j";
-        let rows = parse("m.jsonl", Bytes::from(&text[..]), "url", "caption").unwrap();
-        let summary: Vec<(u64, Option<&str>, Option<&str>)> = rows
-            .iter()
-            .map(|r| (r.row, r.url.as_deref(), r.error.as_deref()))
-            .collect();
-        assert_eq!(summary[0], (0, Some("a.jpg"), None));
-        assert_eq!(
-            summary[1],
-            (1, None, Some("m.jsonl: line 2: expected a JSON object"))
-        );
-        assert_eq!(summary[2].0, 2);
-        assert!(summary[2]
-            .2
-            .unwrap()
-            .starts_with("m.jsonl: line 3: not a JSON object"));
-        assert_eq!(summary[3], (3, Some("b.jpg"), None));
-        assert_eq!(summary[4].0, 4);
-        assert!(
-            summary[4]
-                .2
-                .unwrap()
-                .contains("line 5: not a JSON object: EOF while parsing"),
-            "{:?}",
-            summary[4]
-        );
-    }
-
-    #[test]
-    fn parquet_cut_short_is_one_row_saying_so() {
-        let rows = parse(
-            "m.parquet",
-            Bytes::from_static(b"PAR1\0\0\0"),
-            "url",
-            "caption",
-        )
-        .unwrap();
-        assert_eq!(rows.len(), 1);
-        let error = rows[0].error.as_deref().unwrap();
-        assert!(
-            error.starts_with("m.parquet: cannot read the Parquet manifest past row 0: "),
-            "{error}"
-        );
     }
 }

@@ -1,41 +1,17 @@
-//! Reading samples out of object storage: loose files with sidecars, WebDataset shards and
-//! manifests, all through `object_store` so local folders, S3, GCS and Azure behave the same;
-//! manifest rows may also name `http(s)://` URLs, downloaded by `http`.
+//! Reading samples out of object storage: loose files with sidecars, WebDataset shards and the
+//! objects manifest rows name, all through `store` so local folders, S3, GCS and Azure behave
+//! the same; manifest rows may also name `http(s)://` URLs, downloaded by `store::http`.
 //!
 //! This stage only fetches and groups bytes into [`Sample`]s; it never decodes them (that is
 //! `decode`) and never decides anything. A fetch that fails becomes a sample carrying the error,
 //! so the run goes on and the ledger can say why that sample is missing.
 
-pub mod aws_profile;
 pub mod files;
-pub mod http;
 pub mod manifest;
-pub mod store;
 pub mod webdataset;
 
 use bytes::Bytes;
 use sha2::Digest;
-
-pub use store::{Location, Stores};
-
-/// Errors that stop a run before work starts (the input cannot be opened or listed).
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("{uri}: no such file or folder; check the path")]
-    NotFound { uri: String },
-    #[error("{uri}: {what}; check the path and the input's `format`")]
-    Empty { uri: String, what: String },
-    #[error("{uri}: {message}")]
-    BadUri { uri: String, message: String },
-    #[error("cannot list {uri}: {message}\n{hint}", hint = store::setup_hint(.uri))]
-    Unreachable { uri: String, message: String },
-    #[error("{uri}: {message}")]
-    Manifest { uri: String, message: String },
-    #[error("{uri}: {message}")]
-    Read { uri: String, message: String },
-    #[error("{uri}: {message}")]
-    Credentials { uri: String, message: String },
-}
 
 /// One part of a sample, named by its WebDataset extension (`jpg`, `txt`, `json`, `cls`, …).
 #[derive(Debug, Clone, PartialEq)]
@@ -267,18 +243,6 @@ pub fn sanitize_extension(ext: &str) -> Option<String> {
     Some(joined)
 }
 
-/// Splits a file name at its last dot: `a/b.c.jpg` → (`a/b.c`, `jpg`), extension lowercased.
-pub fn split_extension(name: &str) -> (&str, String) {
-    let file_start = name.rfind('/').map_or(0, |i| i + 1);
-    match name[file_start..].rfind('.') {
-        Some(dot) if dot > 0 => {
-            let dot = file_start + dot;
-            (&name[..dot], name[dot + 1..].to_ascii_lowercase())
-        }
-        _ => (name, String::new()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,19 +313,6 @@ mod tests {
                 "k1.jp_g: dropped, a part with extension .jp_g came first",
             ]
         );
-    }
-
-    #[test]
-    fn extensions_split_at_the_last_dot_of_the_file_name() {
-        assert_eq!(
-            split_extension("dir.x/a.b.JPG"),
-            ("dir.x/a.b", "jpg".to_string())
-        );
-        assert_eq!(
-            split_extension("dir.x/noext"),
-            ("dir.x/noext", String::new())
-        );
-        assert_eq!(split_extension(".hidden"), (".hidden", String::new()));
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::files::caption_from_json;
-use super::{choose_media, sanitize_key, Location, Origin, Part, Sample};
+use super::{choose_media, sanitize_key, Origin, Part, Sample};
 use crate::contain::contain_panic;
+use crate::store::Location;
 
 /// Splits a member path into WebDataset key and extension: `d/a.seg.JPG` → (`d/a`, `seg.jpg`).
 /// Members whose file name has no dot (or starts with one) belong to no sample; `k1.` is key
@@ -112,7 +113,7 @@ pub fn read_tar(
         let error = ShardError::Panicked {
             uri: uri.to_string(),
             count: emitted,
-            message,
+            message: message.to_string(),
         };
         emit(shard_row(uri, relative, input_index, error.to_string()));
         Err(error)

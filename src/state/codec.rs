@@ -11,9 +11,14 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Bytes that do not decode as the state object asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("not a valid state object: {0}")]
+pub struct NotState(#[from] ciborium::de::Error<std::io::Error>);
+
 /// Decodes a value, saying what is wrong with bytes that are not one.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    ciborium::from_reader(bytes).map_err(|e| format!("not a valid state object: {e}"))
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NotState> {
+    Ok(ciborium::from_reader(bytes)?)
 }
 
 #[cfg(test)]
@@ -142,7 +147,10 @@ mod tests {
     #[test]
     fn bytes_that_are_not_state_are_an_error() {
         let error = decode::<UnitRecords>(b"not cbor at all").unwrap_err();
-        assert!(error.starts_with("not a valid state object"), "{error}");
+        assert!(
+            error.to_string().starts_with("not a valid state object"),
+            "{error}"
+        );
         let truncated = &encode(&full_record())[..40];
         assert!(decode::<Record>(truncated).is_err());
     }

@@ -15,7 +15,7 @@ use std::io::Read;
 use tokio::io::AsyncWriteExt;
 
 use crate::record::{Record, StagedPart};
-use crate::source::Location;
+use crate::store::Location;
 use futures::TryStreamExt;
 
 /// The extension of a unit's records: written last, so its presence marks the unit finished.
@@ -144,7 +144,7 @@ impl MeasureState {
             })?;
         let unit: UnitRecords = codec::decode(&bytes).map_err(|message| StateError::Corrupt {
             uri: units.uri_of(&units.path.clone().join(name.as_str())),
-            message,
+            message: message.to_string(),
         })?;
         Ok(unit)
     }

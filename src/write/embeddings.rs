@@ -16,7 +16,7 @@ use super::{put, WriteError};
 use crate::measure::Embeddings;
 use crate::models::clip::ClipInfo;
 use crate::record::Record;
-use crate::source::Location;
+use crate::store::Location;
 
 /// Rows per embeddings file: about 400 MB at 512 dimensions.
 const ROWS_PER_FILE: usize = 100_000;

@@ -15,8 +15,8 @@ use super::shards::{
 use super::{sample_json, unique_key, WriteError};
 use crate::config::OutputConfig;
 use crate::record::Record;
-use crate::source::Location;
 use crate::state::StagedBytes;
+use crate::store::Location;
 
 /// One shard of the layout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,7 +225,8 @@ mod tests {
     use crate::config::ByteSize;
     use crate::measure::Measurements;
     use crate::record::{Decision, Drop, Reason, Stage};
-    use crate::source::{Origin, Stores};
+    use crate::source::Origin;
+    use crate::store::Stores;
     use crate::write::staging::Staging;
 
     /// Kept JPEG samples of `sizes` bytes (every third with a caption, one with a source

@@ -18,7 +18,7 @@ use crate::measure::{MediaKind, MEASURE_VERSION};
 use crate::models::clip::ClipInfo;
 use crate::plan::{InputObject, Plan, Units};
 use crate::record::Record;
-use crate::source::Location;
+use crate::store::Location;
 
 /// What the run manifest is made from.
 pub struct RunFacts<'a> {

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 
 use crate::record::Record;
-use crate::source::Location;
+use crate::store::Location;
 use manifest::OutputFile;
 use shards::{relative_path, ShardInfo};
 

@@ -18,7 +18,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use super::WriteError;
-use crate::source::Location;
+use crate::store::Location;
 
 /// The lock file or object at the output root.
 pub const LOCK_NAME: &str = ".mmcurate.lock";

@@ -14,7 +14,7 @@ use super::ownership::OutputLock;
 use super::shards::relative_path;
 use super::version::{committed_versions, folder_of, list_versions, read_current, read_manifest};
 use super::WriteError;
-use crate::source::Location;
+use crate::store::Location;
 
 /// What a prune did, paths relative to the output root.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -190,9 +190,24 @@ async fn remove(root: &Location, relative: &str, pruned: &mut Pruned) -> Result<
     Ok(())
 }
 
+/// Why a file was left in place rather than removed.
+#[derive(Debug, thiserror::Error)]
+pub enum Left {
+    #[error("not a plain relative path")]
+    NotPlain,
+    #[error("{0} is a symlink: not followed")]
+    Symlink(String),
+    #[error("{0} is not a folder")]
+    NotAFolder(String),
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Removes `base/relative` if it is a regular file reached through real folders. `Ok(false)`:
 /// nothing there; `Err`: why it was left.
-pub fn remove_local_file(base: &Path, relative: &str) -> Result<bool, String> {
+pub fn remove_local_file(base: &Path, relative: &str) -> Result<bool, Left> {
     let parts: Vec<&str> = relative.split('/').collect();
     if parts.iter().any(|p| {
         p.is_empty()
@@ -200,7 +215,7 @@ pub fn remove_local_file(base: &Path, relative: &str) -> Result<bool, String> {
                 .components()
                 .any(|c| c != Component::Normal(p.as_ref()))
     }) {
-        return Err("not a plain relative path".to_string());
+        return Err(Left::NotPlain);
     }
     let mut path = base.to_path_buf();
     for (i, part) in parts.iter().enumerate() {
@@ -208,23 +223,20 @@ pub fn remove_local_file(base: &Path, relative: &str) -> Result<bool, String> {
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         let last = i + 1 == parts.len();
         if meta.file_type().is_symlink() {
-            return Err(format!(
-                "{} is a symlink: not followed",
-                parts[..=i].join("/")
-            ));
+            return Err(Left::Symlink(parts[..=i].join("/")));
         }
         if !last && !meta.is_dir() {
-            return Err(format!("{} is not a folder", parts[..=i].join("/")));
+            return Err(Left::NotAFolder(parts[..=i].join("/")));
         }
         if last && !meta.is_file() {
-            return Err("not a regular file".to_string());
+            return Err(Left::NotAFile);
         }
     }
-    std::fs::remove_file(&path).map_err(|e| e.to_string())?;
+    std::fs::remove_file(&path)?;
     Ok(true)
 }
 
@@ -328,7 +340,7 @@ mod tests {
         std::fs::create_dir(base.path().join("v")).unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), base.path().join("v/shards")).unwrap();
         let why = remove_local_file(base.path(), "v/shards/jpg-000000.tar").unwrap_err();
-        assert!(why.contains("v/shards is a symlink"), "{why}");
+        assert!(why.to_string().contains("v/shards is a symlink"), "{why}");
         assert!(elsewhere.path().join("jpg-000000.tar").exists());
         std::os::unix::fs::symlink(
             elsewhere.path().join("jpg-000000.tar"),
@@ -337,8 +349,8 @@ mod tests {
         .unwrap();
         assert!(remove_local_file(base.path(), "v/report.html").is_err());
         std::fs::write(base.path().join("v/manifest.json"), b"{}").unwrap();
-        assert_eq!(remove_local_file(base.path(), "v/manifest.json"), Ok(true));
-        assert_eq!(remove_local_file(base.path(), "v/manifest.json"), Ok(false));
+        assert!(remove_local_file(base.path(), "v/manifest.json").unwrap());
+        assert!(!remove_local_file(base.path(), "v/manifest.json").unwrap());
         assert!(remove_local_file(base.path(), &format!("v/{UP}/x")).is_err());
         assert_eq!(
             std::fs::read(elsewhere.path().join("jpg-000000.tar")).unwrap(),

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::io::AsyncWriteExt;
 
-use crate::source::Location;
+use crate::store::Location;
 
 /// Why a shard could not be written.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ use super::ownership::{
 };
 use super::{put, WriteError};
 use crate::config::OutputConfig;
-use crate::source::Location;
+use crate::store::Location;
 
 /// `format` of `current.json`.
 pub const POINTER_FORMAT: &str = "mmcurate-current/1";

@@ -4,14 +4,14 @@
 //! sibling files that import each other.
 //!
 //! The rules, by top-level module (`src/<module>/…` or `src/<module>.rs`):
-//! - Stages, in flow order: `config` → `plan` → `source` → `decode` → `measure` → `decide` →
-//!   `write`. A stage may use the stages before it, never one after it. `record` (the
-//!   per-sample record handed from `measure` to `decide` and `write`) ranks between `measure`
-//!   and `decide`, and `state` (the work units' records and staged bytes, kept between phases)
-//!   right after it.
+//! - Stages, in flow order: `config` → `store` → `plan` → `source` → `decode` → `measure` →
+//!   `decide` → `write`. (`store`, object storage access, is the lowest stage that does I/O:
+//!   `plan` lists through it, `source` fetches through it, `write` writes through it.) A stage
+//!   may use the stages before it, never one after it. `record` (the per-sample record handed
+//!   from `measure` to `decide` and `write`) ranks between `measure` and `decide`, and `state`
+//!   (the work units' records and staged bytes, kept between phases) right after it.
 //! - Low-level modules (`pixels`, `vector`, `contain`) may be used by every module and use no
-//!   stage,
-//!   `gpu`, `models`, `pipeline` or `cli` (only each other).
+//!   stage, `gpu`, `models`, `pipeline` or `cli` (only each other).
 //! - `gpu` (beside the stages: a device backend of decode and measure) may use `config`,
 //!   `decode`, `measure` and the low-level modules.
 //! - `models` (beside the stages) may use `config`, `gpu` and the low-level modules.
@@ -19,8 +19,6 @@
 //!   models, and their identity for the provenance).
 //! - `pipeline` and `cli` may use everything; nothing else uses them.
 //! - Items of the crate root (`crate::VERSION`) may be used by all.
-//! - One exception, until the object store client moves below `plan`: `plan` may use `source`
-//!   (planning lists inputs and reads manifests through `source`'s store client and readers).
 //!
 //! Code under `#[cfg(test)]` (an inline test module, or a file declared `#[cfg(test)] mod x;`)
 //! may use any module: tests compare with references wherever those live. Comments and string
@@ -35,8 +33,8 @@ use std::path::{Path, PathBuf};
 /// `write` work on, so it ranks between `measure` and `decide`. `state` keeps those records
 /// (and the staged candidates) between phases: it stores `record`s, and `decide` and `write`
 /// read through it, so it ranks right after `record`.
-const STAGES: [&str; 9] = [
-    "config", "plan", "source", "decode", "measure", "record", "state", "decide", "write",
+const STAGES: [&str; 10] = [
+    "config", "store", "plan", "source", "decode", "measure", "record", "state", "decide", "write",
 ];
 /// Modules every module may use, which use no stage.
 const LOW_LEVEL: [&str; 3] = ["pixels", "vector", "contain"];
@@ -70,10 +68,6 @@ fn allowed(from: &str, to: &str) -> bool {
     }
     if ORCHESTRATION.contains(&to) {
         return false;
-    }
-    // The one exception (see the module comment).
-    if (from, to) == ("plan", "source") {
-        return true;
     }
     match from {
         "gpu" => matches!(to, "config" | "decode" | "measure"),
@@ -738,6 +732,16 @@ fn the_checker_catches_planted_bad_imports() {
         check_file("source", 1, "use crate::decode::probe;", false).len(),
         1
     );
+    // Planning lists and reads manifests through `store`, never through `source`.
+    assert_eq!(
+        check_file("plan", 1, "use crate::source::files::fetch;", false).len(),
+        1
+    );
+    assert_eq!(
+        check_file("store", 1, "use crate::plan::Plan;", false).len(),
+        1
+    );
+    assert!(check_file("plan", 1, "use crate::store::Stores;", false).is_empty());
     assert_eq!(
         check_file("vector", 1, "use crate::decide::Drop;", false).len(),
         1

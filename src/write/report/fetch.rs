@@ -11,7 +11,8 @@ use object_store::ObjectStoreExt;
 use std::collections::{BTreeMap, HashMap};
 
 use super::rows::ReportRow;
-use crate::source::{split_extension, webdataset, Location, Stores};
+use crate::source::webdataset::{self, ShardError};
+use crate::store::{split_extension, Location, StoreError, Stores};
 
 /// What was fetched for one sample.
 #[derive(Debug, Clone, Default)]
@@ -82,18 +83,27 @@ pub fn fetch_all(
                     .find(|r| member.is_some() && r.tar_member.as_deref() == member)
                     .map(|r| r.id.clone())
             }),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(TarError::Open(e)),
         };
         merge(&mut out, &wanted, found);
     }
     out
 }
 
+/// Why a tar gave no samples back.
+#[derive(Debug, thiserror::Error)]
+enum TarError {
+    #[error(transparent)]
+    Open(#[from] StoreError),
+    #[error(transparent)]
+    Read(#[from] ShardError),
+}
+
 /// Puts what a tar gave into `out`; samples it did not have get the reason.
 fn merge(
     out: &mut HashMap<String, Fetched>,
     wanted: &[&ReportRow],
-    found: Result<HashMap<String, Fetched>, String>,
+    found: Result<HashMap<String, Fetched>, TarError>,
 ) {
     match found {
         Ok(mut found) => {
@@ -106,11 +116,12 @@ fn merge(
             }
         }
         Err(e) => {
+            let why = e.to_string();
             for row in wanted {
                 out.insert(
                     row.id.clone(),
                     Fetched {
-                        error: Some(e.clone()),
+                        error: Some(why.clone()),
                         ..Fetched::default()
                     },
                 );
@@ -124,7 +135,7 @@ fn read_tar(
     location: &Location,
     runtime: &tokio::runtime::Handle,
     pick: impl Fn(&str, Option<&str>) -> Option<String>,
-) -> Result<HashMap<String, Fetched>, String> {
+) -> Result<HashMap<String, Fetched>, TarError> {
     let mut found = HashMap::new();
     let result = webdataset::read_shard(location, "", 0, runtime, |sample| {
         let Some(id) = pick(&sample.name, sample.origin.tar_member.as_deref()) else {
@@ -145,7 +156,7 @@ fn read_tar(
     });
     // A shard cut short still gave the samples before the cut.
     match result {
-        Err(e) if found.is_empty() => Err(e.to_string()),
+        Err(e) if found.is_empty() => Err(TarError::Read(e)),
         _ => Ok(found),
     }
 }

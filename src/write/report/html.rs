@@ -11,7 +11,7 @@ use super::charts::{bars_svg, histogram_svg, short};
 use super::escape;
 use super::figures::{Figures, Tile};
 use super::histogram::Side;
-use super::thumbnails::{Picture, WAVEFORM_WIDTH};
+use super::thumbnails::{NotDrawn, Picture, WAVEFORM_WIDTH};
 
 /// The sections, in page order: (id, title). Tests look for each.
 pub const SECTIONS: [(&str, &str); 7] = [
@@ -52,7 +52,7 @@ fn clip_text(s: &str, max: usize) -> String {
 }
 
 /// Renders the page. `pictures` holds each shown sample's picture (or why there is none).
-pub fn render(f: &Figures, pictures: &HashMap<String, Result<Picture, String>>) -> String {
+pub fn render(f: &Figures, pictures: &HashMap<String, Result<Picture, NotDrawn>>) -> String {
     let mut h = String::with_capacity(256 * 1024);
     let title = format!("mmcurate report: {}", f.run.name);
     let _ = write!(
@@ -215,7 +215,7 @@ fn histograms(h: &mut String, f: &Figures) {
 fn tile(
     h: &mut String,
     t: &Tile,
-    pictures: &HashMap<String, Result<Picture, String>>,
+    pictures: &HashMap<String, Result<Picture, NotDrawn>>,
     label: &str,
 ) {
     let video = matches!(
@@ -243,7 +243,7 @@ fn tile(
             let _ = write!(
                 h,
                 r#"<div class="nopic">{}</div>"#,
-                escape(&clip_text(why, 120))
+                escape(&clip_text(&why.to_string(), 120))
             );
         }
         None => h.push_str(r#"<div class="nopic">not fetched</div>"#),
@@ -265,7 +265,7 @@ fn tile(
     h.push_str("</figcaption></figure>");
 }
 
-fn dropped(h: &mut String, f: &Figures, pictures: &HashMap<String, Result<Picture, String>>) {
+fn dropped(h: &mut String, f: &Figures, pictures: &HashMap<String, Result<Picture, NotDrawn>>) {
     open_section(h, "dropped");
     let _ = write!(
         h,
@@ -298,7 +298,7 @@ fn dropped(h: &mut String, f: &Figures, pictures: &HashMap<String, Result<Pictur
     h.push_str("</section>\n");
 }
 
-fn duplicates(h: &mut String, f: &Figures, pictures: &HashMap<String, Result<Picture, String>>) {
+fn duplicates(h: &mut String, f: &Figures, pictures: &HashMap<String, Result<Picture, NotDrawn>>) {
     open_section(h, "duplicates");
     let _ = write!(
         h,
@@ -346,7 +346,7 @@ fn duplicates(h: &mut String, f: &Figures, pictures: &HashMap<String, Result<Pic
     h.push_str("</section>\n");
 }
 
-fn clip(h: &mut String, f: &Figures, pictures: &HashMap<String, Result<Picture, String>>) {
+fn clip(h: &mut String, f: &Figures, pictures: &HashMap<String, Result<Picture, NotDrawn>>) {
     open_section(h, "clip");
     if f.clip.scored == 0 {
         h.push_str("<p>No CLIP scores in this run (it had no <code>[models.clip]</code>, or no sample had a caption).</p></section>\n");

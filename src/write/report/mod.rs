@@ -18,10 +18,10 @@ use object_store::ObjectStoreExt;
 use serde_json::Value;
 use std::collections::HashMap;
 
-use crate::source::{Location, Stores};
+use crate::store::{Location, Stores};
 pub use figures::Figures;
 pub use rows::{LedgerFiles, RecordRows, ReportRow, RowSource};
-use thumbnails::Picture;
+use thumbnails::{NotDrawn, Picture};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -68,16 +68,17 @@ pub fn build(
     let mut ids: Vec<(&String, &fetch::Fetched)> = fetched.iter().collect();
     ids.sort_by(|a, b| a.0.cmp(b.0));
     let by_id: HashMap<&str, &ReportRow> = shown.iter().map(|r| (r.id.as_str(), *r)).collect();
-    let pictures: HashMap<String, Result<Picture, String>> = {
+    let pictures: HashMap<String, Result<Picture, NotDrawn>> = {
         use rayon::prelude::*;
         ids.par_iter()
             .map(|(id, f)| {
                 let picture = match (&f.media, by_id.get(id.as_str())) {
                     (Some(bytes), Some(row)) => thumbnails::picture(bytes, row),
-                    _ => Err(f
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| "no media part".to_string())),
+                    _ => Err(NotDrawn::NotFetched(
+                        f.error
+                            .clone()
+                            .unwrap_or_else(|| "no media part".to_string()),
+                    )),
                 };
                 ((*id).clone(), picture)
             })

@@ -26,6 +26,26 @@ const MAX_THUMB_SOURCE_PIXELS: u64 = 50_000_000;
 const WAVEFORM_COLUMNS: usize = 160;
 const WAVEFORM_SECONDS: f64 = 30.0;
 
+/// Why a sample was not drawn; the report shows it in the picture's place.
+#[derive(Debug, thiserror::Error)]
+pub enum NotDrawn {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not drawn: {width}x{height} is more than {MAX_THUMB_SOURCE_PIXELS} pixels")]
+    TooLarge { width: u32, height: u32 },
+    #[error("{0}")]
+    Image(#[from] image::ImageError),
+    #[error("neither an image nor a video or audio file")]
+    UnknownKind,
+    #[error("{0}")]
+    Decode(#[from] crate::decode::DecodeError),
+    #[error("no frame could be decoded")]
+    NoFrame,
+    /// The sample's bytes could not be read back (why, as the fetch said).
+    #[error("{0}")]
+    NotFetched(String),
+}
+
 /// A sample drawn for the report.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Picture {
@@ -36,18 +56,18 @@ pub enum Picture {
 }
 
 /// Draws one sample from its media bytes.
-pub fn picture(bytes: &[u8], row: &ReportRow) -> Result<Picture, String> {
+pub fn picture(bytes: &[u8], row: &ReportRow) -> Result<Picture, NotDrawn> {
     if bytes.is_empty() {
-        return Err("the file is empty".to_string());
+        return Err(NotDrawn::Empty);
     }
     if let Ok(info) = probe(bytes) {
         if info.pixels() > MAX_THUMB_SOURCE_PIXELS {
-            return Err(format!(
-                "not drawn: {}x{} is more than {MAX_THUMB_SOURCE_PIXELS} pixels",
-                info.width, info.height
-            ));
+            return Err(NotDrawn::TooLarge {
+                width: info.width,
+                height: info.height,
+            });
         }
-        let image = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
+        let image = image::load_from_memory(bytes)?;
         let thumb = image.thumbnail(THUMB_SIDE, THUMB_SIDE).to_rgb8();
         return Ok(Picture::Jpeg {
             data_uri: jpeg_data_uri(&thumb)?,
@@ -55,7 +75,7 @@ pub fn picture(bytes: &[u8], row: &ReportRow) -> Result<Picture, String> {
         });
     }
     if sniff_av(bytes).is_none() {
-        return Err("neither an image nor a video or audio file".to_string());
+        return Err(NotDrawn::UnknownKind);
     }
     match row.media_kind.as_deref() {
         Some("audio") => waveform(bytes).map(Picture::Waveform),
@@ -67,11 +87,10 @@ pub fn picture(bytes: &[u8], row: &ReportRow) -> Result<Picture, String> {
     }
 }
 
-fn jpeg_data_uri(image: &RgbImage) -> Result<String, String> {
+fn jpeg_data_uri(image: &RgbImage) -> Result<String, NotDrawn> {
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
-        .encode_image(image)
-        .map_err(|e| e.to_string())?;
+        .encode_image(image)?;
     Ok(format!(
         "data:image/jpeg;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(&jpeg)
@@ -80,7 +99,7 @@ fn jpeg_data_uri(image: &RgbImage) -> Result<String, String> {
 
 /// `STRIP_FRAMES` frames spread over the video (over the span of the frames the run sampled,
 /// from the ledger's timestamps, else over its duration), side by side.
-fn video_strip(bytes: &[u8], row: &ReportRow) -> Result<Picture, String> {
+fn video_strip(bytes: &[u8], row: &ReportRow) -> Result<Picture, NotDrawn> {
     let span = row
         .frame_timestamps
         .last()
@@ -97,7 +116,7 @@ fn video_strip(bytes: &[u8], row: &ReportRow) -> Result<Picture, String> {
         keep_rgb: true,
         cuda_device: None,
     };
-    let frames = sample_video_frames(bytes, &sampling).map_err(|e| e.to_string())?;
+    let frames = sample_video_frames(bytes, &sampling)?;
     let tiles: Vec<RgbImage> = frames
         .frames
         .iter()
@@ -112,7 +131,7 @@ fn video_strip(bytes: &[u8], row: &ReportRow) -> Result<Picture, String> {
         })
         .collect();
     if tiles.is_empty() {
-        return Err("no frame could be decoded".to_string());
+        return Err(NotDrawn::NoFrame);
     }
     let width: u32 = tiles.iter().map(|t| t.width()).sum();
     let mut strip = RgbImage::new(width, STRIP_HEIGHT);
@@ -128,10 +147,9 @@ fn video_strip(bytes: &[u8], row: &ReportRow) -> Result<Picture, String> {
 }
 
 /// The min/max envelope of the first `WAVEFORM_SECONDS` of the mono downmix, as a path.
-fn waveform(bytes: &[u8]) -> Result<String, String> {
+fn waveform(bytes: &[u8]) -> Result<String, NotDrawn> {
     let (audio, _) =
-        crate::measure::audio::decode_audio_levels(bytes, 8000, WAVEFORM_SECONDS, -60.0)
-            .map_err(|e| e.to_string())?;
+        crate::measure::audio::decode_audio_levels(bytes, 8000, WAVEFORM_SECONDS, -60.0)?;
     Ok(waveform_path(&audio.mono))
 }
 
@@ -185,9 +203,9 @@ mod tests {
     #[test]
     fn text_is_not_drawn_and_says_why() {
         let e = picture(b"hello, I am not a picture", &ReportRow::default()).unwrap_err();
-        assert_eq!(e, "neither an image nor a video or audio file");
+        assert_eq!(e.to_string(), "neither an image nor a video or audio file");
         assert_eq!(
-            picture(b"", &ReportRow::default()).unwrap_err(),
+            picture(b"", &ReportRow::default()).unwrap_err().to_string(),
             "the file is empty"
         );
     }

@@ -26,19 +26,30 @@ const MAX_RESERVED_FRAMES: usize = 48_000 * 3600;
 /// than by swresample: it is a plain per-format conversion, and it sidesteps swresample's
 /// channel-layout check, which WAV/PCM frames (empty layout) fail. The planes are checked
 /// against the frame's whole sample count, `frames` or not.
+/// Why a decoded audio frame's samples cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("the decoder produced no sample format")]
+    NoSampleFormat,
+    #[error("the frame has {planes} planes, not {wanted}")]
+    MissingPlane { planes: usize, wanted: usize },
+    #[error("the frame is shorter than its sample count")]
+    Short,
+}
+
 fn convert_interleaved(
     frame: &frame::Audio,
     channels: usize,
     frames: usize,
     out: &mut Vec<f32>,
-) -> Result<(), String> {
+) -> Result<(), FrameError> {
     let samples = frame.samples();
     let frames = frames.min(samples);
     let format = frame.format();
     let planar = match format {
         Sample::U8(t) | Sample::I16(t) | Sample::I32(t) | Sample::F32(t) => t,
         Sample::I64(t) | Sample::F64(t) => t,
-        Sample::None => return Err("the decoder produced no sample format".to_string()),
+        Sample::None => return Err(FrameError::NoSampleFormat),
     } == ffmpeg::format::sample::Type::Planar;
     out.clear();
     out.resize(frames * channels, 0.0);
@@ -71,19 +82,15 @@ fn convert_planes<const N: usize>(
     samples: usize,
     out: &mut [f32],
     to_f32: impl Fn([u8; N]) -> f32,
-) -> Result<(), String> {
-    let plane = |i: usize, len: usize| -> Result<&[u8], String> {
+) -> Result<(), FrameError> {
+    let plane = |i: usize, len: usize| -> Result<&[u8], FrameError> {
         if i >= frame.planes() {
-            return Err(format!(
-                "the frame has {} planes, not {}",
-                frame.planes(),
-                i + 1
-            ));
+            return Err(FrameError::MissingPlane {
+                planes: frame.planes(),
+                wanted: i + 1,
+            });
         }
-        frame
-            .data(i)
-            .get(..len)
-            .ok_or_else(|| "the frame is shorter than its sample count".to_string())
+        frame.data(i).get(..len).ok_or(FrameError::Short)
     };
     let sample = |b: &[u8]| to_f32(b.try_into().unwrap_or([0; N]));
     if planar {

@@ -32,13 +32,12 @@ const MIN_DECODED_SHARE: f64 = 0.9;
 /// FFmpeg's global state, set up once. Its log goes quiet: errors reach the caller as values
 /// with FFmpeg's message, and library code never prints.
 fn init_ffmpeg() -> Result<(), DecodeError> {
-    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    static INIT: OnceLock<Result<(), ffmpeg::Error>> = OnceLock::new();
     INIT.get_or_init(|| {
         ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Quiet);
-        ffmpeg::init().map_err(|e| e.to_string())
+        ffmpeg::init()
     })
-    .clone()
-    .map_err(|message| ffmpeg_error("ffmpeg", message))
+    .map_err(|e| ffmpeg_error("ffmpeg", e))
 }
 
 fn ffmpeg_error(format: &str, message: impl ToString) -> DecodeError {

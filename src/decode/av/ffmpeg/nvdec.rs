@@ -28,6 +28,53 @@ use super::ffmpeg_error;
 use crate::decode::av::NvdecDeviceState;
 use crate::decode::DecodeError;
 
+/// Why NVDEC cannot decode (a device that does not open, a stream it cannot take, a frame
+/// that would not match the CPU's); the video then decodes on the CPU, or the sample says why.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(super) enum NvdecError {
+    #[error("out of memory for a CUDA device reference")]
+    OutOfMemory,
+    #[error("{0}")]
+    Ffmpeg(String),
+    #[error("no CUDA driver library (libcuda.so) found")]
+    NoDriver,
+    #[error(
+        "the driver's video decoding library {NVCUVID} cannot be loaded ({0}); in a \
+         container, NVIDIA_DRIVER_CAPABILITIES must include `video`"
+    )]
+    NoVideoLibrary(String),
+    #[error("CUDA does not start: {0}")]
+    CudaInit(String),
+    #[error("no CUDA device {ordinal}{reason}")]
+    NoDevice { ordinal: usize, reason: String },
+    #[error("the primary context of CUDA device {ordinal}: {reason}")]
+    PrimaryContext { ordinal: usize, reason: String },
+    #[error("FFmpeg cannot allocate a CUDA device context")]
+    ContextAlloc,
+    #[error("FFmpeg's CUDA device context does not start: {0}")]
+    ContextInit(String),
+    #[error("this FFmpeg has no NVDEC decoder for {0}; decoded on the CPU")]
+    NoDecoder(&'static str),
+    #[error("NVDEC decoded a damaged frame")]
+    DamagedFrame,
+    #[error(
+        "the stream crops {left} px left and {top} px top, which FFmpeg does not do on the device"
+    )]
+    Cropped { left: usize, top: usize },
+    #[error("copying a frame from the GPU failed: {0}")]
+    Transfer(String),
+    #[error("NVDEC gave {from:?} frames where the CPU decoder gives {to:?}: no exact conversion")]
+    NoExactConversion { from: Pixel, to: Pixel },
+    #[error("a {format:?} frame with {planes} planes, or no room for its {to:?} copy")]
+    Planes {
+        format: Pixel,
+        planes: usize,
+        to: Pixel,
+    },
+    #[error("NVDEC's frame is smaller than its size")]
+    ShortFrame,
+}
+
 /// The library FFmpeg's NVDEC loads at run time; it comes with the driver, but a container
 /// has it only with the `video` driver capability.
 const NVCUVID: &str = "libnvcuvid.so.1";
@@ -46,10 +93,9 @@ unsafe impl Sync for Device {}
 
 impl Device {
     /// A new reference to the same device context.
-    fn new_ref(&self) -> Result<NonNull<ffi::AVBufferRef>, String> {
+    fn new_ref(&self) -> Result<NonNull<ffi::AVBufferRef>, NvdecError> {
         // SAFETY: `self.0` is a live reference, owned by `self`.
-        NonNull::new(unsafe { ffi::av_buffer_ref(self.0.as_ptr()) })
-            .ok_or_else(|| "out of memory for a CUDA device reference".to_string())
+        NonNull::new(unsafe { ffi::av_buffer_ref(self.0.as_ptr()) }).ok_or(NvdecError::OutOfMemory)
     }
 }
 
@@ -62,7 +108,7 @@ impl Drop for Device {
 }
 
 struct Opened {
-    device: Result<Device, String>,
+    device: Result<Device, NvdecError>,
     attempts: u32,
 }
 
@@ -73,7 +119,7 @@ static DEVICES: Mutex<BTreeMap<usize, Opened>> = Mutex::new(BTreeMap::new());
 
 /// A reference to the NVDEC device for CUDA device `ordinal`, opened on first use (and
 /// logged once), or why there is none.
-pub(super) fn device(ordinal: usize) -> Result<Device, String> {
+pub(super) fn device(ordinal: usize) -> Result<Device, NvdecError> {
     let mut devices = DEVICES.lock().unwrap_or_else(|p| p.into_inner());
     let opened = devices.entry(ordinal).or_insert_with(|| {
         let device = open(ordinal);
@@ -99,7 +145,11 @@ pub(super) fn device(ordinal: usize) -> Result<Device, String> {
 pub(super) fn state(ordinal: usize) -> Option<NvdecDeviceState> {
     let devices = DEVICES.lock().unwrap_or_else(|p| p.into_inner());
     devices.get(&ordinal).map(|opened| NvdecDeviceState {
-        opened: opened.device.as_ref().map(|_| ()).map_err(Clone::clone),
+        opened: opened
+            .device
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         attempts: opened.attempts,
     })
 }
@@ -122,28 +172,29 @@ fn driver_library_present() -> bool {
     }
 }
 
-fn open(ordinal: usize) -> Result<Device, String> {
+fn open(ordinal: usize) -> Result<Device, NvdecError> {
     // FFmpeg logs its own failures: keep it quiet, as everywhere in this module.
-    super::init_ffmpeg().map_err(|e| e.to_string())?;
+    super::init_ffmpeg().map_err(|e| NvdecError::Ffmpeg(e.to_string()))?;
     // cudarc panics on its first call without the driver library.
     if !driver_library_present() {
-        return Err("no CUDA driver library (libcuda.so) found".to_string());
+        return Err(NvdecError::NoDriver);
     }
     // SAFETY: loads (and unloads) the driver's own library, as FFmpeg's NVDEC would; it
     // runs no code of ours.
     if let Err(e) = unsafe { libloading::Library::new(NVCUVID) } {
-        return Err(format!(
-            "the driver's video decoding library {NVCUVID} cannot be loaded ({e}); in a \
-             container, NVIDIA_DRIVER_CAPABILITIES must include `video`"
-        ));
+        return Err(NvdecError::NoVideoLibrary(e.to_string()));
     }
-    cu::init().map_err(|e| format!("CUDA does not start: {e}"))?;
-    let index = c_int::try_from(ordinal).map_err(|_| format!("no CUDA device {ordinal}"))?;
-    let cu_device = cu::device::get(index).map_err(|e| format!("no CUDA device {ordinal}: {e}"))?;
+    cu::init().map_err(|e| NvdecError::CudaInit(e.to_string()))?;
+    let no_device = |reason: String| NvdecError::NoDevice { ordinal, reason };
+    let index = c_int::try_from(ordinal).map_err(|_| no_device(String::new()))?;
+    let cu_device = cu::device::get(index).map_err(|e| no_device(format!(": {e}")))?;
     // SAFETY: `cu_device` came from `device::get`, as `retain` requires. The retain is
     // released by `release_primary` when FFmpeg frees the device context, or just below.
-    let primary = unsafe { cu::primary_ctx::retain(cu_device) }
-        .map_err(|e| format!("the primary context of CUDA device {ordinal}: {e}"))?;
+    let primary =
+        unsafe { cu::primary_ctx::retain(cu_device) }.map_err(|e| NvdecError::PrimaryContext {
+            ordinal,
+            reason: e.to_string(),
+        })?;
     // SAFETY: FFmpeg's documented way to wrap an existing CUDA context: allocate the
     // device context, fill in its API-specific part (`hwctx`, an AVCUDADeviceContext for
     // the CUDA type) and init it. `cuda_ctx` is the retained primary context (both
@@ -156,7 +207,7 @@ fn open(ordinal: usize) -> Result<Device, String> {
             ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA,
         )) else {
             let _ = cu::primary_ctx::release(cu_device);
-            return Err("FFmpeg cannot allocate a CUDA device context".to_string());
+            return Err(NvdecError::ContextAlloc);
         };
         let hw = (*buffer.as_ptr()).data as *mut ffi::AVHWDeviceContext;
         let cuda = (*hw).hwctx as *mut ffi::AVCUDADeviceContext;
@@ -167,9 +218,8 @@ fn open(ordinal: usize) -> Result<Device, String> {
         let device = Device(buffer);
         let ret = ffi::av_hwdevice_ctx_init(buffer.as_ptr());
         if ret < 0 {
-            return Err(format!(
-                "FFmpeg's CUDA device context does not start: {}",
-                ffmpeg::Error::from(ret)
+            return Err(NvdecError::ContextInit(
+                ffmpeg::Error::from(ret).to_string(),
             ));
         }
         Ok(device)
@@ -253,13 +303,8 @@ pub(super) fn attach(
     context: &mut codec::Context,
     id: codec::Id,
     device: &Device,
-) -> Result<CudaDecoder, String> {
-    let decoder = cuda_decoder(id).ok_or_else(|| {
-        format!(
-            "this FFmpeg has no NVDEC decoder for {}; decoded on the CPU",
-            id.name()
-        )
-    })?;
+) -> Result<CudaDecoder, NvdecError> {
+    let decoder = cuda_decoder(id).ok_or(NvdecError::NoDecoder(id.name()))?;
     let reference = device.new_ref()?;
     // SAFETY: the context is not opened yet, which is when these fields are set. The
     // context owns the reference from here (avcodec_free_context unreferences it, also
@@ -305,7 +350,7 @@ pub(super) fn software_format(decoder: &ffmpeg::decoder::Video) -> Pixel {
 /// Refuses a device frame that would not match the CPU's: one NVDEC reports damaged, or
 /// one whose left or top crop FFmpeg could not apply (it crops device frames only on the
 /// right and bottom).
-pub(super) fn check_frame(frame: &frame::Video) -> Result<(), String> {
+pub(super) fn check_frame(frame: &frame::Video) -> Result<(), NvdecError> {
     // SAFETY: reads plain fields of a decoded frame.
     let (flags, errors, left, top) = unsafe {
         let f = frame.as_ptr();
@@ -317,19 +362,20 @@ pub(super) fn check_frame(frame: &frame::Video) -> Result<(), String> {
         )
     };
     if flags & ffi::AV_FRAME_FLAG_CORRUPT != 0 || errors != 0 {
-        return Err("NVDEC decoded a damaged frame".to_string());
+        return Err(NvdecError::DamagedFrame);
     }
     if left != 0 || top != 0 {
-        return Err(format!(
-            "the stream crops {left} px left and {top} px top, which FFmpeg does not do on the device"
-        ));
+        return Err(NvdecError::Cropped { left, top });
     }
     Ok(())
 }
 
 /// Copies a device frame into host memory (`host` is reset and reallocated by FFmpeg in
 /// the frames context's software format: NV12, P010, P016, YUV444P or YUV444P16).
-pub(super) fn transfer(device_frame: &frame::Video, host: &mut frame::Video) -> Result<(), String> {
+pub(super) fn transfer(
+    device_frame: &frame::Video,
+    host: &mut frame::Video,
+) -> Result<(), NvdecError> {
     // SAFETY: `host` is ours; unreferencing it leaves a blank frame, which
     // av_hwframe_transfer_data allocates itself. `device_frame` is a decoded CUDA frame
     // (format checked by the caller) with its frames context. The copy is synchronous.
@@ -338,10 +384,7 @@ pub(super) fn transfer(device_frame: &frame::Video, host: &mut frame::Video) -> 
         ffi::av_hwframe_transfer_data(host.as_mut_ptr(), device_frame.as_ptr(), 0)
     };
     if ret < 0 {
-        return Err(format!(
-            "copying a frame from the GPU failed: {}",
-            ffmpeg::Error::from(ret)
-        ));
+        return Err(NvdecError::Transfer(ffmpeg::Error::from(ret).to_string()));
     }
     Ok(())
 }
@@ -387,7 +430,7 @@ impl HostFrames {
             return Ok(decoded);
         }
         self.from_device += 1;
-        let err = |message: String| ffmpeg_error("nvdec", message);
+        let err = |e: NvdecError| ffmpeg_error("nvdec", e);
         check_frame(decoded).map_err(err)?;
         transfer(decoded, &mut self.transferred).map_err(err)?;
         let cpu_format = software_format(decoder);
@@ -428,13 +471,12 @@ fn to_cpu_layout(
     from: &frame::Video,
     cpu_format: Pixel,
     out: &mut frame::Video,
-) -> Result<(), String> {
+) -> Result<(), NvdecError> {
     let Some(layout) = layout(from.format(), cpu_format) else {
-        return Err(format!(
-            "NVDEC gave {:?} frames where the CPU decoder gives {cpu_format:?}: no exact \
-             conversion",
-            from.format()
-        ));
+        return Err(NvdecError::NoExactConversion {
+            from: from.format(),
+            to: cpu_format,
+        });
     };
     let (width, height) = (from.width(), from.height());
     if out.format() != cpu_format || out.width() != width || out.height() != height {
@@ -442,11 +484,11 @@ fn to_cpu_layout(
     }
     let planes_in = if layout.interleaved_chroma { 2 } else { 3 };
     if from.planes() < planes_in || out.planes() < 3 {
-        return Err(format!(
-            "a {:?} frame with {} planes, or no room for its {cpu_format:?} copy",
-            from.format(),
-            from.planes()
-        ));
+        return Err(NvdecError::Planes {
+            format: from.format(),
+            planes: from.planes(),
+            to: cpu_format,
+        });
     }
     for plane in 0..3 {
         let (source, step, first) = match (plane, layout.interleaved_chroma) {
@@ -480,9 +522,9 @@ fn copy_samples(
     (rows, samples): (usize, usize),
     (step, first): (usize, usize),
     layout: &Layout,
-) -> Result<(), String> {
+) -> Result<(), NvdecError> {
     let bytes = layout.sample_bytes;
-    let short = || "NVDEC's frame is smaller than its size".to_string();
+    let short = || NvdecError::ShortFrame;
     if samples == 0 {
         return Ok(());
     }
@@ -777,7 +819,7 @@ mod tests {
         let nvdec = as_nvdec_writes_it(cpu);
         let mut host = frame::Video::empty();
         let e = to_cpu_layout(&nvdec, Pixel::YUV422P, &mut host).unwrap_err();
-        assert!(e.contains("no exact conversion"), "{e}");
+        assert!(e.to_string().contains("no exact conversion"), "{e}");
     }
 
     /// Which decoders NVDEC would use: FFmpeg's own where it has a CUDA hwaccel, the native

@@ -257,7 +257,7 @@ fn sample_video_frames_seeking(
                     Err(e) => return Err(e),
                 }
             }
-            Err(reason) => nvdec_fallback = Some(reason),
+            Err(reason) => nvdec_fallback = Some(reason.to_string()),
         }
     }
     let mut out = decode_video_frames(
@@ -332,7 +332,7 @@ fn decode_video_frames(
         } else {
             match nvdec::attach(&mut context, codec_id, device) {
                 Ok(decoder) => nvdec_decoder = Some(decoder),
-                Err(reason) => nvdec_fallback = Some(reason),
+                Err(reason) => nvdec_fallback = Some(reason.to_string()),
             }
         }
     }

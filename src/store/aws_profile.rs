@@ -21,6 +21,28 @@ pub struct AwsProfile {
     pub endpoint_url: Option<String>,
 }
 
+/// Why the selected profile cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("AWS_PROFILE={name}: there is no [{config_section}] in {config_path} and no [{name}] in {credentials_path}")]
+    Missing {
+        name: String,
+        config_section: String,
+        config_path: String,
+        credentials_path: String,
+    },
+    #[error(
+        "AWS profile {name} uses `{key}`, which mmcurate cannot turn into credentials itself; \
+         export them first: eval \"$(aws configure export-credentials --profile {name} --format env)\""
+    )]
+    NeedsSdk { name: String, key: String },
+}
+
 /// Settings that need an AWS SDK to turn into credentials.
 const UNSUPPORTED: &[&str] = &[
     "role_arn",
@@ -34,7 +56,7 @@ const UNSUPPORTED: &[&str] = &[
 /// and `AWS_SHARED_CREDENTIALS_FILE` name (else `~/.aws/config` and `~/.aws/credentials`).
 /// `None` when no file has that profile and `AWS_PROFILE` was not set; an error when it was
 /// set and no file has it, or when a file cannot be read.
-pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Option<AwsProfile>, String> {
+pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Option<AwsProfile>, ProfileError> {
     let explicit = env("AWS_PROFILE").filter(|p| !p.is_empty());
     let name = explicit.clone().unwrap_or_else(|| "default".to_string());
     let home = env("HOME").map(PathBuf::from);
@@ -57,11 +79,12 @@ pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Option<AwsProfile>, 
     if config.is_none() && credentials.is_none() {
         return match explicit {
             None => Ok(None),
-            Some(_) => Err(format!(
-                "AWS_PROFILE={name}: there is no [{config_section}] in {} and no [{name}] in {}",
-                show(config_path.as_deref()),
-                show(credentials_path.as_deref())
-            )),
+            Some(_) => Err(ProfileError::Missing {
+                name,
+                config_section,
+                config_path: show(config_path.as_deref()),
+                credentials_path: show(credentials_path.as_deref()),
+            }),
         };
     }
     let mut settings = config.unwrap_or_default();
@@ -77,10 +100,10 @@ pub fn load(env: impl Fn(&str) -> Option<String>) -> Result<Option<AwsProfile>, 
     };
     if profile.access_key_id.is_none() {
         if let Some(key) = UNSUPPORTED.iter().find(|k| settings.contains_key(**k)) {
-            return Err(format!(
-                "AWS profile {name} uses `{key}`, which mmcurate cannot turn into credentials itself; \
-                 export them first: eval \"$(aws configure export-credentials --profile {name} --format env)\""
-            ));
+            return Err(ProfileError::NeedsSdk {
+                name,
+                key: key.to_string(),
+            });
         }
     }
     Ok(Some(profile))
@@ -96,12 +119,17 @@ fn show(path: Option<&Path>) -> String {
 fn read_section(
     path: Option<&Path>,
     section: &str,
-) -> Result<Option<BTreeMap<String, String>>, String> {
+) -> Result<Option<BTreeMap<String, String>>, ProfileError> {
     let Some(path) = path else { return Ok(None) };
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => {
+            return Err(ProfileError::Unreadable {
+                path: path.display().to_string(),
+                source,
+            })
+        }
     };
     Ok(parse_section(&text, section))
 }
@@ -181,7 +209,7 @@ mod tests {
 
         let e = load(env_with(home.path(), Some("nope"))).unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             format!(
                 "AWS_PROFILE=nope: there is no [profile nope] in {} and no [nope] in {}",
                 aws.join("config").display(),
@@ -201,7 +229,9 @@ mod tests {
             "[profile sso]\nsso_session = corp\nregion = us-east-1\n",
         )
         .unwrap();
-        let e = load(env_with(home.path(), Some("sso"))).unwrap_err();
+        let e = load(env_with(home.path(), Some("sso")))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("AWS profile sso uses `sso_session`")
                 && e.contains("aws configure export-credentials --profile sso --format env"),

@@ -1,12 +1,17 @@
-//! Opening URIs as `object_store` locations: local paths and `file://`, `s3://`, `gs://`,
-//! `az://` and `abfs[s]://`; and the run's one HTTP downloader for `http(s)://` manifest rows.
+//! Object storage, below every stage that reads or writes: opening URIs as `object_store`
+//! locations (local paths and `file://`, `s3://`, `gs://`, `az://` and `abfs[s]://`), reading
+//! a whole object, and the run's one HTTP downloader for `http(s)://` manifest rows. `plan`
+//! lists and reads manifests through it, `source` fetches samples, `write` writes the output.
 //!
 //! Each cloud store takes the usual settings of its platform: S3 the `AWS_*` variables and the
 //! shared config files' profile (`aws_profile`); GCS the `GOOGLE_*` variables or application
 //! default credentials; Azure the `AZURE_*` variables (README, "Object stores"). Stores are
 //! cached per bucket or container, so a manifest naming a million objects opens one client.
 //! Retries, back-off and time-outs come from `[run.object_store]`; credentials stay inside the
-//! client (no error or log line made here prints them).
+//! client (no error or log line made here prints them). This module knows no samples.
+
+pub mod aws_profile;
+pub mod http;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
@@ -19,10 +24,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::aws_profile;
-use super::http::HttpDownloader;
-use super::SourceError;
 use crate::config::{HttpConfig, ObjectStoreConfig};
+use http::{ClientError, HttpDownloader};
+
+/// Why a location cannot be opened, listed or read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("{uri}: no such file or folder; check the path")]
+    NotFound { uri: String },
+    #[error("{uri}: {message}")]
+    BadUri { uri: String, message: String },
+    #[error("cannot list {uri}: {message}\n{hint}", hint = setup_hint(.uri))]
+    Unreachable { uri: String, message: String },
+    #[error("{uri}: {message}")]
+    Credentials { uri: String, message: String },
+}
 
 /// A place in an object store: the store, a path inside it, and how to print it as a URI.
 #[derive(Clone)]
@@ -94,7 +110,7 @@ pub struct Stores {
     /// their settings from it (tests pass their own with [`Stores::with_env`]).
     env: BTreeMap<String, String>,
     http_config: HttpConfig,
-    http: OnceLock<Result<HttpDownloader, String>>,
+    http: OnceLock<Result<HttpDownloader, ClientError>>,
     /// Retries, back-off and time-outs of the cloud stores' clients (`[run.object_store]`).
     faults: ObjectStoreConfig,
 }
@@ -135,7 +151,7 @@ impl Stores {
     }
 
     /// The HTTP downloader for `http(s)://` rows.
-    pub fn http(&self) -> Result<&HttpDownloader, String> {
+    pub fn http(&self) -> Result<&HttpDownloader, ClientError> {
         self.http
             .get_or_init(|| HttpDownloader::new(&self.http_config))
             .as_ref()
@@ -148,16 +164,16 @@ impl Stores {
     }
 
     /// Opens an existing input location. A local path must exist; an S3 URI is not contacted.
-    pub fn open(&self, uri: &str) -> Result<Location, SourceError> {
+    pub fn open(&self, uri: &str) -> Result<Location, StoreError> {
         self.open_inner(uri, false)
     }
 
     /// Opens an output location, creating a local folder if it does not exist yet.
-    pub fn open_for_output(&self, uri: &str) -> Result<Location, SourceError> {
+    pub fn open_for_output(&self, uri: &str) -> Result<Location, StoreError> {
         self.open_inner(uri, true)
     }
 
-    fn open_inner(&self, uri: &str, create: bool) -> Result<Location, SourceError> {
+    fn open_inner(&self, uri: &str, create: bool) -> Result<Location, StoreError> {
         if let Some((scheme, rest)) = uri.split_once("://") {
             if scheme != "file" {
                 return self.open_cloud(uri, scheme, rest);
@@ -165,7 +181,7 @@ impl Stores {
         }
         let local = uri.strip_prefix("file://").unwrap_or(uri);
         if create {
-            std::fs::create_dir_all(local).map_err(|e| SourceError::BadUri {
+            std::fs::create_dir_all(local).map_err(|e| StoreError::BadUri {
                 uri: uri.to_string(),
                 message: format!("cannot create the output folder: {e}"),
             })?;
@@ -174,11 +190,11 @@ impl Stores {
             object_store::path::Error::Canonicalize { source, .. }
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                SourceError::NotFound {
+                StoreError::NotFound {
                     uri: uri.to_string(),
                 }
             }
-            other => SourceError::BadUri {
+            other => StoreError::BadUri {
                 uri: uri.to_string(),
                 message: other.to_string(),
             },
@@ -192,8 +208,8 @@ impl Stores {
     }
 
     /// A bucket or container URI: `SCHEME://AUTHORITY/PREFIX`.
-    fn open_cloud(&self, uri: &str, scheme: &str, rest: &str) -> Result<Location, SourceError> {
-        let bad = |message: &str| SourceError::BadUri {
+    fn open_cloud(&self, uri: &str, scheme: &str, rest: &str) -> Result<Location, StoreError> {
+        let bad = |message: &str| StoreError::BadUri {
             uri: uri.to_string(),
             message: message.to_string(),
         };
@@ -225,8 +241,8 @@ impl Stores {
     fn cached(
         &self,
         key: &str,
-        make: impl FnOnce() -> Result<Arc<dyn ObjectStore>, SourceError>,
-    ) -> Result<Arc<dyn ObjectStore>, SourceError> {
+        make: impl FnOnce() -> Result<Arc<dyn ObjectStore>, StoreError>,
+    ) -> Result<Arc<dyn ObjectStore>, StoreError> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(store) = cache.get(key) {
             return Ok(store.clone());
@@ -234,6 +250,27 @@ impl Stores {
         let store = make()?;
         cache.insert(key.to_string(), store.clone());
         Ok(store)
+    }
+}
+
+/// The whole object as bytes, or the store's error.
+pub async fn get_bytes(
+    base: &Location,
+    path: &ObjPath,
+) -> Result<bytes::Bytes, object_store::Error> {
+    use object_store::ObjectStoreExt;
+    base.store.get(path).await?.bytes().await
+}
+
+/// Splits a file name at its last dot: `a/b.c.jpg` → (`a/b.c`, `jpg`), extension lowercased.
+pub fn split_extension(name: &str) -> (&str, String) {
+    let file_start = name.rfind('/').map_or(0, |i| i + 1);
+    match name[file_start..].rfind('.') {
+        Some(dot) if dot > 0 => {
+            let dot = file_start + dot;
+            (&name[..dot], name[dot + 1..].to_ascii_lowercase())
+        }
+        _ => (name, String::new()),
     }
 }
 
@@ -294,13 +331,12 @@ fn s3_store(
     bucket: &str,
     env: &Env,
     faults: &ObjectStoreConfig,
-) -> Result<Arc<dyn ObjectStore>, SourceError> {
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
     let uri = format!("s3://{bucket}");
-    let profile =
-        aws_profile::load(|k| get(env, k)).map_err(|message| SourceError::Credentials {
-            uri: uri.clone(),
-            message,
-        })?;
+    let profile = aws_profile::load(|k| get(env, k)).map_err(|e| StoreError::Credentials {
+        uri: uri.clone(),
+        message: e.to_string(),
+    })?;
     // Our time-outs first, then every AWS_* variable, so that a client setting from the
     // environment (a proxy, say) still applies.
     let s3 = AmazonS3Builder::new()
@@ -338,7 +374,7 @@ fn s3_store(
         builder = builder.with_allow_http(true);
     }
     builder = builder.with_region(region.unwrap_or_else(|| "us-east-1".to_string()));
-    let store = builder.build().map_err(|e| SourceError::Credentials {
+    let store = builder.build().map_err(|e| StoreError::Credentials {
         uri,
         message: format!("cannot configure S3 from the AWS_* variables and profile: {e}"),
     })?;
@@ -351,7 +387,7 @@ fn gcs_store(
     root: &str,
     env: &Env,
     faults: &ObjectStoreConfig,
-) -> Result<Arc<dyn ObjectStore>, SourceError> {
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
     let explicit = [
         "GOOGLE_SERVICE_ACCOUNT",
         "GOOGLE_SERVICE_ACCOUNT_PATH",
@@ -365,7 +401,7 @@ fn gcs_store(
     });
     let has_adc = adc_file.as_ref().is_some_and(|f| f.is_file());
     if !explicit && !has_adc && !on_google_cloud(env) {
-        return Err(SourceError::Credentials {
+        return Err(StoreError::Credentials {
             uri: root.to_string(),
             message: "no Google Cloud credentials: set GOOGLE_APPLICATION_CREDENTIALS (or GOOGLE_SERVICE_ACCOUNT) to a service account key file, or run `gcloud auth application-default login`; on a Google Cloud machine the metadata server is used".to_string(),
         });
@@ -381,7 +417,7 @@ fn gcs_store(
     let store = builder
         .with_url(root)
         .build()
-        .map_err(|e| SourceError::Credentials {
+        .map_err(|e| StoreError::Credentials {
             uri: root.to_string(),
             message: format!("cannot configure Google Cloud Storage: {e}"),
         })?;
@@ -405,7 +441,7 @@ fn azure_store(
     root: &str,
     env: &Env,
     faults: &ObjectStoreConfig,
-) -> Result<Arc<dyn ObjectStore>, SourceError> {
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
     let azure = MicrosoftAzureBuilder::new()
         .with_client_options(client_options(faults))
         .with_retry(retry_config(faults));
@@ -416,7 +452,7 @@ fn azure_store(
     let store = builder
         .with_url(root)
         .build()
-        .map_err(|e| SourceError::Credentials {
+        .map_err(|e| StoreError::Credentials {
             uri: root.to_string(),
             message: format!(
                 "cannot configure Azure Blob Storage: {e}; set AZURE_STORAGE_ACCOUNT_NAME and a credential (AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN, AZURE_CLIENT_ID + AZURE_CLIENT_SECRET + AZURE_TENANT_ID, or AZURE_USE_AZURE_CLI=true), or AZURE_STORAGE_USE_EMULATOR=true for Azurite"
@@ -438,6 +474,19 @@ pub fn setup_hint(uri: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extensions_split_at_the_last_dot_of_the_file_name() {
+        assert_eq!(
+            split_extension("dir.x/a.b.JPG"),
+            ("dir.x/a.b", "jpg".to_string())
+        );
+        assert_eq!(
+            split_extension("dir.x/noext"),
+            ("dir.x/noext", String::new())
+        );
+        assert_eq!(split_extension(".hidden"), (".hidden", String::new()));
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         pairs

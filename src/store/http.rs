@@ -19,6 +19,11 @@ use crate::config::HttpConfig;
 /// The longest wait between two attempts, whatever the back-off or `Retry-After` ask for.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The HTTP client could not be made (its TLS backend failed to start, say).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot start the HTTP client: {0}")]
+pub struct ClientError(String);
+
 /// A body as it arrived, with where it finally came from.
 #[derive(Debug, Clone)]
 pub struct Downloaded {
@@ -61,7 +66,7 @@ pub struct HttpDownloader {
 }
 
 impl HttpDownloader {
-    pub fn new(config: &HttpConfig) -> Result<HttpDownloader, String> {
+    pub fn new(config: &HttpConfig) -> Result<HttpDownloader, ClientError> {
         let timeout = Duration::from_secs_f64(config.timeout_seconds);
         let client = reqwest::Client::builder()
             .user_agent(format!(
@@ -77,7 +82,7 @@ impl HttpDownloader {
             ))
             .pool_max_idle_per_host(config.per_host_concurrency.clamp(1, 64))
             .build()
-            .map_err(|e| format!("cannot start the HTTP client: {}", error_chain(&e)))?;
+            .map_err(|e| ClientError(error_chain(&e)))?;
         Ok(HttpDownloader {
             client,
             config: config.clone(),
