@@ -8,6 +8,7 @@ mod calibrate;
 mod dedup;
 mod inspect;
 mod prune;
+mod reenrich;
 mod report;
 mod run;
 
@@ -82,6 +83,17 @@ enum Command {
     Dedup(dedup::DedupArgs),
     /// Measure a sample of the inputs and write the report with threshold sweeps, no shards.
     Calibrate(calibrate::CalibrateArgs),
+    /// Make a new version of an output with other model settings (e.g. a new CLIP
+    /// checkpoint): reuses every measurement and staged copy in `state/`, recomputes the
+    /// embeddings, CLIP scores, semantic dedup and alignment, and writes diff.parquet.
+    Reenrich {
+        /// The output: a local path, file:// or s3:// URI.
+        output: String,
+        /// A model setting to change, e.g. --set models.clip.path=NEW (repeatable; only
+        /// `models.*`, `run.threads` and `run.device`).
+        #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
+        set: Vec<String>,
+    },
 }
 
 /// Runs the command line; the exit code is the process's.
@@ -168,6 +180,7 @@ pub fn main() -> ExitCode {
         Command::Report { output } => report::report(&output),
         Command::Calibrate(args) => calibrate::calibrate(&args, &progress),
         Command::Prune { output, keep } => prune::prune(&output, keep),
+        Command::Reenrich { output, set } => reenrich::reenrich(&output, &set, &progress),
         Command::Dedup(args) => match dedup::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

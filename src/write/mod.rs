@@ -6,10 +6,12 @@
 //!
 //! Kept samples are read back from staging: this stage fetches and decodes nothing.
 
+pub mod diff;
 pub mod embeddings;
 pub mod keyframes;
 pub mod layout;
 pub mod ledger;
+pub mod ledger_read;
 pub mod manifest;
 pub mod ownership;
 pub mod prune;

@@ -24,6 +24,7 @@ mod model_cards;
 mod phases;
 mod phash_reference;
 mod quickstart;
+mod reenrich;
 mod report;
 mod resample_reference;
 mod s3;
