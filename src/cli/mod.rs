@@ -6,11 +6,13 @@
 
 mod calibrate;
 mod dedup;
+mod history;
 mod inspect;
 mod prune;
 mod reenrich;
 mod report;
 mod run;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -65,6 +67,13 @@ enum Command {
     Inspect {
         /// A local path, file:// or s3:// URI.
         path: String,
+        /// List the output's versions: what made each, its parent, counts, config hash and
+        /// model digests.
+        #[arg(long)]
+        history: bool,
+        /// With --history: the samples that entered or left the kept set from version A to B.
+        #[arg(long, num_args = 2, value_names = ["A", "B"], requires = "history")]
+        diff: Option<Vec<u64>>,
     },
     /// Rebuild report.html and report.json of the current version from its ledger and shards.
     Report {
@@ -93,6 +102,12 @@ enum Command {
         /// `models.*`, `run.threads` and `run.device`).
         #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
         set: Vec<String>,
+    },
+    /// Check the current version: every listed file's size and sha256, the ledger against the
+    /// shards, and that nothing forgotten remains anywhere in the output. Exit 1 on a problem.
+    Verify {
+        /// The output: a local path, file:// or s3:// URI.
+        output: String,
     },
 }
 
@@ -181,6 +196,7 @@ pub fn main() -> ExitCode {
         Command::Calibrate(args) => calibrate::calibrate(&args, &progress),
         Command::Prune { output, keep } => prune::prune(&output, keep),
         Command::Reenrich { output, set } => reenrich::reenrich(&output, &set, &progress),
+        Command::Verify { output } => verify::verify(&output),
         Command::Dedup(args) => match dedup::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -188,7 +204,15 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Inspect { path } => match inspect::inspect(&path) {
+        Command::Inspect {
+            path,
+            history,
+            diff,
+        } => match if history {
+            history::history(&path, diff.map(|d| (d[0], d[1])))
+        } else {
+            inspect::inspect(&path)
+        } {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS

@@ -155,6 +155,7 @@ mod tests {
     fn row(id: &str, status: &str, reason: Option<&str>) -> LedgerRow {
         LedgerRow {
             id: id.into(),
+            key: Some(id.into()),
             sha256: Some(format!("sha-{id}")),
             status: status.into(),
             drop_reason: reason.map(str::to_string),

@@ -13,6 +13,8 @@ use crate::source::Location;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerRow {
     pub id: String,
+    /// The sample's key in its shard.
+    pub key: Option<String>,
     pub sha256: Option<String>,
     /// `kept`, `dropped` (or `forgotten`, for a sample removed on request).
     pub status: String,
@@ -51,6 +53,7 @@ pub fn ledger_rows(bytes: bytes::Bytes) -> Result<Vec<LedgerRow>, String> {
             column(name)?.ok_or_else(|| format!("no {name} column"))
         };
         let (id, status) = (required("id")?, required(STATUS)?);
+        let key = column("key")?;
         let (sha256, reason, detail, shard) = (
             column("sha256")?,
             column(DROP_REASON)?,
@@ -66,6 +69,7 @@ pub fn ledger_rows(bytes: bytes::Bytes) -> Result<Vec<LedgerRow>, String> {
         for i in 0..batch.num_rows() {
             rows.push(LedgerRow {
                 id: id.value(i).to_string(),
+                key: value(&key, i),
                 sha256: value(&sha256, i),
                 status: status.value(i).to_string(),
                 drop_reason: value(&reason, i),

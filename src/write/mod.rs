@@ -8,6 +8,7 @@
 
 pub mod diff;
 pub mod embeddings;
+pub mod history;
 pub mod keyframes;
 pub mod layout;
 pub mod ledger;
@@ -18,6 +19,7 @@ pub mod prune;
 pub mod report;
 pub mod shards;
 pub mod staging;
+pub mod verify;
 pub mod version;
 
 use object_store::{ObjectStoreExt, PutPayload};

@@ -32,4 +32,5 @@ mod s3_faults;
 mod self_contained;
 mod slurm;
 mod urls;
+mod verify;
 mod versions;

@@ -290,6 +290,68 @@ fn reenrich_recomputes_only_the_model_outputs_and_reuses_the_cache() {
         read(output.join("versions/000001/embeddings/clip-000000.parquet")),
         "the cached embeddings are the first run's, bit for bit, in the same order"
     );
+
+    // The lineage, and the diff between two versions from their ledgers.
+    let history = ok(&mmcurate(&[
+        "inspect",
+        output.to_str().unwrap(),
+        "--history",
+        "--diff",
+        "1",
+        "2",
+    ]));
+    let lines: Vec<&str> = history.lines().collect();
+    let version_lines: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("version "))
+        .collect();
+    assert_eq!(version_lines.len(), 3, "{history}");
+    assert!(
+        version_lines[0].starts_with("version 1: run from nothing"),
+        "{history}"
+    );
+    assert!(
+        version_lines[1].starts_with("version 2: reenrich from version 1"),
+        "{history}"
+    );
+    assert!(
+        version_lines[2].starts_with("version 3 (current): reenrich from version 2"),
+        "{history}"
+    );
+    let short_b = &new_digest[..12];
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("  clip ") && l.ends_with(&format!(" weights {short_b}"))),
+        "{history}"
+    );
+    assert!(
+        history.contains(&format!("weights {short_b} → ")) && history.contains("8 from cache"),
+        "{history}"
+    );
+    let diff_line = format!(
+        "diff version 1 → 2: {} entered, {} left",
+        entered.len(),
+        left.len()
+    );
+    assert!(history.contains(&diff_line), "{history}");
+    for id in &entered {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.trim_start().starts_with("entered") && l.contains(id.as_str())),
+            "{id}: {history}"
+        );
+    }
+    for id in &left {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.trim_start().starts_with("left") && l.contains(id.as_str())),
+            "{id}: {history}"
+        );
+    }
 }
 
 #[test]
