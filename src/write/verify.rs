@@ -17,6 +17,7 @@ use super::WriteError;
 use crate::source::Location;
 use crate::state::{codec, UnitRecords};
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 
 /// `forgotten.parquet` in a version's folder: the samples removed on request.
 pub const FORGOTTEN_NAME: &str = "forgotten.parquet";
@@ -177,7 +178,7 @@ impl Verification {
         let mut found: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (shard, members) in shards {
             for key in members.keys() {
-                found.entry(key).or_default().push(shard);
+                found.entry(key.as_str()).or_default().push(shard.as_str());
             }
         }
         let mut kept_keys = BTreeSet::new();
@@ -201,7 +202,7 @@ impl Verification {
                 ),
                 [one] => {
                     let hashes = &shards[*one][key];
-                    if let Some(sha256) = row.sha256.as_ref().filter(|s| !hashes.contains(s)) {
+                    if let Some(sha256) = row.sha256.as_ref().filter(|s| !hashes.contains(*s)) {
                         self.problem(
                             one,
                             &format!(
@@ -469,8 +470,7 @@ async fn staged_media_sha256s(root: &Location, staged: &str, records: &[u8]) -> 
             continue;
         }
         let range = part.offset..part.offset + part.len;
-        if let Ok(bytes) = object_store::ObjectStoreExt::get_range(&at.store, &at.path, range).await
-        {
+        if let Ok(bytes) = at.store.get_range(&at.path, range).await {
             out.push(hex::encode(Sha256::digest(&bytes)));
         }
     }

@@ -358,6 +358,7 @@ fn reenrich_recomputes_only_the_model_outputs_and_reuses_the_cache() {
 fn reenrich_refuses_settings_that_are_not_the_models() {
     let tmp = tempfile::tempdir().unwrap();
     let output = tmp.path().join("out");
+    std::fs::create_dir_all(&output).unwrap();
     let run = mmcurate(&[
         "reenrich",
         output.to_str().unwrap(),
