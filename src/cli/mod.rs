@@ -6,10 +6,13 @@
 
 mod calibrate;
 mod dedup;
+mod history;
 mod inspect;
 mod prune;
+mod reenrich;
 mod report;
 mod run;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -64,6 +67,13 @@ enum Command {
     Inspect {
         /// A local path, file:// or s3:// URI.
         path: String,
+        /// List the output's versions: what made each, its parent, counts, config hash and
+        /// model digests.
+        #[arg(long)]
+        history: bool,
+        /// With --history: the samples that entered or left the kept set from version A to B.
+        #[arg(long, num_args = 2, value_names = ["A", "B"], requires = "history")]
+        diff: Option<Vec<u64>>,
     },
     /// Rebuild report.html and report.json of the current version from its ledger and shards.
     Report {
@@ -82,6 +92,23 @@ enum Command {
     Dedup(dedup::DedupArgs),
     /// Measure a sample of the inputs and write the report with threshold sweeps, no shards.
     Calibrate(calibrate::CalibrateArgs),
+    /// Make a new version of an output with other model settings (e.g. a new CLIP
+    /// checkpoint): reuses every measurement and staged copy in `state/`, recomputes the
+    /// embeddings, CLIP scores, semantic dedup and alignment, and writes diff.parquet.
+    Reenrich {
+        /// The output: a local path, file:// or s3:// URI.
+        output: String,
+        /// A model setting to change, e.g. --set models.clip.path=NEW (repeatable; only
+        /// `models.*`, `run.threads` and `run.device`).
+        #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
+        set: Vec<String>,
+    },
+    /// Check the current version: every listed file's size and sha256, the ledger against the
+    /// shards, and that nothing forgotten remains anywhere in the output. Exit 1 on a problem.
+    Verify {
+        /// The output: a local path, file:// or s3:// URI.
+        output: String,
+    },
 }
 
 /// Runs the command line; the exit code is the process's.
@@ -168,6 +195,8 @@ pub fn main() -> ExitCode {
         Command::Report { output } => report::report(&output),
         Command::Calibrate(args) => calibrate::calibrate(&args, &progress),
         Command::Prune { output, keep } => prune::prune(&output, keep),
+        Command::Reenrich { output, set } => reenrich::reenrich(&output, &set, &progress),
+        Command::Verify { output } => verify::verify(&output),
         Command::Dedup(args) => match dedup::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -175,7 +204,15 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Inspect { path } => match inspect::inspect(&path) {
+        Command::Inspect {
+            path,
+            history,
+            diff,
+        } => match if history {
+            history::history(&path, diff.map(|d| (d[0], d[1])))
+        } else {
+            inspect::inspect(&path)
+        } {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS

@@ -7,6 +7,10 @@
 //! embedded. Each embedded sample gets its caption's token count and its CLIP score; the
 //! normalised embeddings are returned for semantic dedup and the `embeddings/` files.
 //!
+//! With a model-output cache (`state::model_outputs`), a sample whose content this checkpoint
+//! has embedded before takes its outputs from the cache and is neither read nor decoded; what
+//! the model computes is added to it.
+//!
 //! Where the inputs are decoded and preprocessed, and where the model runs, is the backend's
 //! business ([`ClipInputs`]: CPU, or CUDA with its own fallback to the CPU); this stage is the
 //! same on every device.
@@ -30,6 +34,7 @@ use crate::models::clip_inputs::{
 use crate::models::ModelError;
 use crate::pixels::RgbImage;
 use crate::record::{MediaKind, Record};
+use crate::state::model_outputs::{CachedOutput, ModelOutputCache};
 use crate::state::StagedBytes;
 use crate::vector::normalise;
 use crate::write::staging::StagedPart;
@@ -42,6 +47,8 @@ pub enum EmbedError {
     Staging { id: String, source: std::io::Error },
     #[error("CLIP preprocessing on the GPU: {0}")]
     Gpu(#[from] GpuError),
+    #[error("model-output cache: {0}")]
+    Cache(crate::state::StateError),
 }
 
 impl From<ClipInputError> for EmbedError {
@@ -62,6 +69,8 @@ struct Job {
     caption: Option<StagedPart>,
     /// Decoded RGB bytes, from the measured size (images), for cutting GPU batches.
     rgb_bytes: u64,
+    /// Its key in the model-output cache, when there is one.
+    cache_key: Option<String>,
 }
 
 /// What a batch member brings to the model: one image, or a video's sampled frames, as the
@@ -71,6 +80,7 @@ struct Prepared<I> {
     input: Result<I, NoInput>,
     frames: usize,
     caption: Option<String>,
+    cache_key: Option<String>,
 }
 
 /// Why a batch member has no model input (its record is dropped saying so).
@@ -92,7 +102,8 @@ pub struct VideoEmbedding<'a> {
     pub score: FrameScore,
 }
 
-/// The CLIP stage of a run with a model (`backends.clip`): embeds the kept records and adds the
+/// The CLIP stage of a run with a model (`backends.clip`): embeds the kept records (taking
+/// what `cache` holds for this checkpoint from it, and adding the rest to it) and adds the
 /// GPU's busy seconds of the stage to `gpu_busy_seconds`.
 pub fn embed_kept_records(
     records: &mut [Record],
@@ -101,6 +112,7 @@ pub fn embed_kept_records(
     backends: &Backends,
     gpu_busy_seconds: &mut std::collections::BTreeMap<String, f64>,
     progress: &Progress,
+    cache: Option<&ModelOutputCache>,
 ) -> Result<Embeddings, EmbedError> {
     let (Some(clip), Some(model)) = (&backends.clip, &config.models.clip) else {
         return Ok(Embeddings::default());
@@ -116,6 +128,7 @@ pub fn embed_kept_records(
         batch_size: model.batch_size,
         video: &video,
         progress,
+        cache,
     };
     let embeddings = match &backends.cuda {
         Some(cuda) => {
@@ -151,6 +164,19 @@ pub struct ClipStage<'a> {
     pub batch_size: usize,
     pub video: &'a VideoEmbedding<'a>,
     pub progress: &'a Progress,
+    pub cache: Option<&'a ModelOutputCache>,
+}
+
+/// The settings besides the weights that change what a checkpoint makes of a sample: the
+/// precision it ran in, its input size, and how videos are sampled and scored (part of every
+/// model-output cache key).
+pub fn model_output_settings(config: &Config, clip: &Clip) -> String {
+    format!(
+        "dtype={} image_size={} video={}",
+        clip.info.dtype,
+        clip.info.image_size,
+        serde_json::to_string(&config.video).unwrap_or_default()
+    )
 }
 
 impl ClipStage<'_> {
@@ -166,26 +192,46 @@ impl ClipStage<'_> {
     ) -> Result<Embeddings, EmbedError> {
         let (clip, batch_size, video, progress) =
             (self.clip, self.batch_size, self.video, self.progress);
-        let jobs: Vec<Job> = (0..records.len())
-            .filter(|&i| {
-                records[i].decision.is_keep() && records[i].media_kind() != Some(MediaKind::Audio)
-            })
-            .map(|i| {
-                let r = &records[i];
-                let m = &r.measurements;
-                Job {
-                    record: i,
-                    id: r.id.clone(),
-                    is_video: m.media_kind == Some(MediaKind::Video),
-                    // The media part is staged first.
-                    media: r.staged[0].clone(),
-                    caption: r.staged.iter().find(|p| p.ext == "txt").cloned(),
-                    rgb_bytes: 3
-                        * u64::from(m.width.unwrap_or(0))
-                        * u64::from(m.height.unwrap_or(0)),
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut cached: Vec<(usize, CachedOutput)> = Vec::new();
+        let eligible = (0..records.len()).filter(|&i| {
+            records[i].decision.is_keep() && records[i].media_kind() != Some(MediaKind::Audio)
+        });
+        for i in eligible {
+            let r = &records[i];
+            let m = &r.measurements;
+            let caption = r.staged.iter().find(|p| p.ext == "txt").cloned();
+            let cache_key = match (self.cache, &m.sha256) {
+                (Some(cache), Some(sha256)) => {
+                    let text = match &caption {
+                        Some(part) => {
+                            Some(staging.read(part).map_err(|source| EmbedError::Staging {
+                                id: r.id.clone(),
+                                source,
+                            })?)
+                        }
+                        None => None,
+                    };
+                    let key = cache.key(sha256, text.as_deref());
+                    if let Some(output) = cache.lookup(&key) {
+                        cached.push((i, output.clone()));
+                        continue;
+                    }
+                    Some(key)
                 }
-            })
-            .collect();
+                _ => None,
+            };
+            jobs.push(Job {
+                record: i,
+                id: r.id.clone(),
+                is_video: m.media_kind == Some(MediaKind::Video),
+                // The media part is staged first.
+                media: r.staged[0].clone(),
+                caption,
+                rgb_bytes: 3 * u64::from(m.width.unwrap_or(0)) * u64::from(m.height.unwrap_or(0)),
+                cache_key,
+            });
+        }
         let max_bytes = inputs.max_batch_rgb_bytes();
         let sizes: Vec<u64> = jobs.iter().map(|j| j.rgb_bytes).collect();
         let batches = crate::gpu::plan::split_runs(&sizes, batch_size.max(1), max_bytes);
@@ -218,7 +264,7 @@ impl ClipStage<'_> {
                 embed_batch(
                     records,
                     prepared,
-                    clip,
+                    (clip, self.cache),
                     batch_size,
                     video,
                     inputs,
@@ -229,9 +275,69 @@ impl ClipStage<'_> {
             }
             Ok(())
         })?;
+        for (record, output) in cached {
+            apply_cached(records, record, &output, clip, &mut out);
+            bar.inc();
+        }
         bar.finish();
-        Ok(out)
+        if let Some(cache) = self.cache {
+            cache.persist().map_err(EmbedError::Cache)?;
+        }
+        Ok(in_record_order(out))
     }
+}
+
+/// A cached sample's outputs, as the model would have given them.
+fn apply_cached(
+    records: &mut [Record],
+    record: usize,
+    output: &CachedOutput,
+    clip: &Clip,
+    out: &mut Embeddings,
+) {
+    let m = &mut records[record].measurements;
+    m.clip_model = Some(clip.info.id.clone());
+    m.clip_weights_sha256 = Some(clip.info.weights_sha256.clone());
+    m.clip_score = output.clip_score;
+    m.caption_tokens = output.caption_tokens;
+    m.caption_truncated = output.caption_truncated;
+    if output.clip_note.is_some() {
+        m.clip_note = output.clip_note.clone();
+    }
+    // Rows are put in record order once all are in (`in_record_order`).
+    out.rows.push(record);
+    out.image.extend_from_slice(&output.image);
+    match &output.text {
+        Some(text) => out.text.extend_from_slice(text),
+        None => out.text.extend(std::iter::repeat_n(0.0, out.dim)),
+    }
+    out.has_text.push(output.text.is_some());
+}
+
+/// The rows sorted by record (the order the model alone gives them in), so an output does not
+/// depend on which samples came from the cache.
+fn in_record_order(e: Embeddings) -> Embeddings {
+    let dim = e.dim;
+    let mut order: Vec<usize> = (0..e.rows.len()).collect();
+    order.sort_by_key(|&k| e.rows[k]);
+    if order.iter().enumerate().all(|(a, &b)| a == b) {
+        return e;
+    }
+    let mut sorted = Embeddings {
+        dim,
+        ..Embeddings::default()
+    };
+    for k in order {
+        sorted.rows.push(e.rows[k]);
+        sorted
+            .image
+            .extend_from_slice(&e.image[k * dim..(k + 1) * dim]);
+        sorted
+            .text
+            .extend_from_slice(&e.text[k * dim..(k + 1) * dim]);
+        sorted.has_text.push(e.has_text[k]);
+    }
+    sorted
 }
 
 /// Embeds one prepared batch and records the results.
@@ -239,7 +345,7 @@ impl ClipStage<'_> {
 fn embed_batch<B: ClipInputs>(
     records: &mut [Record],
     prepared: Vec<Prepared<B::Input>>,
-    clip: &Clip,
+    (clip, cache): (&Clip, Option<&ModelOutputCache>),
     batch_size: usize,
     video: &VideoEmbedding,
     inputs: &B,
@@ -312,6 +418,20 @@ fn embed_batch<B: ClipInputs>(
         } else if m.clip_note.is_none() {
             m.clip_note = Some("not scored: no caption".to_string());
         }
+        if let (Some(cache), Some(key), Some(sha256)) = (cache, &p.cache_key, &m.sha256) {
+            cache.add(
+                key.clone(),
+                CachedOutput {
+                    sha256: sha256.clone(),
+                    image: image[j * dim..(j + 1) * dim].to_vec(),
+                    text: has_text[j].then(|| text[j * dim..(j + 1) * dim].to_vec()),
+                    clip_score: m.clip_score,
+                    caption_tokens: m.caption_tokens,
+                    caption_truncated: m.caption_truncated,
+                    clip_note: m.clip_note.clone(),
+                },
+            );
+        }
         out.rows.push(p.record);
         bar.inc();
     }
@@ -376,5 +496,6 @@ fn prepare<B: ClipInputs>(
         input,
         frames,
         caption,
+        cache_key: job.cache_key.clone(),
     })
 }

@@ -23,6 +23,7 @@ pub mod embed;
 pub mod measuring;
 pub mod phases;
 pub mod progress;
+pub mod reenrich;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

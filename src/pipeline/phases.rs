@@ -30,6 +30,7 @@ use crate::models::clip::ClipInfo;
 use crate::plan::units::{in_slice, work_units, WorkUnit};
 use crate::plan::Plan;
 use crate::record::Record;
+use crate::state::model_outputs::{ModelOutputCache, ModelOutputCounts};
 use crate::state::{self, keys, MeasureState, UnitRecords};
 use crate::store::{Location, Stores};
 use crate::write::layout::{plan_layout, write_planned_shard, PlannedShard};
@@ -100,6 +101,9 @@ pub struct Decisions {
     pub video_decoders: BTreeMap<String, u64>,
     pub gpu_busy_seconds: BTreeMap<String, f64>,
     pub stage_seconds: BTreeMap<String, f64>,
+    /// CLIP outputs computed by the model and taken from the model-output cache.
+    #[serde(default)]
+    pub model_outputs: Option<ModelOutputCounts>,
 }
 
 const DECISIONS: &str = "decisions.cbor";
@@ -343,8 +347,15 @@ pub fn decide(
     let mut alignment = None;
     let mut embeddings_files = Vec::new();
     let mut gpu_busy_seconds = backends.measure_busy_seconds();
+    let mut model_outputs = None;
     if let Some(clip) = &backends.clip {
         let embedding = Instant::now();
+        let cache = ModelOutputCache::open(
+            &version.root,
+            &clip.info.weights_sha256,
+            &embed::model_output_settings(job.config, clip),
+            job.runtime.handle(),
+        )?;
         let embeddings = embed::embed_kept_records(
             &mut records,
             &staged,
@@ -352,7 +363,9 @@ pub fn decide(
             backends,
             &mut gpu_busy_seconds,
             progress,
+            Some(&cache),
         )?;
+        model_outputs = Some(cache.counts());
         job.clock.add("embed", embedding);
         let deciding = Instant::now();
         if let Some(swept) = &mut swept {
@@ -400,6 +413,7 @@ pub fn decide(
         video_decoders,
         gpu_busy_seconds,
         stage_seconds: job.clock.seconds.clone(),
+        model_outputs,
     };
     let bytes = state::codec::encode(&decisions);
     job.runtime

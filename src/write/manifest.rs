@@ -108,6 +108,9 @@ impl RunManifest {
             tool: ToolInfo::current(),
             version: facts.version,
             parent_version: facts.parent_version,
+            made_by: MadeBy::Run,
+            reenrich: None,
+            diff: None,
             run: RunInfo {
                 name: facts.config.run.name.clone(),
                 output: facts.output.uri(),
@@ -148,6 +151,15 @@ pub struct RunManifest {
     /// The version that was current when this one was written (null for the first; 0 for an
     /// output in the layout before versions).
     pub parent_version: Option<u64>,
+    /// What made this version: `run`, `incremental`, `reenrich` or `forget`.
+    pub made_by: MadeBy,
+    /// For a version made by `mmcurate reenrich`: what changed and what was reused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reenrich: Option<Reenrichment>,
+    /// `diff.parquet`: the samples that entered or left the kept set since the parent version
+    /// (written by `mmcurate reenrich`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<OutputFile>,
     pub run: RunInfo,
     pub config: serde_json::Value,
     pub config_sha256: String,
@@ -174,6 +186,52 @@ pub struct RunManifest {
     /// on the CPU. nvJPEG's are summed over the threads decoding at once.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub gpu_busy_seconds: BTreeMap<String, f64>,
+}
+
+/// What made a version (`made_by` in its manifest).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MadeBy {
+    /// `mmcurate run` over the inputs alone.
+    #[default]
+    Run,
+    /// `mmcurate run --against`: new inputs deduplicated against the previous version.
+    Incremental,
+    /// `mmcurate reenrich`: the model outputs recomputed with other model settings.
+    Reenrich,
+    /// `mmcurate forget`: samples removed on request.
+    Forget,
+}
+
+/// What `mmcurate reenrich` records: the settings it changed, the CLIP weights before and
+/// after, and what it reused.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Reenrichment {
+    /// Each changed config key with its old and new value (`{"old": …, "new": …}`).
+    pub changed: BTreeMap<String, ChangedSetting>,
+    /// The CLIP weights' sha256 in the parent version and in this one (null without a model).
+    pub old_weights_sha256: Option<String>,
+    pub new_weights_sha256: Option<String>,
+    /// Samples fetched and decoded again to measure them (0 when every work unit's records and
+    /// staged copies were in `state/`).
+    pub samples_decoded: u64,
+    /// Samples whose measurements (everything but the model's outputs) were taken from
+    /// `state/`.
+    pub measurements_reused: u64,
+    /// CLIP embeddings (with scores) the model computed, and those taken from the model-output
+    /// cache (`state/model-outputs/`).
+    pub embeddings_computed: u64,
+    pub embeddings_from_cache: u64,
+    /// Samples that entered and left the kept set (the rows of `diff.parquet`).
+    pub entered: u64,
+    pub left: u64,
+}
+
+/// One changed config key.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedSetting {
+    pub old: serde_json::Value,
+    pub new: serde_json::Value,
 }
 
 /// What `mmcurate calibrate` adds to its manifest: how the sample was taken and the sweeps.

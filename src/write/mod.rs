@@ -6,16 +6,20 @@
 //!
 //! Kept samples are read back from staging: this stage fetches and decodes nothing.
 
+pub mod diff;
 pub mod embeddings;
+pub mod history;
 pub mod keyframes;
 pub mod layout;
 pub mod ledger;
+pub mod ledger_read;
 pub mod manifest;
 pub mod ownership;
 pub mod prune;
 pub mod report;
 pub mod shards;
 pub mod staging;
+pub mod verify;
 pub mod version;
 
 use object_store::{ObjectStoreExt, PutPayload};
