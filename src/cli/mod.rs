@@ -52,6 +52,10 @@ enum Command {
         /// SLURM_ARRAY_TASK_MIN, else JOB_COMPLETION_INDEX, else 0).
         #[arg(long, value_name = "I")]
         shard_index: Option<usize>,
+        /// Dedup the new inputs against the curated corpus of this output (usually the run's
+        /// own, then the new version lists its files too), through its persisted index.
+        #[arg(long, value_name = "PREVIOUS_OUTPUT")]
+        against: Option<String>,
     },
     /// Validate the config and list the inputs it resolves to; writes nothing.
     Plan {
@@ -106,6 +110,7 @@ pub fn main() -> ExitCode {
             phase,
             num_shards,
             shard_index,
+            against,
         } => {
             let phase = phase.phase();
             let slice = match run::resolve_slice(phase, num_shards, shard_index, |name| {
@@ -120,7 +125,8 @@ pub fn main() -> ExitCode {
             let Some(config) = load_config(&config, &set) else {
                 return ExitCode::from(2);
             };
-            match pipeline::run_phase(&config, phase, slice, &progress) {
+            match pipeline::run_phase_against(&config, phase, slice, &progress, against.as_deref())
+            {
                 Ok(outcome) => {
                     match &outcome.summary {
                         Some(summary) => print_summary(summary),

@@ -20,6 +20,7 @@
 pub mod backends;
 pub mod calibrate;
 pub mod embed;
+pub mod incremental;
 pub mod measuring;
 pub mod phases;
 pub mod progress;
@@ -107,6 +108,18 @@ pub fn run_phase(
     slice: Slice,
     progress: &Progress,
 ) -> Result<PhaseOutcome, RunError> {
+    run_phase_against(config, phase, slice, progress, None)
+}
+
+/// [`run_phase`], deduplicating against the corpus at `against` when given
+/// (`mmcurate run --against`: see [`incremental`]).
+pub fn run_phase_against(
+    config: &Config,
+    phase: Phase,
+    slice: Slice,
+    progress: &Progress,
+    against: Option<&str>,
+) -> Result<PhaseOutcome, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     // Set-up, before any work: the device, what runs on it, the model (only for the phases
@@ -134,6 +147,12 @@ pub fn run_phase(
             None
         }
     };
+    if let Some(uri) = against {
+        incremental::load(&mut job, uri, &root)?;
+        if let Some(version) = &opened {
+            incremental::check_base(&job, version)?;
+        }
+    }
     let mut measured = None;
     if let (Phase::All | Phase::Measure, Some(backends)) = (phase, &backends) {
         let done = phases::measure(&mut job, backends, slice, progress)?;
@@ -199,7 +218,12 @@ pub fn run_phase(
     let io = job.runtime.handle();
     let written = write::Written {
         shards,
-        ledger: write::write_ledger(&output.dir, &decisions.records, io)?,
+        ledger: write::write_ledger_from(
+            &output.dir,
+            &decisions.records,
+            decisions.against.as_ref().map_or(0, |a| a.ledger_from),
+            io,
+        )?,
     };
     job.clock.add("write", committing);
     let mut stage_seconds = decisions.stage_seconds.clone();
@@ -211,7 +235,7 @@ pub fn run_phase(
             *stage_seconds.entry(stage.clone()).or_default() += seconds;
         }
     }
-    let manifest = RunManifest::assemble(RunFacts {
+    let mut manifest = RunManifest::assemble(RunFacts {
         config,
         plan: &job.plan,
         output: &output.root,
@@ -232,6 +256,7 @@ pub fn run_phase(
         video_decoders: decisions.video_decoders.clone(),
         units: measured.as_ref().map(|m| phases::unit_counts(&job, m)),
     });
+    incremental::finish_manifest(&job, &decisions, &output, &mut manifest)?;
     write::finish_run(&output, &manifest, &decisions.records, io)?;
     Ok(PhaseOutcome {
         message: format!(
