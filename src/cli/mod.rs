@@ -6,6 +6,7 @@
 
 mod calibrate;
 mod dedup;
+mod forget;
 mod inspect;
 mod prune;
 mod report;
@@ -86,6 +87,8 @@ enum Command {
     Dedup(dedup::DedupArgs),
     /// Measure a sample of the inputs and write the report with threshold sweeps, no shards.
     Calibrate(calibrate::CalibrateArgs),
+    /// Remove samples on request from the current version (a new version without them).
+    Forget(forget::ForgetArgs),
 }
 
 /// Runs the command line; the exit code is the process's.
@@ -174,6 +177,7 @@ pub fn main() -> ExitCode {
         Command::Report { output } => report::report(&output),
         Command::Calibrate(args) => calibrate::calibrate(&args, &progress),
         Command::Prune { output, keep } => prune::prune(&output, keep),
+        Command::Forget(args) => forget::forget(&args),
         Command::Dedup(args) => match dedup::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

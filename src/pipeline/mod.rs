@@ -20,6 +20,7 @@
 pub mod backends;
 pub mod calibrate;
 pub mod embed;
+pub mod forget;
 pub mod incremental;
 pub mod measuring;
 pub mod phases;

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod keys;
+pub mod purge;
 
 use object_store::buffered::BufWriter;
 use object_store::{ObjectStoreExt, PutPayload};

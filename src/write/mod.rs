@@ -7,6 +7,7 @@
 //! Kept samples are read back from staging: this stage fetches and decodes nothing.
 
 pub mod embeddings;
+pub mod forget;
 pub mod index;
 pub mod keyframes;
 pub mod layout;
