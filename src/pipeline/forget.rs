@@ -299,10 +299,10 @@ pub fn forget(uri: &str, request: &ForgetRequest) -> Result<Forgotten, RunError>
     for mut file in entries("embeddings")? {
         let path = path_from_root(base, &file.name, file.version);
         let bytes = io.block_on(read(&root, &path))?;
-        let (kept, removed) =
+        let filtered =
             embeddings_without(&path, bytes, &forgotten_ids).map_err(|e| failed(uri, e))?;
-        match kept {
-            _ if removed == 0 => {
+        match filtered.file {
+            _ if filtered.removed == 0 => {
                 file.version = Some(file.version.unwrap_or(base));
                 embeddings.push(file);
             }

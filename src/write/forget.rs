@@ -196,13 +196,19 @@ pub fn ledger_with_forgotten(
     super::parquet_file(&batch).map_err(|e| bad(e.to_string()))
 }
 
-/// The embeddings file without the rows of `ids` (its metadata kept); `None` when no row is
-/// left, and the number of rows removed.
+/// An embeddings file without some rows.
+pub struct FilteredEmbeddings {
+    /// The new file and its rows; `None` when no row is left.
+    pub file: Option<(Vec<u8>, u64)>,
+    pub removed: u64,
+}
+
+/// The embeddings file without the rows of `ids` (its metadata kept).
 pub fn embeddings_without(
     name: &str,
     bytes: Vec<u8>,
     ids: &HashSet<&str>,
-) -> Result<(Option<(Vec<u8>, u64)>, u64), ForgetError> {
+) -> Result<FilteredEmbeddings, ForgetError> {
     let bad = |e: String| ForgetError::Parquet(name.to_string(), e);
     let batch = read_batch(name, bytes)?;
     let id = string_column(&batch, "id").ok_or_else(|| bad("no column `id`".into()))?;
@@ -215,11 +221,17 @@ pub fn embeddings_without(
     let kept =
         arrow_select::filter::filter_record_batch(&batch, &keep).map_err(|e| bad(e.to_string()))?;
     if kept.num_rows() == 0 {
-        return Ok((None, removed));
+        return Ok(FilteredEmbeddings {
+            file: None,
+            removed,
+        });
     }
     let rows = kept.num_rows() as u64;
     let bytes = super::parquet_file(&kept).map_err(|e| bad(e.to_string()))?;
-    Ok((Some((bytes, rows)), removed))
+    Ok(FilteredEmbeddings {
+        file: Some((bytes, rows)),
+        removed,
+    })
 }
 
 /// `forgotten.parquet`: `sha256`, `id`, `request_id`, `forgotten_at` (strings), as given.

@@ -283,6 +283,27 @@ fn point_current_link(dir: &std::path::Path, folder: &str) -> std::io::Result<()
     std::fs::rename(&temporary, &link)
 }
 
+/// Where a file a manifest lists is: `version_dir/name`, or, for an entry with `version` (a
+/// file kept from an earlier version), `versions/<version>/name` beside `version_dir`.
+pub fn listed_file(version_dir: &Location, entry: &serde_json::Value) -> Option<Location> {
+    let name = entry["name"].as_str()?;
+    match entry["version"].as_u64() {
+        None => Some(version_dir.child(name)),
+        Some(number) => {
+            let parts: Vec<_> = version_dir.path.parts().collect();
+            let root: object_store::path::Path = parts[..parts.len().checked_sub(2)?]
+                .iter()
+                .cloned()
+                .collect();
+            Some(
+                version_dir
+                    .at(root)
+                    .child(&format!("{}/{name}", folder_of(number))),
+            )
+        }
+    }
+}
+
 /// The output's `current.json`, or `None` when there is none (nothing committed yet).
 pub async fn read_current(root: &Location) -> Result<Option<CurrentPointer>, WriteError> {
     let location = root.child(CURRENT_NAME);
