@@ -196,6 +196,10 @@ fn an_incremental_run_keeps_what_one_run_over_all_inputs_keeps() {
     assert_eq!(incremental["dropped_as_existing"]["exact_duplicate"], 1);
     assert_eq!(incremental["dropped_as_existing"]["near_duplicate"], 1);
 
+    // Readers of the version find the ledger files it lists from version 1.
+    let inspected = ok(&mmcurate(&["inspect", out_arg]));
+    assert!(inspected.contains("version 2"), "{inspected}");
+
     // Prune keeps the corpus's files the current version lists.
     ok(&mmcurate(&["-q", "prune", out_arg, "--keep", "1"]));
     assert!(!out.join("versions/000001/manifest.json").exists());
@@ -373,4 +377,87 @@ fn forget_removes_samples_everywhere_and_leaves_other_shards_untouched() {
             );
         }
     }
+}
+
+#[test]
+fn semantic_copies_of_corpus_samples_are_found_through_its_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    let quickstart = root().join(QUICKSTART);
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::create_dir_all(&new).unwrap();
+    for name in [
+        "opencv_baboon.jpg",
+        "opencv_butterfly.jpg",
+        "skimage_rocket.jpg",
+    ] {
+        std::fs::copy(quickstart.join(name), old.join(name)).unwrap();
+    }
+    // The same picture at half size (a semantic copy, with pHash dedup off), and a new one.
+    std::fs::copy(
+        quickstart.join("resized_opencv_baboon.jpg"),
+        new.join("baboon_small.jpg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        quickstart.join("skimage_camera.png"),
+        new.join("camera.png"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let extra = format!(
+        "[models.clip]\npath = \"{}\"\nbatch_size = 4\n",
+        root().join("tests/fixtures/clip-tiny").display()
+    );
+    let semantic = |name: &str, input: &Path| {
+        let path = config(dir.path(), name, &[input], &out, &extra);
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "phash_max_distance = 6\nembedding_min_cosine = 0.0",
+            "phash_max_distance = 0\nembedding_min_cosine = 0.998",
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    ok(&mmcurate(&[
+        "-q",
+        "run",
+        semantic("first.toml", &old).to_str().unwrap(),
+    ]));
+    let second = semantic("second.toml", &new);
+    let out_arg = out.to_str().unwrap();
+    ok(&mmcurate(&[
+        "-q",
+        "run",
+        second.to_str().unwrap(),
+        "--against",
+        out_arg,
+    ]));
+    let combined = corpus(&out);
+    let ledger = by_id(&combined["ledger"]);
+    let small = &ledger["0:baboon_small.jpg"];
+    assert_eq!(small["drop_reason"], "semantic_duplicate", "{small}");
+    assert_eq!(small["duplicate_of"], "0:opencv_baboon.jpg");
+    assert!(
+        small["drop_detail"]
+            .as_str()
+            .unwrap()
+            .contains("(version 1)"),
+        "{small}"
+    );
+    assert_eq!(ledger["0:camera.png"]["status"], "kept");
+    // Both versions' embeddings are listed; the new file is numbered after the corpus's.
+    let embeddings: Vec<&str> = combined["pointer"]["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        embeddings,
+        [
+            "versions/000001/embeddings/clip-000000.parquet",
+            "versions/000002/embeddings/clip-000001.parquet"
+        ]
+    );
+    assert_eq!(combined["index"].as_array().unwrap().len(), 4);
 }
