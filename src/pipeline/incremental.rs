@@ -11,10 +11,11 @@ use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
 
-use super::phases::{Decisions, Job};
 use super::RunError;
+use crate::config::Config;
 use crate::decide::against::{Corpus, CorpusEmbeddings};
-use crate::source::Location;
+use crate::record::Record;
+use crate::source::{Location, Stores};
 use crate::state::keys;
 use crate::write::index::{read_index, samples_of, write_index};
 use crate::write::manifest::{Incremental, OutputFile, RunManifest};
@@ -51,11 +52,16 @@ fn refused(uri: &str, message: String) -> RunError {
     })
 }
 
-/// Loads the corpus at `uri` (its current version) for the run of `job`, and keys the run's
-/// decisions to it. With `[models.clip]`, the corpus's image embeddings are loaded too.
-pub fn load(job: &mut Job, uri: &str, output: &Location) -> Result<(), RunError> {
-    let root = job.stores.open(uri)?;
-    let runtime = job.runtime.handle().clone();
+/// Loads the corpus at `uri` (its current version) for a run writing into `output`. With
+/// `[models.clip]`, the corpus's image embeddings are loaded too.
+pub fn load(
+    stores: &Stores,
+    runtime: &tokio::runtime::Handle,
+    config: &Config,
+    uri: &str,
+    output: &Location,
+) -> Result<Against, RunError> {
+    let root = stores.open(uri)?;
     let pointer = runtime.block_on(read_current(&root))?.ok_or_else(|| {
         refused(
             uri,
@@ -82,7 +88,7 @@ pub fn load(job: &mut Job, uri: &str, output: &Location) -> Result<(), RunError>
         samples,
         embeddings: None,
     };
-    if job.config.models.clip.is_some() && !pointer.embeddings.is_empty() {
+    if config.models.clip.is_some() && !pointer.embeddings.is_empty() {
         corpus.embeddings =
             Some(runtime.block_on(read_embeddings(&root, &pointer.embeddings, &corpus))?);
     }
@@ -98,21 +104,25 @@ pub fn load(job: &mut Job, uri: &str, output: &Location) -> Result<(), RunError>
                 e.rows.len()
             ))
     );
-    // The decisions depend on the corpus: they are kept apart from a plain run's.
-    let measure_key = keys::measure_key(job.config);
-    let unit_ids: Vec<String> = job.units.iter().map(|u| u.id.clone()).collect();
-    let base = keys::decide_key(job.config, &measure_key, &unit_ids);
-    let digest = Sha256::digest(format!("{}\n{}", root.uri(), pointer.version));
-    job.decided = job
-        .measure
-        .decide_folder(&format!("{base}-against-{}", &hex::encode(digest)[..16]));
-    job.against = Some(Against {
+    Ok(Against {
         same_output: root.uri() == output.uri(),
         root,
         manifest,
         corpus,
-    });
-    Ok(())
+    })
+}
+
+/// The decide key of a run against `against`: the decisions depend on the corpus, so they are
+/// kept apart from a plain run's.
+pub fn decide_key(config: &Config, unit_ids: &[String], against: &Against) -> String {
+    let measure_key = keys::measure_key(config);
+    let base = keys::decide_key(config, &measure_key, unit_ids);
+    let digest = Sha256::digest(format!(
+        "{}\n{}",
+        against.root.uri(),
+        against.corpus.version
+    ));
+    format!("{base}-against-{}", &hex::encode(digest)[..16])
 }
 
 /// The image embeddings of the corpus's samples, from the embeddings files the pointer lists
@@ -186,8 +196,8 @@ async fn read_embeddings(
 
 /// Checks that the version being opened follows the corpus when the corpus is this output
 /// (another run may have committed since it was read).
-pub fn check_base(job: &Job, version: &OutputVersion) -> Result<(), RunError> {
-    match &job.against {
+pub fn check_base(against: Option<&Against>, version: &OutputVersion) -> Result<(), RunError> {
+    match against {
         Some(against) if against.same_output && version.parent != Some(against.corpus.version) => {
             Err(refused(
                 &version.root.uri(),
@@ -248,15 +258,15 @@ pub fn next_numbers(manifest: &serde_json::Value) -> BTreeMap<String, usize> {
 /// corpus's rows, when it is this output, plus the kept samples of this run) and, for an
 /// incremental run over this output, the corpus's files beside the new ones and the counts.
 pub fn finish_manifest(
-    job: &Job,
-    decisions: &Decisions,
+    runtime: &tokio::runtime::Handle,
+    records: &[Record],
+    against: Option<&AgainstDecided>,
     output: &OutputVersion,
     manifest: &mut RunManifest,
 ) -> Result<(), RunError> {
-    let runtime = job.runtime.handle();
-    let added = samples_of(&decisions.records, output.number, &output.folder());
+    let added = samples_of(records, output.number, &output.folder());
     let mut rows = Vec::new();
-    if let Some(against) = decisions.against.as_ref().filter(|a| a.same_output) {
+    if let Some(against) = against.filter(|a| a.same_output) {
         let root = &output.root;
         let base = against.against_version;
         let previous = runtime
@@ -295,7 +305,7 @@ pub fn finish_manifest(
         manifest.embeddings = embeddings;
         rows = previous;
     }
-    if let Some(against) = &decisions.against {
+    if let Some(against) = against {
         let before = if against.same_output {
             rows.len() as u64
         } else {

@@ -149,10 +149,14 @@ pub fn run_phase_against(
         }
     };
     if let Some(uri) = against {
-        incremental::load(&mut job, uri, &root)?;
+        let corpus = incremental::load(&job.stores, job.runtime.handle(), config, uri, &root)?;
         if let Some(version) = &opened {
-            incremental::check_base(&job, version)?;
+            incremental::check_base(Some(&corpus), version)?;
         }
+        let unit_ids: Vec<String> = job.units.iter().map(|u| u.id.clone()).collect();
+        let key = incremental::decide_key(config, &unit_ids, &corpus);
+        job.decided = job.measure.decide_folder(&key);
+        job.against = Some(corpus);
     }
     let mut measured = None;
     if let (Phase::All | Phase::Measure, Some(backends)) = (phase, &backends) {
@@ -257,7 +261,13 @@ pub fn run_phase_against(
         video_decoders: decisions.video_decoders.clone(),
         units: measured.as_ref().map(|m| phases::unit_counts(&job, m)),
     });
-    incremental::finish_manifest(&job, &decisions, &output, &mut manifest)?;
+    incremental::finish_manifest(
+        io,
+        &decisions.records,
+        decisions.against.as_ref(),
+        &output,
+        &mut manifest,
+    )?;
     write::finish_run(&output, &manifest, &decisions.records, io)?;
     Ok(PhaseOutcome {
         message: format!(
