@@ -97,7 +97,9 @@ pub fn inspect(path: &str) -> Result<String> {
     )?;
     for ledger in manifest["ledger"].as_array().into_iter().flatten() {
         let name = ledger["name"].as_str().unwrap_or_default();
-        ledger_summary(bytes(&version.child(name))?, &mut out)?;
+        let file = crate::write::version::listed_file(&version, ledger)
+            .unwrap_or_else(|| version.child(name));
+        ledger_summary(bytes(&file)?, &mut out)?;
     }
     Ok(out)
 }

@@ -6,6 +6,7 @@
 
 mod calibrate;
 mod dedup;
+mod forget;
 mod history;
 mod inspect;
 mod prune;
@@ -55,6 +56,10 @@ enum Command {
         /// SLURM_ARRAY_TASK_MIN, else JOB_COMPLETION_INDEX, else 0).
         #[arg(long, value_name = "I")]
         shard_index: Option<usize>,
+        /// Dedup the new inputs against the curated corpus of this output (usually the run's
+        /// own, then the new version lists its files too), through its persisted index.
+        #[arg(long, value_name = "PREVIOUS_OUTPUT")]
+        against: Option<String>,
     },
     /// Validate the config and list the inputs it resolves to; writes nothing.
     Plan {
@@ -109,6 +114,8 @@ enum Command {
         /// The output: a local path, file:// or s3:// URI.
         output: String,
     },
+    /// Remove samples on request from the current version (a new version without them).
+    Forget(forget::ForgetArgs),
 }
 
 /// Runs the command line; the exit code is the process's.
@@ -133,6 +140,7 @@ pub fn main() -> ExitCode {
             phase,
             num_shards,
             shard_index,
+            against,
         } => {
             let phase = phase.phase();
             let slice = match run::resolve_slice(phase, num_shards, shard_index, |name| {
@@ -147,7 +155,8 @@ pub fn main() -> ExitCode {
             let Some(config) = load_config(&config, &set) else {
                 return ExitCode::from(2);
             };
-            match pipeline::run_phase(&config, phase, slice, &progress) {
+            match pipeline::run_phase_against(&config, phase, slice, &progress, against.as_deref())
+            {
                 Ok(outcome) => {
                     match &outcome.summary {
                         Some(summary) => print_summary(summary),
@@ -197,6 +206,7 @@ pub fn main() -> ExitCode {
         Command::Prune { output, keep } => prune::prune(&output, keep),
         Command::Reenrich { output, set } => reenrich::reenrich(&output, &set, &progress),
         Command::Verify { output } => verify::verify(&output),
+        Command::Forget(args) => forget::forget(&args),
         Command::Dedup(args) => match dedup::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -8,6 +8,7 @@
 //! The filters and dedup work on measurements only; `judge` calls `decode` and `measure` (in
 //! that order) to get them, and never stages or writes anything.
 
+pub mod against;
 pub mod alignment;
 pub mod dedup;
 pub mod filters;

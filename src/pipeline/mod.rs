@@ -20,6 +20,8 @@
 pub mod backends;
 pub mod calibrate;
 pub mod embed;
+pub mod forget;
+pub mod incremental;
 pub mod measuring;
 pub mod phases;
 pub mod progress;
@@ -111,6 +113,18 @@ pub fn run_phase(
     slice: Slice,
     progress: &Progress,
 ) -> Result<PhaseOutcome, RunError> {
+    run_phase_against(config, phase, slice, progress, None)
+}
+
+/// [`run_phase`], deduplicating against the corpus at `against` when given
+/// (`mmcurate run --against`: see [`incremental`]).
+pub fn run_phase_against(
+    config: &Config,
+    phase: Phase,
+    slice: Slice,
+    progress: &Progress,
+    against: Option<&str>,
+) -> Result<PhaseOutcome, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     // Set-up, before any work: the device, what runs on it, the model (only for the phases
@@ -138,6 +152,16 @@ pub fn run_phase(
             None
         }
     };
+    if let Some(uri) = against {
+        let corpus = incremental::load(&job.stores, job.runtime.handle(), config, uri, &root)?;
+        if let Some(version) = &opened {
+            incremental::check_base(Some(&corpus), version)?;
+        }
+        let unit_ids: Vec<String> = job.units.iter().map(|u| u.id.clone()).collect();
+        let key = incremental::decide_key(config, &unit_ids, &corpus);
+        job.decided = job.measure.decide_folder(&key);
+        job.against = Some(corpus);
+    }
     let mut measured = None;
     if let (Phase::All | Phase::Measure, Some(backends)) = (phase, &backends) {
         let done = phases::measure(&mut job, backends, slice, progress)?;
@@ -203,7 +227,12 @@ pub fn run_phase(
     let io = job.runtime.handle();
     let written = write::Written {
         shards,
-        ledger: write::write_ledger(&output.dir, &decisions.records, io)?,
+        ledger: write::write_ledger_from(
+            &output.dir,
+            &decisions.records,
+            decisions.against.as_ref().map_or(0, |a| a.ledger_from),
+            io,
+        )?,
     };
     job.clock.add("write", committing);
     let mut stage_seconds = decisions.stage_seconds.clone();
@@ -215,7 +244,7 @@ pub fn run_phase(
             *stage_seconds.entry(stage.clone()).or_default() += seconds;
         }
     }
-    let manifest = RunManifest::assemble(RunFacts {
+    let mut manifest = RunManifest::assemble(RunFacts {
         config,
         plan: &job.plan,
         output: &output.root,
@@ -236,6 +265,13 @@ pub fn run_phase(
         video_decoders: decisions.video_decoders.clone(),
         units: measured.as_ref().map(|m| phases::unit_counts(&job, m)),
     });
+    incremental::finish_manifest(
+        io,
+        &decisions.records,
+        decisions.against.as_ref(),
+        &output,
+        &mut manifest,
+    )?;
     write::finish_run(&output, &manifest, &decisions.records, io)?;
     Ok(PhaseOutcome {
         message: format!(

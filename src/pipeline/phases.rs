@@ -19,9 +19,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::backends::Backends;
+use super::incremental::{self, Against, AgainstDecided};
 use super::progress::Progress;
 use super::{embed, measuring, RunError, StageClock};
 use crate::config::Config;
+use crate::decide::against::{
+    corpus_keys, drop_corpus_duplicates, drop_corpus_semantic_duplicates, still_kept,
+};
 use crate::decide::alignment::AlignmentSummary;
 use crate::decide::percentiles::{apply_percentile_thresholds, ResolvedThreshold};
 use crate::decide::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misaligned};
@@ -33,7 +37,7 @@ use crate::record::Record;
 use crate::state::model_outputs::{ModelOutputCache, ModelOutputCounts};
 use crate::state::{self, keys, MeasureState, UnitRecords};
 use crate::store::{Location, Stores};
-use crate::write::layout::{plan_layout, write_planned_shard, PlannedShard};
+use crate::write::layout::{plan_layout_after, write_planned_shard, LayoutStart, PlannedShard};
 use crate::write::manifest::{OutputFile, UnitCounts};
 use crate::write::shards::ShardInfo;
 use crate::write::staging::Staging;
@@ -104,6 +108,9 @@ pub struct Decisions {
     /// CLIP outputs computed by the model and taken from the model-output cache.
     #[serde(default)]
     pub model_outputs: Option<ModelOutputCounts>,
+    /// `run --against`: the corpus the run was deduplicated against (`pipeline::incremental`).
+    #[serde(default)]
+    pub against: Option<AgainstDecided>,
 }
 
 const DECISIONS: &str = "decisions.cbor";
@@ -121,6 +128,8 @@ pub struct Job<'a> {
     /// `state/measure-<key>/decide-<key>/`.
     pub decided: Location,
     pub clock: StageClock,
+    /// `run --against`: the corpus to dedup against (`pipeline::incremental::load`).
+    pub against: Option<Against>,
 }
 
 impl<'a> Job<'a> {
@@ -159,6 +168,7 @@ impl<'a> Job<'a> {
             measure,
             decided,
             clock,
+            against: None,
         })
     }
 
@@ -338,6 +348,11 @@ pub fn decide(
         filters: Vec::new(),
         dedups: dedup_sweeps(&records, job.config),
     });
+    // `run --against`: copies of corpus samples first, so that a group holding one keeps it.
+    let mut corpus_drops = BTreeMap::new();
+    if let Some(against) = &job.against {
+        corpus_drops = drop_corpus_duplicates(&mut records, &against.corpus, job.config);
+    }
     drop_duplicates(&mut records, job.config);
     job.clock.add("decide", started);
 
@@ -356,7 +371,7 @@ pub fn decide(
             &embed::model_output_settings(job.config, clip),
             job.runtime.handle(),
         )?;
-        let embeddings = embed::embed_kept_records(
+        let mut embeddings = embed::embed_kept_records(
             &mut records,
             &staged,
             job.config,
@@ -373,7 +388,26 @@ pub fn decide(
                 .dedups
                 .extend(semantic_sweep(&records, &embeddings, job.config));
         }
+        let all_embeddings = match &job.against {
+            Some(against) => {
+                let weights = &clip.info.weights_sha256;
+                let dropped = drop_corpus_semantic_duplicates(
+                    &mut records,
+                    &embeddings,
+                    &against.corpus,
+                    weights,
+                    job.config,
+                );
+                for (reason, n) in dropped {
+                    *corpus_drops.entry(reason).or_default() += n;
+                }
+                let kept = still_kept(&embeddings, &records);
+                Some(std::mem::replace(&mut embeddings, kept))
+            }
+            None => None,
+        };
         alignment = drop_semantic_duplicates_and_misaligned(&mut records, &embeddings, job.config);
+        let embeddings = all_embeddings.unwrap_or(embeddings);
         if let Some(clip) = alignment
             .as_mut()
             .and_then(|a| a.resolved_min_clip_score.take())
@@ -381,11 +415,12 @@ pub fn decide(
             thresholds.insert("filters.alignment.min_clip_score".to_string(), clip);
         }
         job.clock.add("decide", deciding);
-        embeddings_files = crate::write::embeddings::write_embeddings(
+        embeddings_files = crate::write::embeddings::write_embeddings_from(
             &job.decided,
             &records,
             &embeddings,
             &clip.info,
+            next_number(job, "embeddings"),
             job.runtime.handle(),
         )?;
     }
@@ -395,7 +430,14 @@ pub fn decide(
         });
     }
     let planning = Instant::now();
-    let shards = plan_layout(&mut records, &staged, &job.config.output)?;
+    let start = match job.against.as_ref().filter(|a| a.same_output) {
+        Some(against) => LayoutStart {
+            used_keys: corpus_keys(&against.corpus),
+            next_number: incremental::next_numbers(&against.manifest),
+        },
+        None => LayoutStart::default(),
+    };
+    let shards = plan_layout_after(&mut records, &staged, &job.config.output, start)?;
     job.clock.add("decide", planning);
     let decisions = Decisions {
         version: version.number,
@@ -414,6 +456,10 @@ pub fn decide(
         gpu_busy_seconds,
         stage_seconds: job.clock.seconds.clone(),
         model_outputs,
+        against: job
+            .against
+            .as_ref()
+            .map(|a| incremental::decided(a, corpus_drops)),
     };
     let bytes = state::codec::encode(&decisions);
     job.runtime
@@ -430,6 +476,16 @@ pub fn decide(
         job.decided.uri()
     );
     Ok(decisions)
+}
+
+/// The first free number of the ledger or embeddings files of an incremental run over its own
+/// output (0 otherwise).
+pub fn next_number(job: &Job, kind: &str) -> usize {
+    job.against
+        .as_ref()
+        .filter(|a| a.same_output)
+        .and_then(|a| incremental::next_numbers(&a.manifest).get(kind).copied())
+        .unwrap_or(0)
 }
 
 /// The committed decisions, when the decide phase has run under the same keys.

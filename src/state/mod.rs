@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod keys;
 pub mod model_outputs;
+pub mod purge;
 
 use object_store::buffered::BufWriter;
 use object_store::{ObjectStoreExt, PutPayload};

@@ -179,6 +179,60 @@ pub async fn cached_sha256s(root: &Location) -> Result<Vec<(String, String)>, St
     Ok(found)
 }
 
+/// Takes the outputs of the media whose sha256 is given out of every segment under `root`
+/// (`mmcurate forget`): a segment holding any is rewritten without them, or removed when
+/// nothing is left. Returns the segments changed, relative to the root.
+pub async fn purge(
+    root: &Location,
+    sha256s: &std::collections::HashSet<String>,
+) -> Result<Vec<String>, StateError> {
+    let base = sub(root, MODEL_OUTPUTS_DIR);
+    let listed: Vec<_> = match base.store.list(Some(&base.path)).try_collect().await {
+        Ok(listed) => listed,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => {
+            return Err(StateError::Store {
+                uri: base.uri(),
+                message: e.to_string(),
+            })
+        }
+    };
+    let mut changed = Vec::new();
+    for object in listed {
+        if object.location.extension() != Some(SEGMENT_EXT) {
+            continue;
+        }
+        let relative = root.relative(&object.location);
+        let Some(bytes) = get(root, &relative).await? else {
+            continue;
+        };
+        let mut segment: BTreeMap<String, CachedOutput> =
+            codec::decode(&bytes).map_err(|message| StateError::Corrupt {
+                uri: root.child(&relative).uri(),
+                message: message.to_string(),
+            })?;
+        let before = segment.len();
+        segment.retain(|_, output| !sha256s.contains(&output.sha256));
+        if segment.len() == before {
+            continue;
+        }
+        if segment.is_empty() {
+            use object_store::ObjectStoreExt;
+            root.store
+                .delete(&object.location)
+                .await
+                .map_err(|e| StateError::Store {
+                    uri: root.child(&relative).uri(),
+                    message: e.to_string(),
+                })?;
+        } else {
+            put(root, &relative, codec::encode(&segment)).await?;
+        }
+        changed.push(relative);
+    }
+    Ok(changed)
+}
+
 async fn segment_names(folder: &Location) -> Result<Vec<String>, StateError> {
     let listed: Vec<_> = match folder.store.list(Some(&folder.path)).try_collect().await {
         Ok(listed) => listed,

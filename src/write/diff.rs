@@ -114,6 +114,7 @@ pub fn write_diff(
         rows: rows.len() as u64,
         bytes: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(&bytes)),
+        version: None,
     };
     runtime.block_on(put(dir, DIFF_NAME, bytes))?;
     Ok(file)

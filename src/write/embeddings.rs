@@ -29,9 +29,23 @@ pub fn write_embeddings(
     model: &ClipInfo,
     runtime: &tokio::runtime::Handle,
 ) -> Result<Vec<OutputFile>, WriteError> {
+    write_embeddings_from(output, records, embeddings, model, 0, runtime)
+}
+
+/// [`write_embeddings`], numbering the files from `first` (an incremental version lists the
+/// earlier versions' embeddings files beside its own).
+pub fn write_embeddings_from(
+    output: &Location,
+    records: &[Record],
+    embeddings: &Embeddings,
+    model: &ClipInfo,
+    first: usize,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Vec<OutputFile>, WriteError> {
     let mut files = Vec::new();
     let n = embeddings.rows.len();
     for (index, start) in (0..n).step_by(ROWS_PER_FILE).enumerate() {
+        let index = first + index;
         let rows = start..(start + ROWS_PER_FILE).min(n);
         let name = format!("embeddings/clip-{index:06}.parquet");
         let bytes =
@@ -41,6 +55,7 @@ pub fn write_embeddings(
             rows: rows.len() as u64,
             bytes: bytes.len() as u64,
             sha256: hex::encode(Sha256::digest(&bytes)),
+            version: None,
         });
         runtime.block_on(put(output, &name, bytes))?;
     }

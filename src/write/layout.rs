@@ -34,6 +34,14 @@ pub struct PlannedShard {
     pub bytes: u64,
 }
 
+/// Where the layout of an incremental run starts: the keys the corpus uses, and the first free
+/// shard number of each series (so no new shard has the name of one the version lists).
+#[derive(Debug, Clone, Default)]
+pub struct LayoutStart {
+    pub used_keys: HashSet<String>,
+    pub next_number: std::collections::BTreeMap<String, usize>,
+}
+
 /// Plans the shards of the kept records (sorted by id): makes their keys unique, sets each
 /// one's `shard`, and returns the shards in write order.
 pub fn plan_layout(
@@ -41,7 +49,17 @@ pub fn plan_layout(
     staged: &dyn StagedBytes,
     config: &OutputConfig,
 ) -> Result<Vec<PlannedShard>, WriteError> {
-    let mut used_keys = HashSet::new();
+    plan_layout_after(records, staged, config, LayoutStart::default())
+}
+
+/// [`plan_layout`] after the corpus `start` describes.
+pub fn plan_layout_after(
+    records: &mut [Record],
+    staged: &dyn StagedBytes,
+    config: &OutputConfig,
+    start: LayoutStart,
+) -> Result<Vec<PlannedShard>, WriteError> {
+    let mut used_keys = start.used_keys;
     for record in records.iter_mut().filter(|r| r.decision.is_keep()) {
         record.key = unique_key(&record.key, &record.id, &mut used_keys);
     }
@@ -70,7 +88,7 @@ pub fn plan_layout(
             .iter()
             .any(|&i| records[i].staged.iter().any(|p| p.ext == "txt"));
         let mut open: Option<PlannedShard> = None;
-        let mut number = 0;
+        let mut number = start.next_number.get(&name).copied().unwrap_or(0);
         for index in indexes {
             let size = sample_bytes(&records[index], staged, with_txt)?;
             // The rule of `ShardWriter::add`: a new shard at the sample limit, or when this

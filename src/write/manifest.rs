@@ -131,6 +131,8 @@ impl RunManifest {
             shards: facts.written.shards,
             ledger: facts.written.ledger,
             embeddings: facts.embeddings,
+            index: Vec::new(),
+            incremental: None,
             models: ModelsRecord {
                 clip: facts.clip.cloned(),
             },
@@ -169,6 +171,13 @@ pub struct RunManifest {
     pub ledger: Vec<OutputFile>,
     /// The CLIP embeddings files (empty without a CLIP model).
     pub embeddings: Vec<OutputFile>,
+    /// The persisted index (`index/samples.parquet`): every sample of the corpus as of this
+    /// version (`write::index`).
+    pub index: Vec<OutputFile>,
+    /// `mmcurate run --against`: the corpus this run was deduplicated against and what it
+    /// added to it (absent for other runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
     /// The auxiliary models the run used (`null` for one it did not).
     pub models: ModelsRecord,
     /// The alignment thresholds as applied (absent without `[filters.alignment]` rules).
@@ -232,6 +241,24 @@ pub struct Reenrichment {
 pub struct ChangedSetting {
     pub old: serde_json::Value,
     pub new: serde_json::Value,
+}
+
+/// What an incremental run (`mmcurate run --against`) records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Incremental {
+    /// The corpus deduplicated against: its output (`run.output` itself in the common case)
+    /// and its version.
+    pub against: String,
+    pub against_version: u64,
+    /// Whether that corpus is this output's: then this version lists its files too.
+    pub same_output: bool,
+    /// Kept samples of the corpus before, what this run added, and the total after (the
+    /// corpus as this version lists it: the earlier samples only when `same_output`).
+    pub corpus_before: u64,
+    pub added: u64,
+    pub corpus_after: u64,
+    /// New samples dropped as copies of corpus samples, by reason.
+    pub dropped_as_existing: BTreeMap<String, u64>,
 }
 
 /// What `mmcurate calibrate` adds to its manifest: how the sample was taken and the sweeps.
@@ -340,4 +367,9 @@ pub struct OutputFile {
     pub rows: u64,
     pub bytes: u64,
     pub sha256: String,
+    /// The version whose folder holds the file, when not the version listing it: an
+    /// incremental or forget version lists the files of earlier versions it keeps (their name
+    /// is then relative to `versions/<version>/`). Absent for the version's own files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }

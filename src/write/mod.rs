@@ -8,7 +8,9 @@
 
 pub mod diff;
 pub mod embeddings;
+pub mod forget;
 pub mod history;
+pub mod index;
 pub mod keyframes;
 pub mod layout;
 pub mod ledger;
@@ -77,8 +79,20 @@ pub fn write_ledger(
     records: &[Record],
     runtime: &tokio::runtime::Handle,
 ) -> Result<Vec<OutputFile>, WriteError> {
+    write_ledger_from(output, records, 0, runtime)
+}
+
+/// [`write_ledger`], numbering the files from `first` (an incremental version lists the
+/// earlier versions' ledger files beside its own).
+pub fn write_ledger_from(
+    output: &Location,
+    records: &[Record],
+    first: usize,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Vec<OutputFile>, WriteError> {
     let mut files = Vec::new();
     for (index, chunk) in records.chunks(LEDGER_ROWS_PER_FILE).enumerate() {
+        let index = first + index;
         let name = format!("ledger/ledger-{index:06}.parquet");
         let bytes = ledger::to_parquet(chunk)?;
         let info = OutputFile {
@@ -86,6 +100,7 @@ pub fn write_ledger(
             rows: chunk.len() as u64,
             bytes: bytes.len() as u64,
             sha256: hex::encode(Sha256::digest(&bytes)),
+            version: None,
         };
         runtime.block_on(put(output, &name, bytes))?;
         files.push(info);

@@ -8,6 +8,7 @@
 
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path};
 
 use super::ownership::OutputLock;
@@ -15,6 +16,9 @@ use super::shards::relative_path;
 use super::version::{committed_versions, folder_of, list_versions, read_current, read_manifest};
 use super::WriteError;
 use crate::store::Location;
+
+/// `versions/`, the start of every versioned file's path from the output root.
+const VERSIONS_PREFIX: &str = "versions/";
 
 /// What a prune did, paths relative to the output root.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -81,6 +85,16 @@ pub async fn prune_locked(root: &Location, keep: usize) -> Result<Pruned, WriteE
     };
     let committed = committed_versions(root, &current).await;
     let mut pruned = Pruned::default();
+    // Files of earlier versions that a kept version lists (an incremental or forget version
+    // lists the files it keeps from earlier ones): never removed with their version.
+    let mut referenced = BTreeMap::new();
+    for &number in committed.iter().take(keep.max(1)).filter(|n| **n != 0) {
+        if let Some(manifest) = read_manifest(&root.child(&folder_of(number))).await {
+            for (path, _) in listed_files(&manifest, number) {
+                referenced.entry(path).or_insert(number);
+            }
+        }
+    }
     for &number in committed.iter().skip(keep.max(1)) {
         let (dir, prefix) = match number {
             0 => (root.clone(), String::new()),
@@ -89,21 +103,41 @@ pub async fn prune_locked(root: &Location, keep: usize) -> Result<Pruned, WriteE
         let Some(manifest) = read_manifest(&dir).await else {
             continue;
         };
-        let mut files: Vec<String> = ["shards", "ledger", "embeddings"]
-            .iter()
-            .flat_map(|list| manifest[*list].as_array().cloned().unwrap_or_default())
-            .filter_map(|entry| entry["name"].as_str().map(str::to_string))
-            .collect();
-        files.extend(["report.html", "report.json"].map(String::from));
+        // Every file it lists that no kept version lists: its own, and those it kept from
+        // earlier versions (whose own manifests an earlier prune may have removed already).
+        let mut files: Vec<String> = Vec::new();
+        let mut holders = BTreeSet::new();
+        for (path, holder) in listed_files(&manifest, number) {
+            match referenced.get(&path) {
+                Some(by) if holder == number => pruned
+                    .left
+                    .push(format!("{path} (listed by kept version {by})")),
+                Some(_) => {}
+                None => {
+                    files.push(path);
+                    holders.insert(holder);
+                }
+            }
+        }
+        files.extend(["report.html", "report.json"].map(|f| format!("{prefix}{f}")));
         if number == 0 {
             files.push("_SUCCESS".to_string());
         }
         // The manifest last: a prune cut short leaves the list of what remains.
-        files.push("manifest.json".to_string());
-        for file in files.iter().filter(|f| is_writer_file(f)) {
-            remove(root, &format!("{prefix}{file}"), &mut pruned).await?;
+        files.push(format!("{prefix}manifest.json"));
+        for file in &files {
+            let inside = match file.strip_prefix(VERSIONS_PREFIX) {
+                Some(rest) => rest.split_once('/').map_or("", |(_, inside)| inside),
+                None => file.as_str(),
+            };
+            if is_writer_file(inside) {
+                remove(root, file, &mut pruned).await?;
+            }
         }
         remove_empty_folders(root, &prefix, number != 0);
+        for holder in holders.into_iter().filter(|h| *h != number && *h != 0) {
+            remove_empty_folders(root, &format!("{}/", folder_of(holder)), true);
+        }
         pruned.versions.push(number);
     }
     let uncommitted = list_versions(root).await?;
@@ -132,6 +166,28 @@ pub async fn prune_locked(root: &Location, keep: usize) -> Result<Pruned, WriteE
     Ok(pruned)
 }
 
+/// The files version `number`'s manifest lists (`shards`, `ledger`, `embeddings`, `index`,
+/// `forgotten`), as paths from the output root with the version whose folder holds each.
+pub fn listed_files(manifest: &serde_json::Value, number: u64) -> Vec<(String, u64)> {
+    let mut entries: Vec<&serde_json::Value> = ["shards", "ledger", "embeddings", "index"]
+        .iter()
+        .flat_map(|list| manifest[*list].as_array().into_iter().flatten())
+        .collect();
+    entries.extend(manifest.get("forgotten").filter(|f| f.is_object()));
+    entries
+        .into_iter()
+        .filter_map(|entry| {
+            let name = entry["name"].as_str()?;
+            let holder = entry["version"].as_u64().unwrap_or(number);
+            let path = match holder {
+                0 => name.to_string(),
+                n => format!("{}/{name}", folder_of(n)),
+            };
+            Some((path, holder))
+        })
+        .collect()
+}
+
 /// Whether `name` (relative to a version folder) is a name our writer gives a file:
 /// `manifest.json`, `report.html`, `report.json`, `_SUCCESS` (before versions),
 /// `shards/<series>-NNNNNN.tar`, `ledger/ledger-NNNNNN.parquet`,
@@ -150,8 +206,9 @@ pub fn is_writer_file(name: &str) -> bool {
     match name.split_once('/') {
         None => matches!(
             name,
-            "manifest.json" | "report.html" | "report.json" | "_SUCCESS"
+            "manifest.json" | "report.html" | "report.json" | "_SUCCESS" | "forgotten.parquet"
         ),
+        Some(("index", "samples.parquet")) => true,
         Some((_, file)) if file.contains('/') || file.starts_with('.') => false,
         Some(("shards", file)) => file
             .strip_suffix(".tar")
@@ -289,7 +346,7 @@ fn remove_empty_folders(root: &Location, prefix: &str, with_folder: bool) {
         return;
     };
     let dir = base.join(prefix.trim_end_matches('/'));
-    for sub in ["shards", "ledger", "embeddings"] {
+    for sub in ["shards", "ledger", "embeddings", "index"] {
         let _ = std::fs::remove_dir(dir.join(sub));
     }
     if with_folder {
@@ -314,6 +371,8 @@ mod tests {
             "shards/jpg-000000.tar#3",
             "ledger/ledger-000000.parquet",
             "embeddings/clip-000001.parquet",
+            "index/samples.parquet",
+            "forgotten.parquet",
         ] {
             assert!(is_writer_file(ours), "{ours}");
         }

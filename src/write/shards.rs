@@ -40,6 +40,11 @@ pub struct ShardInfo {
     pub samples: u64,
     pub bytes: u64,
     pub sha256: String,
+    /// The version whose folder holds the file, when not the version listing it: an
+    /// incremental or forget version lists the files of earlier versions it keeps (their name
+    /// is then relative to `versions/<version>/`). Absent for the version's own files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// The longest member name a ustar header holds without a `/` to split at.
@@ -228,6 +233,7 @@ impl<'a> ShardWriter<'a> {
                     samples: 0,
                     bytes: 0,
                     sha256: String::new(),
+                    version: None,
                 },
                 upload: BufWriter::new(self.output.store.clone(), path),
                 hasher: Sha256::new(),

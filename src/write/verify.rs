@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use super::ledger_read::{ledger_names, ledger_rows, read_object, LedgerRow};
-use super::version::{folder_of, list_versions, read_current, read_manifest};
+use super::ledger_read::{ledger_rows, read_object, LedgerRow};
+use super::version::{folder_of, list_versions, path_from_root, read_current, read_manifest};
 use super::WriteError;
 use crate::state::{codec, UnitRecords};
 use crate::store::Location;
@@ -64,7 +64,8 @@ pub async fn verify(root: &Location) -> Result<Verification, WriteError> {
         ..Verification::default()
     };
     let folder = pointer.folder.clone();
-    let resolve = |name: &str| resolve_in(&folder, name);
+    let number = pointer.version;
+    let resolve = |entry: &serde_json::Value| entry_path(number, entry);
     let Some(manifest) = read_manifest(&root.child(&folder)).await else {
         out.problem(&pointer.manifest, "missing, or not JSON");
         return Ok(out);
@@ -87,12 +88,13 @@ pub async fn verify(root: &Location) -> Result<Verification, WriteError> {
 
     // Every listed file: there, with its size and sha256; the shards' members read on the way.
     let mut shards: BTreeMap<String, Members> = BTreeMap::new();
-    let shard_paths: BTreeSet<String> = manifest["shards"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["name"].as_str().map(&resolve))
+    // Shard names are unique over the files a version lists (an incremental version numbers
+    // its shards after the corpus's), so a ledger row's `shard` is found by name, whichever
+    // version's folder holds the shard now (a forget version rewrites some).
+    let shard_by_name: BTreeMap<String, String> = entries(&manifest["shards"])
+        .filter_map(|s| Some((s["name"].as_str()?.to_string(), resolve(s)?)))
         .collect();
+    let shard_paths: BTreeSet<String> = shard_by_name.values().cloned().collect();
     for file in &listed {
         out.files_checked += 1;
         let Some(bytes) = out.read(root, &file.path).await else {
@@ -123,8 +125,7 @@ pub async fn verify(root: &Location) -> Result<Verification, WriteError> {
 
     // The ledger against the shards.
     let mut ledger = Vec::new();
-    for name in ledger_names(&manifest) {
-        let path = resolve(&name);
+    for path in entries(&manifest["ledger"]).filter_map(resolve) {
         if let Some(bytes) = out.read(root, &path).await {
             match ledger_rows(bytes) {
                 Ok(rows) => ledger.extend(rows),
@@ -132,15 +133,16 @@ pub async fn verify(root: &Location) -> Result<Verification, WriteError> {
             }
         }
     }
-    out.check_membership(&ledger, &shards, &resolve);
+    out.check_membership(&ledger, &shards, &shard_by_name);
 
     // Forgotten samples, when the version has any.
-    let forgotten_path = resolve(FORGOTTEN_NAME);
+    let forgotten_path =
+        resolve(&manifest["forgotten"]).unwrap_or_else(|| format!("{folder}/{FORGOTTEN_NAME}"));
     if let Ok(bytes) = read_object(&root.child(&forgotten_path)).await {
         match forgotten(bytes) {
             Ok((sha256s, ids)) => {
                 out.forgotten = sha256s.len() as u64;
-                out.check_forgotten(root, &manifest, &ledger, &shards, &sha256s, &ids, &resolve)
+                out.check_forgotten(root, &manifest, &ledger, &shards, &sha256s, &ids)
                     .await;
             }
             Err(e) => out.problem(&forgotten_path, &e),
@@ -173,7 +175,7 @@ impl Verification {
         &mut self,
         ledger: &[LedgerRow],
         shards: &BTreeMap<String, Members>,
-        resolve: &dyn Fn(&str) -> String,
+        shard_by_name: &BTreeMap<String, String>,
     ) {
         let mut found: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (shard, members) in shards {
@@ -186,7 +188,11 @@ impl Verification {
             self.kept_checked += 1;
             let key = row.key.as_deref().unwrap_or_default();
             kept_keys.insert(key);
-            let named = row.shard.as_deref().map(resolve).unwrap_or_default();
+            let named = row
+                .shard
+                .as_deref()
+                .map(|name| shard_by_name.get(name).cloned().unwrap_or(name.to_string()))
+                .unwrap_or_default();
             let holders = found.get(key).cloned().unwrap_or_default();
             match holders.as_slice() {
                 [] => self.problem(
@@ -247,8 +253,8 @@ impl Verification {
         shards: &BTreeMap<String, Members>,
         sha256s: &BTreeSet<String>,
         ids: &BTreeSet<String>,
-        resolve: &dyn Fn(&str) -> String,
     ) {
+        let number = manifest["version"].as_u64().unwrap_or_default();
         let mut report = |file: &str, what: String| {
             self.problems.push(Problem {
                 file: file.to_string(),
@@ -265,10 +271,12 @@ impl Verification {
                 }
             }
         }
-        for row in ledger {
+        // A forgotten row keeps its id and sha256 (what verification looks for); any other row
+        // with a forgotten sha256 is content left behind.
+        for row in ledger.iter().filter(|r| r.status != "forgotten") {
             if let Some(sha256) = row.sha256.as_ref().filter(|s| sha256s.contains(*s)) {
                 report(
-                    &resolve("ledger"),
+                    &format!("{}/ledger", folder_of(number)),
                     format!(
                         "row {} ({}) still has forgotten sha256 {sha256}",
                         row.id, row.status
@@ -276,8 +284,7 @@ impl Verification {
                 );
             }
         }
-        for name in names(&manifest["embeddings"]) {
-            let path = resolve(&name);
+        for path in entries(&manifest["embeddings"]).filter_map(|e| entry_path(number, e)) {
             if let Ok(bytes) = read_object(&root.child(&path)).await {
                 for id in string_column(bytes, "id").unwrap_or_default() {
                     if ids.contains(&id) {
@@ -299,8 +306,7 @@ impl Verification {
             let Some(old) = read_manifest(&root.child(&folder)).await else {
                 continue;
             };
-            for name in names(&old["shards"]) {
-                let path = resolve_in(&folder, &name);
+            for path in entries(&old["shards"]).filter_map(|e| entry_path(number, e)) {
                 if shards.contains_key(&path) {
                     continue;
                 }
@@ -343,40 +349,45 @@ impl Verification {
 }
 
 /// Every file the manifest lists with a checksum, relative to the output root.
-fn listed_files(manifest: &serde_json::Value, resolve: &dyn Fn(&str) -> String) -> Vec<Listed> {
+fn listed_files(
+    manifest: &serde_json::Value,
+    resolve: &dyn Fn(&serde_json::Value) -> Option<String>,
+) -> Vec<Listed> {
     let mut files = Vec::new();
-    for list in ["shards", "ledger", "embeddings"] {
-        for file in manifest[list].as_array().into_iter().flatten() {
-            files.extend(listed(file, resolve));
-        }
+    for list in ["shards", "ledger", "embeddings", "index"] {
+        files.extend(entries(&manifest[list]).filter_map(|f| listed(f, resolve)));
     }
-    files.extend(listed(&manifest["diff"], resolve));
+    for single in ["diff", "forgotten"] {
+        files.extend(listed(&manifest[single], resolve));
+    }
     files
 }
 
-fn listed(file: &serde_json::Value, resolve: &dyn Fn(&str) -> String) -> Option<Listed> {
+fn listed(
+    file: &serde_json::Value,
+    resolve: &dyn Fn(&serde_json::Value) -> Option<String>,
+) -> Option<Listed> {
     Some(Listed {
-        path: resolve(file["name"].as_str()?),
+        path: resolve(file)?,
         bytes: file["bytes"].as_u64(),
         sha256: file["sha256"].as_str().map(str::to_string),
     })
 }
 
-fn names(list: &serde_json::Value) -> Vec<String> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["name"].as_str().map(str::to_string))
-        .collect()
+/// The entries of a manifest's file list.
+fn entries(list: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    list.as_array().into_iter().flatten()
 }
 
-/// A manifest's file name relative to the output root: names under `versions/` are already
-/// (a file kept from an earlier version); others are relative to the version's folder.
-fn resolve_in(folder: &str, name: &str) -> String {
-    if name.starts_with("versions/") {
-        name.to_string()
-    } else {
-        format!("{folder}/{name}")
+/// A file entry of version `number`'s manifest, as a path from the output root: in the
+/// version's own folder, or in the folder of the earlier version its `version` names (a file
+/// an incremental or forget version keeps); version 0 is the layout before versions, whose
+/// files sit at the root.
+fn entry_path(number: u64, entry: &serde_json::Value) -> Option<String> {
+    let name = entry["name"].as_str()?;
+    match entry["version"].as_u64().unwrap_or(number) {
+        0 => Some(name.to_string()),
+        holder => Some(path_from_root(holder, name, None)),
     }
 }
 

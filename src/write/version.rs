@@ -57,6 +57,16 @@ pub struct CurrentPointer {
     pub shards: Vec<String>,
     pub ledger: Vec<String>,
     pub embeddings: Vec<String>,
+    /// The version's index files (`index/samples.parquet`); absent before indexes.
+    #[serde(default)]
+    pub index: Vec<String>,
+}
+
+/// The path from the output root of a file listed by version `listing` as `name`, held by
+/// version `held_by` when given (a file an incremental or forget version keeps from an
+/// earlier one), else by `listing` itself.
+pub fn path_from_root(listing: u64, name: &str, held_by: Option<u64>) -> String {
+    format!("{}/{name}", folder_of(held_by.unwrap_or(listing)))
 }
 
 /// `versions/NNNNNN` (six digits, more past 999999).
@@ -156,6 +166,16 @@ impl OutputVersion {
         runtime: &tokio::runtime::Handle,
     ) -> Result<CurrentPointer, WriteError> {
         let pointer = self.pointer(manifest);
+        self.commit_pointer(pointer, runtime)
+    }
+
+    /// Makes this version current with `pointer` (its manifest and every file it lists must be
+    /// written): for versions whose manifest is not a run's (`mmcurate forget`).
+    pub fn commit_pointer(
+        &self,
+        pointer: CurrentPointer,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<CurrentPointer, WriteError> {
         let bytes = serde_json::to_vec_pretty(&pointer).expect("the pointer serialises");
         match self.root.local_path() {
             Some(dir) => {
@@ -183,18 +203,51 @@ impl OutputVersion {
     }
 
     fn pointer(&self, manifest: &RunManifest) -> CurrentPointer {
+        let n = self.number;
+        let files = |list: &[super::manifest::OutputFile]| -> Vec<String> {
+            list.iter()
+                .map(|f| path_from_root(n, &f.name, f.version))
+                .collect()
+        };
+        let samples = manifest
+            .incremental
+            .as_ref()
+            .filter(|i| i.same_output)
+            .map_or(manifest.counts.kept, |i| i.corpus_after);
+        self.pointer_of(
+            samples,
+            manifest
+                .shards
+                .iter()
+                .map(|s| path_from_root(n, &s.name, s.version))
+                .collect(),
+            files(&manifest.ledger),
+            files(&manifest.embeddings),
+            files(&manifest.index),
+        )
+    }
+
+    /// The pointer to this version, with its file lists (paths from the output root).
+    pub fn pointer_of(
+        &self,
+        samples: u64,
+        shards: Vec<String>,
+        ledger: Vec<String>,
+        embeddings: Vec<String>,
+        index: Vec<String>,
+    ) -> CurrentPointer {
         let folder = self.folder();
-        let under = |name: &str| format!("{folder}/{name}");
         CurrentPointer {
             format: POINTER_FORMAT.to_string(),
             version: self.number,
             parent_version: self.parent,
-            manifest: under("manifest.json"),
+            manifest: format!("{folder}/manifest.json"),
             committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            samples: manifest.counts.kept,
-            shards: manifest.shards.iter().map(|s| under(&s.name)).collect(),
-            ledger: manifest.ledger.iter().map(|f| under(&f.name)).collect(),
-            embeddings: manifest.embeddings.iter().map(|f| under(&f.name)).collect(),
+            samples,
+            shards,
+            ledger,
+            embeddings,
+            index,
             folder,
         }
     }
@@ -228,6 +281,27 @@ fn point_current_link(dir: &std::path::Path, folder: &str) -> std::io::Result<()
     let _ = std::fs::remove_file(&temporary);
     std::os::unix::fs::symlink(folder, &temporary)?;
     std::fs::rename(&temporary, &link)
+}
+
+/// Where a file a manifest lists is: `version_dir/name`, or, for an entry with `version` (a
+/// file kept from an earlier version), `versions/<version>/name` beside `version_dir`.
+pub fn listed_file(version_dir: &Location, entry: &serde_json::Value) -> Option<Location> {
+    let name = entry["name"].as_str()?;
+    match entry["version"].as_u64() {
+        None => Some(version_dir.child(name)),
+        Some(number) => {
+            let parts: Vec<_> = version_dir.path.parts().collect();
+            let root: object_store::path::Path = parts[..parts.len().checked_sub(2)?]
+                .iter()
+                .cloned()
+                .collect();
+            Some(
+                version_dir
+                    .at(root)
+                    .child(&format!("{}/{name}", folder_of(number))),
+            )
+        }
+    }
 }
 
 /// The output's `current.json`, or `None` when there is none (nothing committed yet).

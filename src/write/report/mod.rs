@@ -175,8 +175,7 @@ pub fn rebuild(output_uri: &str) -> Result<(String, ReportFiles), ReportError> {
         .block_on(super::version::locate_current(&root))
         .map_err(|e| read_error(output_uri.to_string(), e.to_string()))?
         .dir;
-    let get = |relative: &str| {
-        let location = output.child(relative);
+    let get_at = |location: Location| {
         runtime
             .block_on(async {
                 let object = location.store.get(&location.path).await?;
@@ -184,6 +183,7 @@ pub fn rebuild(output_uri: &str) -> Result<(String, ReportFiles), ReportError> {
             })
             .map_err(|e| read_error(location.uri(), e.to_string()))
     };
+    let get = |relative: &str| get_at(output.child(relative));
     let manifest: Value = serde_json::from_slice(&get("manifest.json")?).map_err(|e| {
         read_error(
             output.child("manifest.json").uri(),
@@ -192,8 +192,8 @@ pub fn rebuild(output_uri: &str) -> Result<(String, ReportFiles), ReportError> {
     })?;
     let mut ledger = Vec::new();
     for file in manifest["ledger"].as_array().into_iter().flatten() {
-        if let Some(name) = file["name"].as_str() {
-            ledger.push(get(name)?);
+        if let Some(location) = super::version::listed_file(&output, file) {
+            ledger.push(get_at(location)?);
         }
     }
     let files = write_report(
