@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::decide::alignment::AlignmentSummary;
 use crate::decide::percentiles::{apply_percentile_thresholds, ResolvedThreshold};
 use crate::decide::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misaligned};
+use crate::decide::summary::DecidedSamples;
 use crate::decide::sweeps::{dedup_sweeps, filter_sweeps, semantic_sweep, Sweeps};
 use crate::models::clip::ClipInfo;
 use crate::plan::units::{in_slice, work_units, WorkUnit};
@@ -82,8 +83,14 @@ pub struct Decisions {
     /// they were made, and the version it replaces.
     pub version: u64,
     pub parent_version: Option<u64>,
-    /// Every sample's record, in id order, decided, with its final key and shard.
+    /// Every sample's record, in id order, decided, with its final key and shard; empty when
+    /// the decisions were made over summaries (`decided`) until [`super::deciding::with_records`]
+    /// reads them back from the units.
     pub records: Vec<Record>,
+    /// The decisions made over summaries (the decide phase without CLIP): what changes in the
+    /// units' records.
+    #[serde(default)]
+    pub decided: Option<DecidedSamples>,
     /// The shard layout, in write order.
     pub shards: Vec<PlannedShard>,
     /// The embeddings files, kept in the decide state until commit copies them out.
@@ -102,7 +109,17 @@ pub struct Decisions {
     pub stage_seconds: BTreeMap<String, f64>,
 }
 
-const DECISIONS: &str = "decisions.cbor";
+pub(super) const DECISIONS: &str = "decisions.cbor";
+
+impl Decisions {
+    /// Samples kept.
+    pub fn kept(&self) -> u64 {
+        match &self.decided {
+            Some(decided) => decided.kept,
+            None => self.records.iter().filter(|r| r.decision.is_keep()).count() as u64,
+        }
+    }
+}
 
 /// What one process of a run works with: the plan cut into units, the state folders.
 pub struct Job<'a> {
@@ -319,6 +336,10 @@ pub fn decide(
             ),
         ));
     }
+    if !sweeps && backends.clip.is_none() {
+        // Nothing needs every record at once: decide over compact summaries, streaming.
+        return super::deciding::decide_over_summaries(job, backends, video_decoders, version);
+    }
     let started = Instant::now();
     let mut records = Vec::new();
     let mut input_errors = Vec::new();
@@ -388,6 +409,7 @@ pub fn decide(
         version: version.number,
         parent_version: version.parent,
         records,
+        decided: None,
         shards,
         embeddings: embeddings_files,
         alignment,
@@ -407,11 +429,7 @@ pub fn decide(
     tracing::info!(
         "decide: {} sample(s), {} kept, {} shard(s) planned; committed to {}",
         decisions.records.len(),
-        decisions
-            .records
-            .iter()
-            .filter(|r| r.decision.is_keep())
-            .count(),
+        decisions.kept(),
         decisions.shards.len(),
         job.decided.uri()
     );
