@@ -525,3 +525,120 @@ impl DecidedSamples {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::percentiles::apply_percentile_thresholds;
+    use super::super::run_wide::drop_duplicates;
+    use super::super::test_support::{config, kept_record};
+    use super::*;
+    use crate::measure::Measurements;
+    use crate::record::{Decision, Reason, Stage};
+
+    fn image(id: &str, sha: Option<&str>, phash: Option<u64>, sharpness: f64) -> Record {
+        let m = Measurements {
+            media_kind: Some(MediaKind::Image),
+            sha256: sha.map(|s| s.repeat(32)),
+            phash,
+            sharpness: Some(sharpness),
+            width: Some(64),
+            height: Some(48),
+            ..Measurements::default()
+        };
+        kept_record(id, m)
+    }
+
+    /// Records out of id order: an exact pair, a near group of three linked through its middle
+    /// member, two without a sha256, one without a pHash, one dropped before, blurry ones.
+    fn run() -> Vec<Record> {
+        let mut dropped = image("0:z", Some("ee"), Some(0xffff), 50.0);
+        dropped.drop_with(Drop::new(Stage::Filter, Reason::TooSmall, "small"));
+        vec![
+            image("0:m", Some("aa"), Some(0x0f0f), 30.0),
+            image("0:b", Some("aa"), Some(0xf000_0000), 20.0),
+            image("0:c", Some("bb"), Some(0b1111 << 40), 40.0),
+            image("0:k", Some("cc"), Some((0b1111 << 40) | 0b11), 41.0),
+            image("0:a", Some("dd"), Some((0b1111 << 40) | 0b1111), 39.0),
+            image("0:n1", None, Some(1 << 20), 35.0),
+            image("0:n2", None, Some(1 << 30), 36.0),
+            image("0:p", Some("12"), None, 33.0),
+            image("0:blur", Some("34"), Some(0x1234_5678_9abc), 1.0),
+            dropped,
+        ]
+    }
+
+    #[test]
+    fn decisions_over_summaries_are_the_decisions_over_records() {
+        let config =
+            config("[filters.image]\nmin_sharpness = \"p10\"\n[dedup]\nphash_max_distance = 3\n");
+        let mut records = run();
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        let expected_thresholds = apply_percentile_thresholds(&mut records, &config);
+        drop_duplicates(&mut records, &config);
+
+        let mut summaries = SampleSummaries::new(&config);
+        let unsorted = run();
+        for record in &unsorted {
+            summaries.push(record).unwrap();
+        }
+        summaries.sort();
+        let thresholds = summaries.decide(&config);
+        assert_eq!(thresholds, expected_thresholds);
+        let mut decided: Vec<Record> = unsorted.clone();
+        for (position, drop) in summaries.take_drops() {
+            decided[position as usize].drop_with(drop);
+        }
+        decided.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(decided, records);
+
+        // What the run-wide decisions did, so that the comparison is not between no-ops.
+        let reason = |id: &str| {
+            let r = records.iter().find(|r| r.id == id).unwrap();
+            r.decision.dropped().map(|d| d.reason)
+        };
+        assert_eq!(reason("0:blur"), Some(Reason::TooBlurry));
+        assert_eq!(reason("0:b"), Some(Reason::ExactDuplicate));
+        assert_eq!(reason("0:n1"), Some(Reason::ExactDuplicate));
+        assert_eq!(reason("0:c"), Some(Reason::NearDuplicate));
+        assert_eq!(reason("0:a"), Some(Reason::NearDuplicate));
+        assert_eq!(reason("0:k"), None);
+        assert_eq!(reason("0:z"), Some(Reason::TooSmall));
+        let a = records.iter().find(|r| r.id == "0:a").unwrap();
+        let Decision::Drop(d) = &a.decision else {
+            unreachable!()
+        };
+        assert!(d.detail.contains("group of 3"), "{}", d.detail);
+    }
+
+    #[test]
+    fn decided_samples_apply_drops_and_keys_by_rank() {
+        let mut records = vec![
+            image("0:a", Some("aa"), None, 1.0),
+            image("0:b", Some("bb"), None, 1.0),
+        ];
+        let decided = DecidedSamples {
+            samples: 2,
+            kept: 1,
+            drops: vec![(0, Drop::new(Stage::Dedup, Reason::ExactDuplicate, "copy"))],
+            keys: vec![(1, "b_1234".into())],
+        };
+        decided.apply(&mut records).unwrap();
+        assert_eq!(
+            records[0].decision.dropped().unwrap().reason,
+            Reason::ExactDuplicate
+        );
+        assert!(records[0].staged.is_empty());
+        assert_eq!(records[1].key, "b_1234");
+        let error = decided.apply(&mut records[..1]).unwrap_err();
+        assert!(error.contains("hold 1 samples"), "{error}");
+    }
+
+    #[test]
+    fn a_sha256_that_is_not_hex_is_an_error() {
+        let mut summaries = SampleSummaries::new(&config(""));
+        let error = summaries
+            .push(&image("0:x", Some("zz"), None, 1.0))
+            .unwrap_err();
+        assert!(error.to_string().contains("not 64 hex digits"), "{error}");
+    }
+}

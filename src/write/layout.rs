@@ -314,6 +314,27 @@ mod tests {
     }
 
     #[test]
+    fn unique_keys_from_summaries_are_the_keys_of_plan_layout() {
+        let taken = ["a", "a", "b", "a_ca978112", "a", "c", "b"];
+        let ids: Vec<String> = (0..taken.len()).map(|i| format!("0:{i}")).collect();
+        let mut used = HashSet::new();
+        let expected: Vec<String> = taken
+            .iter()
+            .zip(&ids)
+            .map(|(key, id)| unique_key(key, id, &mut used))
+            .collect();
+        let mut keys = UniqueKeys::default();
+        let made: Vec<String> = taken
+            .iter()
+            .zip(&ids)
+            .map(|(key, id)| keys.take(key, id).unwrap_or(key.to_string()))
+            .collect();
+        assert_eq!(made, expected);
+        assert_eq!(made.iter().collect::<HashSet<_>>().len(), taken.len());
+        assert_ne!(made[1], "a");
+    }
+
+    #[test]
     fn planned_shards_are_written_exactly_as_planned_at_both_limits() {
         let dir = tempfile::tempdir().unwrap();
         let staging = Staging::create(&dir.path().join("staging")).unwrap();
