@@ -69,7 +69,7 @@ fn near(value: u64, seed: u64) -> u64 {
 fn measurements(i: u64) -> Measurements {
     let h = mix(i);
     let (w, hgt) = (256 + (h % 1792) as u32, 256 + ((h >> 11) % 1792) as u32);
-    let words = 3 + (h >> 22) % 30;
+    let words = 3 + ((h >> 22) % 30) as u32;
     Measurements {
         size_bytes: 20_000 + (h >> 27) % 480_000,
         sha256: Some(hex::encode(
@@ -124,7 +124,7 @@ fn record(i: u64, shard: &str, unit: u32, offset: &mut u64) -> Record {
             offset: *offset,
             len: m.size_bytes,
         };
-        let txt_len = m.caption_chars.unwrap_or(0);
+        let txt_len = u64::from(m.caption_chars.unwrap_or(0));
         let txt = StagedPart {
             unit,
             ext: "txt".into(),
