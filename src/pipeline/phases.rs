@@ -3,7 +3,8 @@
 //! - **measure** (a slice of the work units): source → decode → measure → per-sample decisions
 //!   per unit, each finished unit committed to `state/` with its staged candidates;
 //! - **decide** (one process): every unit's records, run-wide dedup, CLIP embeddings of the
-//!   survivors, semantic dedup and alignment, and the shard layout, committed to `state/`;
+//!   survivors, semantic dedup and alignment, and the shard layout, committed to `state/`
+//!   (without CLIP, streamed unit by unit into compact summaries: [`super::deciding`]);
 //! - **write** (a slice of the planned shards): the shards, from the staged candidates only;
 //! - **commit** (one process): ledger, embeddings, manifest, report, `_SUCCESS`.
 //!
