@@ -18,6 +18,7 @@ pub mod pairs;
 pub mod percentiles;
 pub mod run_wide;
 pub mod semantic;
+pub mod summary;
 pub mod sweeps;
 
 pub use crate::record::decision::{Decision, Drop, Reason, Stage};

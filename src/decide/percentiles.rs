@@ -115,28 +115,70 @@ pub fn threshold_rules(config: &Config) -> Vec<Rule> {
     rules
 }
 
+/// The thresholds of `config` written as a percentile, with that percentile, in the order
+/// [`ThresholdSamples::value`] numbers them.
+pub fn percentile_rules(config: &Config) -> Vec<(Rule, f64)> {
+    threshold_rules(config)
+        .into_iter()
+        .filter_map(|rule| rule.threshold.percentile().map(|p| (rule, p)))
+        .collect()
+}
+
+/// The samples percentile thresholds are resolved over and applied to: the records themselves,
+/// or the decide phase's compact per-sample summaries ([`super::summary`]).
+pub trait ThresholdSamples {
+    fn count(&self) -> usize;
+    /// Sample `i`'s value for rule `rule` (the `k`th of [`percentile_rules`]), if it has one.
+    fn value(&self, k: usize, rule: &Rule, i: usize) -> Option<f64>;
+    fn is_keep(&self, i: usize) -> bool;
+    fn drop_sample(&mut self, i: usize, drop: Drop);
+}
+
+impl ThresholdSamples for [Record] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn value(&self, _k: usize, rule: &Rule, i: usize) -> Option<f64> {
+        (rule.value)(&self[i].measurements)
+    }
+    fn is_keep(&self, i: usize) -> bool {
+        self[i].decision.is_keep()
+    }
+    fn drop_sample(&mut self, i: usize, drop: Drop) {
+        self[i].drop_with(drop);
+    }
+}
+
 /// Resolves every percentile threshold of `config` over the run and drops the kept samples on
 /// the wrong side of it. Returns what each resolved to, by config key.
 pub fn apply_percentile_thresholds(
     records: &mut [Record],
     config: &Config,
 ) -> BTreeMap<String, ResolvedThreshold> {
+    apply_percentile_thresholds_to(records, config)
+}
+
+/// [`apply_percentile_thresholds`] over any [`ThresholdSamples`].
+pub fn apply_percentile_thresholds_to<S: ThresholdSamples + ?Sized>(
+    samples: &mut S,
+    config: &Config,
+) -> BTreeMap<String, ResolvedThreshold> {
     let mut resolved = BTreeMap::new();
-    for rule in threshold_rules(config) {
-        let Some(percentile) = rule.threshold.percentile() else {
-            continue;
-        };
-        let mut values: Vec<f64> = records
-            .iter()
-            .filter_map(|r| (rule.value)(&r.measurements))
+    for (k, (rule, percentile)) in percentile_rules(config).into_iter().enumerate() {
+        let mut values: Vec<f64> = (0..samples.count())
+            .filter_map(|i| samples.value(k, &rule, i))
             .filter(|v| v.is_finite())
             .collect();
-        let samples = values.len() as u64;
+        let count = values.len() as u64;
         let value = quantile(&mut values, percentile);
+        drop(values);
         let mut dropped = 0;
         if let Some(threshold) = value {
-            for record in records.iter_mut().filter(|r| r.decision.is_keep()) {
-                let Some(v) = (rule.value)(&record.measurements) else {
+            for i in 0..samples.count() {
+                if !samples.is_keep(i) {
+                    continue;
+                }
+                let Some(v) = samples.value(k, &rule, i) else {
                     continue;
                 };
                 let (outside, sign, bound) = match rule.side {
@@ -148,14 +190,17 @@ pub fn apply_percentile_thresholds(
                 }
                 let name = rule.key.rsplit('.').next().unwrap_or(rule.key);
                 debug_assert!(name.starts_with(bound));
-                record.drop_with(Drop::new(
-                    Stage::Filter,
-                    rule.reason,
-                    format!(
-                        "{} {v:.3} {sign} {name} {threshold:.3}, the run's p{percentile} over {samples} samples",
-                        rule.label
+                samples.drop_sample(
+                    i,
+                    Drop::new(
+                        Stage::Filter,
+                        rule.reason,
+                        format!(
+                            "{} {v:.3} {sign} {name} {threshold:.3}, the run's p{percentile} over {count} samples",
+                            rule.label
+                        ),
                     ),
-                ));
+                );
                 dropped += 1;
             }
         }
@@ -164,7 +209,7 @@ pub fn apply_percentile_thresholds(
             ResolvedThreshold {
                 percentile,
                 value,
-                samples,
+                samples: count,
                 dropped,
             },
         );

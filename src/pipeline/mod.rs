@@ -19,6 +19,7 @@
 
 pub mod backends;
 pub mod calibrate;
+pub mod deciding;
 pub mod embed;
 pub mod forget;
 pub mod incremental;
@@ -189,11 +190,7 @@ pub fn run_phase_against(
                     message: format!(
                         "decide: {} shard(s) planned for {} kept sample(s)",
                         decisions.shards.len(),
-                        decisions
-                            .records
-                            .iter()
-                            .filter(|r| r.decision.is_keep())
-                            .count()
+                        decisions.kept()
                     ),
                     summary: None,
                 });
@@ -202,6 +199,8 @@ pub fn run_phase_against(
         }
         _ => phases::committed_decisions(&job, phase.as_str())?,
     };
+    // Decisions made over summaries name what changes; the records come from the units.
+    let decisions = deciding::with_records(&job, decisions)?;
     // The version the decisions were numbered for (a resumed run's may be older than the one
     // opened above, which is then not used: nothing was written under its number).
     let output = OutputVersion::at(root, decisions.version, decisions.parent_version)

@@ -3,7 +3,8 @@
 //! - **measure** (a slice of the work units): source → decode → measure → per-sample decisions
 //!   per unit, each finished unit committed to `state/` with its staged candidates;
 //! - **decide** (one process): every unit's records, run-wide dedup, CLIP embeddings of the
-//!   survivors, semantic dedup and alignment, and the shard layout, committed to `state/`;
+//!   survivors, semantic dedup and alignment, and the shard layout, committed to `state/`
+//!   (without CLIP, streamed unit by unit into compact summaries: [`super::deciding`]);
 //! - **write** (a slice of the planned shards): the shards, from the staged candidates only;
 //! - **commit** (one process): ledger, embeddings, manifest, report, `_SUCCESS`.
 //!
@@ -29,6 +30,7 @@ use crate::decide::against::{
 use crate::decide::alignment::AlignmentSummary;
 use crate::decide::percentiles::{apply_percentile_thresholds, ResolvedThreshold};
 use crate::decide::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misaligned};
+use crate::decide::summary::DecidedSamples;
 use crate::decide::sweeps::{dedup_sweeps, filter_sweeps, semantic_sweep, Sweeps};
 use crate::models::clip::ClipInfo;
 use crate::plan::units::{in_slice, work_units, WorkUnit};
@@ -87,8 +89,14 @@ pub struct Decisions {
     /// they were made, and the version it replaces.
     pub version: u64,
     pub parent_version: Option<u64>,
-    /// Every sample's record, in id order, decided, with its final key and shard.
+    /// Every sample's record, in id order, decided, with its final key and shard; empty when
+    /// the decisions were made over summaries (`decided`) until [`super::deciding::with_records`]
+    /// reads them back from the units.
     pub records: Vec<Record>,
+    /// The decisions made over summaries (the decide phase without CLIP): what changes in the
+    /// units' records.
+    #[serde(default)]
+    pub decided: Option<DecidedSamples>,
     /// The shard layout, in write order.
     pub shards: Vec<PlannedShard>,
     /// The embeddings files, kept in the decide state until commit copies them out.
@@ -113,7 +121,17 @@ pub struct Decisions {
     pub against: Option<AgainstDecided>,
 }
 
-const DECISIONS: &str = "decisions.cbor";
+pub(super) const DECISIONS: &str = "decisions.cbor";
+
+impl Decisions {
+    /// Samples kept.
+    pub fn kept(&self) -> u64 {
+        match &self.decided {
+            Some(decided) => decided.kept,
+            None => self.records.iter().filter(|r| r.decision.is_keep()).count() as u64,
+        }
+    }
+}
 
 /// What one process of a run works with: the plan cut into units, the state folders.
 pub struct Job<'a> {
@@ -333,6 +351,12 @@ pub fn decide(
             ),
         ));
     }
+    if !sweeps && backends.clip.is_none() && job.against.is_none() {
+        // Nothing needs every record at once: decide over compact summaries, streaming. (CLIP,
+        // the sweeps of `calibrate` and the dedup against a corpus of `run --against` still
+        // take every record.)
+        return super::deciding::decide_over_summaries(job, backends, video_decoders, version);
+    }
     let started = Instant::now();
     let mut records = Vec::new();
     let mut input_errors = Vec::new();
@@ -443,6 +467,7 @@ pub fn decide(
         version: version.number,
         parent_version: version.parent,
         records,
+        decided: None,
         shards,
         embeddings: embeddings_files,
         alignment,
@@ -467,11 +492,7 @@ pub fn decide(
     tracing::info!(
         "decide: {} sample(s), {} kept, {} shard(s) planned; committed to {}",
         decisions.records.len(),
-        decisions
-            .records
-            .iter()
-            .filter(|r| r.decision.is_keep())
-            .count(),
+        decisions.kept(),
         decisions.shards.len(),
         job.decided.uri()
     );

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use super::shards::{
     append_member, group_into_series, member_bytes, shard_name, ShardInfo, ShardWriter, TAR_END,
 };
-use super::{sample_json, unique_key, WriteError};
+use super::{renamed_key, sample_json, unique_key, WriteError};
 use crate::config::OutputConfig;
 use crate::record::Record;
 use crate::state::StagedBytes;
@@ -81,41 +81,87 @@ pub fn plan_layout_after(
         .collect();
     let series = group_into_series(&parts);
     drop(parts);
-    let (max_samples, max_bytes) = (config.max_samples_per_shard, config.max_bytes_per_shard.0);
     let mut planned = Vec::new();
     for (name, indexes) in series {
         let with_txt = indexes
             .iter()
             .any(|&i| records[i].staged.iter().any(|p| p.ext == "txt"));
-        let mut open: Option<PlannedShard> = None;
-        let mut number = start.next_number.get(&name).copied().unwrap_or(0);
+        let mut sized = Vec::with_capacity(indexes.len());
         for index in indexes {
-            let size = sample_bytes(&records[index], staged, with_txt)?;
-            // The rule of `ShardWriter::add`: a new shard at the sample limit, or when this
-            // sample would take a non-empty shard past the byte limit.
-            let full = open.as_ref().is_some_and(|s| {
-                s.records.len() as u64 >= max_samples
-                    || (!s.records.is_empty() && s.bytes + size + TAR_END as u64 > max_bytes)
-            });
-            if full {
-                planned.extend(open.take().map(close));
-                number += 1;
-            }
-            let shard = open.get_or_insert_with(|| PlannedShard {
-                name: shard_name(&name, number),
-                series: name.clone(),
-                number,
-                with_txt,
-                records: Vec::new(),
-                bytes: 0,
-            });
-            shard.records.push(index);
-            shard.bytes += size;
+            sized.push((index, sample_bytes(&records[index], staged, with_txt)?));
+        }
+        let first = start.next_number.get(&name).copied().unwrap_or(0);
+        planned.extend(cut_series(&name, first, with_txt, sized, config));
+    }
+    for shard in &planned {
+        for &index in &shard.records {
             records[index].shard = Some(shard.name.clone());
         }
-        planned.extend(open.take().map(close));
     }
     Ok(planned)
+}
+
+/// Cuts one series into shards at the output limits, numbered from `first`: `samples` are its
+/// samples (index into the run's records in id order, tar bytes) in id order.
+pub fn cut_series(
+    name: &str,
+    first: usize,
+    with_txt: bool,
+    samples: impl IntoIterator<Item = (usize, u64)>,
+    config: &OutputConfig,
+) -> Vec<PlannedShard> {
+    let (max_samples, max_bytes) = (config.max_samples_per_shard, config.max_bytes_per_shard.0);
+    let mut planned = Vec::new();
+    let mut open: Option<PlannedShard> = None;
+    let mut number = first;
+    for (index, size) in samples {
+        // The rule of `ShardWriter::add`: a new shard at the sample limit, or when this
+        // sample would take a non-empty shard past the byte limit.
+        let full = open.as_ref().is_some_and(|s| {
+            s.records.len() as u64 >= max_samples
+                || (!s.records.is_empty() && s.bytes + size + TAR_END as u64 > max_bytes)
+        });
+        if full {
+            planned.extend(open.take().map(close));
+            number += 1;
+        }
+        let shard = open.get_or_insert_with(|| PlannedShard {
+            name: shard_name(name, number),
+            series: name.to_string(),
+            number,
+            with_txt,
+            records: Vec::new(),
+            bytes: 0,
+        });
+        shard.records.push(index);
+        shard.bytes += size;
+    }
+    planned.extend(open.take().map(close));
+    planned
+}
+
+/// Keys made unique in id order exactly as [`plan_layout`] makes them, for a layout planned
+/// from summaries: the original keys are borrowed (from the summaries' text), and only keys
+/// made anew are held as strings.
+#[derive(Default)]
+pub struct UniqueKeys<'a> {
+    original: HashSet<&'a str>,
+    renamed: HashSet<String>,
+}
+
+impl<'a> UniqueKeys<'a> {
+    /// The next kept sample's key: `None` when `key` is free (it is taken now), else its new
+    /// key.
+    pub fn take(&mut self, key: &'a str, id: &str) -> Option<String> {
+        let taken = |k: &str| self.original.contains(k) || self.renamed.contains(k);
+        if !taken(key) {
+            self.original.insert(key);
+            return None;
+        }
+        let new = renamed_key(key, id, taken);
+        self.renamed.insert(new.clone());
+        Some(new)
+    }
 }
 
 fn close(mut shard: PlannedShard) -> PlannedShard {
@@ -123,9 +169,9 @@ fn close(mut shard: PlannedShard) -> PlannedShard {
     shard
 }
 
-/// The tar bytes of one sample: its staged parts, an empty `.txt` where its series needs one,
+/// The tar bytes of one sample (kept, with its final key): its staged parts, an empty `.txt` where its series needs one,
 /// and its `.json` (read from staging only for the source `.json`).
-fn sample_bytes(
+pub fn sample_bytes(
     record: &Record,
     staged: &dyn StagedBytes,
     with_txt: bool,
@@ -286,6 +332,27 @@ mod tests {
             shard: None,
         });
         records
+    }
+
+    #[test]
+    fn unique_keys_from_summaries_are_the_keys_of_plan_layout() {
+        let taken = ["a", "a", "b", "a_ca978112", "a", "c", "b"];
+        let ids: Vec<String> = (0..taken.len()).map(|i| format!("0:{i}")).collect();
+        let mut used = HashSet::new();
+        let expected: Vec<String> = taken
+            .iter()
+            .zip(&ids)
+            .map(|(key, id)| unique_key(key, id, &mut used))
+            .collect();
+        let mut keys = UniqueKeys::default();
+        let made: Vec<String> = taken
+            .iter()
+            .zip(&ids)
+            .map(|(key, id)| keys.take(key, id).unwrap_or(key.to_string()))
+            .collect();
+        assert_eq!(made, expected);
+        assert_eq!(made.iter().collect::<HashSet<_>>().len(), taken.len());
+        assert_ne!(made[1], "a");
     }
 
     #[test]

@@ -180,17 +180,25 @@ pub async fn put(output: &Location, relative: &str, bytes: Vec<u8>) -> Result<()
 
 /// The key itself if unused, else `key_<8 hex of the id's sha256>`: unique and stable.
 pub(crate) fn unique_key(key: &str, id: &str, used: &mut HashSet<String>) -> String {
-    let mut candidate = key.to_string();
-    if used.contains(&candidate) {
-        let digest = hex::encode(Sha256::digest(id.as_bytes()));
-        candidate = format!("{key}_{}", &digest[..8]);
-        let mut n = 2;
-        while used.contains(&candidate) {
-            candidate = format!("{key}_{}_{n}", &digest[..8]);
-            n += 1;
-        }
-    }
+    let candidate = if used.contains(key) {
+        renamed_key(key, id, |k| used.contains(k))
+    } else {
+        key.to_string()
+    };
     used.insert(candidate.clone());
+    candidate
+}
+
+/// The new key of a sample whose key is `taken`: `key_<8 hex of the id's sha256>`, numbered
+/// on from 2 while that is taken too.
+pub(crate) fn renamed_key(key: &str, id: &str, taken: impl Fn(&str) -> bool) -> String {
+    let digest = hex::encode(Sha256::digest(id.as_bytes()));
+    let mut candidate = format!("{key}_{}", &digest[..8]);
+    let mut n = 2;
+    while taken(&candidate) {
+        candidate = format!("{key}_{}_{n}", &digest[..8]);
+        n += 1;
+    }
     candidate
 }
 
