@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::backends::Backends;
-use super::phases::{Decisions, Job, DECISIONS};
+use super::job::{Decisions, Job, DECISIONS};
 use super::RunError;
 use crate::decide::summary::{DecidedSamples, SampleSummaries};
 use crate::record::Record;

@@ -23,6 +23,7 @@ pub mod deciding;
 pub mod embed;
 pub mod forget;
 pub mod incremental;
+pub mod job;
 pub mod measuring;
 pub mod phases;
 pub mod progress;
