@@ -9,6 +9,7 @@
 //! that order) to get them, and never stages or writes anything.
 
 pub mod alignment;
+pub mod audio_index;
 pub mod dedup;
 pub mod filters;
 pub mod hamming_index;
