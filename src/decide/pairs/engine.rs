@@ -109,7 +109,7 @@ const ROWS_PER_PARTITION: u64 = 500;
 /// Up to this many partitions every row is scored against every centroid; above, against
 /// √k group centres and the partitions of its nearest groups (cost ∝ √k instead of k).
 const ONE_LEVEL_PARTITIONS: usize = 1024;
-pub const DEFAULT_PROBES: usize = 4;
+pub const DEFAULT_PROBES: usize = 8;
 /// 6 GiB: with the sample, the k-means and the pairs of embedding-like data, a search stays
 /// within 8 GiB.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 6 << 30;

@@ -300,7 +300,7 @@ fn files_read_in_small_batches_and_windows_give_the_pairs_of_the_matrix_in_memor
 fn two_levels_keep_the_recall_and_the_same_pairs_on_any_thread_count_and_from_shards() {
     let vectors = corpus();
     let exact = exhaustive(&vectors);
-    // 120 partitions in 11 groups, each row looking into its 4 nearest groups.
+    // 120 partitions in 11 groups, each row looking into its nearest groups (the default count).
     let mut params = PairSearch::new(THRESHOLD);
     params.partitions = Some(120);
     params.groups = Some(11);
