@@ -108,16 +108,33 @@ fn main() {
 
     let clock = Instant::now();
     let f = frames(&kind);
-    let mut hashes = Vec::with_capacity(n * f);
+    // Audio fingerprints are kept as u32 from the start (half the memory at 10M rows).
+    let mut hashes = Vec::with_capacity(if kind == "audio" { n } else { n * f });
+    let mut prints32: Vec<u32> = Vec::new();
+    let mut row = Vec::with_capacity(f);
     for i in 0..n {
-        row_hashes(&kind, i, &mut hashes);
+        if kind == "audio" {
+            row.clear();
+            row_hashes(&kind, i, &mut row);
+            prints32.extend(row.iter().map(|&h| h as u32));
+            hashes.push(row[0]);
+        } else {
+            row_hashes(&kind, i, &mut hashes);
+        }
     }
+    let first_hash = |i: usize| {
+        if kind == "audio" {
+            hashes[i]
+        } else {
+            hashes[i * f]
+        }
+    };
     let ids: Vec<String> = (0..n).map(|i| format!("{i:010}")).collect();
     let candidates: Vec<Candidate> = (0..n)
         .map(|i| Candidate {
             id: &ids[i],
             sha256: "",
-            phash: hashes[i * f],
+            phash: first_hash(i),
             sharpness: 1.0,
             pixels: 1,
         })
@@ -140,8 +157,6 @@ fn main() {
             video_duplicates(&candidates, &signatures, 8.0, 0.5)
         }
         _ => {
-            let prints32: Vec<u32> = hashes.iter().map(|&h| h as u32).collect();
-            drop(hashes);
             let prints: Vec<&[u32]> = prints32.chunks_exact(f).collect();
             audio_duplicates(&candidates, &prints, DEFAULT_MAX_BIT_ERROR_RATE)
         }

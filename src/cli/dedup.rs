@@ -10,7 +10,9 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::decide::pairs::engine::{DEFAULT_MARGIN, DEFAULT_MAX_REPLICAS, DEFAULT_MEMORY_BUDGET};
+use crate::decide::pairs::engine::{
+    DEFAULT_MARGIN, DEFAULT_MAX_REPLICAS, DEFAULT_MEMORY_BUDGET, DEFAULT_PROBES,
+};
 use crate::decide::pairs::files::{
     groups_of, merge_shards, rows_in_pairs, shard_pairs_path, write_groups_with_ids, write_pairs,
     write_pairs_with_ids, GroupRow, RowIds,
@@ -43,9 +45,16 @@ pub struct DedupArgs {
     /// --embeddings must name the same input.
     #[arg(long)]
     id_column: Option<String>,
-    /// Number of partitions (default about 2·√rows).
+    /// Number of partitions (default 2·√rows or rows / 500, whichever is more).
     #[arg(long)]
     partitions: Option<usize>,
+    /// Groups of partitions for the two-level assignment (default: one level up to 1,024
+    /// partitions, then √partitions groups; 1: one level).
+    #[arg(long)]
+    groups: Option<usize>,
+    /// With groups: how many of its nearest groups each row looks into.
+    #[arg(long, default_value_t = DEFAULT_PROBES)]
+    probes: usize,
     /// Replication radius as a share of the worst-case bound; 1 finds every pair.
     #[arg(long, default_value_t = DEFAULT_MARGIN)]
     margin: f32,
@@ -140,6 +149,8 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
     let source = input.source();
     let mut params = PairSearch::new(min_cosine);
     params.partitions = args.partitions;
+    params.groups = args.groups;
+    params.probes = args.probes;
     params.margin = args.margin;
     params.max_replicas = args.max_replicas;
     params.seed = args.seed;

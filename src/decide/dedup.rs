@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use super::audio_index::{matching_fingerprint_pairs, AudioMatchRule};
 use super::hamming_index::pairs_within;
 use super::semantic::pairs_above;
 use super::{Drop, Reason, Stage};
@@ -278,80 +279,40 @@ pub fn video_duplicates(
 /// shorter file: with less, the best of all offsets of unrelated audio drifts from its usual
 /// bit error rate of about 0.45 towards the threshold.
 const AUDIO_MIN_OVERLAP_FRAMES: usize = DEFAULT_MIN_OVERLAP_FRAMES;
-/// Sub-fingerprint halves shared by more files than this say nothing (silence, tones).
-const AUDIO_MAX_POSTINGS: usize = 64;
-/// Two files become a candidate pair when this many sub-fingerprint halves agree at one
-/// time offset.
-const AUDIO_MIN_VOTES: u32 = 2;
 
 /// Audio copies: files whose fingerprints, at their best alignment, differ in at most
-/// `max_bit_error_rate` of their bits. Candidate pairs come from an inverted index of the
-/// 16-bit halves of every sub-fingerprint (a re-encoded copy keeps many halves exactly at a
-/// consistent time offset; unrelated files agree on few, at scattered offsets), so that not
-/// every pair of files is aligned; each candidate is then aligned and measured in full.
+/// `max_bit_error_rate` of their bits. Candidate pairs come from the inverted index of
+/// [`super::audio_index`] (keys of two consecutive sub-fingerprints' halves, which a re-encoded
+/// copy keeps at a consistent offset and which stay rare as the run grows), verified at the
+/// offset the shared key names, so that not every pair of files is aligned.
 pub fn audio_duplicates(
     candidates: &[Candidate],
     fingerprints: &[&[u32]],
     max_bit_error_rate: f64,
 ) -> Vec<Option<Drop>> {
-    let prints: Vec<Fingerprint> = fingerprints
-        .iter()
-        .map(|frames| Fingerprint {
-            rate: FINGERPRINT_RATE,
-            hop: FINGERPRINT_HOP,
-            frames: frames.to_vec(),
-        })
-        .collect();
-    let mut postings: HashMap<(u8, u16), Vec<(u32, u32)>> = HashMap::new();
-    for (file, print) in prints.iter().enumerate() {
-        for (frame, &sub) in print.frames.iter().enumerate() {
-            for half in 0..2u8 {
-                let key = (half, (sub >> (16 * half as u32)) as u16);
-                postings
-                    .entry(key)
-                    .or_default()
-                    .push((file as u32, frame as u32));
-            }
-        }
-    }
-    let mut votes: HashMap<(u32, u32, i64), u32> = HashMap::new();
-    for list in postings.values() {
-        let files: std::collections::BTreeSet<u32> = list.iter().map(|p| p.0).collect();
-        if files.len() < 2 || files.len() > AUDIO_MAX_POSTINGS {
-            continue;
-        }
-        for (x, &(fa, ta)) in list.iter().enumerate() {
-            for &(fb, tb) in &list[x + 1..] {
-                if fa != fb {
-                    let (a, b, offset) = if fa < fb {
-                        (fa, fb, ta as i64 - tb as i64)
-                    } else {
-                        (fb, fa, tb as i64 - ta as i64)
-                    };
-                    *votes.entry((a, b, offset)).or_default() += 1;
-                }
-            }
-        }
-    }
-    let mut pairs: Vec<(u32, u32)> = votes
-        .into_iter()
-        .filter(|&(_, n)| n >= AUDIO_MIN_VOTES)
-        .map(|((a, b, _), _)| (a, b))
-        .collect();
-    pairs.sort_unstable();
-    pairs.dedup();
+    let rule = AudioMatchRule {
+        max_bit_error_rate,
+        min_overlap_frames: AUDIO_MIN_OVERLAP_FRAMES,
+    };
+    let pairs = matching_fingerprint_pairs(fingerprints, rule);
+    // Only the files of a group are compared again (for the drop's detail): no copy of them all.
+    let print = |i: usize| Fingerprint {
+        rate: FINGERPRINT_RATE,
+        hop: FINGERPRINT_HOP,
+        frames: fingerprints[i].to_vec(),
+    };
     let hop_seconds = FINGERPRINT_HOP as f64 / FINGERPRINT_RATE as f64;
     let min_overlap = |a: &Fingerprint, b: &Fingerprint| {
         AUDIO_MIN_OVERLAP_FRAMES.min(a.frames.len().min(b.frames.len()))
     };
     let compare = |a: usize, b: usize| {
-        compare_fingerprints(&prints[a], &prints[b], min_overlap(&prints[a], &prints[b]))
+        let (a, b) = (print(a), print(b));
+        compare_fingerprints(&a, &b, min_overlap(&a, &b))
     };
+    // A pair the index accepted matches at one offset, so at its best one too.
     let mut sets = UnionFind::new(candidates.len());
     for (a, b) in pairs {
-        if compare(a as usize, b as usize).is_some_and(|m| m.bit_error_rate <= max_bit_error_rate) {
-            sets.union(a, b);
-        }
+        sets.union(a, b);
     }
     drop_all_but_best(candidates, sets.groups(), |dropped, kept, size| {
         let (detail, distance) = match compare(kept, dropped) {
@@ -588,5 +549,43 @@ mod tests {
         // One bit of 32 per frame.
         assert_eq!(b.duplicate_distance, Some(1.0 / 32.0));
         assert!(b.detail.contains("offset +3.10 s"), "{}", b.detail);
+    }
+
+    /// Issue 14's defect: the index keyed 16-bit halves and skipped those shared by more than
+    /// 64 files; at 100,000 files every half is (N·F/2¹⁵ files each), so no copy was found.
+    /// Halves drawn from a small alphabet (as low-entropy chroma gives) crowd the same way
+    /// with 150 files: each half value is shared by all of them.
+    #[test]
+    fn audio_copies_are_found_when_every_half_is_shared_by_many_files() {
+        let alphabet: Vec<u32> = words(11, 48).iter().map(|&w| (w as u32) & 0xFFFF).collect();
+        let pick = |w: u64| alphabet[(w % 48) as usize];
+        let mut files: Vec<Vec<u32>> = (0..150)
+            .map(|f| {
+                words(100 + f, 200)
+                    .chunks_exact(2)
+                    .map(|w| pick(w[0]) << 16 | pick(w[1]))
+                    .collect()
+            })
+            .collect();
+        // File 150: file 0 from frame 10 on, one bit flipped in every frame (the low half of
+        // even frames, the high half of odd ones).
+        let copy: Vec<u32> = files[0][10..]
+            .iter()
+            .enumerate()
+            .map(|(i, &f)| f ^ (1 << (3 + 16 * (i % 2))))
+            .collect();
+        files.push(copy);
+        let prints: Vec<&[u32]> = files.iter().map(Vec::as_slice).collect();
+        let ids: Vec<String> = (0..files.len()).map(|i| format!("0:{i:03}.ogg")).collect();
+        let c: Vec<Candidate> = ids
+            .iter()
+            .map(|id| candidate(id, id, 0, 1.0, 100))
+            .collect();
+        let drops = audio_duplicates(&c, &prints, 0.2);
+        let dropped: Vec<usize> = (0..drops.len()).filter(|&i| drops[i].is_some()).collect();
+        assert_eq!(dropped, [150]);
+        let d = drops[150].as_ref().unwrap();
+        assert_eq!(d.duplicate_of.as_deref(), Some("0:000.ogg"));
+        assert_eq!(d.duplicate_distance, Some(1.0 / 32.0));
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod against;
 pub mod alignment;
+pub mod audio_index;
 pub mod dedup;
 pub mod filters;
 pub mod hamming_index;

@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::kmeans::{Centroids, BLOCK_ROWS};
+use super::kmeans::{Centroids, PartitionGroups, BLOCK_ROWS};
 use super::tile::dot_products;
 
 /// Float error allowed for in the bound (dot products are off by about 1e-6 for unit vectors).
@@ -100,6 +100,9 @@ type AssignedBlock = (Vec<u32>, Vec<u32>, Vec<u32>, u64);
 pub(crate) struct Assigner<'a> {
     centroids: &'a Centroids,
     replication: Replication,
+    /// Two levels: each row is scored against the top centroids, then against the partitions
+    /// of its `probes` nearest groups only (its primary and replicas are chosen among those).
+    groups: Option<(&'a PartitionGroups, usize)>,
     /// `|c_i − c_j|` for all pairs, row-major, when k is small enough to hold them (k ≤ 8192:
     /// 256 MiB at most); computed on demand otherwise.
     centroid_distances: Option<Vec<f32>>,
@@ -110,29 +113,30 @@ const MAX_STORED_DISTANCES: usize = 8192;
 
 impl<'a> Assigner<'a> {
     pub fn new(centroids: &'a Centroids, replication: Replication) -> Assigner<'a> {
-        let k = centroids.len();
-        let centroid_distances = (k <= MAX_STORED_DISTANCES).then(|| {
-            let mut dots = vec![0f32; k * k];
-            dots.par_chunks_mut(BLOCK_ROWS * k)
-                .enumerate()
-                .for_each(|(b, out)| {
-                    let first = b * BLOCK_ROWS;
-                    let rows = out.len() / k;
-                    let block =
-                        &centroids.vectors[first * centroids.dim..(first + rows) * centroids.dim];
-                    dot_products(block, &centroids.vectors, centroids.dim, out);
-                    for i in 0..rows {
-                        for j in 0..k {
-                            let d = &mut out[i * k + j];
-                            *d = distance_from_dot(centroids, first + i, j, *d);
-                        }
-                    }
-                });
-            dots
-        });
+        let centroid_distances = stored_distances(centroids);
         Assigner {
             centroids,
             replication,
+            groups: None,
+            centroid_distances,
+        }
+    }
+
+    /// An assigner over partitions in groups (`kmeans::two_level_kmeans`), looking into the
+    /// `probes` groups nearest to each row. Partitions of groups not probed are not candidates:
+    /// a pair whose rows' nearest partitions lie in groups neither probes is lost (the recall
+    /// tests and benchmarks measure how rarely).
+    pub fn with_groups(
+        centroids: &'a Centroids,
+        groups: &'a PartitionGroups,
+        probes: usize,
+        replication: Replication,
+    ) -> Assigner<'a> {
+        let centroid_distances = stored_distances(centroids);
+        Assigner {
+            centroids,
+            replication,
+            groups: Some((groups, probes.max(1))),
             centroid_distances,
         }
     }
@@ -163,8 +167,16 @@ impl<'a> Assigner<'a> {
             .par_chunks(BLOCK_ROWS * dim)
             .map(|block| {
                 let m = block.len() / dim;
-                let mut dots = vec![0f32; m * k];
-                dot_products(block, &self.centroids.vectors, dim, &mut dots);
+                let candidates = match self.groups {
+                    None => {
+                        let mut dots = vec![0f32; m * k];
+                        dot_products(block, &self.centroids.vectors, dim, &mut dots);
+                        Candidates::Dense(dots)
+                    }
+                    Some((groups, probes)) => {
+                        Candidates::Sparse(self.probed_dots(block, groups, probes))
+                    }
+                };
                 let mut lengths = Vec::with_capacity(m);
                 let mut primaries = Vec::with_capacity(m);
                 let mut partitions = Vec::new();
@@ -175,11 +187,21 @@ impl<'a> Assigner<'a> {
                     let before = partitions.len();
                     let mut primary = 0;
                     if row.iter().all(|v| v.is_finite()) {
-                        primary = self.partitions_of(
-                            &dots[i * k..(i + 1) * k],
-                            &mut near,
-                            &mut partitions,
-                        );
+                        primary = match &candidates {
+                            Candidates::Dense(dots) => self.partitions_of(
+                                dots[i * k..(i + 1) * k]
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(j, &d)| (j as u32, d)),
+                                &mut near,
+                                &mut partitions,
+                            ),
+                            Candidates::Sparse(lists) => self.partitions_of(
+                                lists[i].iter().copied(),
+                                &mut near,
+                                &mut partitions,
+                            ),
+                        };
                     }
                     primaries.push(primary);
                     memberships += (partitions.len() - before) as u64;
@@ -206,23 +228,104 @@ impl<'a> Assigner<'a> {
         }
     }
 
-    /// Appends the partitions (ascending) of a row with dot products `dots` to the centroids,
-    /// and returns its primary (nearest) partition.
-    fn partitions_of(&self, dots: &[f32], near: &mut Vec<(f32, u32)>, out: &mut Vec<u32>) -> u32 {
+    /// For each row of `block`, its dot products with the partitions of its `probes` nearest
+    /// groups, as (partition, dot): products per group over the rows that probe it, so each
+    /// is one matrix product.
+    fn probed_dots(
+        &self,
+        block: &[f32],
+        groups: &PartitionGroups,
+        probes: usize,
+    ) -> Vec<Vec<(u32, f32)>> {
+        let dim = self.centroids.dim;
+        let m = block.len() / dim;
+        let top = &groups.top;
+        let k1 = top.len();
+        let mut top_dots = vec![0f32; m * k1];
+        dot_products(block, &top.vectors, dim, &mut top_dots);
+        let mut probing: Vec<Vec<u32>> = vec![Vec::new(); k1];
+        let mut order: Vec<(f32, u32)> = Vec::with_capacity(k1);
+        for i in 0..m {
+            order.clear();
+            order.extend(
+                top_dots[i * k1..(i + 1) * k1]
+                    .iter()
+                    .enumerate()
+                    .map(|(g, &d)| (top.score(g, d), g as u32)),
+            );
+            let take = probes.min(k1);
+            // Highest score first, the lower group on ties.
+            let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            if take < k1 {
+                order.select_nth_unstable_by(take - 1, by_score);
+            }
+            for &(_, g) in &order[..take] {
+                probing[g as usize].push(i as u32);
+            }
+        }
+        let mut out: Vec<Vec<(u32, f32)>> = vec![Vec::new(); m];
+        let mut rows = Vec::new();
+        let mut dots = Vec::new();
+        for (g, members) in probing.iter().enumerate() {
+            if members.is_empty() {
+                continue;
+            }
+            let range = groups.members[g].clone();
+            let width = range.len();
+            rows.clear();
+            for &i in members {
+                rows.extend_from_slice(&block[i as usize * dim..(i as usize + 1) * dim]);
+            }
+            dots.clear();
+            dots.resize(members.len() * width, 0f32);
+            let fine =
+                &self.centroids.vectors[range.start as usize * dim..range.end as usize * dim];
+            dot_products(&rows, fine, dim, &mut dots);
+            for (r, &i) in members.iter().enumerate() {
+                out[i as usize].extend(
+                    dots[r * width..(r + 1) * width]
+                        .iter()
+                        .enumerate()
+                        .map(|(j, &d)| (range.start + j as u32, d)),
+                );
+            }
+        }
+        out
+    }
+
+    /// Appends the partitions (ascending) of a row with dot products `dots` (partition, dot)
+    /// to the candidate centroids, and returns its primary (nearest) partition.
+    fn partitions_of(
+        &self,
+        dots: impl Iterator<Item = (u32, f32)> + Clone,
+        near: &mut Vec<(f32, u32)>,
+        out: &mut Vec<u32>,
+    ) -> u32 {
         let c = self.centroids;
-        let primary = c.nearest_of(dots) as usize;
-        let primary_score = c.score(primary, dots[primary]);
+        // The highest score; the lowest partition on ties, whatever the order of `dots`.
+        let mut primary = u32::MAX;
+        let mut primary_score = f32::NEG_INFINITY;
+        for (j, d) in dots.clone() {
+            let s = c.score(j as usize, d);
+            if primary == u32::MAX || s > primary_score || (s == primary_score && j < primary) {
+                primary = j;
+                primary_score = s;
+            }
+        }
+        if primary == u32::MAX {
+            primary = 0;
+        }
         let radius = self.replication.radius + BOUND_SLACK;
         near.clear();
         if self.replication.max_replicas > 0 {
             // |c_p − c_j| ≤ 2.0002 for unit centroids: a cheap test before the exact one.
             let reach = 2.0 * radius * 2.0002;
-            for (j, &d) in dots.iter().enumerate() {
-                let gap = primary_score - c.score(j, d);
+            for (j, d) in dots {
+                let gap = primary_score - c.score(j as usize, d);
                 if j == primary || gap > reach {
                     continue;
                 }
-                let separation = self.centroid_distance(primary, j);
+                let separation = self.centroid_distance(primary as usize, j as usize);
                 // Centroids that coincide: ties go to the lower index, so the other has no
                 // primary members to meet.
                 if separation <= 1e-6 {
@@ -230,7 +333,7 @@ impl<'a> Assigner<'a> {
                 }
                 let to_boundary = gap / (2.0 * separation);
                 if to_boundary <= radius {
-                    near.push((to_boundary, j as u32));
+                    near.push((to_boundary, j));
                 }
             }
             if near.len() > self.replication.max_replicas {
@@ -239,11 +342,41 @@ impl<'a> Assigner<'a> {
             }
         }
         let start = out.len();
-        out.push(primary as u32);
+        out.push(primary);
         out.extend(near.iter().map(|&(_, j)| j));
         out[start..].sort_unstable();
-        primary as u32
+        primary
     }
+}
+
+/// A block's dot products: with every centroid (row-major), or with each row's probed ones.
+enum Candidates {
+    Dense(Vec<f32>),
+    Sparse(Vec<Vec<(u32, f32)>>),
+}
+
+/// `|c_i − c_j|` for all pairs, row-major, when k is at most [`MAX_STORED_DISTANCES`].
+fn stored_distances(centroids: &Centroids) -> Option<Vec<f32>> {
+    let k = centroids.len();
+    (k <= MAX_STORED_DISTANCES).then(|| {
+        let mut dots = vec![0f32; k * k];
+        dots.par_chunks_mut(BLOCK_ROWS * k)
+            .enumerate()
+            .for_each(|(b, out)| {
+                let first = b * BLOCK_ROWS;
+                let rows = out.len() / k;
+                let block =
+                    &centroids.vectors[first * centroids.dim..(first + rows) * centroids.dim];
+                dot_products(block, &centroids.vectors, centroids.dim, out);
+                for i in 0..rows {
+                    for j in 0..k {
+                        let d = &mut out[i * k + j];
+                        *d = distance_from_dot(centroids, first + i, j, *d);
+                    }
+                }
+            });
+        dots
+    })
 }
 
 fn distance_from_dot(c: &Centroids, i: usize, j: usize, dot: f32) -> f32 {

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::assign::{Assigner, Memberships, Replication};
-use super::kmeans::spherical_kmeans;
+use super::kmeans::{spherical_kmeans, two_level_kmeans};
 use super::source::EmbeddingSource;
 use super::within::{pairs_from_block, PartitionVectors};
 use super::{mix, CosinePair, PairsError};
@@ -40,8 +40,14 @@ impl Shard {
 pub struct PairSearch {
     /// Pairs with cosine at or above this, in (0, 1].
     pub min_cosine: f32,
-    /// Number of partitions; `None`: about 2·√rows (see [`PairSearch::partitions_for`]).
+    /// Number of partitions; `None`: 2·√rows or rows / 500, whichever is more (see
+    /// [`PairSearch::partitions_for`]).
     pub partitions: Option<usize>,
+    /// Groups of partitions for the two-level assignment; `None`: one level up to 1,024
+    /// partitions, then √partitions groups (see [`PairSearch::groups_for`]); `Some(1)`: one level.
+    pub groups: Option<usize>,
+    /// With groups: how many of the nearest groups each row looks into.
+    pub probes: usize,
     /// The replication radius as a share of the worst-case bound √(2 − 2T); 1 finds every
     /// pair (up to float rounding).
     pub margin: f32,
@@ -62,6 +68,8 @@ impl PairSearch {
         PairSearch {
             min_cosine,
             partitions: None,
+            groups: None,
+            probes: DEFAULT_PROBES,
             margin: DEFAULT_MARGIN,
             max_replicas: DEFAULT_MAX_REPLICAS,
             seed: 0x5EED_D0D0,
@@ -76,7 +84,17 @@ impl PairSearch {
         match self.partitions {
             Some(k) => k.max(1),
             None if rows < SINGLE_PARTITION_ROWS => 1,
-            None => ((rows as f64).sqrt() * PARTITIONS_PER_SQRT_ROWS).round() as usize,
+            None => (((rows as f64).sqrt() * PARTITIONS_PER_SQRT_ROWS).round() as usize)
+                .max((rows / ROWS_PER_PARTITION) as usize),
+        }
+    }
+
+    /// The number of partition groups for `partitions` partitions (1: one level).
+    pub fn groups_for(&self, partitions: usize) -> usize {
+        match self.groups {
+            Some(g) => g.clamp(1, partitions.max(1)),
+            None if partitions <= ONE_LEVEL_PARTITIONS => 1,
+            None => (partitions as f64).sqrt().ceil() as usize,
         }
     }
 }
@@ -85,6 +103,13 @@ impl PairSearch {
 pub const DEFAULT_MARGIN: f32 = 0.15;
 pub const DEFAULT_MAX_REPLICAS: usize = 8;
 const PARTITIONS_PER_SQRT_ROWS: f64 = 2.0;
+/// Beyond a million rows partitions keep about this many primary rows, so the products grow
+/// linearly with the rows (k ∝ √N would make them grow as N^1.5).
+const ROWS_PER_PARTITION: u64 = 500;
+/// Up to this many partitions every row is scored against every centroid; above, against
+/// √k group centres and the partitions of its nearest groups (cost ∝ √k instead of k).
+const ONE_LEVEL_PARTITIONS: usize = 1024;
+pub const DEFAULT_PROBES: usize = 8;
 /// 6 GiB: with the sample, the k-means and the pairs of embedding-like data, a search stays
 /// within 8 GiB.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 6 << 30;
@@ -100,6 +125,9 @@ pub struct PairStats {
     pub rows: u64,
     pub dim: usize,
     pub partitions: usize,
+    /// Groups of partitions (1: one level, every row scored against every centroid).
+    pub groups: usize,
+    pub probes: usize,
     /// The partitions this process searched: `[first, end)`.
     pub partition_range: (u32, u32),
     pub sample_rows: usize,
@@ -179,12 +207,34 @@ pub fn find_pairs(
     // 2. Partitions.
     let clock = Instant::now();
     let k = k_wanted.min(stats.sample_rows).max(1);
-    let centroids = spherical_kmeans(&sample, dim, k, KMEANS_ITERATIONS, params.seed);
+    let groups_wanted = params.groups_for(k);
+    let (centroids, groups) = if groups_wanted > 1 {
+        let (centroids, groups) = two_level_kmeans(
+            &sample,
+            dim,
+            k,
+            groups_wanted,
+            KMEANS_ITERATIONS,
+            params.seed,
+        );
+        (centroids, Some(groups))
+    } else {
+        let centroids = spherical_kmeans(&sample, dim, k, KMEANS_ITERATIONS, params.seed);
+        (centroids, None)
+    };
     drop(sample);
+    let k = centroids.len();
     stats.partitions = k;
+    stats.groups = groups.as_ref().map_or(1, |g| g.top.len());
+    stats.probes = if groups.is_some() {
+        params.probes.max(1)
+    } else {
+        0
+    };
     stats.seconds_kmeans = clock.elapsed().as_secs_f64();
     tracing::info!(
-        "pairs: {k} partitions by k-means in {:.1} s",
+        "pairs: {k} partitions in {} groups by k-means in {:.1} s",
+        stats.groups,
         stats.seconds_kmeans
     );
     let shard = params.shard;
@@ -195,7 +245,10 @@ pub fn find_pairs(
     // 3. Every row's partitions; only rows touching this shard's range are kept.
     let clock = Instant::now();
     let replication = Replication::new(params.min_cosine, params.margin, params.max_replicas);
-    let assigner = Assigner::new(&centroids, replication);
+    let assigner = match &groups {
+        Some(groups) => Assigner::with_groups(&centroids, groups, params.probes, replication),
+        None => Assigner::new(&centroids, replication),
+    };
     let mut memberships = Memberships::new();
     scans += 1;
     source.scan(&mut |first, values| {
@@ -394,6 +447,9 @@ fn validate(source: &dyn EmbeddingSource, params: &PairSearch) -> Result<(), Pai
     }
     if !(params.margin > 0.0 && params.margin <= 1.0) {
         return bad("margin", params.margin.to_string(), "a share in (0, 1]");
+    }
+    if params.probes == 0 {
+        return bad("probes", "0".into(), "at least 1 group");
     }
     if params.shard.count == 0 || params.shard.index >= params.shard.count {
         return bad(

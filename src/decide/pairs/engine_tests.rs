@@ -295,3 +295,35 @@ fn files_read_in_small_batches_and_windows_give_the_pairs_of_the_matrix_in_memor
     assert!(report.stats.batches > 10);
     assert_eq!(bits(&report.pairs), bits(&expected));
 }
+
+#[test]
+fn two_levels_keep_the_recall_and_the_same_pairs_on_any_thread_count_and_from_shards() {
+    let vectors = corpus();
+    let exact = exhaustive(&vectors);
+    // 120 partitions in 11 groups, each row looking into its nearest groups (the default count).
+    let mut params = PairSearch::new(THRESHOLD);
+    params.partitions = Some(120);
+    params.groups = Some(11);
+    params.memory_budget = 2 << 20;
+    let one = search(&vectors, &params, 1);
+    let r = recall(&one, &exact);
+    assert!(r >= 0.99, "recall {r} with two levels");
+    // Looking into one group only loses the pairs across groups' boundaries.
+    let mut one_probe = params;
+    one_probe.probes = 1;
+    let narrow = recall(&search(&vectors, &one_probe, 2), &exact);
+    assert!(narrow < r, "one probe {narrow}, four {r}");
+
+    let bits = |p: &[CosinePair]| -> Vec<(u64, u64, u32)> {
+        p.iter().map(|p| (p.a, p.b, p.cosine.to_bits())).collect()
+    };
+    assert_eq!(bits(&search(&vectors, &params, 3)), bits(&one));
+    let mut merged = Vec::new();
+    for index in 0..3 {
+        let mut shard = params;
+        shard.shard = Shard { count: 3, index };
+        merged.extend(search(&vectors, &shard, 2));
+    }
+    merged.sort_unstable_by_key(|p| (p.a, p.b));
+    assert_eq!(bits(&merged), bits(&one));
+}

@@ -129,6 +129,77 @@ pub(crate) fn spherical_kmeans(
     centroids
 }
 
+/// The partitions of a two-level search: `top` centroids, each the centre of a group of
+/// partitions, and the partition ids of each group (consecutive, in group order).
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionGroups {
+    pub top: Centroids,
+    pub members: Vec<std::ops::Range<u32>>,
+}
+
+/// Rows per top-level centroid the top level is trained on (a stride over the sample).
+const TOP_SAMPLE_PER_GROUP: usize = 64;
+
+/// About `k` partition centroids in `groups` groups: `groups` top centroids learnt on a share
+/// of the sample, then, in each group, spherical k-means on the sample rows nearest to it with
+/// a number of partitions proportional to them (so partitions stay about the same size). Costs
+/// sample × (groups + k / groups) products per iteration instead of sample × k, and assigning a
+/// row needs only the top centroids and the partitions of a few groups. Deterministic as
+/// [`spherical_kmeans`] is.
+pub(crate) fn two_level_kmeans(
+    sample: &[f32],
+    dim: usize,
+    k: usize,
+    groups: usize,
+    iterations: usize,
+    seed: u64,
+) -> (Centroids, PartitionGroups) {
+    let n = sample.len() / dim;
+    let groups = groups.clamp(1, n.max(1));
+    let stride = (n / (TOP_SAMPLE_PER_GROUP * groups)).max(1);
+    let top_sample: Vec<f32> = sample
+        .chunks_exact(dim)
+        .step_by(stride)
+        .flatten()
+        .copied()
+        .collect();
+    let top = spherical_kmeans(&top_sample, dim, groups, iterations, seed);
+    drop(top_sample);
+    let nearest = top.nearest(sample);
+    let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); top.len()];
+    for (i, &g) in nearest.iter().enumerate() {
+        rows_of[g as usize].push(i as u32);
+    }
+    let mut vectors = Vec::new();
+    let mut members = Vec::with_capacity(top.len());
+    for (g, rows) in rows_of.iter().enumerate() {
+        let first = (vectors.len() / dim) as u32;
+        if rows.is_empty() {
+            // No sample row is nearest to it: one partition at the group's centre.
+            vectors.extend_from_slice(top.row(g));
+        } else {
+            let share = (rows.len() as f64 * k as f64 / n.max(1) as f64).round() as usize;
+            let mut group_sample = Vec::with_capacity(rows.len() * dim);
+            for &i in rows {
+                group_sample.extend_from_slice(&sample[i as usize * dim..(i as usize + 1) * dim]);
+            }
+            let fine = spherical_kmeans(
+                &group_sample,
+                dim,
+                share.max(1),
+                iterations,
+                mix(seed ^ (g as u64 + 1)),
+            );
+            vectors.extend_from_slice(&fine.vectors);
+        }
+        members.push(first..(vectors.len() / dim) as u32);
+    }
+    (
+        Centroids::from_vectors(vectors, dim),
+        PartitionGroups { top, members },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +233,39 @@ mod tests {
         assert_ne!(nearest[0], nearest[1]);
         // The same seed gives the same centroids, bit for bit.
         assert_eq!(spherical_kmeans(&sample, 3, 2, 5, 1).vectors, c.vectors);
+    }
+
+    #[test]
+    fn two_levels_split_each_group_in_proportion_to_its_rows() {
+        // 300 rows near +x, 100 near +y: 2 groups, 8 partitions share 6 to 2.
+        let mut sample = Vec::new();
+        for i in 0..400 {
+            let e = 0.01 * (i % 7) as f32;
+            let f = 0.01 * (i % 5) as f32;
+            let row = if i % 4 == 3 { [e, 1.0, f] } else { [1.0, e, f] };
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            sample.extend(row.map(|v| v / norm));
+        }
+        let (fine, groups) = two_level_kmeans(&sample, 3, 8, 2, 5, 3);
+        assert_eq!(groups.top.len(), 2);
+        let sizes: Vec<usize> = groups.members.iter().map(|r| r.len()).collect();
+        let mut sorted = sizes.clone();
+        sorted.sort();
+        assert_eq!(sorted, [2, 6]);
+        assert_eq!(fine.len(), 8);
+        assert_eq!(groups.members[0].start, 0);
+        assert_eq!(groups.members[0].end, groups.members[1].start);
+        // Every fine centroid lies on its group's side.
+        for (g, range) in groups.members.iter().enumerate() {
+            for j in range.clone() {
+                let c = fine.row(j as usize);
+                let dots: Vec<f32> = (0..2)
+                    .map(|t| groups.top.row(t).iter().zip(c).map(|(a, b)| a * b).sum())
+                    .collect();
+                assert_eq!(groups.top.nearest_of(&dots) as usize, g);
+            }
+        }
+        let again = two_level_kmeans(&sample, 3, 8, 2, 5, 3).0;
+        assert_eq!(again.vectors, fine.vectors);
     }
 }
