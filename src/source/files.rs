@@ -8,7 +8,10 @@ use std::panic::AssertUnwindSafe;
 use crate::contain::panic_message;
 use std::collections::BTreeMap;
 
-use super::{sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, Sample};
+use super::{
+    sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, ReadLimits, Refusal,
+    Sample,
+};
 
 /// One media object and its sidecars, as found by listing.
 #[derive(Debug, Clone)]
@@ -63,9 +66,15 @@ pub fn group(base: &Location, mut objects: Vec<ObjectMeta>) -> (Vec<FileUnit>, V
 
 /// Fetches a media object and its sidecars into a [`Sample`]. A failed fetch of the media
 /// object gives a sample with `fetch_error` set; a failed sidecar only loses that sidecar
-/// (and is noted in `fetch_error` too, so it is visible in the ledger).
-pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Sample {
-    match AssertUnwindSafe(fetch_unguarded(base, input_index, unit))
+/// (and is noted in `fetch_error` too, so it is visible in the ledger). Objects whose listed
+/// sizes are over `limits` are not read: the sample is refused ([`Refusal::TooLarge`]).
+pub async fn fetch(
+    base: &Location,
+    input_index: usize,
+    unit: &FileUnit,
+    limits: ReadLimits,
+) -> Sample {
+    match AssertUnwindSafe(fetch_unguarded(base, input_index, unit, limits))
         .catch_unwind()
         .await
     {
@@ -89,7 +98,12 @@ pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Samp
     }
 }
 
-async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -> Sample {
+async fn fetch_unguarded(
+    base: &Location,
+    input_index: usize,
+    unit: &FileUnit,
+    limits: ReadLimits,
+) -> Sample {
     let rel = base.relative(&unit.media.location);
     let (stem, ext) = split_extension(&rel);
     let mut sample = Sample {
@@ -106,9 +120,22 @@ async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -
         caption: None,
         fetch_error: None,
         opted_out: false,
+        refused: None,
     };
-    match get_bytes(base, &unit.media.location).await {
+    // From the listing, before anything is read.
+    let mut listed = 0u64;
+    for object in std::iter::once(&unit.media).chain(&unit.sidecars) {
+        let name = base.relative(&object.location);
+        if let Some(why) = limits.refuse(&name, object.size, listed) {
+            sample.refuse(Refusal::TooLarge, why);
+            return sample;
+        }
+        listed += object.size;
+    }
+    listed = 0;
+    match get_bytes_within(base, &unit.media.location, &|n| limits.refuse(&rel, n, 0)).await {
         Ok(bytes) => {
+            listed += bytes.len() as u64;
             // The media part is never dropped for its name: one that cannot be used is `img`.
             let part = Part {
                 ext: sanitize_extension(&ext).unwrap_or_else(|| "img".to_string()),
@@ -121,6 +148,10 @@ async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -
             sample.media = Some(part.ext.clone());
             sample.parts.push(part);
         }
+        Err(GetError::TooLarge(why)) => {
+            sample.refuse(Refusal::TooLarge, why);
+            return sample;
+        }
         Err(e) => {
             sample.fetch_error = Some(e.to_string());
             return sample;
@@ -128,8 +159,18 @@ async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -
     }
     for sidecar in &unit.sidecars {
         let (_, ext) = split_extension(sidecar.location.as_ref());
-        match get_bytes(base, &sidecar.location).await {
+        let name = base.relative(&sidecar.location);
+        match get_bytes_within(base, &sidecar.location, &|n| {
+            limits.refuse(&name, n, listed)
+        })
+        .await
+        {
+            Err(GetError::TooLarge(why)) => {
+                sample.refuse(Refusal::TooLarge, why);
+                return sample;
+            }
             Ok(bytes) => {
+                listed += bytes.len() as u64;
                 if ext == "json" {
                     sample.caption = caption_from_json(&bytes);
                 }
@@ -147,6 +188,32 @@ pub async fn get_bytes(
     path: &object_store::path::Path,
 ) -> Result<bytes::Bytes, object_store::Error> {
     base.store.get(path).await?.bytes().await
+}
+
+/// Why an object was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+    /// Its size is over a limit (the message says which); the body was not read.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// The whole object as bytes, unless `refuse` refuses its size: the size the GET answers with
+/// (the file's size, or `Content-Length`) is checked before the body is read. That covers an
+/// object grown since it was listed: object_store reads a local file to that size only, and
+/// an HTTP body cannot run past its `Content-Length`.
+pub async fn get_bytes_within(
+    base: &Location,
+    path: &object_store::path::Path,
+    refuse: &dyn Fn(u64) -> Option<String>,
+) -> Result<bytes::Bytes, GetError> {
+    let result = base.store.get(path).await?;
+    if let Some(why) = refuse(result.meta.size) {
+        return Err(GetError::TooLarge(why));
+    }
+    Ok(result.bytes().await?)
 }
 
 /// The `caption` string field of a JSON object, if there is one.

@@ -8,16 +8,32 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::files::get_bytes;
+use super::files::{get_bytes_within, GetError};
 use crate::contain::{contain_panic, panic_message};
 use futures::FutureExt;
 use object_store::ObjectStoreExt;
 use std::panic::AssertUnwindSafe;
 
 use super::{
-    sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, Sample, SourceError,
-    Stores,
+    sanitize_extension, sanitize_key, split_extension, Location, Origin, Part, ReadLimits, Refusal,
+    Sample, SourceError, Stores,
 };
+
+/// What the rows of one manifest input may read: objects inside `input` (the input's own
+/// folder or prefix) unless `allow_outside`, each within `limits`.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRules<'a> {
+    pub input: &'a Location,
+    pub allow_outside: bool,
+    pub limits: ReadLimits,
+}
+
+/// Whether `location` is `input` or under it: the same store root (scheme and bucket) and a
+/// path under the input's. Local paths were made canonical when opened (`..` and symbolic
+/// links resolved), so `../../etc/passwd` and a link out of the folder are outside.
+pub fn is_inside(location: &Location, input: &Location) -> bool {
+    location.scheme_root == input.scheme_root && location.path.prefix_matches(&input.path)
+}
 
 /// File extensions read as manifests.
 pub const EXTENSIONS: &[&str] = &["jsonl", "json", "parquet", "csv", "tsv"];
@@ -246,15 +262,18 @@ pub fn resolve_url(manifest: &Location, url: &str) -> String {
 }
 
 /// Fetches the object a row names into a [`Sample`]; a missing URL or a failed fetch gives a
-/// sample with `fetch_error` set.
+/// sample with `fetch_error` set. An object outside the input (unless `rules.allow_outside`)
+/// or over `rules.limits` is refused before it is read: the sample says why
+/// ([`Refusal::OutsideInput`], [`Refusal::TooLarge`]).
 pub async fn fetch_row(
     stores: &Stores,
     manifest: &Location,
     manifest_relative: &str,
     input_index: usize,
     row: &ManifestRow,
+    rules: RowRules<'_>,
 ) -> Sample {
-    let fetch = fetch_row_unguarded(stores, manifest, manifest_relative, input_index, row);
+    let fetch = fetch_row_unguarded(stores, manifest, manifest_relative, input_index, row, rules);
     match AssertUnwindSafe(fetch).catch_unwind().await {
         Ok(sample) => sample,
         // A panic while fetching (in a store client, or in our own code on odd input) is
@@ -282,6 +301,7 @@ async fn fetch_row_unguarded(
     manifest_relative: &str,
     input_index: usize,
     row: &ManifestRow,
+    rules: RowRules<'_>,
 ) -> Sample {
     let url = row.url.as_deref().map(|u| resolve_url(manifest, u));
     let file_name = url.as_deref().map(file_name_of).unwrap_or_default();
@@ -310,6 +330,7 @@ async fn fetch_row_unguarded(
         caption: row.caption.clone(),
         fetch_error: None,
         opted_out: false,
+        refused: None,
     };
     if let Some(error) = &row.error {
         sample.fetch_error = Some(error.clone());
@@ -320,20 +341,48 @@ async fn fetch_row_unguarded(
         return sample;
     };
     if is_http_url(&url) {
+        // The download itself is bounded by `http.max_bytes` (Content-Length before the body,
+        // the body counted as it streams); the part limit is checked on what arrived.
         download_into(stores, &url, &mut sample, media_ext).await;
+        let size = sample.parts.first().map_or(0, |p| p.bytes.len() as u64);
+        if sample.fetch_error.is_none() {
+            if let Some(why) = rules.limits.refuse(&url, size, 0) {
+                sample.refuse(Refusal::TooLarge, why);
+            }
+        }
         return sample;
     }
-    let fetched = match stores.open(&url) {
-        Ok(location) => match location.store.head(&location.path).await {
-            Ok(meta) => {
-                sample.origin.etag = meta.e_tag;
-                get_bytes(&location, &location.path)
-                    .await
-                    .map_err(|e| e.to_string())
+    let location = match stores.open(&url) {
+        Ok(location) => location,
+        Err(e) => {
+            sample.fetch_error = Some(e.to_string());
+            return sample;
+        }
+    };
+    if !rules.allow_outside && !is_inside(&location, rules.input) {
+        sample.refuse(
+            Refusal::OutsideInput,
+            format!(
+                "{} is outside the input's location {}; not read (set allow_outside = true on \
+                 the input to let its manifests name other folders or buckets)",
+                location.uri(),
+                rules.input.uri()
+            ),
+        );
+        return sample;
+    }
+    let fetched = match location.store.head(&location.path).await {
+        Ok(meta) => {
+            sample.origin.etag = meta.e_tag;
+            match rules.limits.refuse(&url, meta.size, 0) {
+                Some(why) => Err(GetError::TooLarge(why)),
+                None => {
+                    let refuse = |n| rules.limits.refuse(&url, n, 0);
+                    get_bytes_within(&location, &location.path, &refuse).await
+                }
             }
-            Err(e) => Err(e.to_string()),
-        },
-        Err(e) => Err(e.to_string()),
+        }
+        Err(e) => Err(GetError::Store(e)),
     };
     match fetched {
         Ok(bytes) => sample.parts.insert(
@@ -343,7 +392,8 @@ async fn fetch_row_unguarded(
                 bytes,
             },
         ),
-        Err(e) => sample.fetch_error = Some(e),
+        Err(GetError::TooLarge(why)) => sample.refuse(Refusal::TooLarge, why),
+        Err(e) => sample.fetch_error = Some(e.to_string()),
     }
     sample
 }

@@ -422,6 +422,7 @@ fn decode_video_frames(
             previous_seconds = Some(seconds);
             let frame = host.frame(&decoded, &decoder)?;
             wanted = sampler.push(frame, seconds)?;
+            crate::decode::budget::check_frames(sampler.selector.decoded_frames())?;
         }
     }
     if reached_end {
