@@ -21,9 +21,16 @@ fuzz_target!(|data: &[u8]| {
         limits,
         |sample| {
             assert!(sample.id.starts_with("0:shard.tar"), "{}", sample.id);
-            assert!(!sample.key.is_empty() && !sample.key.contains(['.', '/']), "{}", sample.key);
+            assert!(
+                !sample.key.is_empty() && !sample.key.contains(['.', '/']),
+                "{}",
+                sample.key
+            );
             let bytes: usize = sample.parts.iter().map(|p| p.bytes.len()).sum();
-            assert!(bytes as u64 <= limits.max_sample_bytes, "{bytes} bytes read");
+            assert!(
+                bytes as u64 <= limits.max_sample_bytes,
+                "{bytes} bytes read"
+            );
             emitted += 1;
             match sample.refused {
                 Some(Refusal::TooLarge) => assert!(sample.parts.is_empty()),

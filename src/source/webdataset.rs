@@ -209,7 +209,7 @@ fn read_tar_unguarded(
             .sum();
         if let Some(why) = limits.refuse(&member, size, before) {
             group.members.clear();
-            group.refused = Some(why);
+            group.refused = Some((member, why));
             continue;
         }
         // The header's size is only a claim (a hostile or cut shard may declare 2^40 bytes):
@@ -304,8 +304,9 @@ impl<R: Read> Read for EofWatch<R> {
 struct Group {
     key: Option<String>,
     members: Vec<(String, Part)>,
-    /// Why the sample's members are over `[limits]` (they are then not read).
-    refused: Option<String>,
+    /// The member that brought the sample over `[limits]`, and why (its members are then not
+    /// read).
+    refused: Option<(String, String)>,
 }
 
 impl Group {
@@ -352,7 +353,8 @@ impl Group {
             .and_then(|p| caption_from_json(&p.bytes));
         // An error that cut the shard short is the row's fetch error; the refusal is kept in
         // the part changes then, so each error stays on exactly one row.
-        if let Some(why) = refused {
+        if let Some((member, why)) = refused {
+            sample.origin.tar_member.get_or_insert(member);
             match sample.fetch_error {
                 None => sample.refuse(Refusal::TooLarge, why),
                 Some(_) => sample.origin.part_changes.push(why),

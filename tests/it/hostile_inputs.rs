@@ -101,13 +101,20 @@ fn unreadable_members_and_shards_are_ledger_rows_and_input_errors() {
         assert_eq!(row["drop_reason"], "fetch_failed", "{row}");
         row["drop_detail"].as_str().unwrap().to_string()
     };
+    // Over limits.max_part_bytes, its data is not read but skipped, and skipping finds the
+    // shard cut short: that is the row's error, with the refusal beside it.
     let liar = detail("0:a-000000.tar/liar");
-    assert!(
-        liar.contains("member liar.jpg is truncated")
-            && liar.contains(&format!("of {} bytes", 1u64 << 40)),
-        "{liar}"
-    );
+    assert!(liar.contains("tar stream broken after 1 samples"), "{liar}");
     assert_eq!(rows["0:a-000000.tar/liar"]["tar_member"], "liar.jpg");
+    assert_eq!(
+        rows["0:a-000000.tar/liar"]["part_changes"]
+            .as_str()
+            .unwrap(),
+        format!(
+            "liar.jpg: {} bytes > limits.max_part_bytes 1073741824; not read",
+            1u64 << 40
+        )
+    );
     assert!(
         detail("0:b-000000.tar").contains("tar stream broken after 0 samples"),
         "{}",
@@ -119,7 +126,7 @@ fn unreadable_members_and_shards_are_ledger_rows_and_input_errors() {
     // The same three problems are the input's errors in the run manifest, in shard order.
     let errors = input_errors(&out);
     assert_eq!(errors.len(), 3, "{errors:?}");
-    assert!(errors[0].contains("a-000000.tar: member liar.jpg is truncated"));
+    assert!(errors[0].contains("a-000000.tar: tar stream broken after 1 samples"));
     assert!(errors[1].contains("b-000000.tar: tar stream broken"));
     assert!(errors[2].contains("c-000000.tar: no end-of-archive marker"));
 }
