@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Peak RSS of a run over a hostile corpus (issue 13 item 1), with 2 worker threads:
-#   bash scripts/reliability/hostile_rss.sh [BINARY] [WORKDIR]
+#   bash scripts/reliability/hostile_rss.sh [BINARY] [WORKDIR] [--set KEY=VALUE …]
+# (arguments after WORKDIR go to `mmcurate run`: `--set limits.max_part_bytes=1TiB` … measures
+# the same binary with the limits at their largest, as a run without them.)
 # The corpus, made here, small on disk:
 #   files input:      two 10000 x 10000 16-bit PNGs (600 MB decoded each, 0.6 MB on disk) and a
 #                     64-channel WAV (tests/python/make_hostile_media.py); a WAV whose header
@@ -17,6 +19,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 binary="${1:-$root/target/debug/mmcurate}"
 work="${2:-$(mktemp -d)}"
+shift $(( $# < 2 ? $# : 2 ))
 python="${MMCURATE_TEST_PYTHON:-$root/.venv/bin/python}"
 rm -rf "$work/in" "$work/shards" "$work/out"
 mkdir -p "$work/in" "$work/shards"
@@ -65,7 +68,7 @@ format = "webdataset"
 TOML
 echo "corpus: $(du -sh --apparent-size "$work/in" "$work/shards" | awk '{print $1}' | paste -sd' ') apparent," \
      "$(du -sh "$work/in" "$work/shards" | awk '{print $1}' | paste -sd' ') on disk" >&2
-/usr/bin/time -v "$binary" run "$work/job.toml" 2>"$work/time.txt" >/dev/null || {
+/usr/bin/time -v "$binary" run "$work/job.toml" "$@" 2>"$work/time.txt" >/dev/null || {
     echo "run failed (exit $?)"; tail -n 30 "$work/time.txt"; }
 grep -E "Maximum resident set size|Elapsed \(wall" "$work/time.txt"
 "$python" "$root/tests/python/read_ledger.py" "$work/out" | "$python" -c '

@@ -207,6 +207,40 @@ fn broken_manifest_rows_are_ledger_rows_and_input_errors() {
         .any(|e| e.contains("p.parquet: cannot read the Parquet manifest")));
 }
 
+#[test]
+fn malformed_csv_records_are_rows_and_input_errors_not_a_failed_run() {
+    // Before, one record with a field missing failed the whole run before any work.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("baboon.jpg"), image("opencv_baboon.jpg")).unwrap();
+    std::fs::write(dir.join("butterfly.jpg"), image("opencv_butterfly.jpg")).unwrap();
+    let csv = b"url,caption\nbaboon.jpg,a baboon\njust-one-field\nx.jpg,\xff\xfe\nbutterfly.jpg,a butterfly\n";
+    std::fs::write(dir.join("m.csv"), csv).unwrap();
+    let config = job(tmp.path(), &dir.join("m.csv"), "manifest");
+    ok(&mmcurate(&["run", config.to_str().unwrap()]));
+    let out = tmp.path().join("out");
+    let rows = rows_by_id(&out);
+    let row = |n: usize| &rows[&format!("0:m.csv#{n:09}")];
+    assert_eq!(rows.len(), 4, "{:?}", rows.keys());
+    assert_eq!(row(0)["status"], "kept");
+    assert_eq!(row(3)["status"], "kept");
+    for (n, line, what) in [
+        (1, "m.csv: line 3: ", "found record with 1 fields"),
+        (2, "m.csv: line 4: ", "invalid utf-8"),
+    ] {
+        assert_eq!(row(n)["drop_reason"], "fetch_failed", "{}", row(n));
+        let detail = row(n)["drop_detail"].as_str().unwrap();
+        assert!(
+            detail.contains(line) && detail.contains(what),
+            "row {n}: {detail}"
+        );
+    }
+    let errors = input_errors(&out);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("m.csv: line 3"), "{errors:?}");
+}
+
 /// The names of the members of every shard of the current version, by shard file name.
 fn shard_members(out: &Path) -> Vec<String> {
     let mut names = Vec::new();
