@@ -166,6 +166,11 @@ fn parquet_rows(
     Option<Box<dyn std::error::Error>>,
 ) {
     let mut rows = Vec::new();
+    // The parquet crate allocates what its footer declares: a footer that declares more than
+    // it holds is refused first (`parquet_footer`), or it could abort the process.
+    if let Err(e) = super::parquet_footer::check_footer(&bytes) {
+        return (rows, Some(e.into()));
+    }
     let reader = match parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|builder| builder.build())
     {

@@ -10,6 +10,7 @@ pub mod aws_profile;
 pub mod files;
 pub mod http;
 pub mod manifest;
+mod parquet_footer;
 pub mod store;
 pub mod webdataset;
 
