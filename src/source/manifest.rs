@@ -30,7 +30,7 @@ pub struct RowRules<'a> {
 
 /// Whether `location` is `input` or under it: the same store root (scheme and bucket) and a
 /// path under the input's. Local paths were made canonical when opened (`..` and symbolic
-/// links resolved), so `../../etc/passwd` and a link out of the folder are outside.
+/// links resolved), so a path climbing out with `..` and a link out of the folder are outside.
 pub fn is_inside(location: &Location, input: &Location) -> bool {
     location.scheme_root == input.scheme_root && location.path.prefix_matches(&input.path)
 }
