@@ -105,7 +105,7 @@ impl Walk<'_> {
 
     fn value(&mut self, kind: u8, depth: usize) -> Result<(), String> {
         match kind {
-            1 | 2 | 3 => self.skip(1), // a boolean in a list or map, or a byte
+            1..=3 => self.skip(1), // a boolean in a list or map, or a byte
             4..=6 => self.varint().map(|_| ()),
             7 => self.skip(8),
             8 => {
