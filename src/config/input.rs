@@ -39,6 +39,13 @@ pub struct InputConfig {
     /// Manifest column holding each object's caption.
     #[serde(default = "default_caption_column")]
     pub caption_column: String,
+    /// Let manifest rows name local paths, buckets or prefixes outside this input's own
+    /// location (the folder or prefix `uri` names, or the folder of the manifest `uri` names).
+    /// Off by default: a manifest from an untrusted source could otherwise make the run read
+    /// `/etc` or another tenant's bucket with the run's credentials. `http(s)://` rows are
+    /// URLs, not locations, and are always allowed.
+    #[serde(default)]
+    pub allow_outside: bool,
 }
 
 fn default_format() -> InputFormat {

@@ -11,15 +11,16 @@ use super::filters::{
     check_video_header, check_video_quality,
 };
 use super::{Decision, Drop, Reason, Stage};
-use crate::config::Config;
+use crate::config::{Config, LimitsConfig};
 use crate::decode::av::{probe_media, sample_video_frames, MediaInfo, VideoStreamInfo};
+use crate::decode::budget::Budget;
 use crate::decode::{self, check_container_complete, probe, sniff_av, AvContainer, DecodeError};
 use crate::measure::audio_track::measure_audio_track;
 use crate::measure::backend::MeasureBackend;
 use crate::measure::video::{frame_sampling, mean_brightness, measure_video};
 use crate::measure::{sha256_hex, Measurements, MediaKind};
 use crate::pixels::RgbImage;
-use crate::source::{Sample, AV_EXTENSIONS};
+use crate::source::{Refusal, Sample, AV_EXTENSIONS};
 
 /// What the judgement of a sample produced.
 #[derive(Debug)]
@@ -62,10 +63,18 @@ pub fn judge(
     backend: &dyn MeasureBackend,
     m: &mut Measurements,
 ) -> Judged {
+    // The sample's decode budget, on this thread while it is judged (`decode::budget`).
+    let limits = &config.limits;
+    let _budget = decode::budget::enter(Budget::starting_now(
+        limits.max_decode_seconds,
+        limits.max_video_frames,
+    ));
     if let Some(error) = &sample.fetch_error {
-        let reason = match sample.opted_out {
-            true => Reason::OptedOut,
-            false => Reason::FetchFailed,
+        let reason = match (sample.refused, sample.opted_out) {
+            (Some(Refusal::TooLarge), _) => Reason::TooLarge,
+            (Some(Refusal::OutsideInput), _) => Reason::OutsideInput,
+            (None, true) => Reason::OptedOut,
+            (None, false) => Reason::FetchFailed,
         };
         return Judged::drop(Stage::Source, reason, error.clone());
     }
@@ -140,9 +149,16 @@ pub fn judge(
     if let Some(dropped) = check_sample_caption(sample, config, m) {
         return dropped;
     }
-    let quality = match backend.measure_image(media, &info) {
+    // An image decode is one call that cannot be interrupted (its time is bounded by
+    // max_decode_bytes instead): the deadline is checked before and after it.
+    let quality = match decode::budget::check().and_then(|()| backend.measure_image(media, &info)) {
+        Ok(_) if decode::budget::expired() => {
+            return decode_failed(DecodeError::TimedOut {
+                seconds: limits.max_decode_seconds,
+            })
+        }
         Ok(quality) => quality,
-        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+        Err(e) => return decode_failed(e),
     };
     m.sharpness = Some(quality.sharpness);
     m.brightness = Some(quality.brightness);
@@ -169,7 +185,7 @@ fn judge_av(
 ) -> Judged {
     let info = match probe_media(media) {
         Ok(info) => info,
-        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+        Err(e) => return decode_failed(e),
     };
     m.container = Some(info.container.clone());
     m.duration_seconds = info.duration_seconds;
@@ -196,6 +212,9 @@ fn judge_av(
             ),
         );
     }
+    if let Some(over) = check_av_limits(&info, &config.limits) {
+        return over;
+    }
     if let Some(stream) = &info.video {
         judge_video(sample, media, &info, stream, ext, config, backend, m)
     } else if info.audio.is_some() {
@@ -210,6 +229,101 @@ fn judge_av(
             ),
         )
     }
+}
+
+/// The `[limits]` on what a container declares, before anything is decoded: pixels a frame,
+/// frames and seconds of video, seconds of audio.
+fn check_av_limits(info: &MediaInfo, limits: &LimitsConfig) -> Option<Judged> {
+    let longest = |stream: Option<f64>| {
+        stream
+            .into_iter()
+            .chain(info.duration_seconds)
+            .reduce(f64::max)
+    };
+    if let Some(video) = &info.video {
+        let pixels = u64::from(video.width) * u64::from(video.height);
+        if pixels > limits.max_video_pixels {
+            return Some(Judged::drop(
+                Stage::Decode,
+                Reason::TooManyPixels,
+                format!(
+                    "{}x{} video: {pixels} pixels a frame > limits.max_video_pixels {}; not decoded",
+                    video.width, video.height, limits.max_video_pixels
+                ),
+            ));
+        }
+        let seconds = longest(video.duration_seconds);
+        if let Some(seconds) = seconds.filter(|&s| s > limits.max_video_seconds) {
+            return Some(Judged::drop(
+                Stage::Decode,
+                Reason::TooLong,
+                format!(
+                    "the video declares {seconds:.1} s > limits.max_video_seconds {}; not decoded",
+                    limits.max_video_seconds
+                ),
+            ));
+        }
+        // The frame count it declares, else its duration at its frame rate.
+        let frames = video.frame_count.or_else(|| {
+            let estimate = seconds? * video.fps?;
+            estimate.is_finite().then_some(estimate.ceil() as u64)
+        });
+        if let Some(frames) = frames.filter(|&f| f > limits.max_video_frames) {
+            return Some(Judged::drop(
+                Stage::Decode,
+                Reason::TooManyFrames,
+                format!(
+                    "the video declares {frames} frames > limits.max_video_frames {}; not decoded",
+                    limits.max_video_frames
+                ),
+            ));
+        }
+    }
+    if let Some(audio) = &info.audio {
+        let seconds = match info.video {
+            // A video's container duration is the video's; the audio's own is its stream's.
+            Some(_) => audio.duration_seconds,
+            None => longest(audio.duration_seconds),
+        };
+        if let Some(seconds) = seconds.filter(|&s| s > limits.max_audio_seconds) {
+            return Some(Judged::drop(
+                Stage::Decode,
+                Reason::TooLong,
+                format!(
+                    "the audio declares {seconds:.1} s > limits.max_audio_seconds {}; not decoded",
+                    limits.max_audio_seconds
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// The drop for a decoder's error: over the sample's decode budget (time or frames) when that
+/// is what stopped it, else `unreadable` with the decoder's message.
+fn decode_failed(error: DecodeError) -> Judged {
+    match error {
+        DecodeError::TimedOut { .. } => {
+            Judged::drop(Stage::Decode, Reason::DecodeTimeout, error.to_string())
+        }
+        DecodeError::TooManyFrames { .. } => {
+            Judged::drop(Stage::Decode, Reason::TooManyFrames, error.to_string())
+        }
+        other => decode_failed_with(other.to_string()),
+    }
+}
+
+/// [`decode_failed`] for a message: FFmpeg stopped by the deadline says only that it was asked
+/// to exit, so the budget says whether that was the reason.
+fn decode_failed_with(message: String) -> Judged {
+    if decode::budget::expired() {
+        return Judged::drop(
+            Stage::Decode,
+            Reason::DecodeTimeout,
+            format!("decoding took longer than limits.max_decode_seconds; stopped ({message})"),
+        );
+    }
+    Judged::drop(Stage::Decode, Reason::Unreadable, message)
 }
 
 /// The caption checks, shared by every kind of media.
@@ -272,7 +386,7 @@ fn judge_video(
             )
         }
         Ok(frames) => frames,
-        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+        Err(e) => return decode_failed(e),
     };
     if let Some(reason) = &frames.nvdec_fallback {
         tracing::debug!("{}: {reason}", sample.id);
@@ -313,7 +427,7 @@ fn judge_audio(
     }
     let audio = match measure_audio_track(media, info, &config.audio) {
         Ok(audio) => audio,
-        Err(e) => return Judged::drop(Stage::Decode, Reason::Unreadable, e.to_string()),
+        Err(e) => return decode_failed_with(e.to_string()),
     };
     let drop = check_audio_levels(&audio, &config.filters.audio);
     m.audio = Some(audio);
@@ -352,6 +466,7 @@ mod tests {
             caption: None,
             fetch_error: None,
             opted_out: false,
+            refused: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! module does not measure or judge anything.
 
 pub mod av;
+pub mod budget;
 pub mod jpeg;
 
 use image::ImageFormat;
@@ -26,6 +27,12 @@ pub enum DecodeError {
     NotAnImage(String),
     #[error("{format} decoder: {message}")]
     Corrupt { format: String, message: String },
+    /// The sample's decode budget ran out ([`budget`]).
+    #[error("decoding took longer than limits.max_decode_seconds ({seconds} s); stopped")]
+    TimedOut { seconds: f64 },
+    /// The video decoded more frames than its budget allows ([`budget`]).
+    #[error("more than limits.max_video_frames ({max}) frames decoded; stopped")]
+    TooManyFrames { max: u64 },
 }
 
 /// What the header says.

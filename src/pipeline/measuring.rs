@@ -18,7 +18,7 @@ use crate::measure::Measurements;
 use crate::plan::units::{UnitSpan, WorkUnit};
 use crate::plan::{Plan, Units};
 use crate::record::Record;
-use crate::source::{files, manifest, webdataset, Sample};
+use crate::source::{files, manifest, webdataset, ReadLimits, Sample};
 use crate::store::Stores;
 use crate::write::keyframes::keyframe_parts;
 use crate::write::staging::{stage_sample, Staging};
@@ -51,6 +51,7 @@ pub fn measure_unit(
             read_unit(
                 plan,
                 unit,
+                ReadLimits::from_config(&config.limits),
                 runtime,
                 stores,
                 sender,
@@ -185,6 +186,7 @@ pub fn measure_sample(
 fn read_unit(
     plan: &Plan,
     unit: &WorkUnit,
+    limits: ReadLimits,
     runtime: &tokio::runtime::Handle,
     stores: &Stores,
     sender: async_channel::Sender<Sample>,
@@ -201,7 +203,7 @@ fn read_unit(
         (Units::Files(units), UnitSpan::Files(range)) => {
             let fetches = units[range.clone()]
                 .iter()
-                .map(|unit| files::fetch(base, index, unit));
+                .map(|unit| files::fetch(base, index, unit, limits));
             forward(runtime, fetches, &sender, read_bar, FETCH_CONCURRENCY);
         }
         (Units::Manifests(manifests), UnitSpan::ManifestRows { manifest, rows }) => {
@@ -216,19 +218,25 @@ fn read_unit(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .append(&mut unreadable);
-            let fetches = rows
-                .iter()
-                .map(|row| manifest::fetch_row(stores, &m.location, &m.relative, index, row));
+            let rules = manifest::RowRules {
+                input: base,
+                allow_outside: input.config.allow_outside,
+                limits,
+            };
+            let fetches = rows.iter().map(|row| {
+                manifest::fetch_row(stores, &m.location, &m.relative, index, row, rules)
+            });
             forward(runtime, fetches, &sender, read_bar, FETCH_CONCURRENCY);
         }
         (Units::Shards(shards), UnitSpan::Shard(shard)) => {
             let shard = &shards[*shard];
             let location = base.at(shard.location.clone());
             let relative = base.relative(&shard.location);
-            let result = webdataset::read_shard(&location, &relative, index, runtime, |sample| {
-                measure_bar.add_expected(1);
-                let _ = sender.send_blocking(sample);
-            });
+            let result =
+                webdataset::read_shard(&location, &relative, index, limits, runtime, |sample| {
+                    measure_bar.add_expected(1);
+                    let _ = sender.send_blocking(sample);
+                });
             if let Err(message) = result {
                 tracing::error!("{message}");
                 errors
@@ -310,6 +318,7 @@ mod tests {
             caption: None,
             fetch_error: None,
             opted_out: false,
+            refused: None,
         }
     }
 

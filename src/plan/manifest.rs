@@ -78,11 +78,7 @@ pub fn parse(
     } else if extension == "csv" || extension == "tsv" {
         let delimiter = if extension == "csv" { b',' } else { b'\t' };
         contain_panic(|| delimited_rows(&bytes, delimiter))
-            .unwrap_or_else(|panic| Err(format!("the CSV reader panicked: {panic}")))
-            .map_err(err)?
-            .into_iter()
-            .map(Ok)
-            .collect()
+            .unwrap_or_else(|panic| vec![Err(format!("the CSV reader panicked: {panic}"))])
     } else {
         let mut rows = Vec::new();
         for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -146,6 +142,11 @@ fn parquet_rows(
     Option<Box<dyn std::error::Error>>,
 ) {
     let mut rows = Vec::new();
+    // The parquet crate allocates what its footer declares: a footer that declares more than
+    // it holds is refused first (`parquet_footer`), or it could abort the process.
+    if let Err(e) = super::parquet_footer::check_footer(&bytes) {
+        return (rows, Some(e.into()));
+    }
     let reader = match parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|builder| builder.build())
     {
@@ -173,37 +174,38 @@ fn parquet_rows(
     (rows, None)
 }
 
-/// The rows of a CSV or TSV file with a header row, quoted as RFC 4180 and pandas quote.
-fn delimited_rows(bytes: &[u8], delimiter: u8) -> Result<Vec<Map<String, Value>>, String> {
+/// The rows of a CSV or TSV file with a header row, quoted as RFC 4180 and pandas quote. A
+/// record that cannot be read (a different number of fields than the header, bytes that are not
+/// UTF-8) is a row with its error, and the records after it are read; a header that cannot be
+/// read is one such row for the whole file.
+fn delimited_rows(bytes: &[u8], delimiter: u8) -> Vec<Result<Map<String, Value>, String>> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .from_reader(bytes);
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| format!("cannot read the header row: {e}"))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| match e.position() {
-            Some(p) => format!("line {}: {e}", p.line()),
-            None => e.to_string(),
-        })?;
-        let row = header
-            .iter()
-            .zip(record.iter())
-            .map(|(column, cell)| {
-                let value = match cell {
-                    "" => Value::Null,
-                    text => Value::String(text.to_string()),
-                };
-                (column.clone(), value)
-            })
-            .collect();
-        rows.push(row);
-    }
-    Ok(rows)
+    let header: Vec<String> = match reader.headers() {
+        Ok(header) => header.iter().map(str::to_string).collect(),
+        Err(e) => return vec![Err(format!("cannot read the header row: {e}"))],
+    };
+    reader
+        .records()
+        .map(|record| {
+            let record = record.map_err(|e| match e.position() {
+                Some(p) => format!("line {}: {e}", p.line()),
+                None => e.to_string(),
+            })?;
+            Ok(header
+                .iter()
+                .zip(record.iter())
+                .map(|(column, cell)| {
+                    let value = match cell {
+                        "" => Value::Null,
+                        text => Value::String(text.to_string()),
+                    };
+                    (column.clone(), value)
+                })
+                .collect())
+        })
+        .collect()
 }
 
 /// Whether a row's URI is downloaded over HTTP rather than read from an object store.
@@ -253,10 +255,18 @@ mod tests {
         let rows = parse("m.tsv", Bytes::from(tsv), "URL", "TEXT").unwrap();
         assert_eq!(rows[0].url.as_deref(), Some("http://h/a.jpg"));
         assert_eq!(rows[0].caption.as_deref(), Some("a cat"));
-        let e = parse("m.csv", Bytes::from("url,caption\na\n"), "url", "caption")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("m.csv: line 2: "), "{e}");
+        // A record with too few fields, or bytes that are not UTF-8, is a row with its error
+        // (before: the whole manifest failed the run); the records after it are read.
+        let bad = b"url,caption\na\nb.jpg,\xff\xfe\nc.jpg,a cat\n";
+        let rows = parse("m.csv", Bytes::from_static(bad), "url", "caption").unwrap();
+        assert_eq!(rows.len(), 3);
+        let error = rows[0].error.as_deref().unwrap();
+        assert!(error.starts_with("m.csv: line 2: "), "{error}");
+        let error = rows[1].error.as_deref().unwrap();
+        assert!(error.starts_with("m.csv: line 3: "), "{error}");
+        assert_eq!((rows[1].row, rows[2].row), (1, 2));
+        assert_eq!(rows[2].url.as_deref(), Some("c.jpg"));
+        assert_eq!(rows[2].error, None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod manifest;
+mod parquet_footer;
 pub mod units;
 
 use futures::TryStreamExt;

@@ -104,6 +104,16 @@ pub enum Reason {
     CaptionTooLong,
     /// An audio stream declares more channels than `limits.max_audio_channels`.
     TooManyChannels,
+    /// A part or the whole sample is over `limits.max_part_bytes` / `max_sample_bytes`; it
+    /// was not read.
+    TooLarge,
+    /// A manifest row names a location outside its input's own, which the input does not
+    /// allow (`allow_outside`); it was not read.
+    OutsideInput,
+    /// A video declares (or decodes) more frames than `limits.max_video_frames`.
+    TooManyFrames,
+    /// Decoding and measuring took longer than `limits.max_decode_seconds`.
+    DecodeTimeout,
     /// Byte-identical to a kept sample.
     ExactDuplicate,
     /// pHash within `phash_max_distance` of a kept sample.
@@ -170,6 +180,10 @@ impl Reason {
             Reason::CaptionTooShort => "caption_too_short",
             Reason::CaptionTooLong => "caption_too_long",
             Reason::TooManyChannels => "too_many_channels",
+            Reason::TooLarge => "too_large",
+            Reason::OutsideInput => "outside_input",
+            Reason::TooManyFrames => "too_many_frames",
+            Reason::DecodeTimeout => "decode_timeout",
             Reason::ExactDuplicate => "exact_duplicate",
             Reason::NearDuplicate => "near_duplicate",
             Reason::SemanticDuplicate => "semantic_duplicate",

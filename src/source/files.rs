@@ -6,15 +6,21 @@ use std::panic::AssertUnwindSafe;
 
 use crate::contain::panic_message;
 use crate::plan::files::FileUnit;
-use crate::store::{get_bytes, split_extension, Location};
+use crate::store::{get_bytes_within, split_extension, GetError, Location};
 
-use super::{sanitize_extension, sanitize_key, Origin, Part, Sample};
+use super::{sanitize_extension, sanitize_key, Origin, Part, ReadLimits, Refusal, Sample};
 
 /// Fetches a media object and its sidecars into a [`Sample`]. A failed fetch of the media
 /// object gives a sample with `fetch_error` set; a failed sidecar only loses that sidecar
-/// (and is noted in `fetch_error` too, so it is visible in the ledger).
-pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Sample {
-    match AssertUnwindSafe(fetch_unguarded(base, input_index, unit))
+/// (and is noted in `fetch_error` too, so it is visible in the ledger). Objects whose listed
+/// sizes are over `limits` are not read: the sample is refused ([`Refusal::TooLarge`]).
+pub async fn fetch(
+    base: &Location,
+    input_index: usize,
+    unit: &FileUnit,
+    limits: ReadLimits,
+) -> Sample {
+    match AssertUnwindSafe(fetch_unguarded(base, input_index, unit, limits))
         .catch_unwind()
         .await
     {
@@ -38,7 +44,12 @@ pub async fn fetch(base: &Location, input_index: usize, unit: &FileUnit) -> Samp
     }
 }
 
-async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -> Sample {
+async fn fetch_unguarded(
+    base: &Location,
+    input_index: usize,
+    unit: &FileUnit,
+    limits: ReadLimits,
+) -> Sample {
     let rel = base.relative(&unit.media.location);
     let (stem, ext) = split_extension(&rel);
     let mut sample = Sample {
@@ -55,9 +66,22 @@ async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -
         caption: None,
         fetch_error: None,
         opted_out: false,
+        refused: None,
     };
-    match get_bytes(base, &unit.media.location).await {
+    // From the listing, before anything is read.
+    let mut listed = 0u64;
+    for object in std::iter::once(&unit.media).chain(&unit.sidecars) {
+        let name = base.relative(&object.location);
+        if let Some(why) = limits.refuse(&name, object.size, listed) {
+            sample.refuse(Refusal::TooLarge, why);
+            return sample;
+        }
+        listed += object.size;
+    }
+    listed = 0;
+    match get_bytes_within(base, &unit.media.location, &|n| limits.refuse(&rel, n, 0)).await {
         Ok(bytes) => {
+            listed += bytes.len() as u64;
             // The media part is never dropped for its name: one that cannot be used is `img`.
             let part = Part {
                 ext: sanitize_extension(&ext).unwrap_or_else(|| "img".to_string()),
@@ -70,6 +94,10 @@ async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -
             sample.media = Some(part.ext.clone());
             sample.parts.push(part);
         }
+        Err(GetError::TooLarge(why)) => {
+            sample.refuse(Refusal::TooLarge, why);
+            return sample;
+        }
         Err(e) => {
             sample.fetch_error = Some(e.to_string());
             return sample;
@@ -77,8 +105,18 @@ async fn fetch_unguarded(base: &Location, input_index: usize, unit: &FileUnit) -
     }
     for sidecar in &unit.sidecars {
         let (_, ext) = split_extension(sidecar.location.as_ref());
-        match get_bytes(base, &sidecar.location).await {
+        let name = base.relative(&sidecar.location);
+        match get_bytes_within(base, &sidecar.location, &|n| {
+            limits.refuse(&name, n, listed)
+        })
+        .await
+        {
+            Err(GetError::TooLarge(why)) => {
+                sample.refuse(Refusal::TooLarge, why);
+                return sample;
+            }
             Ok(bytes) => {
+                listed += bytes.len() as u64;
                 if ext == "json" {
                     sample.caption = caption_from_json(&bytes);
                 }

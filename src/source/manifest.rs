@@ -5,12 +5,28 @@
 
 use crate::contain::panic_message;
 use crate::plan::manifest::{is_http_url, resolve_url, ManifestRow};
-use crate::store::{get_bytes, split_extension, Location, Stores};
+use crate::store::{get_bytes_within, split_extension, GetError, Location, Stores};
 use futures::FutureExt;
 use object_store::ObjectStoreExt;
 use std::panic::AssertUnwindSafe;
 
-use super::{sanitize_extension, sanitize_key, Origin, Part, Sample};
+use super::{sanitize_extension, sanitize_key, Origin, Part, ReadLimits, Refusal, Sample};
+
+/// What the rows of one manifest input may read: objects inside `input` (the input's own
+/// folder or prefix) unless `allow_outside`, each within `limits`.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRules<'a> {
+    pub input: &'a Location,
+    pub allow_outside: bool,
+    pub limits: ReadLimits,
+}
+
+/// Whether `location` is `input` or under it: the same store root (scheme and bucket) and a
+/// path under the input's. Local paths were made canonical when opened (`..` and symbolic
+/// links resolved), so a path climbing out with `..` and a link out of the folder are outside.
+pub fn is_inside(location: &Location, input: &Location) -> bool {
+    location.scheme_root == input.scheme_root && location.path.prefix_matches(&input.path)
+}
 
 /// The file name a URI ends with: the last path segment, without a URL's query or fragment.
 fn file_name_of(url: &str) -> String {
@@ -26,15 +42,18 @@ fn file_name_of(url: &str) -> String {
     url.rsplit('/').next().unwrap_or(url).to_string()
 }
 
-/// sample with `fetch_error` set.
+/// sample with `fetch_error` set. An object outside the input (unless `rules.allow_outside`)
+/// or over `rules.limits` is refused before it is read: the sample says why
+/// ([`Refusal::OutsideInput`], [`Refusal::TooLarge`]).
 pub async fn fetch_row(
     stores: &Stores,
     manifest: &Location,
     manifest_relative: &str,
     input_index: usize,
     row: &ManifestRow,
+    rules: RowRules<'_>,
 ) -> Sample {
-    let fetch = fetch_row_unguarded(stores, manifest, manifest_relative, input_index, row);
+    let fetch = fetch_row_unguarded(stores, manifest, manifest_relative, input_index, row, rules);
     match AssertUnwindSafe(fetch).catch_unwind().await {
         Ok(sample) => sample,
         // A panic while fetching (in a store client, or in our own code on odd input) is
@@ -62,6 +81,7 @@ async fn fetch_row_unguarded(
     manifest_relative: &str,
     input_index: usize,
     row: &ManifestRow,
+    rules: RowRules<'_>,
 ) -> Sample {
     let url = row.url.as_deref().map(|u| resolve_url(manifest, u));
     let file_name = url.as_deref().map(file_name_of).unwrap_or_default();
@@ -90,6 +110,7 @@ async fn fetch_row_unguarded(
         caption: row.caption.clone(),
         fetch_error: None,
         opted_out: false,
+        refused: None,
     };
     if let Some(error) = &row.error {
         sample.fetch_error = Some(error.clone());
@@ -100,20 +121,48 @@ async fn fetch_row_unguarded(
         return sample;
     };
     if is_http_url(&url) {
+        // The download itself is bounded by `http.max_bytes` (Content-Length before the body,
+        // the body counted as it streams); the part limit is checked on what arrived.
         download_into(stores, &url, &mut sample, media_ext).await;
+        let size = sample.parts.first().map_or(0, |p| p.bytes.len() as u64);
+        if sample.fetch_error.is_none() {
+            if let Some(why) = rules.limits.refuse(&url, size, 0) {
+                sample.refuse(Refusal::TooLarge, why);
+            }
+        }
         return sample;
     }
-    let fetched = match stores.open(&url) {
-        Ok(location) => match location.store.head(&location.path).await {
-            Ok(meta) => {
-                sample.origin.etag = meta.e_tag;
-                get_bytes(&location, &location.path)
-                    .await
-                    .map_err(|e| e.to_string())
+    let location = match stores.open(&url) {
+        Ok(location) => location,
+        Err(e) => {
+            sample.fetch_error = Some(e.to_string());
+            return sample;
+        }
+    };
+    if !rules.allow_outside && !is_inside(&location, rules.input) {
+        sample.refuse(
+            Refusal::OutsideInput,
+            format!(
+                "{} is outside the input's location {}; not read (set allow_outside = true on \
+                 the input to let its manifests name other folders or buckets)",
+                location.uri(),
+                rules.input.uri()
+            ),
+        );
+        return sample;
+    }
+    let fetched = match location.store.head(&location.path).await {
+        Ok(meta) => {
+            sample.origin.etag = meta.e_tag;
+            match rules.limits.refuse(&url, meta.size, 0) {
+                Some(why) => Err(GetError::TooLarge(why)),
+                None => {
+                    let refuse = |n| rules.limits.refuse(&url, n, 0);
+                    get_bytes_within(&location, &location.path, &refuse).await
+                }
             }
-            Err(e) => Err(e.to_string()),
-        },
-        Err(e) => Err(e.to_string()),
+        }
+        Err(e) => Err(GetError::Store(e)),
     };
     match fetched {
         Ok(bytes) => sample.parts.insert(
@@ -123,7 +172,8 @@ async fn fetch_row_unguarded(
                 bytes,
             },
         ),
-        Err(e) => sample.fetch_error = Some(e),
+        Err(GetError::TooLarge(why)) => sample.refuse(Refusal::TooLarge, why),
+        Err(e) => sample.fetch_error = Some(e.to_string()),
     }
     sample
 }

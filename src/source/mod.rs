@@ -13,6 +13,58 @@ pub mod webdataset;
 use bytes::Bytes;
 use sha2::Digest;
 
+/// How many bytes a reader may take in for one part and for one sample (`[limits]`
+/// `max_part_bytes` and `max_sample_bytes`). Sizes are checked before the bytes are read: a
+/// listed object's size, a tar header's size, an object's `head`; a part over a limit is not
+/// read, and its sample becomes a dropped row ([`Refusal::TooLarge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    pub max_part_bytes: u64,
+    pub max_sample_bytes: u64,
+}
+
+impl ReadLimits {
+    pub fn from_config(limits: &crate::config::LimitsConfig) -> ReadLimits {
+        ReadLimits {
+            max_part_bytes: limits.max_part_bytes.0,
+            max_sample_bytes: limits.max_sample_bytes.0,
+        }
+    }
+
+    /// Why a part of `size` bytes, after `before` bytes of the same sample, may not be read;
+    /// `None` when it may.
+    pub fn refuse(&self, name: &str, size: u64, before: u64) -> Option<String> {
+        if size > self.max_part_bytes {
+            return Some(format!(
+                "{name}: {size} bytes > limits.max_part_bytes {}; not read",
+                self.max_part_bytes
+            ));
+        }
+        let total = before.saturating_add(size);
+        (total > self.max_sample_bytes).then(|| {
+            format!(
+                "{name}: the sample's parts reach {total} bytes > limits.max_sample_bytes {}; not read",
+                self.max_sample_bytes
+            )
+        })
+    }
+}
+
+impl Default for ReadLimits {
+    fn default() -> ReadLimits {
+        ReadLimits::from_config(&crate::config::LimitsConfig::default())
+    }
+}
+
+/// Why a sample's bytes were refused rather than failed: the ledger gives each its own reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A part or the sample is over `limits.max_part_bytes` / `max_sample_bytes`.
+    TooLarge,
+    /// A manifest row names a location outside its input's own (see `allow_outside`).
+    OutsideInput,
+}
+
 /// One part of a sample, named by its WebDataset extension (`jpg`, `txt`, `json`, `cls`, …).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Part {
@@ -70,6 +122,9 @@ pub struct Sample {
     /// Set with `fetch_error` when the server opted the object out (`X-Robots-Tag`): the
     /// sample is dropped as `opted_out` rather than `fetch_failed`.
     pub opted_out: bool,
+    /// Set with `fetch_error` when the bytes were refused, not failed (over a limit, outside
+    /// the input): the sample is dropped with that reason rather than `fetch_failed`.
+    pub refused: Option<Refusal>,
 }
 
 impl Sample {
@@ -85,7 +140,15 @@ impl Sample {
             caption: None,
             fetch_error: Some(error),
             opted_out: false,
+            refused: None,
         }
+    }
+
+    /// Marks this sample refused (`why` says which limit or rule); its parts are let go.
+    pub fn refuse(&mut self, refusal: Refusal, why: String) {
+        self.parts.clear();
+        self.fetch_error = Some(why);
+        self.refused = Some(refusal);
     }
 
     /// The media part's bytes, if there is a media part.
@@ -289,6 +352,7 @@ mod tests {
             caption: None,
             fetch_error: None,
             opted_out: false,
+            refused: None,
         };
         let part = |ext: &str| Part {
             ext: ext.to_string(),

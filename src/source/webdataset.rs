@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::files::caption_from_json;
-use super::{choose_media, sanitize_key, Origin, Part, Sample};
+use super::{choose_media, sanitize_key, Origin, Part, ReadLimits, Refusal, Sample};
 use crate::contain::contain_panic;
 use crate::store::Location;
 
@@ -66,11 +66,15 @@ pub enum ShardError {
 /// the sample cut short by the error, or (when the error falls between samples, or the shard
 /// cannot be opened at all) a row for the shard itself, so the ledger says what was lost.
 ///
+/// A member larger than `limits` allow (by its header's size) is not read: its sample is a
+/// refused row ([`Refusal::TooLarge`]) and the shard goes on past the member's data.
+///
 /// This blocks: call it from a blocking thread, with a handle to the runtime for the I/O.
 pub fn read_shard(
     shard: &Location,
     relative: &str,
     input_index: usize,
+    limits: ReadLimits,
     runtime: &tokio::runtime::Handle,
     mut emit: impl FnMut(Sample),
 ) -> Result<u64, ShardError> {
@@ -88,7 +92,7 @@ pub fn read_shard(
     };
     let stream = result.into_stream().map_err(std::io::Error::other);
     let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream), runtime.clone());
-    read_tar(reader, &uri, relative, input_index, emit)
+    read_tar(reader, &uri, relative, input_index, limits, emit)
 }
 
 /// [`read_shard`] on any reader of tar bytes: the WebDataset grouping, every error reported as
@@ -100,11 +104,12 @@ pub fn read_tar(
     uri: &str,
     relative: &str,
     input_index: usize,
+    limits: ReadLimits,
     mut emit: impl FnMut(Sample),
 ) -> Result<u64, ShardError> {
     let mut emitted = 0u64;
     let read = contain_panic(|| {
-        read_tar_unguarded(reader, uri, relative, input_index, |sample| {
+        read_tar_unguarded(reader, uri, relative, input_index, limits, |sample| {
             emitted += 1;
             emit(sample)
         })
@@ -125,6 +130,7 @@ fn read_tar_unguarded(
     uri: &str,
     relative: &str,
     input_index: usize,
+    limits: ReadLimits,
     mut emit: impl FnMut(Sample),
 ) -> Result<u64, ShardError> {
     let ran_dry = Arc::new(AtomicBool::new(false));
@@ -192,6 +198,21 @@ fn read_tar_unguarded(
             group.key = Some(key);
         }
         let size = entry.size();
+        // Checked before a byte of the member is read: a member over the limits is skipped
+        // (tar reads past its data in 1 MiB buffers) and its sample refused.
+        if group.refused.is_some() {
+            continue;
+        }
+        let before = group
+            .members
+            .iter()
+            .map(|(_, p)| p.bytes.len() as u64)
+            .sum();
+        if let Some(why) = limits.refuse(&member, size, before) {
+            group.members.clear();
+            group.refused = Some((member, why));
+            continue;
+        }
         // The header's size is only a claim (a hostile or cut shard may declare 2^40 bytes):
         // reserve at most a small amount up front and let the vector grow with what arrives.
         let mut bytes = Vec::with_capacity(size.min(INITIAL_PART_CAPACITY) as usize);
@@ -259,6 +280,7 @@ fn shard_row(uri: &str, relative: &str, input_index: usize, message: String) -> 
         caption: None,
         fetch_error: Some(message),
         opted_out: false,
+        refused: None,
     }
 }
 
@@ -283,6 +305,9 @@ impl<R: Read> Read for EofWatch<R> {
 struct Group {
     key: Option<String>,
     members: Vec<(String, Part)>,
+    /// The member that brought the sample over `[limits]`, and why (its members are then not
+    /// read).
+    refused: Option<(String, String)>,
 }
 
 impl Group {
@@ -294,6 +319,7 @@ impl Group {
         error: Option<String>,
     ) -> Option<Sample> {
         let key = self.key.take()?;
+        let refused = self.refused.take();
         let mut sample = Sample {
             id: format!("{input_index}:{relative}/{key}"),
             key: sanitize_key(&key),
@@ -307,6 +333,7 @@ impl Group {
             caption: None,
             fetch_error: error,
             opted_out: false,
+            refused: None,
         };
         // The member each part came from, by the extension it was added under.
         let mut member_of = Vec::new();
@@ -325,6 +352,15 @@ impl Group {
         sample.caption = sample
             .part("json")
             .and_then(|p| caption_from_json(&p.bytes));
+        // An error that cut the shard short is the row's fetch error; the refusal is kept in
+        // the part changes then, so each error stays on exactly one row.
+        if let Some((member, why)) = refused {
+            sample.origin.tar_member.get_or_insert(member);
+            match sample.fetch_error {
+                None => sample.refuse(Refusal::TooLarge, why),
+                Some(_) => sample.origin.part_changes.push(why),
+            }
+        }
         Some(sample)
     }
 }
@@ -354,7 +390,14 @@ mod tests {
 
     fn read_all(bytes: &[u8]) -> (Result<u64, String>, Vec<Sample>) {
         let mut samples = Vec::new();
-        let result = read_tar(bytes, "file:///s.tar", "s.tar", 0, |s| samples.push(s));
+        let result = read_tar(
+            bytes,
+            "file:///s.tar",
+            "s.tar",
+            0,
+            ReadLimits::default(),
+            |s| samples.push(s),
+        );
         (result.map_err(|e| e.to_string()), samples)
     }
 
@@ -367,8 +410,16 @@ mod tests {
         header.set_cksum();
         let mut shard = header.as_bytes().to_vec();
         shard.extend_from_slice(&[0xAB; 1000]);
-        let (result, samples) = read_all(&shard);
-        let error = result.unwrap_err();
+        // With limits that let it be read, it is read as far as it goes: truncated.
+        let terabyte = ReadLimits {
+            max_part_bytes: 1 << 40,
+            max_sample_bytes: 1 << 40,
+        };
+        let mut samples = Vec::new();
+        let result = read_tar(&shard[..], "file:///s.tar", "s.tar", 0, terabyte, |s| {
+            samples.push(s)
+        });
+        let error = result.unwrap_err().to_string();
         assert!(
             error.contains("member liar.jpg is truncated (1000 of 1099511627776 bytes)"),
             "{error}"
@@ -376,6 +427,64 @@ mod tests {
         assert_eq!(samples.len(), 1);
         assert_eq!(samples[0].id, "0:s.tar/liar");
         assert_eq!(samples[0].fetch_error.as_deref(), Some(error.as_str()));
+        // With the default limits it is not read at all: skipping its data finds the shard
+        // cut short, which is the row's error, and the refusal is noted beside it.
+        let (result, samples) = read_all(&shard);
+        let error = result.unwrap_err();
+        assert!(
+            error.contains("tar stream broken after 0 samples"),
+            "{error}"
+        );
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].fetch_error.as_deref(), Some(error.as_str()));
+        assert_eq!(samples[0].refused, None);
+        assert_eq!(
+            samples[0].origin.part_changes,
+            ["liar.jpg: 1099511627776 bytes > limits.max_part_bytes 1073741824; not read"]
+        );
+    }
+
+    #[test]
+    fn members_over_the_byte_limits_are_not_read_and_their_sample_is_refused() {
+        let big = vec![7u8; 3000];
+        let shard = tar_of(&[
+            (b"a.jpg", b"first"),
+            (b"big.jpg", &big),
+            (b"big.txt", b"caption"),
+            (b"sum.jpg", &big[..900]),
+            (b"sum.txt", &big[..900]),
+            (b"c.jpg", b"third"),
+        ]);
+        let limits = ReadLimits {
+            max_part_bytes: 1000,
+            max_sample_bytes: 1500,
+        };
+        let mut samples = Vec::new();
+        let result = read_tar(&shard[..], "file:///s.tar", "s.tar", 0, limits, |s| {
+            samples.push(s)
+        });
+        assert_eq!(result, Ok(4));
+        let ids: Vec<&str> = samples.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["0:s.tar/a", "0:s.tar/big", "0:s.tar/sum", "0:s.tar/c"]
+        );
+        assert_eq!(samples[0].refused, None);
+        assert_eq!(samples[3].parts[0].bytes.as_ref(), b"third");
+        for (sample, why) in [
+            (
+                &samples[1],
+                "big.jpg: 3000 bytes > limits.max_part_bytes 1000; not read",
+            ),
+            (
+                &samples[2],
+                "sum.txt: the sample's parts reach 1800 bytes > limits.max_sample_bytes 1500; not read",
+            ),
+        ] {
+            assert_eq!(sample.refused, Some(Refusal::TooLarge));
+            assert_eq!(sample.fetch_error.as_deref(), Some(why));
+            assert!(sample.parts.is_empty());
+        }
     }
 
     /// A tar of `(member name, data)` regular files, with an end-of-archive marker.
@@ -457,7 +566,10 @@ mod tests {
             panic_at: 5 * 512,
         };
         let mut samples = Vec::new();
-        let result = read_tar(reader, "file:///s.tar", "s.tar", 0, |s| samples.push(s));
+        let limits = ReadLimits::default();
+        let result = read_tar(reader, "file:///s.tar", "s.tar", 0, limits, |s| {
+            samples.push(s)
+        });
         let error = result.unwrap_err().to_string();
         assert_eq!(
             error,

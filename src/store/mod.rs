@@ -253,6 +253,33 @@ impl Stores {
     }
 }
 
+/// Why an object was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+    /// Its size is over a limit (the message says which); the body was not read.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// The whole object as bytes, unless `refuse` refuses its size: the size the GET answers with
+/// (the file's size, or `Content-Length`) is checked before the body is read. That covers an
+/// object grown since it was listed: object_store reads a local file to that size only, and
+/// an HTTP body cannot run past its `Content-Length`.
+pub async fn get_bytes_within(
+    base: &Location,
+    path: &ObjPath,
+    refuse: &dyn Fn(u64) -> Option<String>,
+) -> Result<bytes::Bytes, GetError> {
+    use object_store::ObjectStoreExt;
+    let result = base.store.get(path).await?;
+    if let Some(why) = refuse(result.meta.size) {
+        return Err(GetError::TooLarge(why));
+    }
+    Ok(result.bytes().await?)
+}
+
 /// The whole object as bytes, or the store's error.
 pub async fn get_bytes(
     base: &Location,

@@ -101,13 +101,20 @@ fn unreadable_members_and_shards_are_ledger_rows_and_input_errors() {
         assert_eq!(row["drop_reason"], "fetch_failed", "{row}");
         row["drop_detail"].as_str().unwrap().to_string()
     };
+    // Over limits.max_part_bytes, its data is not read but skipped, and skipping finds the
+    // shard cut short: that is the row's error, with the refusal beside it.
     let liar = detail("0:a-000000.tar/liar");
-    assert!(
-        liar.contains("member liar.jpg is truncated")
-            && liar.contains(&format!("of {} bytes", 1u64 << 40)),
-        "{liar}"
-    );
+    assert!(liar.contains("tar stream broken after 1 samples"), "{liar}");
     assert_eq!(rows["0:a-000000.tar/liar"]["tar_member"], "liar.jpg");
+    assert_eq!(
+        rows["0:a-000000.tar/liar"]["part_changes"]
+            .as_str()
+            .unwrap(),
+        format!(
+            "liar.jpg: {} bytes > limits.max_part_bytes 1073741824; not read",
+            1u64 << 40
+        )
+    );
     assert!(
         detail("0:b-000000.tar").contains("tar stream broken after 0 samples"),
         "{}",
@@ -119,7 +126,7 @@ fn unreadable_members_and_shards_are_ledger_rows_and_input_errors() {
     // The same three problems are the input's errors in the run manifest, in shard order.
     let errors = input_errors(&out);
     assert_eq!(errors.len(), 3, "{errors:?}");
-    assert!(errors[0].contains("a-000000.tar: member liar.jpg is truncated"));
+    assert!(errors[0].contains("a-000000.tar: tar stream broken after 1 samples"));
     assert!(errors[1].contains("b-000000.tar: tar stream broken"));
     assert!(errors[2].contains("c-000000.tar: no end-of-archive marker"));
 }
@@ -198,6 +205,66 @@ fn broken_manifest_rows_are_ledger_rows_and_input_errors() {
     assert!(errors
         .iter()
         .any(|e| e.contains("p.parquet: cannot read the Parquet manifest")));
+}
+
+#[test]
+fn malformed_csv_records_are_rows_and_input_errors_not_a_failed_run() {
+    // Before, one record with a field missing failed the whole run before any work.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("baboon.jpg"), image("opencv_baboon.jpg")).unwrap();
+    std::fs::write(dir.join("butterfly.jpg"), image("opencv_butterfly.jpg")).unwrap();
+    let csv = b"url,caption\nbaboon.jpg,a baboon\njust-one-field\nx.jpg,\xff\xfe\nbutterfly.jpg,a butterfly\n";
+    std::fs::write(dir.join("m.csv"), csv).unwrap();
+    let config = job(tmp.path(), &dir.join("m.csv"), "manifest");
+    ok(&mmcurate(&["run", config.to_str().unwrap()]));
+    let out = tmp.path().join("out");
+    let rows = rows_by_id(&out);
+    let row = |n: usize| &rows[&format!("0:m.csv#{n:09}")];
+    assert_eq!(rows.len(), 4, "{:?}", rows.keys());
+    assert_eq!(row(0)["status"], "kept");
+    assert_eq!(row(3)["status"], "kept");
+    for (n, line, what) in [
+        (1, "m.csv: line 3: ", "found record with 1 fields"),
+        (2, "m.csv: line 4: ", "invalid utf-8"),
+    ] {
+        assert_eq!(row(n)["drop_reason"], "fetch_failed", "{}", row(n));
+        let detail = row(n)["drop_detail"].as_str().unwrap();
+        assert!(
+            detail.contains(line) && detail.contains(what),
+            "row {n}: {detail}"
+        );
+    }
+    let errors = input_errors(&out);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("m.csv: line 3"), "{errors:?}");
+}
+
+#[test]
+fn parquet_footers_that_crashed_the_parquet_crate_are_one_unreadable_row() {
+    // Found by fuzz/fuzz_targets/manifest_parquet.rs (scripts/fuzz.sh, 2 December 2026) in the
+    // parquet crate (57.3): on the first, an `Option::unwrap()` on `None` in its Thrift footer
+    // decoder (a panic, which `parse` contained); on the second, an allocation of the 34.5 GB
+    // a Thrift list header declared, which aborted the process. Both footers declare more
+    // than they hold, and plan::parquet_footer now refuses them before the crate reads
+    // them: the manifest is one row saying so, never a failed or aborted run.
+    for name in [
+        "manifest_parquet-thrift-unwrap.parquet",
+        "manifest_parquet-thrift-list-34gb.parquet",
+    ] {
+        let bytes = read(root().join("tests/fixtures/fuzz").join(name));
+        let rows =
+            mmcurate::plan::manifest::parse("m.parquet", bytes.into(), "url", "caption").unwrap();
+        assert_eq!(rows.len(), 1, "{name}");
+        let error = rows[0].error.as_deref().unwrap();
+        assert!(
+            error.starts_with(
+                "m.parquet: cannot read the Parquet manifest past row 0: the Parquet footer is malformed at byte "
+            ),
+            "{name}: {error}"
+        );
+    }
 }
 
 /// The names of the members of every shard of the current version, by shard file name.

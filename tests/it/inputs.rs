@@ -57,7 +57,17 @@ fn jsonl_and_parquet_manifests() {
         dir.join("manifest.jsonl").to_str().unwrap(),
         "manifest",
     );
-    ok(&mmcurate(&["run", job.to_str().unwrap()]));
+    // The rocket's absolute path is outside the manifest's folder: refused unless allowed.
+    let refused = mmcurate(&["run", job.to_str().unwrap()]);
+    ok(&refused);
+    let rows = rows_by_id(&dir.join("out"));
+    assert_eq!(
+        rows["0:manifest.jsonl#000000002"]["drop_reason"],
+        "outside_input"
+    );
+    std::fs::remove_dir_all(dir.join("out")).unwrap();
+    let allow = "inputs.0.allow_outside=true";
+    ok(&mmcurate(&["run", job.to_str().unwrap(), "--set", allow]));
     let rows = rows_by_id(&dir.join("out"));
     assert_eq!(rows.len(), 5);
     let row = |n: usize| &rows[&format!("0:manifest.jsonl#{n:09}")];
@@ -108,7 +118,7 @@ fn jsonl_and_parquet_manifests() {
         dir.join("manifest.parquet").to_str().unwrap(),
         "manifest",
     );
-    ok(&mmcurate(&["run", job.to_str().unwrap()]));
+    ok(&mmcurate(&["run", job.to_str().unwrap(), "--set", allow]));
     let parquet_rows = rows_by_id(&dir.join("out"));
     let statuses = |rows: &BTreeMap<String, Value>| -> Vec<(String, String)> {
         rows.values()

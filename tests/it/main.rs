@@ -17,6 +17,7 @@ mod dedup_cli;
 mod gpu;
 mod hf_datasets;
 mod hostile_inputs;
+mod hostile_limits;
 mod incremental;
 mod inputs;
 mod kernels;

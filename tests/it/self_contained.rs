@@ -5,11 +5,14 @@
 use crate::common::*;
 use std::path::{Component, Path, PathBuf};
 
-/// What CI runs besides src/, tests/ and configs/: .ci/run runs scripts/test.sh, which sources
-/// scripts/setup.sh; the README's quickstart runs scripts/quickstart.sh.
-const CI_SCRIPTS: [&str; 4] = [
+/// What CI runs besides src/, tests/ and configs/: .ci/run runs scripts/test.sh and
+/// scripts/fuzz.sh (with scripts/fuzz_rustc.sh), which source scripts/setup.sh; the README's
+/// quickstart runs scripts/quickstart.sh.
+const CI_SCRIPTS: [&str; 6] = [
     ".ci/run",
     "scripts/test.sh",
+    "scripts/fuzz.sh",
+    "scripts/fuzz_rustc.sh",
     "scripts/setup.sh",
     "scripts/quickstart.sh",
 ];

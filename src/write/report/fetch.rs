@@ -137,7 +137,8 @@ fn read_tar(
     pick: impl Fn(&str, Option<&str>) -> Option<String>,
 ) -> Result<HashMap<String, Fetched>, TarError> {
     let mut found = HashMap::new();
-    let result = webdataset::read_shard(location, "", 0, runtime, |sample| {
+    let limits = crate::source::ReadLimits::default();
+    let result = webdataset::read_shard(location, "", 0, limits, runtime, |sample| {
         let Some(id) = pick(&sample.name, sample.origin.tar_member.as_deref()) else {
             return;
         };

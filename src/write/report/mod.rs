@@ -64,14 +64,24 @@ pub fn build(
     }
     shown.extend(figures.clip.lowest.iter().map(|t| &t.row));
     shown.extend(figures.clip.highest.iter().map(|t| &t.row));
+    // A sample dropped by a `[limits]` rule, or refused outside its input, is not fetched or
+    // decoded again for a thumbnail: that is what the rule kept the run from doing.
+    let (refused, shown): (Vec<&ReportRow>, Vec<&ReportRow>) =
+        shown.into_iter().partition(|row| over_a_limit(row));
     let fetched = fetch::fetch_all(&shown, output, stores, runtime);
     let mut ids: Vec<(&String, &fetch::Fetched)> = fetched.iter().collect();
     ids.sort_by(|a, b| a.0.cmp(b.0));
     let by_id: HashMap<&str, &ReportRow> = shown.iter().map(|r| (r.id.as_str(), *r)).collect();
-    let pictures: HashMap<String, Result<Picture, NotDrawn>> = {
+    let mut pictures: HashMap<String, Result<Picture, NotDrawn>> = {
         use rayon::prelude::*;
         ids.par_iter()
             .map(|(id, f)| {
+                // A thumbnail is a few frames: a file that takes longer is not drawn.
+                let _budget =
+                    crate::decode::budget::enter(crate::decode::budget::Budget::starting_now(
+                        THUMBNAIL_SECONDS,
+                        THUMBNAIL_FRAMES,
+                    ));
                 let picture = match (&f.media, by_id.get(id.as_str())) {
                     (Some(bytes), Some(row)) => thumbnails::picture(bytes, row),
                     _ => Err(NotDrawn::NotFetched(
@@ -84,6 +94,10 @@ pub fn build(
             })
             .collect()
     };
+    for row in refused {
+        let why = row.drop_reason.as_deref().unwrap_or_default();
+        pictures.insert(row.id.clone(), Err(NotDrawn::OverALimit(why.to_string())));
+    }
     let captions: HashMap<String, String> = fetched
         .into_iter()
         .filter_map(|(id, f)| Some((id, f.caption?)))
@@ -102,6 +116,28 @@ pub fn build(
     figures.clip.highest.iter_mut().for_each(&mut fill);
     let page = html::render(&figures, &pictures);
     Ok((figures, page))
+}
+
+/// How long drawing one thumbnail may decode, and how many frames.
+const THUMBNAIL_SECONDS: f64 = 30.0;
+const THUMBNAIL_FRAMES: u64 = 100_000;
+
+/// Whether a row was dropped without its bytes being read or decoded whole, for a limit.
+fn over_a_limit(row: &ReportRow) -> bool {
+    matches!(
+        row.drop_reason.as_deref(),
+        Some(
+            "too_large"
+                | "outside_input"
+                | "too_many_pixels"
+                | "too_many_frames"
+                | "too_many_channels"
+                | "decode_timeout"
+        )
+    ) || row
+        .drop_detail
+        .as_deref()
+        .is_some_and(|detail| detail.contains("limits.max_"))
 }
 
 /// Builds the report and writes `report.json` and `report.html` into the output.

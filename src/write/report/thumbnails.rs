@@ -41,6 +41,9 @@ pub enum NotDrawn {
     Decode(#[from] crate::decode::DecodeError),
     #[error("no frame could be decoded")]
     NoFrame,
+    /// A sample dropped for a `[limits]` rule (the reason), not read again to be drawn.
+    #[error("not drawn: dropped as {0}")]
+    OverALimit(String),
     /// The sample's bytes could not be read back (why, as the fetch said).
     #[error("{0}")]
     NotFetched(String),

@@ -99,6 +99,12 @@ impl<'a> MemoryInput<'a> {
             (*context).pb = this.avio;
             (*context).flags |= ffi::AVFMT_FLAG_CUSTOM_IO as c_int;
             (*context).io_open = Some(refuse_nested_open);
+            // The sample's deadline (`decode::budget`), which FFmpeg polls in its long loops
+            // (reading stream info); `read_packet` checks it on every read too.
+            (*context).interrupt_callback = ffi::AVIOInterruptCB {
+                callback: Some(budget_expired),
+                opaque: ptr::null_mut(),
+            };
             // The options are copied into the context; the dictionary is freed right after
             // (with what the demuxer did not consume).
             let mut options: *mut ffi::AVDictionary = ptr::null_mut();
@@ -178,13 +184,23 @@ unsafe extern "C" fn refuse_nested_open(
     ffi::AVERROR(ffi::EPERM)
 }
 
-/// AVIO read callback: copies from the cursor's position; `AVERROR_EOF` at the end.
+/// `AVFormatContext.interrupt_callback`: non-zero (stop) once the sample's decode budget has
+/// run out. It reads a thread-local: FFmpeg calls it on the thread that called FFmpeg.
+unsafe extern "C" fn budget_expired(_opaque: *mut c_void) -> c_int {
+    crate::decode::budget::expired() as c_int
+}
+
+/// AVIO read callback: copies from the cursor's position; `AVERROR_EOF` at the end, and
+/// `AVERROR_EXIT` once the sample's decode budget has run out (the demuxer stops there).
 ///
 /// SAFETY (for FFmpeg calling it): `opaque` is the `SliceCursor` of a live MemoryInput
 /// (FFmpeg passes back what `open` gave it, and only while the context lives), `data`
 /// and `len` describe the borrowed slice, and `buf` has room for `buf_size` bytes. FFmpeg
 /// drives one context from one thread, so the `&mut` is unique.
 unsafe extern "C" fn read_packet(opaque: *mut c_void, buf: *mut u8, buf_size: c_int) -> c_int {
+    if crate::decode::budget::expired() {
+        return ffi::AVERROR_EXIT;
+    }
     let cursor = unsafe { &mut *(opaque as *mut SliceCursor) };
     let remaining = cursor.len.saturating_sub(cursor.position);
     if remaining == 0 || buf_size <= 0 {

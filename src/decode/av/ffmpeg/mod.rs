@@ -78,6 +78,8 @@ fn next_packet(
     container: &str,
 ) -> Result<Option<ffmpeg::Packet>, DecodeError> {
     loop {
+        // The sample's deadline, between packets (`decode::budget`).
+        crate::decode::budget::check()?;
         let mut packet = ffmpeg::Packet::empty();
         match packet.read(media.input_mut()) {
             Ok(()) if packet.stream() == index => return Ok(Some(packet)),

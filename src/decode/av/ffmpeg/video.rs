@@ -380,8 +380,11 @@ fn decode_video_frames(
     let mut decoded_up_to: Option<f64> = None;
     let start_seconds = start as f64 * f64::from(time_base);
     while wanted {
-        // Only with scene detection off: a cut is only found with every frame decoded.
-        if skip_non_reference {
+        // Only with scene detection off: a cut is only found with every frame decoded. Not
+        // while catching up after a seek (`decoded_up_to`): a seek that lands on a keyframe
+        // behind the position reached would otherwise be repeated before every packet, for
+        // ever, on a video whose keyframes are far apart.
+        if skip_non_reference && decoded_up_to.is_none() {
             let position = previous_seconds.unwrap_or(0.0);
             if let Some(target) = sampler.selector.next_target() {
                 if target - position > seek_min_gap {
@@ -422,6 +425,7 @@ fn decode_video_frames(
             previous_seconds = Some(seconds);
             let frame = host.frame(&decoded, &decoder)?;
             wanted = sampler.push(frame, seconds)?;
+            crate::decode::budget::check_frames(sampler.selector.decoded_frames())?;
         }
     }
     if reached_end {
@@ -643,6 +647,26 @@ mod tests {
             seeking.decoded_frames,
             linear.decoded_frames
         );
+    }
+
+    #[test]
+    fn a_seek_landing_behind_the_position_reached_is_not_repeated_for_ever() {
+        // The run report's strip of 5 frames over this AVI's 29.6 s, whose keyframes are far
+        // apart: each seek landed behind the frames already decoded, and before this fix the
+        // next packet seeked again, for ever. The budget turns a regression into an error.
+        let avi = media("video/opencv_tree.avi");
+        let _budget = crate::decode::budget::enter(crate::decode::budget::Budget::starting_now(
+            120.0, 100_000,
+        ));
+        let sampling = sampling(5.0 / 29.6, 0.0, 5);
+        let seeking = sample_video_frames(&avi, &sampling).unwrap();
+        let linear = sample_video_frames_seeking(&avi, &sampling, f64::INFINITY).unwrap();
+        let times = |v: &VideoFrames| v.frames.iter().map(|f| f.pts_seconds).collect::<Vec<_>>();
+        assert_eq!(times(&seeking), times(&linear));
+        assert_eq!(seeking.frames.len(), 5);
+        for (a, b) in seeking.frames.iter().zip(&linear.frames) {
+            assert_eq!(a.luma, b.luma, "frame at {} s", a.pts_seconds);
+        }
     }
 
     #[test]
