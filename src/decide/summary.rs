@@ -506,15 +506,22 @@ pub struct DecidedSamples {
     pub keys: Vec<(u64, String)>,
 }
 
+/// Decisions made over other units than those read back (the state changed under them).
+#[derive(Debug, thiserror::Error)]
+#[error("the units hold {held} samples, the decisions were made over {decided}")]
+pub struct OtherUnits {
+    held: u64,
+    decided: u64,
+}
+
 impl DecidedSamples {
     /// Applies the decisions to the run's records, in id order.
-    pub fn apply(&self, records: &mut [Record]) -> Result<(), String> {
+    pub fn apply(&self, records: &mut [Record]) -> Result<(), OtherUnits> {
         if records.len() as u64 != self.samples {
-            return Err(format!(
-                "the units hold {} samples, the decisions were made over {}",
-                records.len(),
-                self.samples
-            ));
+            return Err(OtherUnits {
+                held: records.len() as u64,
+                decided: self.samples,
+            });
         }
         for (rank, drop) in &self.drops {
             records[*rank as usize].drop_with(drop.clone());
@@ -629,7 +636,7 @@ mod tests {
         );
         assert!(records[0].staged.is_empty());
         assert_eq!(records[1].key, "b_1234");
-        let error = decided.apply(&mut records[..1]).unwrap_err();
+        let error = decided.apply(&mut records[..1]).unwrap_err().to_string();
         assert!(error.contains("hold 1 samples"), "{error}");
     }
 

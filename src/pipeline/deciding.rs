@@ -190,10 +190,10 @@ pub fn with_records(job: &Job, mut decisions: Decisions) -> Result<Decisions, Ru
         records.append(&mut state.records);
     }
     records.sort_by(|a, b| a.id.cmp(&b.id));
-    decided.apply(&mut records).map_err(|message| {
+    decided.apply(&mut records).map_err(|e| {
         RunError::State(StateError::Corrupt {
             uri: job.measure.uri(),
-            message,
+            message: e.to_string(),
         })
     })?;
     for shard in &decisions.shards {

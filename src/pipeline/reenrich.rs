@@ -17,7 +17,7 @@ use super::{RunError, RunSummary};
 use crate::config::{Config, ConfigError};
 use crate::store::{Location, Stores};
 use crate::write::diff::{diff, write_diff, Change};
-use crate::write::ledger_read::{ledger_names, version_ledger};
+use crate::write::ledger_read::{ledger_files, version_ledger};
 use crate::write::manifest::{ChangedSetting, MadeBy, Reenrichment, RunFacts, RunManifest};
 use crate::write::version::{read_current, read_manifest, OutputVersion};
 use crate::write::{self, WriteError};
@@ -272,13 +272,13 @@ pub fn reenrich(plan: &ReenrichPlan, progress: &Progress) -> Result<RunSummary, 
     let old_rows = io
         .block_on(version_ledger(
             &root.child(&plan.parent_folder),
-            &ledger_names(&plan.parent_manifest),
+            &plan.parent_manifest,
         ))
-        .map_err(|message| parent_unreadable(&root, message))?;
+        .map_err(|e| parent_unreadable(&root, e.to_string()))?;
     let new_names: Vec<String> = written.ledger.iter().map(|f| f.name.clone()).collect();
     let new_rows = io
-        .block_on(version_ledger(&output.dir, &new_names))
-        .map_err(|message| parent_unreadable(&root, message))?;
+        .block_on(ledger_files(&output.dir, &new_names))
+        .map_err(|e| parent_unreadable(&root, e.to_string()))?;
     let changes = diff(&old_rows, &new_rows);
     let diff_file = write_diff(&output.dir, &changes, io)?;
     job.clock.add("write", committing);

@@ -10,9 +10,35 @@
 /// How deep structs, lists and maps may nest (the Parquet footer nests about 6 deep).
 const MAX_DEPTH: usize = 64;
 
+/// A footer that does not hold what it declares: where, and what.
+#[derive(Debug, thiserror::Error)]
+#[error("the Parquet footer is malformed at byte {at} of {length}: {what}")]
+pub struct MalformedFooter {
+    at: usize,
+    length: u32,
+    what: Wrong,
+}
+
+/// What is wrong at that byte.
+#[derive(Debug, thiserror::Error)]
+enum Wrong {
+    #[error("it ends early")]
+    EndsEarly,
+    #[error("{declared} bytes declared, {remain} remain")]
+    Bytes { declared: usize, remain: usize },
+    #[error("a varint longer than 10 bytes")]
+    LongVarint,
+    #[error("{declared} elements declared, {remain} bytes remain")]
+    Elements { declared: u64, remain: usize },
+    #[error("nested deeper than {MAX_DEPTH}")]
+    TooDeep,
+    #[error("unknown Thrift type {0}")]
+    UnknownType(u8),
+}
+
 /// Checks the footer of the Parquet file `bytes`: `Err` says what is wrong. A file too short to
 /// have a footer is left to the `parquet` crate, which reports it.
-pub fn check_footer(bytes: &[u8]) -> Result<(), String> {
+pub fn check_footer(bytes: &[u8]) -> Result<(), MalformedFooter> {
     let Some(tail) = bytes.len().checked_sub(8) else {
         return Ok(());
     };
@@ -29,11 +55,10 @@ pub fn check_footer(bytes: &[u8]) -> Result<(), String> {
         bytes: &bytes[start..tail],
         at: 0,
     };
-    walk.structure(0).map_err(|what| {
-        format!(
-            "the Parquet footer is malformed at byte {} of {length}: {what}",
-            walk.at
-        )
+    walk.structure(0).map_err(|what| MalformedFooter {
+        at: walk.at,
+        length,
+        what,
     })
 }
 
@@ -47,21 +72,24 @@ impl Walk<'_> {
         self.bytes.len() - self.at
     }
 
-    fn byte(&mut self) -> Result<u8, String> {
-        let byte = *self.bytes.get(self.at).ok_or("it ends early")?;
+    fn byte(&mut self) -> Result<u8, Wrong> {
+        let byte = *self.bytes.get(self.at).ok_or(Wrong::EndsEarly)?;
         self.at += 1;
         Ok(byte)
     }
 
-    fn skip(&mut self, n: usize) -> Result<(), String> {
+    fn skip(&mut self, n: usize) -> Result<(), Wrong> {
         if n > self.remaining() {
-            return Err(format!("{n} bytes declared, {} remain", self.remaining()));
+            return Err(Wrong::Bytes {
+                declared: n,
+                remain: self.remaining(),
+            });
         }
         self.at += n;
         Ok(())
     }
 
-    fn varint(&mut self) -> Result<u64, String> {
+    fn varint(&mut self) -> Result<u64, Wrong> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.byte()?;
@@ -70,23 +98,23 @@ impl Walk<'_> {
                 return Ok(value);
             }
         }
-        Err("a varint longer than 10 bytes".to_string())
+        Err(Wrong::LongVarint)
     }
 
     /// A count that must fit in what remains (every element takes at least one byte).
-    fn count(&mut self, declared: u64) -> Result<usize, String> {
+    fn count(&mut self, declared: u64) -> Result<usize, Wrong> {
         match usize::try_from(declared) {
             Ok(n) if n <= self.remaining() => Ok(n),
-            _ => Err(format!(
-                "{declared} elements declared, {} bytes remain",
-                self.remaining()
-            )),
+            _ => Err(Wrong::Elements {
+                declared,
+                remain: self.remaining(),
+            }),
         }
     }
 
-    fn structure(&mut self, depth: usize) -> Result<(), String> {
+    fn structure(&mut self, depth: usize) -> Result<(), Wrong> {
         if depth > MAX_DEPTH {
-            return Err(format!("nested deeper than {MAX_DEPTH}"));
+            return Err(Wrong::TooDeep);
         }
         loop {
             let header = self.byte()?;
@@ -103,7 +131,7 @@ impl Walk<'_> {
         }
     }
 
-    fn value(&mut self, kind: u8, depth: usize) -> Result<(), String> {
+    fn value(&mut self, kind: u8, depth: usize) -> Result<(), Wrong> {
         match kind {
             1..=3 => self.skip(1), // a boolean in a list or map, or a byte
             4..=6 => self.varint().map(|_| ()),
@@ -140,7 +168,7 @@ impl Walk<'_> {
             }
             12 => self.structure(depth + 1),
             13 => self.skip(16), // a UUID
-            other => Err(format!("unknown Thrift type {other}")),
+            other => Err(Wrong::UnknownType(other)),
         }
     }
 }
@@ -167,7 +195,7 @@ mod tests {
     #[test]
     fn a_real_footer_passes_and_a_list_longer_than_its_bytes_does_not() {
         let file = parquet_file();
-        assert_eq!(check_footer(&file), Ok(()));
+        assert!(check_footer(&file).is_ok());
         // FileMetaData's first field is `version` (i32); its second, `schema`, a list of
         // structs: declare 2^31 elements for it in an otherwise real footer's place.
         let mut footer = vec![0x15, 0x02, 0x19, 0xfc, 0x80, 0x80, 0x80, 0x80, 0x08, 0x00];
@@ -176,7 +204,7 @@ mod tests {
         footer.extend_from_slice(b"PAR1");
         let mut hostile = b"PAR1".to_vec();
         hostile.extend_from_slice(&footer);
-        let error = check_footer(&hostile).unwrap_err();
+        let error = check_footer(&hostile).unwrap_err().to_string();
         assert!(
             error.contains("2147483648 elements declared, 1 bytes remain"),
             "{error}"

@@ -4,7 +4,7 @@
 //! (`mmcurate inspect OUTPUT --history [--diff A B]`).
 
 use super::diff::{diff, DiffRow};
-use super::ledger_read::{ledger_names, version_ledger};
+use super::ledger_read::version_ledger;
 use super::version::{folder_of, list_versions, read_current, read_manifest};
 use super::WriteError;
 use crate::store::Location;
@@ -62,15 +62,7 @@ async fn ledger_of(
     let manifest = read_manifest(&dir)
         .await
         .ok_or_else(|| unreadable(format!("version {number} has no readable manifest.json")))?;
-    // A name under `versions/` is relative to the output root (a file kept from an earlier
-    // version), as `write::verify` reads it.
-    let mut rows = Vec::new();
-    for name in ledger_names(&manifest) {
-        let (base, name) = match name.strip_prefix("versions/") {
-            Some(_) => (root.clone(), name),
-            None => (dir.clone(), name),
-        };
-        rows.extend(version_ledger(&base, &[name]).await.map_err(unreadable)?);
-    }
-    Ok(rows)
+    version_ledger(&dir, &manifest)
+        .await
+        .map_err(|e| unreadable(e.to_string()))
 }

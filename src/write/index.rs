@@ -5,6 +5,7 @@
 //! (`decide::against`) and `forget` finds samples without reading any shard. It does not hold
 //! embeddings (they stay in `embeddings/`), nor dropped samples (the ledger has them).
 
+use super::ledger_read::ReadError;
 use arrow_array::{
     Array, ArrayRef, BinaryArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
@@ -118,31 +119,33 @@ pub fn to_parquet(samples: &[CorpusSample]) -> Result<Vec<u8>, parquet::errors::
 }
 
 /// The rows of an index file.
-pub fn from_parquet(bytes: Vec<u8>) -> Result<Vec<CorpusSample>, String> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-        .and_then(|b| b.build())
-        .map_err(|e| e.to_string())?;
+pub fn from_parquet(bytes: Vec<u8>) -> Result<Vec<CorpusSample>, ReadError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?.build()?;
     let mut samples = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = batch?;
         let column = |name: &str| {
             batch
                 .column_by_name(name)
-                .ok_or_else(|| format!("no column `{name}`"))
+                .ok_or_else(|| ReadError::NoColumn(name.to_string()))
         };
-        let strings = |name: &str| -> Result<StringArray, String> {
+        let wrong = |name: &str, expected| ReadError::WrongType {
+            column: name.to_string(),
+            expected,
+        };
+        let strings = |name: &str| -> Result<StringArray, ReadError> {
             column(name)?
                 .as_any()
                 .downcast_ref::<StringArray>()
                 .cloned()
-                .ok_or_else(|| format!("column `{name}` is not a string"))
+                .ok_or_else(|| wrong(name, "string"))
         };
-        let binary = |name: &str| -> Result<BinaryArray, String> {
+        let binary = |name: &str| -> Result<BinaryArray, ReadError> {
             column(name)?
                 .as_any()
                 .downcast_ref::<BinaryArray>()
                 .cloned()
-                .ok_or_else(|| format!("column `{name}` is not binary"))
+                .ok_or_else(|| wrong(name, "binary"))
         };
         let (id, shard, key, sha256, kind) = (
             strings("id")?,
@@ -155,12 +158,12 @@ pub fn from_parquet(bytes: Vec<u8>) -> Result<Vec<CorpusSample>, String> {
             .as_any()
             .downcast_ref::<UInt32Array>()
             .cloned()
-            .ok_or("column `version` is not uint32")?;
+            .ok_or_else(|| wrong("version", "uint32"))?;
         let phash = column("phash")?
             .as_any()
             .downcast_ref::<UInt64Array>()
             .cloned()
-            .ok_or("column `phash` is not uint64")?;
+            .ok_or_else(|| wrong("phash", "uint64"))?;
         let (video, audio) = (binary("video_signature")?, binary("audio_fingerprint")?);
         for i in 0..batch.num_rows() {
             let media_kind = match kind.is_valid(i).then(|| kind.value(i)) {
@@ -224,14 +227,12 @@ pub async fn read_index(
         Err(e) => Err(e),
     };
     match bytes {
-        Ok(bytes) => {
-            from_parquet(bytes.to_vec())
-                .map(Some)
-                .map_err(|message| WriteError::Version {
-                    uri: location.uri(),
-                    message: format!("not an mmcurate index: {message}"),
-                })
-        }
+        Ok(bytes) => from_parquet(bytes.to_vec())
+            .map(Some)
+            .map_err(|e| WriteError::Version {
+                uri: location.uri(),
+                message: format!("not an mmcurate index: {e}"),
+            }),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(WriteError::Store {
             uri: location.uri(),

@@ -7,6 +7,7 @@ use arrow_array::{Array, StringArray};
 use object_store::ObjectStoreExt;
 
 use super::ledger::{DROP_REASON, STATUS};
+use super::version::listed_file;
 use crate::store::Location;
 
 /// What the ledger says of one sample.
@@ -30,15 +31,46 @@ impl LedgerRow {
     }
 }
 
+/// Why a file of a version could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("missing")]
+    Missing,
+    #[error("{0}")]
+    Store(object_store::Error),
+    #[error("not a Parquet file: {0}")]
+    NotParquet(#[from] parquet::errors::ParquetError),
+    #[error("unreadable rows: {0}")]
+    Rows(#[from] arrow_schema::ArrowError),
+    #[error("no {0} column")]
+    NoColumn(String),
+    #[error("column {column} is not a {expected} column")]
+    WrongType {
+        column: String,
+        expected: &'static str,
+    },
+    #[error("{uri}: {source}")]
+    At { uri: String, source: Box<ReadError> },
+}
+
+impl ReadError {
+    /// This error, said of the file at `uri`.
+    pub fn at(self, uri: String) -> ReadError {
+        ReadError::At {
+            uri,
+            source: Box::new(self),
+        }
+    }
+}
+
 /// The rows of one ledger file's bytes.
-pub fn ledger_rows(bytes: bytes::Bytes) -> Result<Vec<LedgerRow>, String> {
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| format!("not a Parquet file: {e}"))?;
-    let reader = builder.build().map_err(|e| e.to_string())?;
+pub fn ledger_rows(bytes: bytes::Bytes) -> Result<Vec<LedgerRow>, ReadError> {
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let reader = builder.build()?;
     let mut rows = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| format!("unreadable rows: {e}"))?;
-        let column = |name: &str| -> Result<Option<StringArray>, String> {
+        let batch = batch?;
+        let column = |name: &str| -> Result<Option<StringArray>, ReadError> {
             let Some(array) = batch.column_by_name(name) else {
                 return Ok(None);
             };
@@ -47,10 +79,13 @@ pub fn ledger_rows(bytes: bytes::Bytes) -> Result<Vec<LedgerRow>, String> {
                 .downcast_ref::<StringArray>()
                 .cloned()
                 .map(Some)
-                .ok_or_else(|| format!("column {name} is not a string column"))
+                .ok_or_else(|| ReadError::WrongType {
+                    column: name.to_string(),
+                    expected: "string",
+                })
         };
-        let required = |name: &str| -> Result<StringArray, String> {
-            column(name)?.ok_or_else(|| format!("no {name} column"))
+        let required = |name: &str| -> Result<StringArray, ReadError> {
+            column(name)?.ok_or_else(|| ReadError::NoColumn(name.to_string()))
         };
         let (id, status) = (required("id")?, required(STATUS)?);
         let key = column("key")?;
@@ -82,33 +117,40 @@ pub fn ledger_rows(bytes: bytes::Bytes) -> Result<Vec<LedgerRow>, String> {
 }
 
 /// Reads an object's bytes.
-pub async fn read_object(at: &Location) -> Result<bytes::Bytes, String> {
+pub async fn read_object(at: &Location) -> Result<bytes::Bytes, ReadError> {
     match at.store.get(&at.path).await {
-        Ok(result) => result.bytes().await.map_err(|e| e.to_string()),
-        Err(object_store::Error::NotFound { .. }) => Err("missing".to_string()),
-        Err(e) => Err(e.to_string()),
+        Ok(result) => result.bytes().await.map_err(ReadError::Store),
+        Err(object_store::Error::NotFound { .. }) => Err(ReadError::Missing),
+        Err(e) => Err(ReadError::Store(e)),
     }
 }
 
-/// Every row of a version's ledger: `files` relative to `dir` (the manifest's `ledger` names).
-pub async fn version_ledger(dir: &Location, files: &[String]) -> Result<Vec<LedgerRow>, String> {
+/// Every row of the ledger files `names`, relative to `dir`.
+pub async fn ledger_files(dir: &Location, names: &[String]) -> Result<Vec<LedgerRow>, ReadError> {
     let mut rows = Vec::new();
-    for name in files {
-        let at = dir.child(name);
-        let bytes = read_object(&at)
-            .await
-            .map_err(|e| format!("{}: {e}", at.uri()))?;
-        rows.extend(ledger_rows(bytes).map_err(|e| format!("{}: {e}", at.uri()))?);
+    for name in names {
+        rows.extend(ledger_at(&dir.child(name)).await?);
     }
     Ok(rows)
 }
 
-/// The ledger file names a manifest lists.
-pub fn ledger_names(manifest: &serde_json::Value) -> Vec<String> {
-    manifest["ledger"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["name"].as_str().map(str::to_string))
-        .collect()
+/// Every row of the ledger a version's manifest lists: files in the version's folder `dir`,
+/// and those kept from an earlier version's folder (an entry with a `version`).
+pub async fn version_ledger(
+    dir: &Location,
+    manifest: &serde_json::Value,
+) -> Result<Vec<LedgerRow>, ReadError> {
+    let mut rows = Vec::new();
+    for entry in manifest["ledger"].as_array().into_iter().flatten() {
+        let Some(at) = listed_file(dir, entry) else {
+            continue;
+        };
+        rows.extend(ledger_at(&at).await?);
+    }
+    Ok(rows)
+}
+
+async fn ledger_at(at: &Location) -> Result<Vec<LedgerRow>, ReadError> {
+    let bytes = read_object(at).await.map_err(|e| e.at(at.uri()))?;
+    ledger_rows(bytes).map_err(|e| e.at(at.uri()))
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use super::ledger_read::{ledger_rows, read_object, LedgerRow};
+use super::ledger_read::{ledger_rows, read_object, LedgerRow, ReadError};
 use super::version::{folder_of, list_versions, path_from_root, read_current, read_manifest};
 use super::WriteError;
 use crate::state::{codec, UnitRecords};
@@ -129,7 +129,7 @@ pub async fn verify(root: &Location) -> Result<Verification, WriteError> {
         if let Some(bytes) = out.read(root, &path).await {
             match ledger_rows(bytes) {
                 Ok(rows) => ledger.extend(rows),
-                Err(e) => out.problem(&path, &e),
+                Err(e) => out.problem(&path, &e.to_string()),
             }
         }
     }
@@ -145,7 +145,7 @@ pub async fn verify(root: &Location) -> Result<Verification, WriteError> {
                 out.check_forgotten(root, &manifest, &ledger, &shards, &sha256s, &ids)
                     .await;
             }
-            Err(e) => out.problem(&forgotten_path, &e),
+            Err(e) => out.problem(&forgotten_path, &e.to_string()),
         }
     }
     Ok(out)
@@ -163,7 +163,7 @@ impl Verification {
         match read_object(&root.child(path)).await {
             Ok(bytes) => Some(bytes),
             Err(e) => {
-                self.problem(path, &e);
+                self.problem(path, &e.to_string());
                 None
             }
         }
@@ -392,20 +392,16 @@ fn entry_path(number: u64, entry: &serde_json::Value) -> Option<String> {
 }
 
 /// A shard's members by key, with the sha256 of each part.
-fn shard_members(bytes: &[u8]) -> Result<Members, String> {
+fn shard_members(bytes: &[u8]) -> Result<Members, std::io::Error> {
     let mut members = Members::new();
     let mut archive = tar::Archive::new(bytes);
-    for entry in archive.entries().map_err(|e| e.to_string())? {
-        let mut entry = entry.map_err(|e| e.to_string())?;
-        let name = entry
-            .path()
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .into_owned();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
         let mut data = Vec::new();
         entry
             .read_to_end(&mut data)
-            .map_err(|e| format!("member {name}: {e}"))?;
+            .map_err(|e| std::io::Error::new(e.kind(), format!("member {name}: {e}")))?;
         let key = crate::source::webdataset::key_and_extension(&name)
             .map_or(name.clone(), |(k, _)| k.to_string());
         members
@@ -417,7 +413,7 @@ fn shard_members(bytes: &[u8]) -> Result<Members, String> {
 }
 
 /// The `sha256` and `id` columns of `forgotten.parquet`.
-fn forgotten(bytes: bytes::Bytes) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
+fn forgotten(bytes: bytes::Bytes) -> Result<(BTreeSet<String>, BTreeSet<String>), ReadError> {
     let sha256s = string_column(bytes.clone(), "sha256")?
         .into_iter()
         .collect();
@@ -426,19 +422,21 @@ fn forgotten(bytes: bytes::Bytes) -> Result<(BTreeSet<String>, BTreeSet<String>)
 }
 
 /// The non-null values of a string column of a Parquet file (empty without the column).
-fn string_column(bytes: bytes::Bytes, name: &str) -> Result<Vec<String>, String> {
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| format!("not a Parquet file: {e}"))?;
+fn string_column(bytes: bytes::Bytes, name: &str) -> Result<Vec<String>, ReadError> {
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     let mut values = Vec::new();
-    for batch in builder.build().map_err(|e| e.to_string())? {
-        let batch = batch.map_err(|e| e.to_string())?;
+    for batch in builder.build()? {
+        let batch = batch?;
         let Some(array) = batch.column_by_name(name) else {
             return Ok(values);
         };
         let array = array
             .as_any()
             .downcast_ref::<StringArray>()
-            .ok_or_else(|| format!("column {name} is not a string column"))?;
+            .ok_or_else(|| ReadError::WrongType {
+                column: name.to_string(),
+                expected: "string",
+            })?;
         values.extend(
             (0..array.len())
                 .filter(|&i| !array.is_null(i))
