@@ -167,6 +167,7 @@ fn s3_input_and_output_against_a_real_server() {
         listed,
         [
             "out/current.json",
+            "out/versions/000001/index/samples.parquet",
             "out/versions/000001/ledger/ledger-000000.parquet",
             "out/versions/000001/manifest.json",
             "out/versions/000001/report.html",
