@@ -63,6 +63,12 @@ pub fn forget(args: &ForgetArgs) -> ExitCode {
                 done.purged.units.len(),
                 done.purged.removed.len()
             );
+            if !done.calibration_removed.is_empty() {
+                println!(
+                    "calibration/ removed ({} file(s)): run `mmcurate calibrate` again to remake it",
+                    done.calibration_removed.len()
+                );
+            }
             for name in &done.unmatched {
                 println!("matched nothing: {name}");
             }

@@ -22,7 +22,7 @@ use crate::write::forget::{
 };
 use crate::write::index::{read_index, write_index};
 use crate::write::manifest::{MadeBy, OutputFile, ToolInfo};
-use crate::write::prune::listed_files;
+use crate::write::prune::{listed_files, remove_calibration};
 use crate::write::shards::ShardInfo;
 use crate::write::version::{
     committed_versions, path_from_root, read_current, read_manifest, OutputVersion,
@@ -54,6 +54,8 @@ pub struct Forgotten {
     /// Committed versions that still hold forgotten samples (to prune).
     pub older_versions: Vec<u64>,
     pub purged: Purged,
+    /// Files of `calibration/` removed (what `mmcurate calibrate` wrote may hold the samples).
+    pub calibration_removed: Vec<String>,
 }
 
 fn failed(uri: &str, message: impl std::fmt::Display) -> RunError {
@@ -358,6 +360,17 @@ pub fn forget(uri: &str, request: &ForgetRequest) -> Result<Forgotten, RunError>
 
     // The state: records, staged bytes, decisions and content-keyed caches.
     outcome.purged = io.block_on(purge_samples(&root, &shas))?;
+    let calibration = io.block_on(remove_calibration(&root))?;
+    if !calibration.left.is_empty() {
+        return Err(failed(
+            uri,
+            format!(
+                "calibration/ may hold forgotten samples and could not be removed: {}",
+                calibration.left.join(", ")
+            ),
+        ));
+    }
+    outcome.calibration_removed = calibration.removed_files;
 
     // Committed versions (the current one included) that still hold any of them.
     replaced.extend(moved.keys().cloned());
@@ -412,6 +425,7 @@ pub fn forget(uri: &str, request: &ForgetRequest) -> Result<Forgotten, RunError>
             "no_longer_listed": outcome.dropped,
             "state_units_rewritten": outcome.purged.units.len(),
             "state_files_removed": outcome.purged.removed.len(),
+            "calibration_files_removed": outcome.calibration_removed.len(),
             "versions_to_prune": outcome.older_versions,
         }),
     );

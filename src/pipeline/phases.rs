@@ -37,7 +37,7 @@ use crate::state::{self, UnitRecords};
 use crate::store::Location;
 use crate::write::layout::{plan_layout_after, write_planned_shard, LayoutStart, PlannedShard};
 use crate::write::manifest::{OutputFile, UnitCounts};
-use crate::write::shards::ShardInfo;
+use crate::write::shards::{remove_unfinished, ShardInfo};
 use crate::write::staging::Staging;
 use crate::write::version::OutputVersion;
 
@@ -442,6 +442,11 @@ pub fn write(
         .filter(|(k, _)| slice.takes(*k))
         .collect();
     let samples: usize = mine.iter().map(|(_, s)| s.records.len()).sum();
+    // A process killed while writing one of these shards left its unfinished upload behind.
+    let names = mine.iter().map(|(_, s)| s.name.as_str()).collect();
+    for left in remove_unfinished(output, &names)? {
+        tracing::info!("write: removed {left}, left unfinished by an interrupted write");
+    }
     let bar = progress.stage("write", Some(samples as u64));
     let abort_after = abort_after("write");
     let mut outcome = WrittenShards::default();

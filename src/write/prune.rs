@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path};
 
 use super::ownership::OutputLock;
+use super::ownership::CALIBRATION_DIR;
 use super::shards::relative_path;
 use super::version::{committed_versions, folder_of, list_versions, read_current, read_manifest};
 use super::WriteError;
@@ -220,6 +221,41 @@ pub fn is_writer_file(name: &str) -> bool {
         Some(("embeddings", file)) => numbered(file, "clip-", ".parquet"),
         Some(_) => false,
     }
+}
+
+/// Removes what `mmcurate calibrate` wrote into this output (`calibration/`): after a deletion
+/// request it may hold the forgotten samples' measured state, ledger rows and report
+/// thumbnails, and `calibrate` makes it again. Files only (never through a symlink, as
+/// [`remove`]), then the folders left empty.
+pub async fn remove_calibration(root: &Location) -> Result<Pruned, WriteError> {
+    let mut pruned = Pruned::default();
+    if let Some(base) = root.local_path() {
+        let is_folder =
+            std::fs::symlink_metadata(base.join(CALIBRATION_DIR)).is_ok_and(|m| m.is_dir());
+        if !is_folder {
+            return Ok(pruned);
+        }
+    }
+    for file in list_files(root, CALIBRATION_DIR, &mut pruned).await? {
+        remove(root, &file, &mut pruned).await?;
+    }
+    if let Some(base) = root.local_path() {
+        remove_empty_tree(&base.join(CALIBRATION_DIR));
+    }
+    Ok(pruned)
+}
+
+/// Removes `dir` and the folders under it that are empty, deepest first (only real folders
+/// are entered; `remove_dir` leaves a folder that still holds anything).
+fn remove_empty_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_tree(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Removes one file (relative to the root). Locally: only a regular file, reached through real

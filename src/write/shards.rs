@@ -330,9 +330,77 @@ pub fn relative_path(base: &ObjPath, relative: &str) -> ObjPath {
         .fold(base.clone(), |path, part| path.join(part))
 }
 
+/// Removes what a writer killed mid-shard left in the local version folder `dir`: a local
+/// upload goes to a temporary `shards/<name>#N` (object_store's `LocalFileSystem`, which lists
+/// no such file) that a kill leaves behind; readers never take it, as no manifest lists it.
+/// Only such leftovers of the shards `names` are removed (regular files, never through a
+/// symlink), so a restarted write leaves the folder as an uninterrupted one would. An object
+/// store keeps an unfinished multipart upload out of sight (aborted, or by a lifecycle rule):
+/// nothing to do there. Returns what was removed, relative to `dir`.
+pub fn remove_unfinished(
+    dir: &Location,
+    names: &BTreeSet<&str>,
+) -> Result<Vec<String>, super::WriteError> {
+    let Some(folder) = dir.child("shards").local_path() else {
+        return Ok(Vec::new());
+    };
+    let io_error = |e: std::io::Error| super::WriteError::Store {
+        uri: folder.display().to_string(),
+        message: e.to_string(),
+    };
+    let entries = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error)?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let unfinished = file.rsplit_once('#').is_some_and(|(base, n)| {
+            names.contains(format!("shards/{base}").as_str())
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+        });
+        if unfinished && entry.file_type().map_err(io_error)?.is_file() {
+            std::fs::remove_file(entry.path()).map_err(io_error)?;
+            removed.push(format!("shards/{file}"));
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_unfinished_uploads_of_the_shards_named_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = dir.path().join("shards");
+        std::fs::create_dir(&shards).unwrap();
+        for name in [
+            "jpg-000000.tar#1",
+            "jpg-000000.tar",
+            "jpg-000001.tar#2",
+            "notes#1",
+        ] {
+            std::fs::write(shards.join(name), b"x").unwrap();
+        }
+        let location = crate::store::Stores::new()
+            .open(dir.path().to_str().unwrap())
+            .unwrap();
+        let names = BTreeSet::from(["shards/jpg-000000.tar", "shards/notes"]);
+        let mut removed = remove_unfinished(&location, &names).unwrap();
+        removed.sort();
+        assert_eq!(removed, ["shards/jpg-000000.tar#1", "shards/notes#1"]);
+        let mut left: Vec<String> = std::fs::read_dir(&shards)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["jpg-000000.tar", "jpg-000001.tar#2"]);
+    }
 
     #[test]
     fn members_are_padded_ustar_entries() {

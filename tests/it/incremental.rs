@@ -252,6 +252,9 @@ fn forget_removes_samples_everywhere_and_leaves_other_shards_untouched() {
         .unwrap()
         .contains(&Value::from("0:opencv_baboon.jpg")));
     let v1_shards = tree(&out.join("versions/000001/shards"));
+    // A calibration of the run (into calibration/) holds the samples' state and thumbnails too.
+    ok(&mmcurate(&["-q", "calibrate", first.to_str().unwrap()]));
+    assert!(out.join("calibration/state").is_dir());
     // By sha256 and by key; with duplicates, the resized baboon (a dropped near copy) too.
     let ids = dir.path().join("ids.txt");
     std::fs::write(
@@ -273,6 +276,8 @@ fn forget_removes_samples_everywhere_and_leaves_other_shards_untouched() {
         printed.contains("matched nothing: no-such-sample"),
         "{printed}"
     );
+    assert!(printed.contains("calibration/ removed"), "{printed}");
+    assert!(!out.join("calibration").exists());
     assert!(
         printed.contains("older version(s) 1 still hold"),
         "{printed}"
