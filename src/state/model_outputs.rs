@@ -144,32 +144,8 @@ impl ModelOutputCache {
 /// The media sha256 of every cached output under the output `root`, with the segment that
 /// holds it (relative to the root): for `mmcurate verify`.
 pub async fn cached_sha256s(root: &Location) -> Result<Vec<(String, String)>, StateError> {
-    let base = sub(root, MODEL_OUTPUTS_DIR);
-    let listed: Vec<_> = match base.store.list(Some(&base.path)).try_collect().await {
-        Ok(listed) => listed,
-        Err(object_store::Error::NotFound { .. }) => Vec::new(),
-        Err(e) => {
-            return Err(StateError::Store {
-                uri: base.uri(),
-                message: e.to_string(),
-            })
-        }
-    };
     let mut found = Vec::new();
-    for object in listed {
-        let path = object.location;
-        if path.extension() != Some(SEGMENT_EXT) {
-            continue;
-        }
-        let relative = root.relative(&path);
-        let Some(bytes) = get(root, &relative).await? else {
-            continue;
-        };
-        let segment: BTreeMap<String, CachedOutput> =
-            codec::decode(&bytes).map_err(|message| StateError::Corrupt {
-                uri: root.at(path.clone()).uri(),
-                message: message.to_string(),
-            })?;
+    for (relative, segment) in all_segments(root).await? {
         found.extend(
             segment
                 .into_values()
@@ -186,6 +162,36 @@ pub async fn purge(
     root: &Location,
     sha256s: &std::collections::HashSet<String>,
 ) -> Result<Vec<String>, StateError> {
+    let mut changed = Vec::new();
+    for (relative, mut segment) in all_segments(root).await? {
+        let before = segment.len();
+        segment.retain(|_, output| !sha256s.contains(&output.sha256));
+        if segment.len() == before {
+            continue;
+        }
+        if segment.is_empty() {
+            use object_store::ObjectStoreExt;
+            let at = root.child(&relative);
+            at.store
+                .delete(&at.path)
+                .await
+                .map_err(|e| StateError::Store {
+                    uri: at.uri(),
+                    message: e.to_string(),
+                })?;
+        } else {
+            put(root, &relative, codec::encode(&segment)).await?;
+        }
+        changed.push(relative);
+    }
+    Ok(changed)
+}
+
+/// Every segment of every checkpoint under the output `root`, decoded, with its path relative
+/// to the root.
+async fn all_segments(
+    root: &Location,
+) -> Result<Vec<(String, BTreeMap<String, CachedOutput>)>, StateError> {
     let base = sub(root, MODEL_OUTPUTS_DIR);
     let listed: Vec<_> = match base.store.list(Some(&base.path)).try_collect().await {
         Ok(listed) => listed,
@@ -197,40 +203,23 @@ pub async fn purge(
             })
         }
     };
-    let mut changed = Vec::new();
+    let mut segments = Vec::new();
     for object in listed {
-        if object.location.extension() != Some(SEGMENT_EXT) {
+        let path = object.location;
+        if path.extension() != Some(SEGMENT_EXT) {
             continue;
         }
-        let relative = root.relative(&object.location);
+        let relative = root.relative(&path);
         let Some(bytes) = get(root, &relative).await? else {
             continue;
         };
-        let mut segment: BTreeMap<String, CachedOutput> =
-            codec::decode(&bytes).map_err(|message| StateError::Corrupt {
-                uri: root.child(&relative).uri(),
-                message: message.to_string(),
-            })?;
-        let before = segment.len();
-        segment.retain(|_, output| !sha256s.contains(&output.sha256));
-        if segment.len() == before {
-            continue;
-        }
-        if segment.is_empty() {
-            use object_store::ObjectStoreExt;
-            root.store
-                .delete(&object.location)
-                .await
-                .map_err(|e| StateError::Store {
-                    uri: root.child(&relative).uri(),
-                    message: e.to_string(),
-                })?;
-        } else {
-            put(root, &relative, codec::encode(&segment)).await?;
-        }
-        changed.push(relative);
+        let segment = codec::decode(&bytes).map_err(|message| StateError::Corrupt {
+            uri: root.at(path.clone()).uri(),
+            message: message.to_string(),
+        })?;
+        segments.push((relative, segment));
     }
-    Ok(changed)
+    Ok(segments)
 }
 
 async fn segment_names(folder: &Location) -> Result<Vec<String>, StateError> {
