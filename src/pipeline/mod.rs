@@ -219,11 +219,46 @@ pub fn run_phase_against(
         }
     }
 
-    // commit: ledger, embeddings, manifest and report into the version's folder, then the
-    // commit pointer (`current.json`), last.
+    commit(CommitInputs {
+        job: &mut job,
+        config,
+        phase,
+        decisions: &decisions,
+        output: &output,
+        measured: measured.as_ref(),
+        started,
+        started_at,
+    })
+}
+
+/// What the commit needs of the run that reached it.
+struct CommitInputs<'j, 'a> {
+    job: &'j mut phases::Job<'a>,
+    config: &'a Config,
+    phase: Phase,
+    decisions: &'j phases::Decisions,
+    output: &'j OutputVersion,
+    measured: Option<&'j phases::Measured>,
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The commit: ledger, embeddings, manifest and report into the version's folder, then the
+/// commit pointer (`current.json`), last.
+fn commit(inputs: CommitInputs) -> Result<PhaseOutcome, RunError> {
+    let CommitInputs {
+        job,
+        config,
+        phase,
+        decisions,
+        output,
+        measured,
+        started,
+        started_at,
+    } = inputs;
     let committing = Instant::now();
-    let shards = phases::gather_shards(&job, &decisions)?;
-    phases::copy_embeddings(&job, &decisions.embeddings, &output.dir)?;
+    let shards = phases::gather_shards(job, decisions)?;
+    phases::copy_embeddings(job, &decisions.embeddings, &output.dir)?;
     let io = job.runtime.handle();
     let written = write::Written {
         shards,
@@ -263,16 +298,16 @@ pub fn run_phase_against(
         device: decisions.device.clone(),
         jpeg_decoder: decisions.jpeg_decoder.clone(),
         video_decoders: decisions.video_decoders.clone(),
-        units: measured.as_ref().map(|m| phases::unit_counts(&job, m)),
+        units: measured.map(|m| phases::unit_counts(job, m)),
     });
     incremental::finish_manifest(
         io,
         &decisions.records,
         decisions.against.as_ref(),
-        &output,
+        output,
         &mut manifest,
     )?;
-    write::finish_run(&output, &manifest, &decisions.records, io)?;
+    write::finish_run(output, &manifest, &decisions.records, io)?;
     Ok(PhaseOutcome {
         message: format!(
             "commit: {} shard(s), ledger and manifest",
