@@ -38,14 +38,14 @@ pub fn keep_order(a: &Candidate, b: &Candidate) -> Ordering {
         .then(a.id.cmp(b.id))
 }
 
-/// Disjoint sets with path halving and union by size.
-struct UnionFind {
+/// Disjoint sets with path halving and union by size (also `summary`'s pHash groups).
+pub(super) struct UnionFind {
     parent: Vec<u32>,
     size: Vec<u32>,
 }
 
 impl UnionFind {
-    fn new(n: usize) -> Self {
+    pub(super) fn new(n: usize) -> Self {
         UnionFind {
             parent: (0..n as u32).collect(),
             size: vec![1; n],
@@ -61,7 +61,7 @@ impl UnionFind {
         x
     }
 
-    fn union(&mut self, a: u32, b: u32) {
+    pub(super) fn union(&mut self, a: u32, b: u32) {
         let (mut a, mut b) = (self.find(a), self.find(b));
         if a == b {
             return;
@@ -74,7 +74,7 @@ impl UnionFind {
     }
 
     /// Groups of more than one member, each sorted by index.
-    fn groups(mut self) -> Vec<Vec<u32>> {
+    pub(super) fn groups(mut self) -> Vec<Vec<u32>> {
         let mut by_root: HashMap<u32, Vec<u32>> = HashMap::new();
         for i in 0..self.parent.len() as u32 {
             let root = self.find(i);

@@ -390,7 +390,7 @@ impl SampleSummaries {
             .collect();
         let pairs = pairs_within(&hashes, max_distance);
         drop(hashes);
-        let mut sets = Components::new(kept.len());
+        let mut sets = super::dedup::UnionFind::new(kept.len());
         for &(i, j, _) in &pairs {
             sets.union(i, j);
         }
@@ -441,55 +441,6 @@ impl ThresholdSamples for SampleSummaries {
 /// Ids and keys are stored from `&str`, so they are UTF-8.
 fn text_of(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
-}
-
-/// Connected components over `0..n` (union-find with path halving and union by size); written
-/// here for `u32` indices, as [`super::dedup`]'s own is private to its searches.
-struct Components {
-    parent: Vec<u32>,
-    size: Vec<u32>,
-}
-
-impl Components {
-    fn new(n: usize) -> Self {
-        Components {
-            parent: (0..n as u32).collect(),
-            size: vec![1; n],
-        }
-    }
-
-    fn find(&mut self, mut x: u32) -> u32 {
-        while self.parent[x as usize] != x {
-            let grandparent = self.parent[self.parent[x as usize] as usize];
-            self.parent[x as usize] = grandparent;
-            x = grandparent;
-        }
-        x
-    }
-
-    fn union(&mut self, a: u32, b: u32) {
-        let (mut a, mut b) = (self.find(a), self.find(b));
-        if a == b {
-            return;
-        }
-        if self.size[a as usize] < self.size[b as usize] {
-            std::mem::swap(&mut a, &mut b);
-        }
-        self.parent[b as usize] = a;
-        self.size[a as usize] += self.size[b as usize];
-    }
-
-    /// Groups of more than one member, each in index order.
-    fn groups(mut self) -> Vec<Vec<u32>> {
-        let mut by_root: HashMap<u32, Vec<u32>> = HashMap::new();
-        for i in 0..self.parent.len() as u32 {
-            let root = self.find(i);
-            if self.size[root as usize] > 1 {
-                by_root.entry(root).or_default().push(i);
-            }
-        }
-        by_root.into_values().collect()
-    }
 }
 
 /// The decide phase's decisions over summaries, as committed: what changes in the records

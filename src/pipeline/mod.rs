@@ -279,27 +279,19 @@ fn commit(inputs: CommitInputs) -> Result<PhaseOutcome, RunError> {
             *stage_seconds.entry(stage.clone()).or_default() += seconds;
         }
     }
-    let mut manifest = RunManifest::assemble(RunFacts {
-        config,
-        plan: &job.plan,
-        output: &output.root,
-        version: output.number,
-        parent_version: output.parent,
-        records: &decisions.records,
-        input_errors: &decisions.input_errors,
+    let units = measured.map(|m| phases::unit_counts(job, m));
+    let mut manifest = RunManifest::assemble(committed_facts(
+        CommittedRun {
+            config,
+            job,
+            decisions,
+            output,
+        },
         written,
-        embeddings: decisions.embeddings.clone(),
-        clip: decisions.clip.as_ref(),
-        alignment: decisions.alignment.clone(),
-        thresholds: decisions.thresholds.clone(),
         stage_seconds,
-        gpu_busy_seconds: decisions.gpu_busy_seconds.clone(),
         started_at,
-        device: decisions.device.clone(),
-        jpeg_decoder: decisions.jpeg_decoder.clone(),
-        video_decoders: decisions.video_decoders.clone(),
-        units: measured.map(|m| phases::unit_counts(job, m)),
-    });
+        units,
+    ));
     incremental::finish_manifest(
         io,
         &decisions.records,
@@ -318,6 +310,52 @@ fn commit(inputs: CommitInputs) -> Result<PhaseOutcome, RunError> {
             seconds: started.elapsed().as_secs_f64(),
         }),
     })
+}
+
+/// A run whose decisions are being committed (by `run`, and by `reenrich`).
+pub(crate) struct CommittedRun<'a, 'j> {
+    pub config: &'a Config,
+    pub job: &'a phases::Job<'j>,
+    pub decisions: &'a phases::Decisions,
+    pub output: &'a OutputVersion,
+}
+
+/// The manifest's facts of a committed run: what its decisions, plan and output say, with
+/// what the commit wrote.
+pub(crate) fn committed_facts<'a>(
+    run: CommittedRun<'a, '_>,
+    written: write::Written,
+    stage_seconds: BTreeMap<String, f64>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    units: Option<write::manifest::UnitCounts>,
+) -> RunFacts<'a> {
+    let CommittedRun {
+        config,
+        job,
+        decisions,
+        output,
+    } = run;
+    RunFacts {
+        config,
+        plan: &job.plan,
+        output: &output.root,
+        version: output.number,
+        parent_version: output.parent,
+        records: &decisions.records,
+        input_errors: &decisions.input_errors,
+        written,
+        embeddings: decisions.embeddings.clone(),
+        clip: decisions.clip.as_ref(),
+        alignment: decisions.alignment.clone(),
+        thresholds: decisions.thresholds.clone(),
+        stage_seconds,
+        gpu_busy_seconds: decisions.gpu_busy_seconds.clone(),
+        started_at,
+        device: decisions.device.clone(),
+        jpeg_decoder: decisions.jpeg_decoder.clone(),
+        video_decoders: decisions.video_decoders.clone(),
+        units,
+    }
 }
 
 /// Seconds per stage, summed when a stage runs more than once (`decide`).

@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::store::{Location, Stores};
 use crate::write::diff::{diff, write_diff, Change};
 use crate::write::ledger_read::{ledger_files, version_ledger};
-use crate::write::manifest::{ChangedSetting, MadeBy, Reenrichment, RunFacts, RunManifest};
+use crate::write::manifest::{ChangedSetting, MadeBy, Reenrichment, RunManifest};
 use crate::write::version::{read_current, read_manifest, OutputVersion};
 use crate::write::{self, WriteError};
 
@@ -284,27 +284,19 @@ pub fn reenrich(plan: &ReenrichPlan, progress: &Progress) -> Result<RunSummary, 
     job.clock.add("write", committing);
     let mut stage_seconds = decisions.stage_seconds.clone();
     stage_seconds.extend(job.clock.seconds.clone());
-    let mut manifest = RunManifest::assemble(RunFacts {
-        config,
-        plan: &job.plan,
-        output: &output.root,
-        version: output.number,
-        parent_version: output.parent,
-        records: &decisions.records,
-        input_errors: &decisions.input_errors,
+    let units = Some(phases::unit_counts(&job, &measured));
+    let mut manifest = RunManifest::assemble(super::committed_facts(
+        super::CommittedRun {
+            config,
+            job: &job,
+            decisions: &decisions,
+            output: &output,
+        },
         written,
-        embeddings: decisions.embeddings.clone(),
-        clip: decisions.clip.as_ref(),
-        alignment: decisions.alignment.clone(),
-        thresholds: decisions.thresholds.clone(),
         stage_seconds,
-        gpu_busy_seconds: decisions.gpu_busy_seconds.clone(),
         started_at,
-        device: decisions.device.clone(),
-        jpeg_decoder: decisions.jpeg_decoder.clone(),
-        video_decoders: decisions.video_decoders.clone(),
-        units: Some(phases::unit_counts(&job, &measured)),
-    });
+        units,
+    ));
     // Decisions reused from `state/` (these exact settings were decided before) ran no model.
     let outputs = match (decisions_existed, decisions.model_outputs) {
         (false, Some(counts)) => counts,
