@@ -1,8 +1,7 @@
-//! The `mmcurate` command line: `run`, `plan`, `inspect`, `report`, `prune` and `dedup`. This
-//! is the
-//! binary's edge: it
-//! sets up logging and progress, prints results, and turns errors into exit codes
-//! (0 success, 1 the run failed, 2 bad usage or config).
+//! The `mmcurate` command line: `run`, `plan`, `inspect`, `report`, `prune`, `verify`,
+//! `forget`, `reenrich`, `calibrate` and `dedup`. This is the binary's edge: it sets up
+//! logging and progress, prints results, and turns errors into exit codes (0 success, 1 the
+//! run failed, 2 bad usage or config).
 
 mod calibrate;
 mod dedup;
@@ -233,6 +232,26 @@ pub fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The I/O runtime and the opened output folder or prefix that `prune` and `verify` work on;
+/// on failure the error is logged and the exit code returned (1 no runtime, 2 a bad location).
+fn open_output(
+    output: &str,
+) -> Result<(tokio::runtime::Runtime, crate::store::Location), ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            tracing::error!("cannot start the I/O runtime: {e}");
+            ExitCode::from(1)
+        })?;
+    let root = crate::store::Stores::new().open(output).map_err(|e| {
+        tracing::error!("{e}");
+        ExitCode::from(2)
+    })?;
+    Ok((runtime, root))
 }
 
 fn load_config(path: &std::path::Path, set: &[String]) -> Option<Config> {

@@ -4,27 +4,12 @@
 
 use std::process::ExitCode;
 
-use crate::store::Stores;
 use crate::write::prune;
 
 pub fn prune(output: &str, keep: usize) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!("cannot start the I/O runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let root = match Stores::new().open(output) {
-        Ok(root) => root,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
+    let (runtime, root) = match super::open_output(output) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     match runtime.block_on(prune::prune(&root, keep, runtime.handle())) {
         Ok(pruned) => {

@@ -4,26 +4,12 @@
 
 use std::process::ExitCode;
 
-use crate::store::Stores;
 use crate::write::verify::verify as verify_output;
 
 pub fn verify(output: &str) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!("cannot start the I/O runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let root = match Stores::new().open(output) {
-        Ok(root) => root,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
+    let (runtime, root) = match super::open_output(output) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     let checked = match runtime.block_on(verify_output(&root)) {
         Ok(checked) => checked,

@@ -349,13 +349,7 @@ pub fn forget(uri: &str, request: &ForgetRequest) -> Result<Forgotten, RunError>
     };
     all.extend(forgotten_now);
     let bytes = forgotten_to_parquet(&all).map_err(|e| failed(uri, e))?;
-    let forgotten_file = OutputFile {
-        name: FORGOTTEN_FILE.to_string(),
-        rows: all.len() as u64,
-        bytes: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        version: None,
-    };
+    let forgotten_file = OutputFile::of(FORGOTTEN_FILE, all.len() as u64, &bytes);
     io.block_on(put(&version.dir, FORGOTTEN_FILE, bytes))?;
 
     // The state: records, staged bytes, decisions and content-keyed caches.

@@ -5,7 +5,6 @@
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -109,13 +108,7 @@ pub fn write_diff(
     runtime: &tokio::runtime::Handle,
 ) -> Result<OutputFile, WriteError> {
     let bytes = to_parquet(rows).map_err(WriteError::Ledger)?;
-    let file = OutputFile {
-        name: DIFF_NAME.to_string(),
-        rows: rows.len() as u64,
-        bytes: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        version: None,
-    };
+    let file = OutputFile::of(DIFF_NAME, rows.len() as u64, &bytes);
     runtime.block_on(put(dir, DIFF_NAME, bytes))?;
     Ok(file)
 }

@@ -7,7 +7,6 @@ use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, Strin
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Field, Schema};
 use parquet::errors::ParquetError;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -50,13 +49,7 @@ pub fn write_embeddings_from(
         let name = format!("embeddings/clip-{index:06}.parquet");
         let bytes =
             to_parquet(records, embeddings, rows.clone(), model).map_err(WriteError::Embeddings)?;
-        files.push(OutputFile {
-            name: name.clone(),
-            rows: rows.len() as u64,
-            bytes: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
-            version: None,
-        });
+        files.push(OutputFile::of(name.clone(), rows.len() as u64, &bytes));
         runtime.block_on(put(output, &name, bytes))?;
     }
     Ok(files)

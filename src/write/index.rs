@@ -12,7 +12,6 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema};
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use super::manifest::OutputFile;
@@ -203,13 +202,7 @@ pub fn write_index(
 ) -> Result<OutputFile, WriteError> {
     samples.sort_by(|a, b| a.id.cmp(&b.id).then(a.version.cmp(&b.version)));
     let bytes = to_parquet(samples).map_err(WriteError::Ledger)?;
-    let file = OutputFile {
-        name: SAMPLES_INDEX.to_string(),
-        rows: samples.len() as u64,
-        bytes: bytes.len() as u64,
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        version: None,
-    };
+    let file = OutputFile::of(SAMPLES_INDEX, samples.len() as u64, &bytes);
     runtime.block_on(put(dir, SAMPLES_INDEX, bytes))?;
     Ok(file)
 }

@@ -373,3 +373,16 @@ pub struct OutputFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
 }
+
+impl OutputFile {
+    /// The entry for `bytes` written as `name`, a file of the version that lists it.
+    pub fn of(name: impl Into<String>, rows: u64, bytes: &[u8]) -> OutputFile {
+        OutputFile {
+            name: name.into(),
+            rows,
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+            version: None,
+        }
+    }
+}

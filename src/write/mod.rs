@@ -95,13 +95,7 @@ pub fn write_ledger_from(
         let index = first + index;
         let name = format!("ledger/ledger-{index:06}.parquet");
         let bytes = ledger::to_parquet(chunk)?;
-        let info = OutputFile {
-            name: name.clone(),
-            rows: chunk.len() as u64,
-            bytes: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
-            version: None,
-        };
+        let info = OutputFile::of(name.clone(), chunk.len() as u64, &bytes);
         runtime.block_on(put(output, &name, bytes))?;
         files.push(info);
     }

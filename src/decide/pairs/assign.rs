@@ -103,17 +103,110 @@ pub(crate) struct Assigner<'a> {
     /// Two levels: each row is scored against the top centroids, then against the partitions
     /// of its `probes` nearest groups only (its primary and replicas are chosen among those).
     groups: Option<(&'a PartitionGroups, usize)>,
-    /// `|c_i − c_j|` for all pairs, row-major, when k is small enough to hold them (k ≤ 8192:
-    /// 256 MiB at most); computed on demand otherwise.
-    centroid_distances: Option<Vec<f32>>,
+    /// `|c_i − c_j|` as the replication rule needs them.
+    centroid_distances: CentroidDistances,
 }
 
-/// Above this many partitions the centroid distances are computed per use, not stored.
+/// Above this many partitions the centroid distances are not all stored.
 const MAX_STORED_DISTANCES: usize = 8192;
+
+/// The distances between centroids. Every pair, row-major, when k is small enough to hold them
+/// (k ≤ 8192: 256 MiB at most). Above that, with groups, one block per pair of groups, made
+/// by one matrix product the first time a row needs it: a row's primary and candidates lie in
+/// the groups it probes, which are near each other, so only a few blocks per group are ever
+/// made (at 10M rows, 20,002 partitions in 142 groups, the whole matrix would be 1.6 GB and
+/// computing each distance as it is needed, one 512-d dot product at a time, cost most of the
+/// assignment). Otherwise each distance is computed when it is needed.
+enum CentroidDistances {
+    Stored(Vec<f32>),
+    ByGroups {
+        group_of: Vec<u32>,
+        members: Vec<std::ops::Range<u32>>,
+        /// Block (a, b), a ≤ b, at `a * groups + b`: `|members[a]| × |members[b]|` distances.
+        blocks: Vec<std::sync::OnceLock<Vec<f32>>>,
+    },
+    OnDemand,
+}
+
+impl CentroidDistances {
+    fn new(centroids: &Centroids, groups: Option<&PartitionGroups>) -> CentroidDistances {
+        if let Some(stored) = stored_distances(centroids) {
+            return CentroidDistances::Stored(stored);
+        }
+        match groups {
+            Some(groups) => CentroidDistances::by_groups(centroids, groups),
+            None => CentroidDistances::OnDemand,
+        }
+    }
+
+    fn by_groups(centroids: &Centroids, groups: &PartitionGroups) -> CentroidDistances {
+        let mut group_of = vec![0u32; centroids.len()];
+        for (g, range) in groups.members.iter().enumerate() {
+            for p in range.clone() {
+                group_of[p as usize] = g as u32;
+            }
+        }
+        let count = groups.members.len();
+        CentroidDistances::ByGroups {
+            group_of,
+            members: groups.members.clone(),
+            blocks: (0..count * count)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        }
+    }
+
+    fn get(&self, centroids: &Centroids, i: usize, j: usize) -> f32 {
+        match self {
+            CentroidDistances::Stored(d) => d[i * centroids.len() + j],
+            CentroidDistances::ByGroups {
+                group_of,
+                members,
+                blocks,
+            } => {
+                // The lower group's block, read either way round: distances are symmetric.
+                let (i, j) = if group_of[i] <= group_of[j] {
+                    (i, j)
+                } else {
+                    (j, i)
+                };
+                let (a, b) = (group_of[i] as usize, group_of[j] as usize);
+                let (rows, cols) = (members[a].clone(), members[b].clone());
+                let block = blocks[a * members.len() + b]
+                    .get_or_init(|| block_distances(centroids, rows.clone(), cols.clone()));
+                block[(i - rows.start as usize) * cols.len() + (j - cols.start as usize)]
+            }
+            CentroidDistances::OnDemand => {
+                let dot = crate::vector::cosine(centroids.row(i), centroids.row(j));
+                distance_from_dot(centroids, i, j, dot)
+            }
+        }
+    }
+}
+
+/// `|c_i − c_j|` for the partitions `i` of `rows` and `j` of `cols`, row-major.
+fn block_distances(
+    centroids: &Centroids,
+    rows: std::ops::Range<u32>,
+    cols: std::ops::Range<u32>,
+) -> Vec<f32> {
+    let dim = centroids.dim;
+    let vectors =
+        |r: &std::ops::Range<u32>| &centroids.vectors[r.start as usize * dim..r.end as usize * dim];
+    let mut out = vec![0f32; rows.len() * cols.len()];
+    dot_products(vectors(&rows), vectors(&cols), dim, &mut out);
+    for (r, i) in rows.enumerate() {
+        for (c, j) in cols.clone().enumerate() {
+            let d = &mut out[r * cols.len() + c];
+            *d = distance_from_dot(centroids, i as usize, j as usize, *d);
+        }
+    }
+    out
+}
 
 impl<'a> Assigner<'a> {
     pub fn new(centroids: &'a Centroids, replication: Replication) -> Assigner<'a> {
-        let centroid_distances = stored_distances(centroids);
+        let centroid_distances = CentroidDistances::new(centroids, None);
         Assigner {
             centroids,
             replication,
@@ -132,7 +225,7 @@ impl<'a> Assigner<'a> {
         probes: usize,
         replication: Replication,
     ) -> Assigner<'a> {
-        let centroid_distances = stored_distances(centroids);
+        let centroid_distances = CentroidDistances::new(centroids, Some(groups));
         Assigner {
             centroids,
             replication,
@@ -142,13 +235,7 @@ impl<'a> Assigner<'a> {
     }
 
     fn centroid_distance(&self, i: usize, j: usize) -> f32 {
-        match &self.centroid_distances {
-            Some(d) => d[i * self.centroids.len() + j],
-            None => {
-                let dot = crate::vector::cosine(self.centroids.row(i), self.centroids.row(j));
-                distance_from_dot(self.centroids, i, j, dot)
-            }
-        }
+        self.centroid_distances.get(self.centroids, i, j)
     }
 
     /// Assigns the rows of `rows` (unit vectors, row-major; `first_row` is the first one's
@@ -391,6 +478,51 @@ mod tests {
 
     fn two_centroids() -> Centroids {
         Centroids::from_vectors(vec![1.0, 0.0, 0.0, 1.0], 2)
+    }
+
+    #[test]
+    fn distances_made_by_blocks_of_groups_equal_the_stored_ones() {
+        let dim = 24;
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let mut rows: Vec<f32> = (0..3000 * dim).map(|_| next()).collect();
+        for row in rows.chunks_mut(dim) {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        let (centroids, groups) = super::super::kmeans::two_level_kmeans(&rows, dim, 60, 7, 3, 1);
+        let replication = Replication::new(0.8, 1.0, 8);
+        let stored = Assigner::with_groups(&centroids, &groups, 3, replication);
+        assert!(matches!(
+            stored.centroid_distances,
+            CentroidDistances::Stored(_)
+        ));
+        let mut blocks = Assigner::with_groups(&centroids, &groups, 3, replication);
+        blocks.centroid_distances = CentroidDistances::by_groups(&centroids, &groups);
+        let k = centroids.len();
+        for i in 0..k {
+            for j in 0..k {
+                // Squared: the square root magnifies rounding near 0 (a centroid and itself).
+                let (a, b) = (
+                    stored.centroid_distance(i, j),
+                    blocks.centroid_distance(i, j),
+                );
+                assert!((a * a - b * b).abs() < 1e-5, "({i}, {j}): {a} against {b}");
+            }
+        }
+        let (mut one, mut other) = (Memberships::new(), Memberships::new());
+        stored.assign(0, &rows, 0..k as u32, &mut one);
+        blocks.assign(0, &rows, 0..k as u32, &mut other);
+        assert_eq!((one.rows, one.partitions), (other.rows, other.partitions));
+        assert!(
+            one.assigned_memberships > one.assigned_rows,
+            "some rows are replicated"
+        );
     }
 
     #[test]
