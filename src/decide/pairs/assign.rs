@@ -250,19 +250,25 @@ impl<'a> Assigner<'a> {
     ) {
         let dim = self.centroids.dim;
         let k = self.centroids.len();
+        // Two levels: the products with the probed groups' partitions over all of `rows` at
+        // once, so that each group's product has many rows (per 256-row block, a group is
+        // probed by about 256 × probes / groups rows, and packing its partitions for so few
+        // rows cost more than the products).
+        let probed = self
+            .groups
+            .map(|(groups, probes)| self.probed_dots(rows, groups, probes));
         let blocks: Vec<AssignedBlock> = rows
             .par_chunks(BLOCK_ROWS * dim)
-            .map(|block| {
+            .enumerate()
+            .map(|(b, block)| {
                 let m = block.len() / dim;
-                let candidates = match self.groups {
+                let candidates = match &probed {
                     None => {
                         let mut dots = vec![0f32; m * k];
                         dot_products(block, &self.centroids.vectors, dim, &mut dots);
                         Candidates::Dense(dots)
                     }
-                    Some((groups, probes)) => {
-                        Candidates::Sparse(self.probed_dots(block, groups, probes))
-                    }
+                    Some(lists) => Candidates::Sparse(&lists[b * BLOCK_ROWS..b * BLOCK_ROWS + m]),
                 };
                 let mut lengths = Vec::with_capacity(m);
                 let mut primaries = Vec::with_capacity(m);
@@ -315,59 +321,75 @@ impl<'a> Assigner<'a> {
         }
     }
 
-    /// For each row of `block`, its dot products with the partitions of its `probes` nearest
-    /// groups, as (partition, dot): products per group over the rows that probe it, so each
-    /// is one matrix product.
+    /// For each row of `rows`, its dot products with the partitions of its `probes` nearest
+    /// groups, as (partition, dot), in group order: one matrix product per group over the rows
+    /// that probe it, groups in parallel.
     fn probed_dots(
         &self,
-        block: &[f32],
+        rows: &[f32],
         groups: &PartitionGroups,
         probes: usize,
     ) -> Vec<Vec<(u32, f32)>> {
         let dim = self.centroids.dim;
-        let m = block.len() / dim;
+        let m = rows.len() / dim;
         let top = &groups.top;
         let k1 = top.len();
-        let mut top_dots = vec![0f32; m * k1];
-        dot_products(block, &top.vectors, dim, &mut top_dots);
+        let take = probes.min(k1);
+        // Each row's probed groups, by blocks of rows in parallel.
+        let probed: Vec<Vec<u32>> = rows
+            .par_chunks(BLOCK_ROWS * dim)
+            .flat_map_iter(|block| {
+                let n = block.len() / dim;
+                let mut top_dots = vec![0f32; n * k1];
+                dot_products(block, &top.vectors, dim, &mut top_dots);
+                let mut order: Vec<(f32, u32)> = Vec::with_capacity(k1);
+                (0..n)
+                    .map(|i| {
+                        order.clear();
+                        order.extend(
+                            top_dots[i * k1..(i + 1) * k1]
+                                .iter()
+                                .enumerate()
+                                .map(|(g, &d)| (top.score(g, d), g as u32)),
+                        );
+                        // Highest score first, the lower group on ties.
+                        let by_score = |a: &(f32, u32), b: &(f32, u32)| {
+                            b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+                        };
+                        if take < k1 {
+                            order.select_nth_unstable_by(take - 1, by_score);
+                        }
+                        order[..take].iter().map(|&(_, g)| g).collect()
+                    })
+                    .collect::<Vec<Vec<u32>>>()
+            })
+            .collect();
         let mut probing: Vec<Vec<u32>> = vec![Vec::new(); k1];
-        let mut order: Vec<(f32, u32)> = Vec::with_capacity(k1);
-        for i in 0..m {
-            order.clear();
-            order.extend(
-                top_dots[i * k1..(i + 1) * k1]
-                    .iter()
-                    .enumerate()
-                    .map(|(g, &d)| (top.score(g, d), g as u32)),
-            );
-            let take = probes.min(k1);
-            // Highest score first, the lower group on ties.
-            let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            if take < k1 {
-                order.select_nth_unstable_by(take - 1, by_score);
-            }
-            for &(_, g) in &order[..take] {
+        for (i, groups_of_row) in probed.iter().enumerate() {
+            for &g in groups_of_row {
                 probing[g as usize].push(i as u32);
             }
         }
+        let products: Vec<Vec<f32>> = probing
+            .par_iter()
+            .enumerate()
+            .map(|(g, members)| {
+                let range = groups.members[g].clone();
+                let mut gathered = Vec::with_capacity(members.len() * dim);
+                for &i in members {
+                    gathered.extend_from_slice(&rows[i as usize * dim..(i as usize + 1) * dim]);
+                }
+                let mut dots = vec![0f32; members.len() * range.len()];
+                let fine =
+                    &self.centroids.vectors[range.start as usize * dim..range.end as usize * dim];
+                dot_products(&gathered, fine, dim, &mut dots);
+                dots
+            })
+            .collect();
         let mut out: Vec<Vec<(u32, f32)>> = vec![Vec::new(); m];
-        let mut rows = Vec::new();
-        let mut dots = Vec::new();
-        for (g, members) in probing.iter().enumerate() {
-            if members.is_empty() {
-                continue;
-            }
+        for (g, (members, dots)) in probing.iter().zip(&products).enumerate() {
             let range = groups.members[g].clone();
             let width = range.len();
-            rows.clear();
-            for &i in members {
-                rows.extend_from_slice(&block[i as usize * dim..(i as usize + 1) * dim]);
-            }
-            dots.clear();
-            dots.resize(members.len() * width, 0f32);
-            let fine =
-                &self.centroids.vectors[range.start as usize * dim..range.end as usize * dim];
-            dot_products(&rows, fine, dim, &mut dots);
             for (r, &i) in members.iter().enumerate() {
                 out[i as usize].extend(
                     dots[r * width..(r + 1) * width]
@@ -437,9 +459,9 @@ impl<'a> Assigner<'a> {
 }
 
 /// A block's dot products: with every centroid (row-major), or with each row's probed ones.
-enum Candidates {
+enum Candidates<'a> {
     Dense(Vec<f32>),
-    Sparse(Vec<Vec<(u32, f32)>>),
+    Sparse(&'a [Vec<(u32, f32)>]),
 }
 
 /// `|c_i − c_j|` for all pairs, row-major, when k is at most [`MAX_STORED_DISTANCES`].
