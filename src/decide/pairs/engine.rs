@@ -251,9 +251,19 @@ pub fn find_pairs(
     };
     let mut memberships = Memberships::new();
     scans += 1;
+    // Progress every tenth of the rows (the assignment is a long pass at 10M rows).
+    let (total, mut next_report) = (source.rows(), source.rows() / 10);
     source.scan(&mut |first, values| {
         let values = prepared(values, dim, params.normalise, &mut scratch);
         assigner.assign(first as u32, values, range.clone(), &mut memberships);
+        let done = first + (values.len() / dim.max(1)) as u64;
+        if done >= next_report.max(1) && done < total {
+            tracing::info!(
+                "pairs: {done} of {total} rows assigned in {:.1} s",
+                clock.elapsed().as_secs_f64()
+            );
+            next_report = done + total / 10;
+        }
         Ok(())
     })?;
     drop(assigner);
