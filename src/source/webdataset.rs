@@ -333,9 +333,10 @@ fn not_a_file_row<R: Read>(
         (format!("a member of tar type {shown}"), "other")
     };
     let file_name = member.rsplit('/').next().unwrap_or(member);
-    let id = match file_name.contains('.') {
-        true => format!("{input_index}:{relative}/{member}"),
-        false => format!("{input_index}:{relative}/{member}#{short}"),
+    let id = if file_name.contains('.') {
+        format!("{input_index}:{relative}/{member}")
+    } else {
+        format!("{input_index}:{relative}/{member}#{short}")
     };
     let printable = super::printable_name(member);
     Sample {

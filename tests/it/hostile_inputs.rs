@@ -209,7 +209,9 @@ fn members_that_are_not_regular_files_are_dropped_rows_naming_them_and_their_typ
     assert_eq!(ids, expected);
     for shard in ["s", "t"] {
         let row = |id: &str| &rows[&format!("0:{shard}-000000.tar/{id}")];
-        assert_eq!(row("a")["status"], "kept", "{}", row("a"));
+        // The cut shard's copy of the sample is an exact duplicate of the whole shard's.
+        let a = if shard == "s" { "kept" } else { "dropped" };
+        assert_eq!(row("a")["status"], a, "{}", row("a"));
         for (id, member, what) in [
             ("link.jpg", "link.jpg", "a symbolic link to `a.jpg`"),
             ("hard.jpg", "hard.jpg", "a hard link to `a.jpg`"),
