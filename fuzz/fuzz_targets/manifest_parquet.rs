@@ -1,6 +1,11 @@
 //! The Parquet manifest reader on arbitrary bytes after `PAR1`: rows, rows with an error, or a
 //! clear error, never a panic that escapes (the seed corpus holds real Parquet manifests).
 //!
+//! Its finds in the `parquet` crate (57.3), each a file under tests/fixtures/fuzz/ and a test:
+//! a 34 GB allocation from a footer's list header (refused by `plan::parquet_footer`), a page
+//! header whose lists of booleans kept the crate's Thrift skip looping for hours (refused by
+//! `plan::parquet_pages`), and a panic in its footer decoder, which `parse` contains.
+//!
 //! The `parquet` crate itself panics on some malformed footers (an `unwrap` in its Thrift
 //! decoder: tests/fixtures/fuzz/manifest_parquet-thrift-unwrap.parquet, found by this target);
 //! `plan::manifest::parse` contains that panic and makes it the manifest's unreadable row.

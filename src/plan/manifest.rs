@@ -147,9 +147,19 @@ fn parquet_rows(
     if let Err(e) = super::parquet_footer::check_footer(&bytes) {
         return (rows, Some(e.into()));
     }
-    let reader = match parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|builder| builder.build())
-    {
+    let builder =
+        match parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+        {
+            Ok(builder) => builder,
+            Err(e) => return (rows, Some(e.into())),
+        };
+    // It also loops for hours on some page headers, and trusts the column chunks' offsets and
+    // the counts of rows and values: those are checked before it reads a page
+    // (`parquet_pages`).
+    if let Err(e) = super::parquet_pages::check_pages(&bytes, builder.metadata()) {
+        return (rows, Some(e.into()));
+    }
+    let reader = match builder.build() {
         Ok(reader) => reader,
         Err(e) => return (rows, Some(e.into())),
     };

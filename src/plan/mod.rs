@@ -7,6 +7,7 @@
 pub mod files;
 pub mod manifest;
 mod parquet_footer;
+mod parquet_pages;
 pub mod units;
 
 use futures::TryStreamExt;

@@ -3,8 +3,11 @@
 //! before reading its elements, so a 1 KB footer declaring 2^31 elements aborts the process
 //! (found by `fuzz/fuzz_targets/manifest_parquet.rs`). This walks the footer's structure without
 //! allocating and refuses any list, set, map or string that declares more elements or bytes
-//! than remain. It does not read the metadata's meaning; the `parquet` crate does that after.
-//! Written by hand because no crate offers a non-allocating Thrift walk; the protocol is
+//! than remain, and any non-empty list of booleans (the crate skips an unknown list's booleans
+//! as zero bytes each, so a few bytes declaring 2^31 of them keep it looping for minutes, and its
+//! reading of the bytes after one no longer matches this walk). It does not read the metadata's
+//! meaning; the `parquet` crate does that after. `parquet_pages` walks the page headers with
+//! the same `Walk`. Written by hand because no crate offers a non-allocating Thrift walk; the protocol is
 //! Apache Thrift's compact protocol (thrift/doc/specs/thrift-compact-protocol.md).
 
 /// How deep structs, lists and maps may nest (the Parquet footer nests about 6 deep).
@@ -21,7 +24,7 @@ pub struct MalformedFooter {
 
 /// What is wrong at that byte.
 #[derive(Debug, thiserror::Error)]
-enum Wrong {
+pub(super) enum Wrong {
     #[error("it ends early")]
     EndsEarly,
     #[error("{declared} bytes declared, {remain} remain")]
@@ -34,6 +37,16 @@ enum Wrong {
     TooDeep,
     #[error("unknown Thrift type {0}")]
     UnknownType(u8),
+    #[error("a list of {0} booleans (the parquet crate would skip them as zero bytes each)")]
+    BooleanList(u64),
+    #[error("field {id} has Thrift type {declared}, not {expected}")]
+    FieldType { id: i16, declared: u8, expected: u8 },
+    #[error("field id {0} overflows after field {1}")]
+    FieldId(u8, i16),
+    #[error("{what} is {value}")]
+    Value { what: &'static str, value: i64 },
+    #[error("its required field {0} is missing")]
+    Missing(&'static str),
 }
 
 /// Checks the footer of the Parquet file `bytes`: `Err` says what is wrong. A file too short to
@@ -51,10 +64,7 @@ pub fn check_footer(bytes: &[u8]) -> Result<(), MalformedFooter> {
     let Some(start) = tail.checked_sub(length as usize) else {
         return Ok(());
     };
-    let mut walk = Walk {
-        bytes: &bytes[start..tail],
-        at: 0,
-    };
+    let mut walk = Walk::new(&bytes[start..tail]);
     walk.structure(0).map_err(|what| MalformedFooter {
         at: walk.at,
         length,
@@ -62,23 +72,29 @@ pub fn check_footer(bytes: &[u8]) -> Result<(), MalformedFooter> {
     })
 }
 
-struct Walk<'a> {
+/// A Thrift compact protocol walk over `bytes`, allocating nothing.
+pub(super) struct Walk<'a> {
     bytes: &'a [u8],
-    at: usize,
+    /// The next byte to read.
+    pub(super) at: usize,
 }
 
-impl Walk<'_> {
-    fn remaining(&self) -> usize {
+impl<'a> Walk<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        Walk { bytes, at: 0 }
+    }
+
+    pub(super) fn remaining(&self) -> usize {
         self.bytes.len() - self.at
     }
 
-    fn byte(&mut self) -> Result<u8, Wrong> {
+    pub(super) fn byte(&mut self) -> Result<u8, Wrong> {
         let byte = *self.bytes.get(self.at).ok_or(Wrong::EndsEarly)?;
         self.at += 1;
         Ok(byte)
     }
 
-    fn skip(&mut self, n: usize) -> Result<(), Wrong> {
+    pub(super) fn skip(&mut self, n: usize) -> Result<(), Wrong> {
         if n > self.remaining() {
             return Err(Wrong::Bytes {
                 declared: n,
@@ -89,7 +105,7 @@ impl Walk<'_> {
         Ok(())
     }
 
-    fn varint(&mut self) -> Result<u64, Wrong> {
+    pub(super) fn varint(&mut self) -> Result<u64, Wrong> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.byte()?;
@@ -112,7 +128,7 @@ impl Walk<'_> {
         }
     }
 
-    fn structure(&mut self, depth: usize) -> Result<(), Wrong> {
+    pub(super) fn structure(&mut self, depth: usize) -> Result<(), Wrong> {
         if depth > MAX_DEPTH {
             return Err(Wrong::TooDeep);
         }
@@ -131,7 +147,13 @@ impl Walk<'_> {
         }
     }
 
-    fn value(&mut self, kind: u8, depth: usize) -> Result<(), Wrong> {
+    /// A zig-zag varint, as the parquet crate reads an i16, i32 or i64.
+    pub(super) fn zigzag(&mut self) -> Result<i64, Wrong> {
+        let value = self.varint()?;
+        Ok((value >> 1) as i64 ^ -((value & 1) as i64))
+    }
+
+    pub(super) fn value(&mut self, kind: u8, depth: usize) -> Result<(), Wrong> {
         match kind {
             1..=3 => self.skip(1), // a boolean in a list or map, or a byte
             4..=6 => self.varint().map(|_| ()),
@@ -148,6 +170,9 @@ impl Walk<'_> {
                     short => u64::from(short),
                 };
                 let count = self.count(declared)?;
+                if count > 0 && matches!(header & 0x0f, 1 | 2) {
+                    return Err(Wrong::BooleanList(declared));
+                }
                 for _ in 0..count {
                     self.value(header & 0x0f, depth + 1)?;
                 }

@@ -144,19 +144,21 @@ fn read_tar_unguarded(
     let mut count = 0u64;
     // Hands the sample being read to `emit`, with `error` when it is cut short by one; an error
     // between samples makes a row for the shard itself, so each error is on exactly one row.
-    let mut finish = |group: &mut Group, error: Option<String>, count: &mut u64| match group.take(
-        uri,
-        relative,
-        input_index,
-        error.clone(),
-    ) {
-        Some(sample) => {
-            *count += 1;
-            emit(sample);
+    // The rows of members that are not regular files, met while this sample was read, go
+    // first.
+    let mut finish = |group: &mut Group, error: Option<String>, count: &mut u64| {
+        for row in group.not_files.drain(..) {
+            emit(row);
         }
-        None => {
-            if let Some(message) = error {
-                emit(shard_row(uri, relative, input_index, message));
+        match group.take(uri, relative, input_index, error.clone()) {
+            Some(sample) => {
+                *count += 1;
+                emit(sample);
+            }
+            None => {
+                if let Some(message) = error {
+                    emit(shard_row(uri, relative, input_index, message));
+                }
             }
         }
     };
@@ -184,11 +186,17 @@ fn read_tar_unguarded(
                 return Err(error);
             }
         };
-        if !entry.header().entry_type().is_file() {
+        let kind = entry.header().entry_type();
+        // Folders and pax global headers are the archive's structure, not samples.
+        if kind.is_dir() || kind.is_pax_global_extensions() {
             continue;
         }
-        let member = entry.path().map(|p| p.to_string_lossy().into_owned());
-        let Ok(member) = member else { continue };
+        let member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if !(kind.is_file() || kind.is_contiguous()) {
+            let row = not_a_file_row(uri, relative, input_index, &member, &entry);
+            group.not_files.push(row);
+            continue;
+        }
         let Some((key, ext)) = key_and_extension(&member) else {
             continue;
         };
@@ -284,6 +292,73 @@ fn shard_row(uri: &str, relative: &str, input_index: usize, message: String) -> 
     }
 }
 
+/// The dropped row for a member that is not a regular file (a link, a device, a FIFO, a GNU
+/// sparse file, a type tar does not define): it is not read, and its row names it and its
+/// type. Its id is the member's path under the shard's; a key never has a dot in its file name,
+/// so a member whose file name has none gets its type after `#`, and no id is a sample's too.
+fn not_a_file_row<R: Read>(
+    uri: &str,
+    relative: &str,
+    input_index: usize,
+    member: &str,
+    entry: &tar::Entry<R>,
+) -> Sample {
+    let kind = entry.header().entry_type();
+    let target = || match entry.link_name_bytes() {
+        Some(target) => format!(
+            " to `{}`",
+            super::printable_name(&String::from_utf8_lossy(&target))
+        ),
+        None => String::new(),
+    };
+    let (what, short) = if kind.is_symlink() {
+        (format!("a symbolic link{}", target()), "symlink")
+    } else if kind.is_hard_link() {
+        (format!("a hard link{}", target()), "hardlink")
+    } else if kind.is_character_special() {
+        ("a character device".to_string(), "chardev")
+    } else if kind.is_block_special() {
+        ("a block device".to_string(), "blockdev")
+    } else if kind.is_fifo() {
+        ("a FIFO".to_string(), "fifo")
+    } else if kind.is_gnu_sparse() {
+        ("a GNU sparse file".to_string(), "sparse")
+    } else {
+        let byte = kind.as_byte();
+        let shown = if byte.is_ascii_graphic() {
+            format!("`{}`", byte as char)
+        } else {
+            format!("byte {byte}")
+        };
+        (format!("a member of tar type {shown}"), "other")
+    };
+    let file_name = member.rsplit('/').next().unwrap_or(member);
+    let id = if file_name.contains('.') {
+        format!("{input_index}:{relative}/{member}")
+    } else {
+        format!("{input_index}:{relative}/{member}#{short}")
+    };
+    let printable = super::printable_name(member);
+    Sample {
+        id,
+        key: sanitize_key(member),
+        name: member.to_string(),
+        origin: Origin {
+            uri: uri.to_string(),
+            tar_member: Some(member.to_string()),
+            ..Origin::default()
+        },
+        parts: Vec::new(),
+        media: None,
+        caption: None,
+        fetch_error: Some(format!(
+            "{uri}: member {printable} is {what}, not a regular file: not read"
+        )),
+        opted_out: false,
+        refused: None,
+    }
+}
+
 /// A reader that notes when its source has no more bytes to give.
 struct EofWatch<R> {
     inner: R,
@@ -308,6 +383,8 @@ struct Group {
     /// The member that brought the sample over `[limits]`, and why (its members are then not
     /// read).
     refused: Option<(String, String)>,
+    /// Rows for the members that are not regular files met since the last sample was emitted.
+    not_files: Vec<Sample>,
 }
 
 impl Group {
@@ -591,5 +668,56 @@ mod tests {
             assert_eq!(samples[0].name, "s.tar");
             assert_eq!(samples[0].fetch_error.as_deref(), Some(error.as_str()));
         }
+    }
+
+    #[test]
+    fn members_that_are_not_regular_files_are_rows_naming_their_type() {
+        // Devices and a type tar does not define, as the tar crate writes them, between the
+        // two members of one sample; a dotless name gets its type in its id.
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, kind: tar::EntryType, data: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, name, data).unwrap();
+        };
+        add("k.jpg", tar::EntryType::Regular, b"jpeg");
+        add("tty", tar::EntryType::Char, b"");
+        add("disk.img", tar::EntryType::Block, b"");
+        add("odd.bin", tar::EntryType::new(b'Z'), b"zz");
+        add("dir", tar::EntryType::Directory, b"");
+        add("k.txt", tar::EntryType::Continuous, b"caption");
+        let shard = builder.into_inner().unwrap();
+        let (result, samples) = read_all(&shard);
+        assert_eq!(result, Ok(1));
+        let rows: Vec<(&str, Option<&str>)> = samples
+            .iter()
+            .map(|s| (s.id.as_str(), s.fetch_error.as_deref()))
+            .collect();
+        let error = |what: &str| {
+            Some(format!(
+                "file:///s.tar: member {what}, not a regular file: not read"
+            ))
+        };
+        assert_eq!(
+            rows,
+            [
+                (
+                    "0:s.tar/tty#chardev",
+                    error("tty is a character device").as_deref()
+                ),
+                (
+                    "0:s.tar/disk.img",
+                    error("disk.img is a block device").as_deref()
+                ),
+                (
+                    "0:s.tar/odd.bin",
+                    error("odd.bin is a member of tar type `Z`").as_deref()
+                ),
+                ("0:s.tar/k", None),
+            ]
+        );
+        assert_eq!(samples[3].parts.len(), 2);
+        assert_eq!(samples[1].origin.tar_member.as_deref(), Some("disk.img"));
     }
 }
