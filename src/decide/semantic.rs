@@ -13,6 +13,7 @@
 use hnsw_rs::prelude::{Distance, Hnsw};
 use rayon::prelude::*;
 
+use super::pairs::{find_pairs, EmbeddingSource, PairSearch, PairsError, Shard, VectorsInMemory};
 use crate::vector::{dot_kernel, row, row_count};
 
 /// A pair of samples (indices into the input, a < b) whose embeddings have cosine similarity >= the threshold.
@@ -24,21 +25,43 @@ pub struct SimilarPair {
 }
 
 /// All pairs with cosine >= min_cosine among `n = vectors.len() / dim` unit vectors (row-major),
-/// sorted by (a, b), each once: the partitioned search of [`super::pairs`], which `run` uses
+/// sorted by (a, b), each once: the partitioned search of [`super::pairs`] over every partition
+/// ([`pairs_in_partitions`]), which `run` uses
 /// (the HNSW index below is kept for its benchmark). A threshold outside (0, 1], which the
 /// config never passes, is searched by brute force.
 pub fn pairs_above(vectors: &[f32], dim: usize, min_cosine: f32) -> Vec<SimilarPair> {
-    match super::pairs::pairs_in_memory(vectors, dim, min_cosine) {
-        Ok(pairs) => pairs
-            .into_iter()
-            .map(|p| SimilarPair {
-                a: p.a as usize,
-                b: p.b as usize,
-                cosine: p.cosine,
-            })
-            .collect(),
+    let source = VectorsInMemory { vectors, dim };
+    match pairs_in_partitions(&source, min_cosine, Shard::WHOLE) {
+        Ok(pairs) => pairs,
         Err(_) => pairs_above_exact(vectors, dim, min_cosine),
     }
+}
+
+/// The pairs of one share of the partitions (`shard`) of `run`'s semantic search over the
+/// unit vectors of `source`: what a partition task of the decide phase finds. The union of all
+/// shares' pairs, sorted, is what [`pairs_above`] finds in one process (each pair is reported
+/// by one partition only), so the groups and the kept samples are the same too.
+pub fn pairs_in_partitions(
+    source: &dyn EmbeddingSource,
+    min_cosine: f32,
+    shard: Shard,
+) -> Result<Vec<SimilarPair>, PairsError> {
+    let mut params = PairSearch::new(min_cosine);
+    // `run`'s embeddings are unit length already.
+    params.normalise = false;
+    // Scans of memory are cheap: gather in batches rather than copy every replica at once
+    // (the pairs do not depend on the budget, only the batches do).
+    params.memory_budget = 2 << 30;
+    params.shard = shard;
+    Ok(find_pairs(source, &params)?
+        .pairs
+        .into_iter()
+        .map(|p| SimilarPair {
+            a: p.a as usize,
+            b: p.b as usize,
+            cosine: p.cosine,
+        })
+        .collect())
 }
 
 /// The same by exact brute force (the reference for tests; fine up to a few thousand rows).
