@@ -541,4 +541,45 @@ mod tests {
         assert_eq!(exact.len(), 780 + 435);
         assert_eq!(keys(&pairs_above(&vectors, DIM, 0.95)), keys(&exact));
     }
+
+    #[test]
+    fn partition_tasks_find_together_the_pairs_of_one_search() {
+        // 5,000 rows: above the single-partition size, so run's search cuts them into
+        // 2·√5000 = 141 partitions and the tasks' ranges hold different ones.
+        const DIM: usize = 64;
+        let mut rng = Rng(7);
+        let mut vectors = Vec::new();
+        while vectors.len() < 5000 * DIM {
+            let base = random_unit(&mut rng, DIM);
+            vectors.extend_from_slice(&base);
+            if rng.next_u64() % 2 == 0 {
+                vectors.extend(near_copy(&mut rng, &base, 0.1));
+            }
+        }
+        vectors.truncate(5000 * DIM);
+        let whole = pairs_above(&vectors, DIM, 0.95);
+        assert!(whole.len() > 1000, "{} pairs", whole.len());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("embeddings.npy");
+        std::fs::write(&path, crate::decide::pairs::npy::encode_f32(&vectors, DIM)).unwrap();
+        let mapped = crate::decide::pairs::npy::NpyFiles::open(&path).unwrap();
+        let memory = VectorsInMemory {
+            vectors: &vectors,
+            dim: DIM,
+        };
+        let bits = |p: &[SimilarPair]| -> Vec<(usize, usize, u32)> {
+            p.iter().map(|p| (p.a, p.b, p.cosine.to_bits())).collect()
+        };
+        for source in [&memory as &dyn EmbeddingSource, &mapped] {
+            let mut merged = Vec::new();
+            for index in 0..4 {
+                let shard = Shard { count: 4, index };
+                let part = pairs_in_partitions(source, 0.95, shard).unwrap();
+                assert!(!part.is_empty() && part.len() < whole.len(), "task {index}");
+                merged.extend(part);
+            }
+            merged.sort_unstable_by_key(|p| (p.a, p.b));
+            assert_eq!(bits(&merged), bits(&whole));
+        }
+    }
 }
