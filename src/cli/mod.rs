@@ -153,6 +153,10 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if phase == pipeline::Phase::Decide && slice.count > 1 && against.is_some() {
+                tracing::error!("--against: the decide phase of an incremental run takes the whole run; run it without --num-shards");
+                return ExitCode::from(2);
+            }
             let Some(config) = load_config(&config, &set) else {
                 return ExitCode::from(2);
             };

@@ -371,7 +371,10 @@ pub(super) fn merged_pairs(job: &Job, rows: usize) -> Result<Option<Vec<SimilarP
             message: format!(
                 "{} partition task(s) have not committed their pairs yet: {}; run `--phase decide --num-shards N --shard-index I` for them first",
                 missing.len(),
-                super::phases::list_names(&missing)
+                match missing.len() {
+                    0..=10 => missing.join(", "),
+                    n => format!("{} and {} more", missing[..10].join(", "), n - 10),
+                }
             ),
         });
     };

@@ -529,11 +529,6 @@ fn incomplete(phase: &str, message: String) -> RunError {
 }
 
 /// The first few names, and how many more.
-pub(super) fn list_names(names: &[String]) -> String {
-    list(&names.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-/// The first few names, and how many more.
 fn list(names: &[&str]) -> String {
     const SHOWN: usize = 10;
     let mut text = names[..names.len().min(SHOWN)].join(", ");
