@@ -4,7 +4,9 @@
 //!   per unit, each finished unit committed to `state/` with its staged candidates;
 //! - **decide** (one process): every unit's records, run-wide dedup, CLIP embeddings of the
 //!   survivors, semantic dedup and alignment, and the shard layout, committed to `state/`
-//!   (without CLIP, streamed unit by unit into compact summaries: [`super::deciding`]);
+//!   (without CLIP, streamed unit by unit into compact summaries: [`super::deciding`]); its
+//!   semantic search may be spread over partition tasks first ([`super::partitions`]), whose
+//!   pairs it then merges;
 //! - **write** (a slice of the planned shards): the shards, from the staged candidates only;
 //! - **commit** (one process): ledger, embeddings, manifest, report, `_SUCCESS`.
 //!
@@ -218,9 +220,11 @@ pub fn decide(
     }
     // With CLIP, the shared part may have been made by the partition tasks, whose pairs are
     // then merged here ([`partitions`]); otherwise it is made here.
-    let shared = match partitions::can_share(job, sweeps) {
-        true => partitions::read_shared(job)?,
-        false => None,
+    let shareable = partitions::can_share(job, sweeps);
+    let shared = if shareable {
+        partitions::read_shared(job)?
+    } else {
+        None
     };
     let shared = match shared {
         Some(shared) => shared,
@@ -241,9 +245,10 @@ pub fn decide(
     let mut embeddings_files = Vec::new();
     if let (Some(clip), Some(embeddings)) = (&backends.clip, embeddings) {
         let deciding = Instant::now();
-        let found = match partitions::can_share(job, sweeps) {
-            true => partitions::merged_pairs(job, embeddings.rows.len())?,
-            false => None,
+        let found = if shareable {
+            partitions::merged_pairs(job, embeddings.rows.len())?
+        } else {
+            None
         };
         alignment = drop_semantic_duplicates_and_misaligned_given(
             &mut records,

@@ -108,8 +108,10 @@ mod tests {
             .unwrap();
         assert!(runtime.block_on(pair_files(&decided)).unwrap().is_empty());
         for (i, n) in [(1, 3), (0, 3), (0, 1)] {
-            let put = super::super::put(&decided, &pairs_name(i, n), vec![i as u8]);
-            runtime.block_on(put).unwrap();
+            let name = pairs_name(i, n);
+            runtime
+                .block_on(super::super::put(&decided, &name, vec![i as u8]))
+                .unwrap();
         }
         runtime
             .block_on(super::super::put(&decided, SHARED, vec![7]))
