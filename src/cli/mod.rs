@@ -48,7 +48,8 @@ enum Command {
         /// Run one phase only (each resumes from the state in `<output>/state/`).
         #[arg(long, value_enum, default_value = "all")]
         phase: run::PhaseArg,
-        /// Slices of the measure or write phase (default: SLURM_ARRAY_TASK_COUNT, else 1).
+        /// Slices of the measure, decide (partition tasks) or write phase (default:
+        /// SLURM_ARRAY_TASK_COUNT, else 1).
         #[arg(long, value_name = "N")]
         num_shards: Option<usize>,
         /// Which slice this process runs, from 0 (default: SLURM_ARRAY_TASK_ID less
@@ -151,6 +152,10 @@ pub fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if phase == pipeline::Phase::Decide && slice.count > 1 && against.is_some() {
+                tracing::error!("--against: the decide phase of an incremental run takes the whole run; run it without --num-shards");
+                return ExitCode::from(2);
+            }
             let Some(config) = load_config(&config, &set) else {
                 return ExitCode::from(2);
             };

@@ -11,7 +11,8 @@ pub enum PhaseArg {
     All,
     /// Decode, measure and stage a slice of the work units.
     Measure,
-    /// Run-wide dedup, CLIP, thresholds and the shard layout, over every unit's state.
+    /// Run-wide dedup, CLIP, thresholds and the shard layout, over every unit's state (sliced:
+    /// one partition task of the semantic search; unsliced, after them: their pairs merged).
     Decide,
     /// Write a slice of the planned shards from the staged candidates.
     Write,
@@ -33,18 +34,20 @@ impl PhaseArg {
 
 /// The slice a phase works on: `--num-shards`/`--shard-index` when given, else
 /// `SLURM_ARRAY_TASK_COUNT` and `SLURM_ARRAY_TASK_ID` (less `SLURM_ARRAY_TASK_MIN`, so
-/// `--array=1-4` works too), else `JOB_COMPLETION_INDEX` with `--num-shards`. Only `measure`
-/// and `write` are sliced; the others take the whole run and refuse slice flags.
+/// `--array=1-4` works too), else `JOB_COMPLETION_INDEX` with `--num-shards`. `measure` and
+/// `write` are sliced by units and shards, `decide` by the partitions of its semantic search
+/// (a slice is a partition task; the unsliced decide merges them); `all` and `commit` take the
+/// whole run and refuse slice flags.
 pub fn resolve_slice(
     phase: Phase,
     num_shards: Option<usize>,
     shard_index: Option<usize>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Slice, String> {
-    if !matches!(phase, Phase::Measure | Phase::Write) {
+    if !matches!(phase, Phase::Measure | Phase::Decide | Phase::Write) {
         if num_shards.is_some_and(|n| n > 1) || shard_index.is_some_and(|i| i > 0) {
             return Err(format!(
-                "--num-shards and --shard-index slice the measure and write phases only; the {} phase takes the whole run",
+                "--num-shards and --shard-index slice the measure, decide and write phases only; the {} phase takes the whole run",
                 phase.as_str()
             ));
         }
@@ -145,15 +148,30 @@ mod tests {
         assert!(e.contains("--num-shards is not"), "{e}");
         let e = resolve_slice(m, Some(0), Some(0), env(&[])).unwrap_err();
         assert!(e.contains("at least 1"), "{e}");
-        let e = resolve_slice(Phase::Decide, Some(2), Some(1), env(&[])).unwrap_err();
-        assert!(e.contains("decide phase takes the whole run"), "{e}");
-        // A Slurm array does not slice the decide phase.
+        let e = resolve_slice(Phase::Commit, Some(2), Some(1), env(&[])).unwrap_err();
+        assert!(e.contains("commit phase takes the whole run"), "{e}");
+        let e = resolve_slice(Phase::All, Some(2), Some(0), env(&[])).unwrap_err();
+        assert!(e.contains("all phase takes the whole run"), "{e}");
+        // A Slurm array slices the decide phase into partition tasks, and not the commit.
         let slurm = [
             ("SLURM_ARRAY_TASK_COUNT", "4"),
             ("SLURM_ARRAY_TASK_ID", "2"),
         ];
         assert_eq!(
             resolve_slice(Phase::Decide, None, None, env(&slurm)),
+            Ok(Slice { count: 4, index: 2 })
+        );
+        assert_eq!(
+            resolve_slice(
+                Phase::Decide,
+                Some(3),
+                None,
+                env(&[("JOB_COMPLETION_INDEX", "1")])
+            ),
+            Ok(Slice { count: 3, index: 1 })
+        );
+        assert_eq!(
+            resolve_slice(Phase::Commit, None, None, env(&slurm)),
             Ok(Slice::WHOLE)
         );
         let e = resolve_slice(m, None, None, env(&[("SLURM_ARRAY_TASK_COUNT", "x")])).unwrap_err();

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::audio_index::{matching_fingerprint_pairs, AudioMatchRule};
 use super::hamming_index::pairs_within;
-use super::semantic::pairs_above;
+use super::semantic::{pairs_above, SimilarPair};
 use super::{Drop, Reason, Stage};
 use crate::measure::audio::{
     compare_fingerprints, Fingerprint, DEFAULT_MIN_OVERLAP_FRAMES, FINGERPRINT_HOP,
@@ -182,8 +182,20 @@ pub fn semantic_duplicates(
 ) -> Vec<Option<Drop>> {
     debug_assert_eq!(embeddings.len(), candidates.len() * dim);
     let pairs = pairs_above(embeddings, dim, min_cosine);
+    semantic_duplicates_of_pairs(candidates, embeddings, dim, min_cosine, &pairs)
+}
+
+/// [`semantic_duplicates`] over pairs already found (the merged pairs of partition tasks that
+/// searched in other processes): the same groups and the same keep rule.
+pub fn semantic_duplicates_of_pairs(
+    candidates: &[Candidate],
+    embeddings: &[f32],
+    dim: usize,
+    min_cosine: f32,
+    pairs: &[SimilarPair],
+) -> Vec<Option<Drop>> {
     let mut sets = UnionFind::new(candidates.len());
-    for pair in &pairs {
+    for pair in pairs {
         sets.union(pair.a as u32, pair.b as u32);
     }
     let row = |i: usize| &embeddings[i * dim..(i + 1) * dim];

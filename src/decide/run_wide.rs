@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use super::alignment::{decide_alignment, AlignmentSummary};
 use super::dedup::{
-    audio_duplicates, exact_duplicates, near_duplicates, semantic_duplicates, video_duplicates,
-    Candidate,
+    audio_duplicates, exact_duplicates, near_duplicates, semantic_duplicates,
+    semantic_duplicates_of_pairs, video_duplicates, Candidate,
 };
+use super::semantic::SimilarPair;
 use super::Drop;
 use crate::config::Config;
 use crate::measure::video::Signature;
@@ -128,23 +129,47 @@ pub fn drop_semantic_duplicates_and_misaligned(
     embeddings: &Embeddings,
     config: &Config,
 ) -> Option<AlignmentSummary> {
+    drop_semantic_duplicates_and_misaligned_given(records, embeddings, config, None)
+}
+
+/// Whether `run`'s semantic dedup searches these embeddings for pairs at all (the decide
+/// phase's partition tasks have nothing to search otherwise).
+pub fn searches_semantic_pairs(embeddings: &Embeddings, config: &Config) -> bool {
+    config.dedup.embedding_min_cosine > 0.0 && embeddings.rows.len() > 1
+}
+
+/// [`drop_semantic_duplicates_and_misaligned`], with the semantic pairs (rows of
+/// `embeddings`) already found when `found` is given: the merged pairs of the decide phase's
+/// partition tasks, which are the pairs a search here would find.
+pub fn drop_semantic_duplicates_and_misaligned_given(
+    records: &mut [Record],
+    embeddings: &Embeddings,
+    config: &Config,
+    found: Option<&[SimilarPair]>,
+) -> Option<AlignmentSummary> {
     let min_cosine = config.dedup.embedding_min_cosine;
-    if min_cosine > 0.0 && embeddings.rows.len() > 1 {
+    if searches_semantic_pairs(embeddings, config) {
         let rows = &embeddings.rows;
         let started = Instant::now();
-        tracing::info!(
-            "semantic dedup: indexing and searching {} image embeddings (cosine >= {min_cosine})",
-            rows.len()
-        );
-        let drops = semantic_duplicates(
-            &rows
-                .iter()
-                .map(|&i| candidate(&records[i]))
-                .collect::<Vec<_>>(),
-            &embeddings.image,
-            embeddings.dim,
-            min_cosine as f32,
-        );
+        let candidates: Vec<Candidate> = rows.iter().map(|&i| candidate(&records[i])).collect();
+        let (image, dim) = (&embeddings.image, embeddings.dim);
+        let drops = match found {
+            Some(pairs) => {
+                tracing::info!(
+                    "semantic dedup: {} pairs found by the partition tasks among {} image embeddings (cosine >= {min_cosine})",
+                    pairs.len(),
+                    rows.len()
+                );
+                semantic_duplicates_of_pairs(&candidates, image, dim, min_cosine as f32, pairs)
+            }
+            None => {
+                tracing::info!(
+                    "semantic dedup: searching {} image embeddings (cosine >= {min_cosine})",
+                    rows.len()
+                );
+                semantic_duplicates(&candidates, image, dim, min_cosine as f32)
+            }
+        };
         let dropped = drops.iter().flatten().count();
         apply_drops(records, rows, drops);
         tracing::info!(

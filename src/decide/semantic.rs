@@ -13,6 +13,7 @@
 use hnsw_rs::prelude::{Distance, Hnsw};
 use rayon::prelude::*;
 
+use super::pairs::{find_pairs, EmbeddingSource, PairSearch, PairsError, Shard, VectorsInMemory};
 use crate::vector::{dot_kernel, row, row_count};
 
 /// A pair of samples (indices into the input, a < b) whose embeddings have cosine similarity >= the threshold.
@@ -24,21 +25,43 @@ pub struct SimilarPair {
 }
 
 /// All pairs with cosine >= min_cosine among `n = vectors.len() / dim` unit vectors (row-major),
-/// sorted by (a, b), each once: the partitioned search of [`super::pairs`], which `run` uses
+/// sorted by (a, b), each once: the partitioned search of [`super::pairs`] over every partition
+/// ([`pairs_in_partitions`]), which `run` uses
 /// (the HNSW index below is kept for its benchmark). A threshold outside (0, 1], which the
 /// config never passes, is searched by brute force.
 pub fn pairs_above(vectors: &[f32], dim: usize, min_cosine: f32) -> Vec<SimilarPair> {
-    match super::pairs::pairs_in_memory(vectors, dim, min_cosine) {
-        Ok(pairs) => pairs
-            .into_iter()
-            .map(|p| SimilarPair {
-                a: p.a as usize,
-                b: p.b as usize,
-                cosine: p.cosine,
-            })
-            .collect(),
+    let source = VectorsInMemory { vectors, dim };
+    match pairs_in_partitions(&source, min_cosine, Shard::WHOLE) {
+        Ok(pairs) => pairs,
         Err(_) => pairs_above_exact(vectors, dim, min_cosine),
     }
+}
+
+/// The pairs of one share of the partitions (`shard`) of `run`'s semantic search over the
+/// unit vectors of `source`: what a partition task of the decide phase finds. The union of all
+/// shares' pairs, sorted, is what [`pairs_above`] finds in one process (each pair is reported
+/// by one partition only), so the groups and the kept samples are the same too.
+pub fn pairs_in_partitions(
+    source: &dyn EmbeddingSource,
+    min_cosine: f32,
+    shard: Shard,
+) -> Result<Vec<SimilarPair>, PairsError> {
+    let mut params = PairSearch::new(min_cosine);
+    // `run`'s embeddings are unit length already.
+    params.normalise = false;
+    // Scans of memory are cheap: gather in batches rather than copy every replica at once
+    // (the pairs do not depend on the budget, only the batches do).
+    params.memory_budget = 2 << 30;
+    params.shard = shard;
+    Ok(find_pairs(source, &params)?
+        .pairs
+        .into_iter()
+        .map(|p| SimilarPair {
+            a: p.a as usize,
+            b: p.b as usize,
+            cosine: p.cosine,
+        })
+        .collect())
 }
 
 /// The same by exact brute force (the reference for tests; fine up to a few thousand rows).
@@ -517,5 +540,46 @@ mod tests {
         let exact = pairs_above_exact(&vectors, DIM, 0.95);
         assert_eq!(exact.len(), 780 + 435);
         assert_eq!(keys(&pairs_above(&vectors, DIM, 0.95)), keys(&exact));
+    }
+
+    #[test]
+    fn partition_tasks_find_together_the_pairs_of_one_search() {
+        // 5,000 rows: above the single-partition size, so run's search cuts them into
+        // 2·√5000 = 141 partitions and the tasks' ranges hold different ones.
+        const DIM: usize = 64;
+        let mut rng = Rng(7);
+        let mut vectors = Vec::new();
+        while vectors.len() < 5000 * DIM {
+            let base = random_unit(&mut rng, DIM);
+            vectors.extend_from_slice(&base);
+            if rng.next_u64() % 2 == 0 {
+                vectors.extend(near_copy(&mut rng, &base, 0.1));
+            }
+        }
+        vectors.truncate(5000 * DIM);
+        let whole = pairs_above(&vectors, DIM, 0.95);
+        assert!(whole.len() > 1000, "{} pairs", whole.len());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("embeddings.npy");
+        std::fs::write(&path, crate::decide::pairs::npy::encode_f32(&vectors, DIM)).unwrap();
+        let mapped = crate::decide::pairs::npy::NpyFiles::open(&path).unwrap();
+        let memory = VectorsInMemory {
+            vectors: &vectors,
+            dim: DIM,
+        };
+        let bits = |p: &[SimilarPair]| -> Vec<(usize, usize, u32)> {
+            p.iter().map(|p| (p.a, p.b, p.cosine.to_bits())).collect()
+        };
+        for source in [&memory as &dyn EmbeddingSource, &mapped] {
+            let mut merged = Vec::new();
+            for index in 0..4 {
+                let shard = Shard { count: 4, index };
+                let part = pairs_in_partitions(source, 0.95, shard).unwrap();
+                assert!(!part.is_empty() && part.len() < whole.len(), "task {index}");
+                merged.extend(part);
+            }
+            merged.sort_unstable_by_key(|p| (p.a, p.b));
+            assert_eq!(bits(&merged), bits(&whole));
+        }
     }
 }

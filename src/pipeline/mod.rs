@@ -25,6 +25,7 @@ pub mod forget;
 pub mod incremental;
 pub mod job;
 pub mod measuring;
+pub mod partitions;
 pub mod phases;
 pub mod progress;
 pub mod reenrich;
@@ -143,7 +144,13 @@ pub fn run_phase_against(
     // a split one (which numbers the version), also take its lock and the next version number;
     // the measure and write phases run on many nodes at once and only check.
     let root = job.stores.open_for_output(&config.run.output)?;
+    // A partition task of the decide phase (one of many at once) only checks, like them.
+    let partition_task = phase == Phase::Decide && slice.count > 1;
     let opened = match phase {
+        Phase::Decide if partition_task => {
+            OutputVersion::check_ours(&root, job.runtime.handle())?;
+            None
+        }
         Phase::All | Phase::Decide => Some(OutputVersion::open(
             root.clone(),
             &config.output,
@@ -177,6 +184,21 @@ pub fn run_phase_against(
             });
         }
         measured = Some(done);
+    }
+    if let (true, Some(backends)) = (partition_task, &backends) {
+        phases::all_units_measured(&job)?;
+        let message = partitions::search_partitions(
+            &mut job,
+            backends,
+            progress,
+            &root,
+            slice.index as u32,
+            slice.count as u32,
+        )?;
+        return Ok(PhaseOutcome {
+            message,
+            summary: None,
+        });
     }
     let decisions = match (phase, &backends) {
         (Phase::All | Phase::Decide, Some(backends)) => {

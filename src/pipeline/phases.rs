@@ -4,7 +4,9 @@
 //!   per unit, each finished unit committed to `state/` with its staged candidates;
 //! - **decide** (one process): every unit's records, run-wide dedup, CLIP embeddings of the
 //!   survivors, semantic dedup and alignment, and the shard layout, committed to `state/`
-//!   (without CLIP, streamed unit by unit into compact summaries: [`super::deciding`]);
+//!   (without CLIP, streamed unit by unit into compact summaries: [`super::deciding`]); its
+//!   semantic search may be spread over partition tasks first ([`super::partitions`]), whose
+//!   pairs it then merges;
 //! - **write** (a slice of the planned shards): the shards, from the staged candidates only;
 //! - **commit** (one process): ledger, embeddings, manifest, report, `_SUCCESS`.
 //!
@@ -23,16 +25,13 @@ use super::backends::Backends;
 use super::incremental;
 use super::job::DECISIONS;
 pub use super::job::{Decisions, Job};
+use super::partitions::{self, SharedPart};
 use super::progress::Progress;
-use super::{embed, measuring, RunError};
-use crate::decide::against::{
-    corpus_keys, drop_corpus_duplicates, drop_corpus_semantic_duplicates, still_kept,
-};
-use crate::decide::percentiles::apply_percentile_thresholds;
-use crate::decide::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misaligned};
-use crate::decide::sweeps::{dedup_sweeps, filter_sweeps, semantic_sweep, Sweeps};
+use super::{measuring, RunError};
+use crate::decide::against::corpus_keys;
+use crate::decide::run_wide::drop_semantic_duplicates_and_misaligned_given;
+use crate::decide::sweeps::filter_sweeps;
 use crate::plan::units::{in_slice, WorkUnit};
-use crate::state::model_outputs::ModelOutputCache;
 use crate::state::{self, UnitRecords};
 use crate::store::Location;
 use crate::write::layout::{plan_layout_after, write_planned_shard, LayoutStart, PlannedShard};
@@ -212,104 +211,51 @@ pub fn decide(
         }
         return Ok(decisions);
     }
-    let finished = job.finished_units()?;
-    let missing: Vec<&str> = job
-        .units
-        .iter()
-        .filter(|u| !finished.contains(&u.id))
-        .map(|u| u.id.as_str())
-        .collect();
-    if !missing.is_empty() {
-        return Err(incomplete(
-            "decide",
-            format!(
-                "{} of {} work unit(s) are not measured yet: {}; run `--phase measure` for them first",
-                missing.len(),
-                job.units.len(),
-                list(&missing)
-            ),
-        ));
-    }
+    all_units_measured(job)?;
     if !sweeps && backends.clip.is_none() && job.against.is_none() {
         // Nothing needs every record at once: decide over compact summaries, streaming. (CLIP,
         // the sweeps of `calibrate` and the dedup against a corpus of `run --against` still
         // take every record.)
         return super::deciding::decide_over_summaries(job, backends, video_decoders, version);
     }
-    let started = Instant::now();
-    let mut records = Vec::new();
-    let mut input_errors = Vec::new();
-    for unit in &job.units {
-        let mut state = job.runtime.block_on(job.measure.read_unit(&unit.id))?;
-        records.append(&mut state.records);
-        input_errors.append(&mut state.input_errors);
-    }
-    records.sort_by(|a, b| a.id.cmp(&b.id));
-    input_errors.sort();
-    let mut thresholds = apply_percentile_thresholds(&mut records, job.config);
-    let mut swept = sweeps.then(|| Sweeps {
-        filters: Vec::new(),
-        dedups: dedup_sweeps(&records, job.config),
-    });
-    // `run --against`: copies of corpus samples first, so that a group holding one keeps it.
-    let mut corpus_drops = BTreeMap::new();
-    if let Some(against) = &job.against {
-        corpus_drops = drop_corpus_duplicates(&mut records, &against.corpus, job.config);
-    }
-    drop_duplicates(&mut records, job.config);
-    job.clock.add("decide", started);
-
-    let staged = job
-        .measure
-        .staged_reader(job.unit_ids(), job.runtime.handle().clone());
+    // With CLIP, the shared part may have been made by the partition tasks, whose pairs are
+    // then merged here ([`partitions`]); otherwise it is made here.
+    let shareable = partitions::can_share(job, sweeps);
+    let shared = if shareable {
+        partitions::read_shared(job)?
+    } else {
+        None
+    };
+    let shared = match shared {
+        Some(shared) => shared,
+        None => partitions::shared_part(job, backends, progress, sweeps, &version.root)?,
+    };
+    let SharedPart {
+        mut records,
+        input_errors,
+        mut thresholds,
+        mut swept,
+        corpus_drops,
+        embeddings,
+        all_embeddings,
+        gpu_busy_seconds,
+        model_outputs,
+    } = shared;
     let mut alignment = None;
     let mut embeddings_files = Vec::new();
-    let mut gpu_busy_seconds = backends.measure_busy_seconds();
-    let mut model_outputs = None;
-    if let Some(clip) = &backends.clip {
-        let embedding = Instant::now();
-        let cache = ModelOutputCache::open(
-            &version.root,
-            &clip.info.weights_sha256,
-            &embed::model_output_settings(job.config, clip),
-            job.runtime.handle(),
-        )?;
-        let mut embeddings = embed::embed_kept_records(
-            &mut records,
-            &staged,
-            job.config,
-            backends,
-            &mut gpu_busy_seconds,
-            progress,
-            Some(&cache),
-        )?;
-        model_outputs = Some(cache.counts());
-        job.clock.add("embed", embedding);
+    if let (Some(clip), Some(embeddings)) = (&backends.clip, embeddings) {
         let deciding = Instant::now();
-        if let Some(swept) = &mut swept {
-            swept
-                .dedups
-                .extend(semantic_sweep(&records, &embeddings, job.config));
-        }
-        let all_embeddings = match &job.against {
-            Some(against) => {
-                let weights = &clip.info.weights_sha256;
-                let dropped = drop_corpus_semantic_duplicates(
-                    &mut records,
-                    &embeddings,
-                    &against.corpus,
-                    weights,
-                    job.config,
-                );
-                for (reason, n) in dropped {
-                    *corpus_drops.entry(reason).or_default() += n;
-                }
-                let kept = still_kept(&embeddings, &records);
-                Some(std::mem::replace(&mut embeddings, kept))
-            }
-            None => None,
+        let found = if shareable {
+            partitions::merged_pairs(job, embeddings.rows.len())?
+        } else {
+            None
         };
-        alignment = drop_semantic_duplicates_and_misaligned(&mut records, &embeddings, job.config);
+        alignment = drop_semantic_duplicates_and_misaligned_given(
+            &mut records,
+            &embeddings,
+            job.config,
+            found.as_deref(),
+        );
         let embeddings = all_embeddings.unwrap_or(embeddings);
         if let Some(clip) = alignment
             .as_mut()
@@ -340,6 +286,9 @@ pub fn decide(
         },
         None => LayoutStart::default(),
     };
+    let staged = job
+        .measure
+        .staged_reader(job.unit_ids(), job.runtime.handle().clone());
     let shards = plan_layout_after(&mut records, &staged, &job.config.output, start)?;
     job.clock.add("decide", planning);
     let decisions = Decisions {
@@ -376,6 +325,30 @@ pub fn decide(
         job.decided.uri()
     );
     Ok(decisions)
+}
+
+/// Every unit must be measured before the decide phase (or a partition task of it) starts;
+/// otherwise an [`RunError::Incomplete`] names the missing ones.
+pub(crate) fn all_units_measured(job: &Job) -> Result<(), RunError> {
+    let finished = job.finished_units()?;
+    let missing: Vec<&str> = job
+        .units
+        .iter()
+        .filter(|u| !finished.contains(&u.id))
+        .map(|u| u.id.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(incomplete(
+            "decide",
+            format!(
+                "{} of {} work unit(s) are not measured yet: {}; run `--phase measure` for them first",
+                missing.len(),
+                job.units.len(),
+                list(&missing)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The first free number of the ledger or embeddings files of an incremental run over its own

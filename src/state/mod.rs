@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod keys;
 pub mod model_outputs;
+pub mod partitions;
 pub mod purge;
 
 use object_store::buffered::BufWriter;
@@ -241,7 +242,7 @@ pub async fn size_of(folder: &Location, relative: &str) -> Result<Option<u64>, S
     }
 }
 
-fn store_error(at: &Location, e: impl std::fmt::Display) -> StateError {
+pub(crate) fn store_error(at: &Location, e: impl std::fmt::Display) -> StateError {
     StateError::Store {
         uri: at.uri(),
         message: e.to_string(),

@@ -1,14 +1,21 @@
 //! deploy/kubernetes without a cluster: every manifest parses as YAML (PyYAML, from the test
-//! venv), the four phase Jobs are shaped as the README says (Indexed Jobs whose completions
-//! match --num-shards for measure and write, one pod for decide and commit, all mounting the
-//! ConfigMap), the ConfigMap's job file is a valid mmcurate config writing to an object store
+//! venv), the phase Jobs are shaped as the README says (Indexed Jobs whose completions match
+//! --num-shards for measure, write and the optional decide partition tasks, one pod for decide
+//! and commit, all mounting the ConfigMap), the ConfigMap's job file is a valid mmcurate config writing to an object store
 //! (pods share no disk), and the chain script is valid bash.
 
 use crate::common::*;
 use serde_json::Value;
 use std::process::Command;
 
-const PHASES: [&str; 4] = ["measure", "decide", "write", "commit"];
+/// The Jobs' manifests (`<name>.yaml`) and the `--phase` each runs.
+const PHASES: [(&str, &str); 5] = [
+    ("measure", "measure"),
+    ("decide-partitions", "decide"),
+    ("decide", "decide"),
+    ("write", "write"),
+    ("commit", "commit"),
+];
 
 /// Every document of every manifest in deploy/kubernetes, as JSON (file name → documents).
 fn manifests() -> serde_json::Map<String, Value> {
@@ -57,7 +64,7 @@ fn kubernetes_manifests_are_one_indexed_job_per_phase_reading_the_configmap() {
     );
     assert!(config.inputs.iter().all(|i| i.uri.starts_with("s3://")));
 
-    for phase in PHASES {
+    for (phase, runs) in PHASES {
         let docs = files[&format!("{phase}.yaml")].as_array().unwrap();
         assert_eq!(docs.len(), 1, "{phase}.yaml holds one Job");
         let job = &docs[0];
@@ -73,7 +80,7 @@ fn kubernetes_manifests_are_one_indexed_job_per_phase_reading_the_configmap() {
         let args = container["args"].as_array().unwrap();
         assert_eq!(args[0], "run");
         assert_eq!(args[1], "/etc/mmcurate/config.toml");
-        assert_eq!(arg_after(args, "--phase"), Some(phase));
+        assert_eq!(arg_after(args, "--phase"), Some(runs));
         assert_eq!(
             arg_after(args, "--set"),
             Some("run.threads=$(MMCURATE_THREADS)")
@@ -108,7 +115,7 @@ fn kubernetes_manifests_are_one_indexed_job_per_phase_reading_the_configmap() {
         assert!(requests["cpu"].is_string() && requests["memory"].is_string());
 
         match phase {
-            "measure" | "write" => {
+            "measure" | "write" | "decide-partitions" => {
                 assert_eq!(spec["completionMode"], "Indexed", "{phase}");
                 let completions = spec["completions"].as_u64().unwrap();
                 assert!(completions >= 2, "{phase}: {completions} completions");
@@ -133,6 +140,7 @@ fn kubernetes_manifests_are_one_indexed_job_per_phase_reading_the_configmap() {
         [
             "commit.yaml",
             "configmap.yaml",
+            "decide-partitions.yaml",
             "decide.yaml",
             "measure.yaml",
             "write.yaml"

@@ -13,6 +13,7 @@ mod clip_parity;
 mod clip_preprocess;
 mod clip_run;
 mod clip_tokenizer;
+mod decide_partitions;
 mod dedup_cli;
 mod gpu;
 mod hf_datasets;

@@ -54,20 +54,6 @@ pub enum PairsError {
     },
 }
 
-/// The pairs among unit vectors in memory (`run`'s embeddings), with the default parameters.
-pub fn pairs_in_memory(
-    vectors: &[f32],
-    dim: usize,
-    min_cosine: f32,
-) -> Result<Vec<CosinePair>, PairsError> {
-    let mut params = PairSearch::new(min_cosine);
-    params.normalise = false;
-    // Scans of memory are cheap: gather in batches rather than copy every replica at once.
-    params.memory_budget = 2 << 30;
-    let source = VectorsInMemory { vectors, dim };
-    Ok(find_pairs(&source, &params)?.pairs)
-}
-
 /// splitmix64: a well-mixed hash, for seeded choices that depend on nothing but the seed and
 /// the row number.
 pub(crate) fn mix(mut x: u64) -> u64 {

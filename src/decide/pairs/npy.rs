@@ -248,6 +248,27 @@ fn shape(header: &str) -> Option<Vec<u64>> {
         .collect()
 }
 
+/// A `rows × dim` float32 matrix (row-major) as the bytes of a .npy file (format 1.0,
+/// little-endian, C order, header padded to 64 bytes), as NumPy writes it: how the decide
+/// phase leaves the run's embeddings for its partition tasks.
+pub fn encode_f32(values: &[f32], dim: usize) -> Vec<u8> {
+    let rows = values.len().checked_div(dim).unwrap_or(0);
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + rows * dim * 4);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for v in &values[..rows * dim] {
+        bytes.extend(v.to_le_bytes());
+    }
+    bytes
+}
+
 /// One .npy file or a folder of them, read as one matrix.
 #[derive(Debug, Clone)]
 pub struct NpyFiles {
@@ -425,5 +446,22 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing.npy"), "{e}");
+    }
+
+    #[test]
+    fn encoded_matrices_are_what_numpy_writes_and_read_back() {
+        let values: Vec<f32> = (0..15).map(|i| i as f32 * 0.25 - 1.0).collect();
+        let bytes = encode_f32(&values, 5);
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        write_npy(&dir.path().join("ref.npy"), "<f4", 3, 5, &data);
+        assert_eq!(bytes, std::fs::read(dir.path().join("ref.npy")).unwrap());
+        std::fs::write(dir.path().join("m.npy"), &bytes).unwrap();
+        let files = NpyFiles::open(&dir.path().join("m.npy")).unwrap();
+        assert_eq!((files.rows(), files.dim()), (3, 5));
+        assert_eq!(collect(&files), values);
+        // No rows: a valid empty matrix.
+        std::fs::write(dir.path().join("e.npy"), encode_f32(&[], 5)).unwrap();
+        assert_eq!(NpyFiles::open(&dir.path().join("e.npy")).unwrap().rows(), 0);
     }
 }
