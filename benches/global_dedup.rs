@@ -5,7 +5,8 @@
 //! the config's default thresholds.
 //!
 //! Prints one JSON line: kind, N, seconds to generate and to deduplicate, the planted copies and
-//! how many were dropped as duplicates, all drops, and peak memory (VmHWM). One kind and size
+//! how many were dropped as duplicates, all drops, peak memory (VmHWM), and for pHash and video
+//! the Hamming join's method (`hamming_index::choose_strategy`). One kind and size
 //! per process, so the peak is that search's:
 //! `cargo bench --profile test --bench global_dedup -- phash 1000000`.
 
@@ -13,6 +14,7 @@ use std::time::Instant;
 
 use mmcurate::config::DEFAULT_MAX_BIT_ERROR_RATE;
 use mmcurate::decide::dedup::{audio_duplicates, near_duplicates, video_duplicates, Candidate};
+use mmcurate::decide::hamming_index::choose_strategy;
 use mmcurate::measure::video::Signature;
 
 /// splitmix64, for values that depend only on the row.
@@ -168,6 +170,11 @@ fn main() {
         .filter(|&i| copy_of(i).is_some() && drops[i].is_some())
         .count();
     let dropped = drops.iter().filter(|d| d.is_some()).count();
+    let method = match kind.as_str() {
+        "phash" => format!("{:?}", choose_strategy(n, 4)),
+        "video" => format!("{:?}", choose_strategy(n * f, 8)),
+        _ => "key index".to_string(),
+    };
     println!(
         "{}",
         serde_json::json!({
@@ -182,6 +189,7 @@ fn main() {
             "copies_found": copies_found,
             "dropped": dropped,
             "peak_rss_mib": peak_rss_mib(),
+            "method": method,
         })
     );
 }

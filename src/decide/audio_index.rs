@@ -17,8 +17,12 @@
 //! `compare_fingerprints` at its best offset, so the best alignment is accepted too). Keys
 //! shared by many entries (tones, one clip copied many times) compare neighbours in (file,
 //! frame) order only, so their cost stays linear; silent frames (all-zero quarters) give no
-//! key. The entries are built and sorted in passes over a share of the key space each, so
-//! memory stays bounded. Written here because no crate offers an all-pairs fingerprint join.
+//! key. The entries are built and sorted in passes over a share of the key space each, as many
+//! as keep one pass within [`PASS_BUDGET_BYTES`] (one pass up to about 400,000 files of 10 s,
+//! 24 at ten million): memory is the fingerprints plus one pass, whatever N. One scan counts
+//! the keys of every pass per task of files, so that each pass's entries are allocated once at
+//! their exact size; each pass then re-reads the fingerprints to build its keys. Pairs accepted by earlier passes are not verified
+//! again. Written here because no crate offers an all-pairs fingerprint join.
 
 use std::collections::HashSet;
 
@@ -26,13 +30,15 @@ use rayon::prelude::*;
 
 /// A key run with more entries than this compares neighbours only (linear instead of quadratic).
 const MAX_RUN_FOR_ALL_PAIRS: usize = 64;
-/// Entries (16 bytes each) built and sorted at a time: 256 MiB.
-const ENTRIES_PER_PASS: u64 = 1 << 24;
+/// The entries (16 bytes each) of one pass at most: 2 GiB, sorted in place.
+pub const PASS_BUDGET_BYTES: u64 = 1 << 31;
+/// Files per task when building entries.
+const FILES_PER_TASK: usize = 4096;
 /// Quarters paired into keys: (half of frame t, half of frame t + 1), 0 = low, 1 = high.
 const QUARTER_PAIRS: [(u32, u32); 4] = [(0, 0), (1, 1), (0, 1), (1, 0)];
 
 /// One key occurrence: the key (its quarter pair in bits 32–33), the file and the frame t.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     key: u64,
     file: u32,
@@ -55,31 +61,44 @@ pub fn matching_fingerprint_pairs(
     fingerprints: &[&[u32]],
     rule: AudioMatchRule,
 ) -> Vec<(u32, u32)> {
+    matching_pairs_in_passes(fingerprints, rule, PASS_BUDGET_BYTES)
+}
+
+/// [`matching_fingerprint_pairs`] with passes of at most `budget_bytes` of entries.
+fn matching_pairs_in_passes(
+    fingerprints: &[&[u32]],
+    rule: AudioMatchRule,
+    budget_bytes: u64,
+) -> Vec<(u32, u32)> {
     let total: u64 = fingerprints
         .iter()
         .map(|f| 4 * f.len().saturating_sub(1) as u64)
         .sum();
-    let passes = total.div_ceil(ENTRIES_PER_PASS).max(1);
-    let mut pairs = Vec::new();
+    let entry_bytes = std::mem::size_of::<Entry>() as u64;
+    let passes = (total * entry_bytes).div_ceil(budget_bytes.max(1)).max(1);
+    let counts = key_counts(fingerprints, passes);
+    let mut accepted: Vec<(u32, u32)> = Vec::new();
     for pass in 0..passes {
-        let mut entries = entries_of_pass(fingerprints, pass, passes);
+        let mut entries = entries_of_pass(fingerprints, pass, passes, &counts);
         entries.par_sort_unstable();
         let runs = runs_of(&entries);
+        let earlier = &accepted;
         let found: Vec<Vec<(u32, u32)>> = runs
             .par_chunks(1024)
             .map(|chunk| {
-                let mut accepted = HashSet::new();
+                let mut new = HashSet::new();
                 for run in chunk {
-                    pairs_in_run(&entries[run.clone()], fingerprints, rule, &mut accepted);
+                    pairs_in_run(&entries[run.clone()], fingerprints, rule, earlier, &mut new);
                 }
-                accepted.into_iter().collect()
+                new.into_iter().collect()
             })
             .collect();
-        pairs.extend(found.into_iter().flatten());
+        drop(entries);
+        accepted.extend(found.into_iter().flatten());
+        accepted.par_sort_unstable();
+        accepted.dedup();
     }
-    pairs.par_sort_unstable();
-    pairs.dedup();
-    pairs
+    accepted
 }
 
 /// A key's share of the key space: the pass that indexes it.
@@ -88,37 +107,76 @@ fn pass_of(key: u64, passes: u64) -> u64 {
     (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % passes
 }
 
-/// The entries whose key falls in pass `pass` of `passes`, in no particular order.
-fn entries_of_pass(fingerprints: &[&[u32]], pass: u64, passes: u64) -> Vec<Entry> {
-    let files_per_chunk = 4096;
-    fingerprints
-        .par_chunks(files_per_chunk)
-        .enumerate()
-        .flat_map_iter(|(chunk, files)| {
-            let mut out = Vec::new();
-            for (i, frames) in files.iter().enumerate() {
-                let file = (chunk * files_per_chunk + i) as u32;
-                for (t, window) in frames.windows(2).enumerate() {
-                    for (q, &(first, second)) in QUARTER_PAIRS.iter().enumerate() {
-                        let a = (window[0] >> (16 * first)) & 0xFFFF;
-                        let b = (window[1] >> (16 * second)) & 0xFFFF;
-                        if a == 0 && b == 0 {
-                            continue;
-                        }
-                        let key = (q as u64) << 32 | u64::from(a << 16 | b);
-                        if pass_of(key, passes) == pass {
-                            out.push(Entry {
-                                key,
-                                file,
-                                frame: t as u32,
-                            });
-                        }
-                    }
-                }
+/// Calls `f` with each key of `frames` (a file's fingerprint) that falls in `pass`, and its frame.
+#[inline]
+fn for_each_key(frames: &[u32], pass: u64, passes: u64, mut f: impl FnMut(u64, u32)) {
+    for (t, window) in frames.windows(2).enumerate() {
+        for (q, &(first, second)) in QUARTER_PAIRS.iter().enumerate() {
+            let a = (window[0] >> (16 * first)) & 0xFFFF;
+            let b = (window[1] >> (16 * second)) & 0xFFFF;
+            if a == 0 && b == 0 {
+                continue;
             }
-            out
+            let key = (q as u64) << 32 | u64::from(a << 16 | b);
+            if passes == 1 || pass_of(key, passes) == pass {
+                f(key, t as u32);
+            }
+        }
+    }
+}
+
+/// For each task of [`FILES_PER_TASK`] files, how many of its keys fall in each pass.
+fn key_counts(fingerprints: &[&[u32]], passes: u64) -> Vec<Vec<usize>> {
+    fingerprints
+        .par_chunks(FILES_PER_TASK)
+        .map(|files| {
+            let mut counts = vec![0; passes as usize];
+            for frames in files {
+                for_each_key(frames, 0, 1, |key, _| {
+                    counts[if passes == 1 {
+                        0
+                    } else {
+                        pass_of(key, passes) as usize
+                    }] += 1
+                });
+            }
+            counts
         })
         .collect()
+}
+
+/// The entries whose key falls in pass `pass` of `passes`, in no particular order, written into
+/// one allocation of the size `counts` ([`key_counts`]) gives.
+fn entries_of_pass(
+    fingerprints: &[&[u32]],
+    pass: u64,
+    passes: u64,
+    counts: &[Vec<usize>],
+) -> Vec<Entry> {
+    let counts: Vec<usize> = counts.iter().map(|c| c[pass as usize]).collect();
+    let mut entries = vec![Entry::default(); counts.iter().sum()];
+    let mut slices = Vec::with_capacity(counts.len());
+    let mut rest: &mut [Entry] = &mut entries;
+    for &count in &counts {
+        let (slice, tail) = rest.split_at_mut(count);
+        slices.push(slice);
+        rest = tail;
+    }
+    fingerprints
+        .par_chunks(FILES_PER_TASK)
+        .zip(slices)
+        .enumerate()
+        .for_each(|(task, (files, out))| {
+            let mut next = 0;
+            for (i, frames) in files.iter().enumerate() {
+                let file = (task * FILES_PER_TASK + i) as u32;
+                for_each_key(frames, pass, passes, |key, frame| {
+                    out[next] = Entry { key, file, frame };
+                    next += 1;
+                });
+            }
+        });
+    entries
 }
 
 /// The ranges of sorted `entries` sharing a key that hold more than one file.
@@ -137,16 +195,19 @@ fn runs_of(entries: &[Entry]) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Verifies the entry pairs of one key run (sorted by file, frame) and adds the accepted file
-/// pairs to `accepted`: all pairs of a short run, neighbours of a long one.
+/// pairs to `accepted` (those in `earlier`, sorted, were accepted by an earlier pass): all pairs
+/// of a short run, neighbours of a long one.
 fn pairs_in_run(
     run: &[Entry],
     fingerprints: &[&[u32]],
     rule: AudioMatchRule,
+    earlier: &[(u32, u32)],
     accepted: &mut HashSet<(u32, u32)>,
 ) {
     let mut check = |x: &Entry, y: &Entry| {
         // Sorted by file: x.file < y.file.
-        if x.file == y.file || accepted.contains(&(x.file, y.file)) {
+        let pair = (x.file, y.file);
+        if x.file == y.file || accepted.contains(&pair) || earlier.binary_search(&pair).is_ok() {
             return;
         }
         let offset = i64::from(x.frame) - i64::from(y.frame);
@@ -177,6 +238,9 @@ pub fn matches_at(a: &[u32], b: &[u32], offset: i64, rule: AudioMatchRule) -> bo
         return false;
     }
     let span = (a.len() - a_start).min(b.len() - b_start);
+    // The overlap is at most the span, so more errors than the rule allows over all of it (with
+    // a margin over rounding) rejects the pair early (unrelated audio, near half its bits, does so a third of the way).
+    let most_errors = (rule.max_bit_error_rate * 32.0 * span as f64 + 1e-6).floor() as u64;
     let (mut errors, mut overlap) = (0u64, 0usize);
     for (&x, &y) in a[a_start..a_start + span]
         .iter()
@@ -184,6 +248,9 @@ pub fn matches_at(a: &[u32], b: &[u32], offset: i64, rule: AudioMatchRule) -> bo
     {
         errors += u64::from((x ^ y).count_ones());
         overlap += usize::from((x | y) != 0);
+        if errors > most_errors {
+            return false;
+        }
     }
     let min_overlap = rule.min_overlap_frames.min(a.len().min(b.len())).max(1);
     overlap >= min_overlap && errors as f64 / (32.0 * overlap as f64) <= rule.max_bit_error_rate
@@ -226,6 +293,40 @@ mod tests {
             ..RULE
         };
         assert!(matching_fingerprint_pairs(&prints, strict).is_empty());
+    }
+
+    /// 300 files, every fifth a noisy copy of an earlier one cut a few frames in: the same pairs
+    /// in one pass as in many (a budget of a few thousand entries), on one thread as on three.
+    #[test]
+    fn passes_and_threads_do_not_change_the_pairs() {
+        let files: Vec<Vec<u32>> = (0..300u64)
+            .map(|f| {
+                if f % 5 == 4 {
+                    let original = words(f - 3, 100);
+                    let cut = (f % 7) as usize;
+                    original[cut..]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &w)| w ^ (1 << ((i * 5 + f as usize) % 32)))
+                        .collect()
+                } else {
+                    words(f, 100)
+                }
+            })
+            .collect();
+        let prints: Vec<&[u32]> = files.iter().map(Vec::as_slice).collect();
+        let one_pass = matching_fingerprint_pairs(&prints, RULE);
+        let expected: Vec<(u32, u32)> = (0..60u32).map(|k| (5 * k + 1, 5 * k + 4)).collect();
+        assert_eq!(one_pass, expected);
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool")
+                .install(|| matching_pairs_in_passes(&prints, RULE, 16 * 5000))
+        };
+        assert_eq!(on(1), one_pass);
+        assert_eq!(on(3), one_pass);
     }
 
     #[test]
