@@ -15,6 +15,7 @@ mod clip_run;
 mod clip_tokenizer;
 mod dedup_cli;
 mod gpu;
+mod gpu_pairs;
 mod hf_datasets;
 mod hostile_inputs;
 mod hostile_limits;
