@@ -186,6 +186,12 @@ impl GpuPairProducts {
         }
         let device = self.device.lock().unwrap_or_else(|p| p.into_inner());
         let stream = &device.stream;
+        // cuBLAS works in the thread's current context: the search calls from its worker
+        // threads, not the one that made the handle.
+        stream
+            .context()
+            .bind_to_thread()
+            .map_err(failed("context"))?;
         let largest = |f: fn(&super::pair_plan::Launch) -> u64| {
             plan.launches.iter().map(f).max().unwrap_or(0).max(1) as usize
         };
