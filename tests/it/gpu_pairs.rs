@@ -144,10 +144,17 @@ fn gpu_pair_search_finds_the_cpu_pairs_and_groups() {
     let mut params = PairSearch::new(threshold);
     params.normalise = false;
     params.partitions = Some(40);
-    // Small batches: several gathers, so the products run batch after batch.
-    params.memory_budget = 64 << 20;
+    // A budget that leaves about 32 MiB for gathering (the engine keeps 256 MiB in reserve):
+    // several batches of several partitions, so the products run batch after batch.
+    params.memory_budget = (256 + 32) << 20;
     let cpu = find_pairs(&source, &params).unwrap_or_else(|e| panic!("{e}"));
     assert!(cpu.pairs.len() > 2_000, "{} pairs", cpu.pairs.len());
+    assert!(
+        cpu.stats.batches > 1 && cpu.stats.replication > 1.0,
+        "{} batches, {} partitions per row",
+        cpu.stats.batches,
+        cpu.stats.replication
+    );
     let small = PairLimits {
         job_rows: 100,
         score_floats: 1 << 20,
