@@ -10,17 +10,13 @@
 
 use rayon::prelude::*;
 
-use super::within::candidates_from_block;
+use super::within::{candidates_from_block, PAIR_BLOCK};
 use crate::vector::{Candidate, PairBlock, PairProducts};
 
 /// How far below the threshold a product may fall and still be checked exactly: products
 /// of unit vectors are off by about 1e-6 in float32 (either backend, whatever the order of
 /// its additions), so a pair at or above the threshold is always a candidate.
 pub const PRODUCT_SLACK: f32 = 1e-4;
-
-/// Rows per block of the CPU's products: a 256 × 256 tile of f32 is 256 KiB, in L2 with its
-/// inputs.
-pub(crate) const PAIR_BLOCK: usize = 256;
 
 /// The reference: blocked products on the CPU, partitions and row blocks in parallel.
 #[derive(Debug, Clone, Copy, Default)]

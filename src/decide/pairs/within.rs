@@ -9,10 +9,13 @@
 //! it depends neither on where in a block a pair fell nor on the device that nominated it.
 
 use super::assign::Memberships;
-use super::products::PAIR_BLOCK;
 use super::tile::dot_products;
 use super::CosinePair;
 use crate::vector::{cosine, Candidate, PairBlock};
+
+/// Rows per block of the CPU's products: a 256 × 256 tile of f32 is 256 KiB, in L2 with its
+/// inputs.
+pub(crate) const PAIR_BLOCK: usize = 256;
 
 /// One partition's vectors, gathered: `rows` (the first `primaries` of them the rows whose
 /// primary partition this is, ascending, then the replicas, ascending), `vectors` their unit
