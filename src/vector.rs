@@ -2,7 +2,8 @@
 //! of unit vectors) that gives the same bits on every CPU.
 //!
 //! Low level: used by the stages (semantic dedup, alignment scores) and the pipeline alike; it
-//! uses no stage. Searching for similar pairs is `decide::semantic`'s.
+//! uses no stage. Searching for similar pairs is `decide::pairs`'; only the interface of its
+//! products ([`PairProducts`]), which the CPU and the GPU implement, is here.
 
 use rayon::prelude::*;
 
@@ -96,6 +97,35 @@ pub fn row_count(vectors: &[f32], dim: usize) -> usize {
 #[inline]
 pub fn row(vectors: &[f32], dim: usize, i: usize) -> &[f32] {
     &vectors[i * dim..(i + 1) * dim]
+}
+
+/// A block of unit vectors searched for close pairs, as `decide::pairs` gathers a partition:
+/// `vectors.len() / dim` rows, row-major, the first `primaries` of them the rows every pair
+/// asked for includes.
+#[derive(Debug, Clone, Copy)]
+pub struct PairBlock<'a> {
+    pub vectors: &'a [f32],
+    pub primaries: usize,
+}
+
+/// A candidate pair of a [`PairBlock`]: rows `x < y`, `x` a primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Candidate {
+    pub x: u32,
+    pub y: u32,
+}
+
+/// Where the dot products of a pair search run: the CPU's blocked products
+/// (`decide::pairs::CpuProducts`, the reference) or a GPU's (`gpu::pair_products`). Defined
+/// here, below both, so that the GPU backend implements it without depending on `decide`.
+pub trait PairProducts: Sync {
+    /// `cpu` or `cuda:N`, for the log and the summary.
+    fn device(&self) -> String;
+
+    /// For each block (in order), every pair `x < y` of its rows with `x` a primary whose dot
+    /// product is at least `floor`, each once, in any order. Never fails: a backend that
+    /// cannot compute falls back to the CPU inside itself.
+    fn candidates(&self, blocks: &[PairBlock], dim: usize, floor: f32) -> Vec<Vec<Candidate>>;
 }
 
 /// Deterministic test data without a rand crate, for the tests of vector code here and in

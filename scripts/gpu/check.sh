@@ -9,8 +9,14 @@
 #   2. `mmcurate run` with run.device = "cpu" and "cuda" on a corpus made from tests/media/images:
 #      timings, and shards and ledger compared;
 #   3. CLIP on the GPU against the CPU (scripts/gpu/check_clip.sh);
-#   4. the end-to-end benchmark against the PyTorch pipeline (scripts/gpu/bench_e2e.sh), unless
-#      MMCURATE_GPU_BENCH=0.
+#   4. the pair search's products on the GPU (issue 14 item 7): the parity tests of
+#      tests/it/gpu_pairs.rs (cuBLAS candidates against the CPU's; the whole search's pairs and
+#      groups on 20k planted 512-d vectors), then `mmcurate dedup --device cpu` and `--device
+#      cuda` on the same 1M x 512 embeddings (scripts/bench/dedup_data.py), timed per phase, and
+#      their pairs.parquet and groups.parquet compared byte for byte; unless MMCURATE_GPU_DEDUP=0
+#      (about 1.5 minutes at 1M);
+#   5. the end-to-end benchmark against the PyTorch pipeline (scripts/gpu/bench_e2e.sh), unless
+#      MMCURATE_GPU_BENCH=0, in what is left of the call.
 #
 # Prepare on a machine with Rust: `bash scripts/gpu/prepare.sh` (builds and packs
 # target/gpu-carry: it.xz, mmcurate-cuda.xz and .needed), then, with the device tool,
@@ -19,8 +25,9 @@
 # Environment: MMCURATE_GPU_CARRY (default target/gpu-carry), MMCURATE_MEDIA (default the
 # checkout's tests/media, which travels in the working tree: the test binaries read their images
 # and videos there), MMCURATE_MEDIA_IMAGES (default $MMCURATE_MEDIA/images),
-# MMCURATE_GPU_CORPUS_COUNT (default 1000), MMCURATE_GPU_BENCH (1), MMCURATE_BENCH_DEADLINE_S
-# (what the benchmark may take, default 300 here).
+# MMCURATE_GPU_CORPUS_COUNT (default 1000), MMCURATE_GPU_DEDUP (1), MMCURATE_GPU_DEDUP_ROWS
+# (1000000), MMCURATE_GPU_BENCH (1), MMCURATE_BENCH_DEADLINE_S (what the benchmark may take,
+# default 300 here, less when the steps before it took long).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -117,6 +124,67 @@ if [ -f "$carry/mmcurate-cuda.xz" ]; then
   set -e
 fi
 
+# The pair search's products on the GPU: parity tests, then `mmcurate dedup` on each device.
+pairs_rc=-1 dedup_rc=-1   # skipped
+if [ "${MMCURATE_GPU_DEDUP:-1}" != 0 ]; then
+  echo "== pair search on the GPU (tests/it/gpu_pairs.rs) =="
+  set +e
+  "$work/bin/it" --exact --nocapture --test-threads 1 \
+    gpu_pairs::gpu_candidates_are_the_cpu_candidates \
+    gpu_pairs::gpu_pair_search_finds_the_cpu_pairs_and_groups \
+    > "$work/pairs.log" 2>&1
+  pairs_rc=$?
+  set -e
+  grep -E '^gpu pair|^test |test result|panicked' "$work/pairs.log" || tail -n 30 "$work/pairs.log"
+
+  rows=${MMCURATE_GPU_DEDUP_ROWS:-1000000}
+  echo "== dedup benchmark: mmcurate dedup --device cpu vs cuda, $rows x 512, T 0.95, $(nproc) threads =="
+  python3 scripts/bench/dedup_data.py "$rows" "$work/emb.npy"
+  for device in cpu cuda; do
+    echo "load before $device: $(cat /proc/loadavg)" >> "$work/dedup.load"
+    start=$(date +%s.%N)
+    set +e
+    timeout 150 "$work/bin/mmcurate" dedup --embeddings "$work/emb.npy" --min-cosine 0.95 \
+      --output "$work/dedup-$device" --threads "$(nproc)" --device "$device" \
+      > /dev/null 2> "$work/dedup-$device.stderr"
+    echo $? > "$work/dedup-$device.rc"
+    set -e
+    end=$(date +%s.%N)
+    python3 -c "print($end - $start)" > "$work/dedup-$device.wall"
+    grep -E 'pairs: (products|batch)|WARN|ERROR' "$work/dedup-$device.stderr" | tail -n 4 || true
+  done
+  cat "$work/dedup.load"
+  set +e
+  python3 - "$work" "$rows" <<'PY'
+import hashlib, json, pathlib, sys
+work, rows = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+def digest(device, name):
+    path = work / f"dedup-{device}" / name
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+print(f"| --device | exit | products on | wall s | sample | k-means | assign | gather | products | pairs phase | pairs |")
+print(f"|---|---|---|---|---|---|---|---|---|---|---|")
+ok = True
+for device in ("cpu", "cuda"):
+    rc = int((work / f"dedup-{device}.rc").read_text())
+    wall = float((work / f"dedup-{device}.wall").read_text())
+    path = work / f"dedup-{device}" / "summary.json"
+    s = json.loads(path.read_text()) if rc == 0 and path.exists() else {}
+    search = s.get("search") or {}
+    ok = ok and rc == 0
+    cells = [f"{search.get(k, float('nan')):.2f}" for k in
+             ("seconds_sample", "seconds_kmeans", "seconds_assign", "seconds_gather",
+              "seconds_products", "seconds_pairs")]
+    print(f"| {device} | {rc} | {s.get('device', '-')} | {wall:.2f} | {' | '.join(cells)} | {s.get('pairs', '-')} |")
+same = all(digest("cpu", n) is not None and digest("cpu", n) == digest("cuda", n)
+           for n in ("pairs.parquet", "groups.parquet"))
+print(f"\ndedup {rows} rows: pairs.parquet and groups.parquet identical between cpu and cuda: {'yes' if same else 'NO'}")
+sys.exit(0 if ok and same else 1)
+PY
+  dedup_rc=$?
+  set -e
+  rm -f "$work/emb.npy"
+fi
+
 # The end-to-end benchmark, in what is left of the call (the device tool allows 600 s).
 bench_rc=-1   # skipped
 if [ "${MMCURATE_GPU_BENCH:-1}" != 0 ]; then
@@ -129,10 +197,11 @@ if [ "${MMCURATE_GPU_BENCH:-1}" != 0 ]; then
   set -e
 fi
 
-python3 - "$work" "$count" "$parity_rc" "$nvjpeg_rc" "$clip_rc" "$bench_rc" <<'PY'
+python3 - "$work" "$count" "$parity_rc" "$nvjpeg_rc" "$clip_rc" "$bench_rc" "$pairs_rc" "$dedup_rc" <<'PY'
 import hashlib, json, pathlib, sys
 work, count, parity_rc = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 nvjpeg_rc, clip_rc, bench_rc = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+pairs_rc, dedup_rc = int(sys.argv[7]), int(sys.argv[8])
 def outputs(device):
     out = work / f"out-{device}" / "current"
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
@@ -159,6 +228,9 @@ print(f"nvJPEG parity: {'passed' if nvjpeg_rc == 0 else 'FAILED (exit %d)' % nvj
 def said(rc, ok):
     return "skipped" if rc == -1 else ok if rc == 0 else f"FAILED (exit {rc})"
 print(f"CLIP on the GPU vs the CPU: {said(clip_rc, 'passed')}")
+print(f"pair search parity on the GPU: {said(pairs_rc, 'passed')}")
+print(f"dedup cpu vs cuda: {said(dedup_rc, 'identical files')}")
 print(f"end-to-end benchmark: {said(bench_rc, 'every step ran')}")
-sys.exit(0 if parity_rc == nvjpeg_rc == 0 and clip_rc in (0, -1) and bench_rc in (0, -1) and same else 1)
+sys.exit(0 if parity_rc == nvjpeg_rc == 0 and clip_rc in (0, -1) and bench_rc in (0, -1)
+         and pairs_rc in (0, -1) and dedup_rc in (0, -1) and same else 1)
 PY

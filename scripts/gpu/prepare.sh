@@ -2,7 +2,8 @@
 # Builds and packs here (a machine with Rust, no GPU needed) everything the GPU checks carry to
 # the GPU machine, in target/gpu-carry, then checks it fits the 64 MiB a device call takes:
 #   it.xz              the integration tests (tests/it/gpu.rs's parity tests among them, NVDEC's
-#                      included), built release with `--no-default-features --features
+#                      included, and tests/it/gpu_pairs.rs's for the pair search's cuBLAS
+#                      products), built release with `--no-default-features --features
 #                      cuda,av-static`, like the binary
 #   mmcurate-cuda.xz   the `cuda,av-static` binary (scripts/gpu/build.sh; FFmpeg 5.1.9 linked in
 #   mmcurate-cuda.needed  statically, from scripts/gpu/build_ffmpeg.sh: the GPU machine has no
@@ -14,8 +15,9 @@
 # points the test binaries at them with MMCURATE_MEDIA.
 # Then the one call on the GPU machine (device tool: carry ["target/gpu-carry"], timeout_s 590):
 #   bash scripts/gpu/check.sh
-# which runs the parity tests, cpu vs cuda, CLIP on the GPU vs the CPU and the end-to-end
-# benchmark (scripts/gpu/bench_e2e.sh), each with a table.
+# which runs the parity tests, cpu vs cuda, CLIP on the GPU vs the CPU, the pair search's parity
+# and `mmcurate dedup --device cpu` vs `cuda` at 1M x 512, and the end-to-end benchmark
+# (scripts/gpu/bench_e2e.sh), each with a table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 carry=target/gpu-carry

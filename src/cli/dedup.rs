@@ -20,7 +20,11 @@ use crate::decide::pairs::files::{
 use crate::decide::pairs::npy::NpyFiles;
 use crate::decide::pairs::parquet_input::ParquetEmbeddings;
 use crate::decide::pairs::recall::{estimate_recall, RecallEstimate};
-use crate::decide::pairs::{find_pairs, EmbeddingSource, PairSearch, PairStats, Shard};
+use crate::decide::pairs::{
+    find_pairs_on, CpuProducts, EmbeddingSource, PairSearch, PairStats, Shard,
+};
+use crate::gpu::pair_products::{select_pair_products, SelectedProducts};
+use crate::gpu::{DeviceRequest, GpuError};
 
 #[derive(clap::Args, Debug)]
 pub struct DedupArgs {
@@ -37,6 +41,10 @@ pub struct DedupArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Where the within-partition products run: `auto` (a GPU when one answers, else the CPU),
+    /// `cpu`, `cuda` or `cuda:N`. The pairs are the same on either.
+    #[arg(long, default_value = "auto")]
+    device: String,
     /// The Parquet column holding the embeddings.
     #[arg(long, default_value = "embedding")]
     column: String,
@@ -91,6 +99,8 @@ struct Summary {
     min_cosine: Option<f32>,
     id_column: Option<String>,
     threads: usize,
+    /// Where the products ran and why, e.g. `cpu (no CUDA driver library libcuda.so found)`.
+    device: Option<String>,
     parameters: Option<PairSearch>,
     search: Option<PairStats>,
     recall_estimate: Option<RecallEstimate>,
@@ -112,6 +122,9 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
     if threads == 0 {
         bail!("--threads 0: must be at least 1");
     }
+    let Some(device_request) = DeviceRequest::parse(&args.device) else {
+        bail!("--device {}: {}", args.device, crate::config::DEVICE_VALUES);
+    };
     if args.num_shards == 0 || args.shard_index >= args.num_shards {
         bail!(
             "--shard-index {} of --num-shards {}: the index must be below the count, which must be at least 1",
@@ -133,12 +146,18 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
             None => bail!("--id-column {column} with --merge: give --embeddings too, to read the ids from"),
         }
     }
+    // The device is chosen before anything is written: a GPU asked for and missing stops here.
+    let selected = if args.merge {
+        None
+    } else {
+        Some(products_for(&args.device, device_request)?)
+    };
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     if args.merge {
         let pairs = merge_shards(&args.output, args.num_shards)?;
         let ids = read_ids(args, input.as_ref(), &pairs)?;
-        return finish(args, threads, started, None, None, None, pairs, ids);
+        return finish(args, threads, started, None, None, None, pairs, ids, None);
     }
     let (Some(path), Some(input)) = (&args.embeddings, &input) else {
         bail!("--embeddings is required (unless --merge)");
@@ -146,6 +165,14 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
     let Some(min_cosine) = args.min_cosine else {
         bail!("--min-cosine is required (unless --merge)");
     };
+    let Some(SelectedProducts {
+        products,
+        description: device,
+    }) = selected
+    else {
+        bail!("no device was chosen for the search");
+    };
+    tracing::info!("pairs: products on {device}");
     let source = input.source();
     let mut params = PairSearch::new(min_cosine);
     params.partitions = args.partitions;
@@ -163,7 +190,7 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
         .num_threads(threads)
         .build()
         .context("starting the worker threads")?;
-    let report = pool.install(|| find_pairs(source, &params))?;
+    let report = pool.install(|| find_pairs_on(source, &params, products.as_ref()))?;
     let recall = if args.estimate_recall > 0 {
         Some(pool.install(|| {
             estimate_recall(
@@ -193,7 +220,20 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
         recall,
         report.pairs,
         ids,
+        Some(device),
     )
+}
+
+/// The products `--device` asks for; a GPU that cannot be used is an error saying what to do
+/// (in this command's terms: `select` speaks of `run.device`).
+fn products_for(value: &str, request: DeviceRequest) -> anyhow::Result<SelectedProducts> {
+    match select_pair_products(request, std::sync::Arc::new(CpuProducts)) {
+        Ok(selected) => Ok(selected),
+        Err(GpuError::DeviceUnavailable { problem, .. }) => bail!(
+            "--device {value}: {problem}: use a machine with a usable GPU, or --device cpu (or auto, which uses a GPU only when one answers)"
+        ),
+        Err(e) => bail!("--device {value}: {e}"),
+    }
 }
 
 /// The ids of the rows in `pairs`, when --id-column asks for them.
@@ -220,6 +260,7 @@ fn finish(
     recall: Option<RecallEstimate>,
     pairs: Vec<crate::decide::pairs::CosinePair>,
     ids: Option<RowIds>,
+    device: Option<String>,
 ) -> anyhow::Result<()> {
     let clock = Instant::now();
     let sharded = args.num_shards > 1 && !args.merge;
@@ -251,6 +292,7 @@ fn finish(
         min_cosine: input.map(|(_, p)| p.min_cosine),
         id_column: ids.as_ref().and(args.id_column.clone()),
         threads,
+        device,
         parameters: input.map(|(_, p)| p),
         search: stats,
         recall_estimate: recall,

@@ -3,7 +3,8 @@
 //! links no CUDA library, starts on any machine, and uses the CPU where there is no GPU.
 //!
 //! `device` chooses the device a run uses (`[run] device`). The CPU implementations in
-//! `measure` are the reference the kernels must agree with.
+//! `measure` are the reference the kernels must agree with; `pair_products` runs the products
+//! of `decide::pairs` through cuBLAS (loaded at run time too), with the CPU's as reference.
 
 pub mod backend;
 pub mod batcher;
@@ -11,6 +12,8 @@ pub mod clip_plan;
 pub mod cuda;
 pub mod device;
 pub mod nvjpeg;
+pub mod pair_plan;
+pub mod pair_products;
 pub mod plan;
 
 use std::path::{Path, PathBuf};
@@ -36,13 +39,25 @@ pub struct KernelSource {
 }
 
 /// Every kernel file, embedded in the binary.
-pub const KERNELS: &[KernelSource] = &[QUALITY_KERNELS, RESAMPLE_KERNELS, CLIP_KERNELS];
+pub const KERNELS: &[KernelSource] = &[
+    QUALITY_KERNELS,
+    RESAMPLE_KERNELS,
+    CLIP_KERNELS,
+    PAIR_KERNELS,
+];
 
 /// CLIP's crop and normalisation into the model's input tensor (`clip_plan`).
 pub const CLIP_KERNELS: KernelSource = KernelSource {
     file: "clip.cu",
     source: include_str!("../../kernels/clip.cu"),
     entry_points: &["clip_normalise"],
+};
+
+/// The candidates of the pair search's products above a floor (`pair_products`).
+pub const PAIR_KERNELS: KernelSource = KernelSource {
+    file: "pairs.cu",
+    source: include_str!("../../kernels/pairs.cu"),
+    entry_points: &["pairs_above_floor"],
 };
 
 /// Luminance, the analysis sums and the hashes.
@@ -63,6 +78,8 @@ pub const RESAMPLE_KERNELS: KernelSource = KernelSource {
 pub enum GpuError {
     #[error("the NVRTC library (libnvrtc.so) was not found: install the CUDA toolkit or the nvidia-cuda-nvrtc wheel and put its lib folder on LD_LIBRARY_PATH")]
     NvrtcMissing,
+    #[error("a GPU was found but cuBLAS (libcublas.so), which the pair search's products use, was not: install the CUDA toolkit or the nvidia-cublas wheel and put its lib folder on LD_LIBRARY_PATH, or use the CPU")]
+    CublasMissing,
     #[error("kernels/{file} does not compile: {log}")]
     Compile { file: String, log: String },
     #[error("config key `run.device` = \"{value}\": {problem}: {}", .problem.advice())]

@@ -16,6 +16,7 @@ mod clip_tokenizer;
 mod decide_partitions;
 mod dedup_cli;
 mod gpu;
+mod gpu_pairs;
 mod hf_datasets;
 mod hostile_inputs;
 mod hostile_limits;

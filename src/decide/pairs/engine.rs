@@ -11,10 +11,11 @@ use serde::Serialize;
 
 use super::assign::{Assigner, Memberships, Replication};
 use super::kmeans::{spherical_kmeans, two_level_kmeans};
+use super::products::{CpuProducts, PRODUCT_SLACK};
 use super::source::EmbeddingSource;
-use super::within::{pairs_from_block, PartitionVectors};
+use super::within::{pairs_of_candidates, PartitionVectors};
 use super::{mix, CosinePair, PairsError};
-use crate::vector::normalise;
+use crate::vector::{normalise, PairBlock, PairProducts};
 
 /// Sample rows per partition for k-means (FAISS trains on 39 per list; fewer do at 8
 /// iterations, and the partitions only have to be balanced, not optimal).
@@ -122,6 +123,8 @@ const MIN_GATHER_BYTES: u64 = 1 << 20;
 /// What a search did, for the summary.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PairStats {
+    /// Where the within-partition products ran: `cpu` or `cuda:N`.
+    pub device: String,
     pub rows: u64,
     pub dim: usize,
     pub partitions: usize,
@@ -147,6 +150,8 @@ pub struct PairStats {
     pub seconds_kmeans: f64,
     pub seconds_assign: f64,
     pub seconds_gather: f64,
+    /// Of `seconds_pairs`, the products that nominate candidates (on `device`).
+    pub seconds_products: f64,
     pub seconds_pairs: f64,
 }
 
@@ -156,16 +161,28 @@ pub struct PairSearchReport {
     pub stats: PairStats,
 }
 
-/// Finds the pairs of rows of `source` with cosine ≥ `params.min_cosine` (module comment).
+/// Finds the pairs of rows of `source` with cosine ≥ `params.min_cosine` (module comment),
+/// the products on the CPU.
 pub fn find_pairs(
     source: &dyn EmbeddingSource,
     params: &PairSearch,
+) -> Result<PairSearchReport, PairsError> {
+    find_pairs_on(source, params, &CpuProducts)
+}
+
+/// [`find_pairs`] with the within-partition products on `products` (a GPU's, say): the same
+/// pairs, since every backend's candidates are checked by the same host code.
+pub fn find_pairs_on(
+    source: &dyn EmbeddingSource,
+    params: &PairSearch,
+    products: &dyn PairProducts,
 ) -> Result<PairSearchReport, PairsError> {
     validate(source, params)?;
     let (rows, dim) = (source.rows(), source.dim());
     let mut stats = PairStats {
         rows,
         dim,
+        device: products.device(),
         ..PairStats::default()
     };
     if rows < 2 || dim == 0 {
@@ -385,18 +402,17 @@ pub fn find_pairs(
         stats.seconds_gather += clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
-        let tasks: Vec<(usize, usize)> = parts
-            .iter()
-            .enumerate()
-            .flat_map(|(i, part)| (0..part.blocks()).map(move |b| (i, b)))
-            .collect();
-        let found: Vec<Vec<CosinePair>> = tasks
-            .into_par_iter()
-            .map(|(i, block)| {
+        let blocks: Vec<PairBlock> = parts.iter().map(PartitionVectors::block).collect();
+        let candidates = products.candidates(&blocks, dim, params.min_cosine - PRODUCT_SLACK);
+        stats.seconds_products += clock.elapsed().as_secs_f64();
+        let found: Vec<Vec<CosinePair>> = parts
+            .par_iter()
+            .zip(candidates.par_iter())
+            .map(|(part, candidates)| {
                 let mut out = Vec::new();
-                pairs_from_block(
-                    &parts[i],
-                    block,
+                pairs_of_candidates(
+                    part,
+                    candidates,
                     dim,
                     params.min_cosine,
                     &memberships,
@@ -421,6 +437,8 @@ pub fn find_pairs(
     stats.pairs = pairs.len();
     stats.input_scans = scans;
     stats.gathers = gathers;
+    // Again at the end: a GPU backend says here if a batch fell back to the CPU.
+    stats.device = products.device();
     Ok(PairSearchReport { pairs, stats })
 }
 

@@ -1,9 +1,10 @@
 //! All pairs of vectors at or above a cosine threshold, at corpus scale: the vectors are
 //! split into partitions learnt by spherical k-means on a seeded sample, each vector is also
 //! copied into the neighbouring partitions a pair could straddle into (`assign` derives the
-//! bound), and all pairs inside each partition are found by blocked matrix products (`gemm`),
-//! partitions in parallel. Memory holds one batch of partitions at a time: the input is read
-//! in passes (`source`), from .npy (`npy`) or Parquet (`parquet_input`) files or memory.
+//! bound), and all pairs inside each partition are found by blocked matrix products (`gemm`,
+//! or a GPU's: `products`), partitions in parallel. Memory holds one batch of partitions at a
+//! time: the input is read in passes (`source`), from .npy (`npy`) or Parquet
+//! (`parquet_input`) files or memory.
 //!
 //! This module finds pairs and writes/reads pair files (`files`); choosing which sample of a
 //! group to keep in a run is `dedup`'s job. Results are identical on any thread count.
@@ -14,12 +15,14 @@ pub mod files;
 mod kmeans;
 pub mod npy;
 pub mod parquet_input;
+pub mod products;
 pub mod recall;
 pub mod source;
 mod tile;
 mod within;
 
-pub use engine::{find_pairs, PairSearch, PairSearchReport, PairStats, Shard};
+pub use engine::{find_pairs, find_pairs_on, PairSearch, PairSearchReport, PairStats, Shard};
+pub use products::CpuProducts;
 pub use source::{EmbeddingSource, VectorsInMemory};
 
 /// Rows `a < b` of the input (numbered over the whole input) and their cosine similarity.

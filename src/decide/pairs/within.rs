@@ -2,26 +2,24 @@
 //! products (`tile`). Only pairs with at least one row whose primary (nearest) partition this
 //! is are computed: the replication bound puts each row of a close pair into the other's
 //! primary partition, so pairs of two replicas are found elsewhere, and skipping them halves
-//! the products or more. A pair is reported only from the lowest partition that is the primary
-//! of one row and holds the other, so a pair met in several partitions is reported once. The
-//! reported cosine is recomputed exactly (`vector::cosine`) and decides, so it does not depend
-//! on where in a block a pair fell.
+//! the products or more. The products only nominate candidates (`products`: here on the CPU,
+//! or on a GPU); a candidate becomes a pair here, reported only from the lowest partition that
+//! is the primary of one row and holds the other, so a pair met in several partitions is
+//! reported once. The reported cosine is recomputed exactly (`vector::cosine`) and decides, so
+//! it depends neither on where in a block a pair fell nor on the device that nominated it.
 
 use super::assign::Memberships;
 use super::tile::dot_products;
 use super::CosinePair;
-use crate::vector::cosine;
+use crate::vector::{cosine, Candidate, PairBlock};
 
-/// Rows per block of the product: a 256 × 256 tile of f32 is 256 KiB, in L2 with its inputs.
+/// Rows per block of the CPU's products: a 256 × 256 tile of f32 is 256 KiB, in L2 with its
+/// inputs.
 pub(crate) const PAIR_BLOCK: usize = 256;
-
-/// How far below the threshold a product may fall and still be checked exactly: products
-/// of unit vectors are off by about 1e-6.
-const PRODUCT_SLACK: f32 = 1e-4;
 
 /// One partition's vectors, gathered: `rows` (the first `primaries` of them the rows whose
 /// primary partition this is, ascending, then the replicas, ascending), `vectors` their unit
-/// rows.
+/// rows, `dim` values each, row-major.
 pub(crate) struct PartitionVectors {
     pub partition: u32,
     pub rows: Vec<u32>,
@@ -30,31 +28,30 @@ pub(crate) struct PartitionVectors {
 }
 
 impl PartitionVectors {
-    /// Row blocks that hold a primary row (later blocks pair only replicas with replicas).
-    pub fn blocks(&self) -> usize {
-        self.primaries.div_ceil(PAIR_BLOCK)
+    /// The block the products search.
+    pub fn block(&self) -> PairBlock<'_> {
+        PairBlock {
+            vectors: &self.vectors,
+            primaries: self.primaries,
+        }
     }
 }
 
-/// The pairs whose first member is a primary row in row block `block` of the partition
-/// (against that block and every later one), reported here only when this partition is the
-/// one [`reporting_partition`] names. Appends them to `out` in no particular order.
-pub(crate) fn pairs_from_block(
-    part: &PartitionVectors,
+/// The candidates whose first member is a primary row in row block `block` of `part` (against
+/// that block and every later one): products at or above `floor`, in row order.
+pub(crate) fn candidates_from_block(
+    part: &PairBlock,
     block: usize,
     dim: usize,
-    min_cosine: f32,
-    memberships: &Memberships,
-    out: &mut Vec<CosinePair>,
-) {
-    let n = part.rows.len();
+    floor: f32,
+) -> Vec<Candidate> {
+    let n = part.vectors.len() / dim.max(1);
     let first = block * PAIR_BLOCK;
     // Left rows are primaries only: a replica pairs with later rows, all replicas too.
     let rows_here = PAIR_BLOCK.min(part.primaries - first);
     let left = &part.vectors[first * dim..(first + rows_here) * dim];
     let mut tile = vec![0f32; PAIR_BLOCK * PAIR_BLOCK];
-    let candidate = min_cosine - PRODUCT_SLACK;
-    let row = |i: usize| &part.vectors[i * dim..(i + 1) * dim];
+    let mut out = Vec::new();
     let mut other = first;
     while other < n {
         let cols = PAIR_BLOCK.min(n - other);
@@ -65,26 +62,46 @@ pub(crate) fn pairs_from_block(
             // Inside the diagonal block, only the pairs above the diagonal.
             let from = if other == first { i + 1 } else { 0 };
             for (j, &dot) in line.iter().enumerate().skip(from) {
-                if dot < candidate {
-                    continue;
-                }
-                let (x, y) = (first + i, other + j);
-                let (ra, rb) = (part.rows[x], part.rows[y]);
-                if reporting_partition(memberships, ra, rb) != Some(part.partition) {
-                    continue;
-                }
-                let exact = cosine(row(x), row(y));
-                if exact >= min_cosine {
-                    let (a, b) = if ra < rb { (ra, rb) } else { (rb, ra) };
-                    out.push(CosinePair {
-                        a: u64::from(a),
-                        b: u64::from(b),
-                        cosine: exact,
+                if dot >= floor {
+                    out.push(Candidate {
+                        x: (first + i) as u32,
+                        y: (other + j) as u32,
                     });
                 }
             }
         }
         other += cols;
+    }
+    out
+}
+
+/// The pairs among a partition's candidates that this partition reports (the one
+/// [`reporting_partition`] names) and whose exact cosine is at least `min_cosine`. Appends
+/// them to `out` in candidate order.
+pub(crate) fn pairs_of_candidates(
+    part: &PartitionVectors,
+    candidates: &[Candidate],
+    dim: usize,
+    min_cosine: f32,
+    memberships: &Memberships,
+    out: &mut Vec<CosinePair>,
+) {
+    let row = |i: usize| &part.vectors[i * dim..(i + 1) * dim];
+    for &Candidate { x, y } in candidates {
+        let (x, y) = (x as usize, y as usize);
+        let (ra, rb) = (part.rows[x], part.rows[y]);
+        if reporting_partition(memberships, ra, rb) != Some(part.partition) {
+            continue;
+        }
+        let exact = cosine(row(x), row(y));
+        if exact >= min_cosine {
+            let (a, b) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            out.push(CosinePair {
+                a: u64::from(a),
+                b: u64::from(b),
+                cosine: exact,
+            });
+        }
     }
 }
 
