@@ -611,6 +611,19 @@ fn media_over_the_limits_are_dropped_before_decoding() {
     // The screen is 100 x 100: the 65535 x 65535 frame is caught by the decoder's own limit.
     let gif = dropped("0:gif_frame.gif", "unreadable");
     assert!(gif.contains("limit"), "{gif}");
+    // Float samples are counted in bytes (16 per RGBA pixel, 12 per RGB one).
+    assert_eq!(
+        dropped("0:tiff_float.tif", "too_many_pixels"),
+        "10000x10000 Rgb32F decodes to 1200000000 bytes > limits.max_decode_bytes 536870912; not decoded"
+    );
+    // An APNG is measured on its default image, a TIFF on its first page: the 65535 x 65535
+    // frame and the 30000 x 30000 page after them are never decoded.
+    let apng = &rows["0:apng_frame.png"];
+    assert_eq!(apng["status"], "kept", "{apng}");
+    assert_eq!((apng["width"].as_u64(), apng["height"].as_u64()), (Some(100), Some(100)));
+    let pages = &rows["0:tiff_pages.tif"];
+    assert_eq!(pages["status"], "kept", "{pages}");
+    assert_eq!((pages["width"].as_u64(), pages["height"].as_u64()), (Some(100), Some(100)));
     assert_eq!(
         dropped("0:wav64.wav", "too_many_channels"),
         "64 channels > limits.max_audio_channels 16; not decoded"
