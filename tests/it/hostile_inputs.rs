@@ -620,10 +620,16 @@ fn media_over_the_limits_are_dropped_before_decoding() {
     // frame and the 30000 x 30000 page after them are never decoded.
     let apng = &rows["0:apng_frame.png"];
     assert_eq!(apng["status"], "kept", "{apng}");
-    assert_eq!((apng["width"].as_u64(), apng["height"].as_u64()), (Some(100), Some(100)));
+    assert_eq!(
+        (apng["width"].as_u64(), apng["height"].as_u64()),
+        (Some(100), Some(100))
+    );
     let pages = &rows["0:tiff_pages.tif"];
     assert_eq!(pages["status"], "kept", "{pages}");
-    assert_eq!((pages["width"].as_u64(), pages["height"].as_u64()), (Some(100), Some(100)));
+    assert_eq!(
+        (pages["width"].as_u64(), pages["height"].as_u64()),
+        (Some(100), Some(100))
+    );
     assert_eq!(
         dropped("0:wav64.wav", "too_many_channels"),
         "64 channels > limits.max_audio_channels 16; not decoded"
