@@ -49,6 +49,19 @@ pub struct PartShape {
     pub rows: usize,
 }
 
+impl PartShape {
+    /// The shapes of `parts`, rows of `dim` values.
+    pub fn of(parts: &[crate::vector::PairBlock], dim: usize) -> Vec<PartShape> {
+        parts
+            .iter()
+            .map(|p| PartShape {
+                primaries: p.primaries,
+                rows: p.vectors.len() / dim,
+            })
+            .collect()
+    }
+}
+
 /// Primary rows `[first, first + rows)` of partition `part` (its index in the batch) against
 /// its rows `[first, first + cols)`, `first + cols` being the partition's row count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -537,13 +550,7 @@ mod tests {
                 primaries: *primaries,
             })
             .collect();
-        let shapes: Vec<PartShape> = parts
-            .iter()
-            .map(|p| PartShape {
-                primaries: p.primaries,
-                rows: p.vectors.len() / dim,
-            })
-            .collect();
+        let shapes = PartShape::of(&parts, dim);
         let floor = 0.3;
         let mut want = CpuProducts.candidates(&parts, dim, floor);
         want.iter_mut().for_each(|c| c.sort_unstable());

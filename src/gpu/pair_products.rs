@@ -156,13 +156,7 @@ impl GpuPairProducts {
         if dim == 0 {
             return Ok(vec![Vec::new(); parts.len()]);
         }
-        let shapes: Vec<PartShape> = parts
-            .iter()
-            .map(|p| PartShape {
-                primaries: p.primaries,
-                rows: p.vectors.len() / dim,
-            })
-            .collect();
+        let shapes = PartShape::of(parts, dim);
         for (index, (part, shape)) in parts.iter().zip(&shapes).enumerate() {
             if part.vectors.len() != shape.rows * dim || part.primaries > shape.rows {
                 return Err(GpuError::Driver {
