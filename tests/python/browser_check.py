@@ -130,7 +130,8 @@ def main():
     chromium, page = sys.argv[1], os.path.abspath(sys.argv[2])
     screenshot = sys.argv[3] if len(sys.argv) > 3 else None
     url = "file://" + page
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium may still be writing to its profile when it exits: cleaning up must not fail the check.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = Browser(chromium, profile)
         try:
             target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
