@@ -19,7 +19,7 @@ use super::job::Job;
 use super::progress::Progress;
 use super::{embed, RunError};
 use crate::decide::against::{drop_corpus_duplicates, drop_corpus_semantic_duplicates, still_kept};
-use crate::decide::pairs::npy::{encode_f32, NpyFiles};
+use crate::decide::pairs::npy::{decode_f32, encode_f32, NpyFiles};
 use crate::decide::pairs::Shard;
 use crate::decide::percentiles::{apply_percentile_thresholds, ResolvedThreshold};
 use crate::decide::run_wide::{drop_duplicates, searches_semantic_pairs};
@@ -238,17 +238,6 @@ fn write_shared(job: &Job, shared: &SharedPart) -> Result<(), RunError> {
     job.runtime
         .block_on(state::put(&job.decided, SHARED, bytes))?;
     Ok(())
-}
-
-/// `rows × dim` float32 values from the .npy bytes `encode_f32` wrote.
-fn decode_f32(bytes: &[u8], dim: usize, rows: usize) -> Option<Vec<f32>> {
-    let header = usize::from(u16::from_le_bytes([*bytes.get(8)?, *bytes.get(9)?]));
-    let data = bytes.get(10 + header..)?;
-    (data.len() == rows * dim * 4).then(|| {
-        data.chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    })
 }
 
 /// A partition task: task `index` of `count` searches its range of the partitions and commits

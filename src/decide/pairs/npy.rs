@@ -269,6 +269,24 @@ pub fn encode_f32(values: &[f32], dim: usize) -> Vec<u8> {
     bytes
 }
 
+/// The `rows × dim` float32 values of a .npy that [`encode_f32`] wrote, or `None` when the
+/// bytes are not such a matrix (another format version, type or shape, or cut short).
+pub fn decode_f32(bytes: &[u8], dim: usize, rows: usize) -> Option<Vec<f32>> {
+    if bytes.get(..8)? != b"\x93NUMPY\x01\x00" {
+        return None;
+    }
+    let header_len = usize::from(u16::from_le_bytes([*bytes.get(8)?, *bytes.get(9)?]));
+    let header = std::str::from_utf8(bytes.get(10..10 + header_len)?).ok()?;
+    let described =
+        quoted_value(header, "descr")? == "<f4" && shape(header)? == [rows as u64, dim as u64];
+    let data = &bytes[10 + header_len..];
+    (described && data.len() == rows * dim * 4).then(|| {
+        data.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    })
+}
+
 /// One .npy file or a folder of them, read as one matrix.
 #[derive(Debug, Clone)]
 pub struct NpyFiles {
@@ -460,6 +478,13 @@ pub(crate) mod tests {
         let files = NpyFiles::open(&dir.path().join("m.npy")).unwrap();
         assert_eq!((files.rows(), files.dim()), (3, 5));
         assert_eq!(collect(&files), values);
+        assert_eq!(decode_f32(&bytes, 5, 3), Some(values.clone()));
+        assert_eq!(decode_f32(&bytes, 3, 5), None, "another shape");
+        assert_eq!(
+            decode_f32(&bytes[..bytes.len() - 4], 5, 3),
+            None,
+            "cut short"
+        );
         // No rows: a valid empty matrix.
         std::fs::write(dir.path().join("e.npy"), encode_f32(&[], 5)).unwrap();
         assert_eq!(NpyFiles::open(&dir.path().join("e.npy")).unwrap().rows(), 0);
