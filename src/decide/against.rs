@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::measure::video::Signature;
 use crate::measure::{Embeddings, MediaKind};
 use crate::record::Record;
+use crate::vector::PairProducts;
 
 /// One kept sample of the corpus, as its index holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,13 +215,15 @@ pub fn drop_corpus_duplicates(
 }
 
 /// Semantic dedup of the embedded, still kept records against the corpus's embeddings (when
-/// made by the same model: `weights_sha256`). Returns the drops that name a corpus sample.
+/// made by the same model: `weights_sha256`), the search's products on `products`. Returns the
+/// drops that name a corpus sample.
 pub fn drop_corpus_semantic_duplicates(
     records: &mut [Record],
     embeddings: &Embeddings,
     corpus: &Corpus,
     weights_sha256: &str,
     config: &Config,
+    products: &dyn PairProducts,
 ) -> CorpusDrops {
     let mut counts = CorpusDrops::new();
     let min_cosine = config.dedup.embedding_min_cosine;
@@ -258,7 +261,7 @@ pub fn drop_corpus_semantic_duplicates(
     }
     let mut candidates = corpus_candidates(&names, corpus, &old.rows);
     candidates.extend(kept.iter().map(|&i| candidate(&records[i])));
-    let drops = semantic_duplicates(&candidates, &vectors, dim, min_cosine as f32);
+    let drops = semantic_duplicates(&candidates, &vectors, dim, min_cosine as f32, products);
     drop(candidates);
     apply(records, &kept, old.rows.len(), drops, &plain, &mut counts);
     counts

@@ -18,7 +18,7 @@ use crate::measure::audio::{
     FINGERPRINT_RATE,
 };
 use crate::measure::video::{compare_signatures, Signature};
-use crate::vector::cosine;
+use crate::vector::{cosine, PairProducts};
 
 /// What dedup needs to know about a sample that passed the per-sample filters.
 #[derive(Debug, Clone)]
@@ -173,15 +173,17 @@ pub fn near_duplicates(candidates: &[Candidate], max_distance: u32) -> Vec<Optio
 }
 
 /// Semantic copies: candidate `i`'s image embedding is row `i` of `embeddings` (unit vectors,
-/// `dim` wide). Pairs with cosine >= `min_cosine` are linked, linked samples form groups.
+/// `dim` wide). Pairs with cosine >= `min_cosine` are linked, linked samples form groups. The
+/// search's products run on `products` (the same pairs on any device).
 pub fn semantic_duplicates(
     candidates: &[Candidate],
     embeddings: &[f32],
     dim: usize,
     min_cosine: f32,
+    products: &dyn PairProducts,
 ) -> Vec<Option<Drop>> {
     debug_assert_eq!(embeddings.len(), candidates.len() * dim);
-    let pairs = pairs_above(embeddings, dim, min_cosine);
+    let pairs = pairs_above(embeddings, dim, min_cosine, products);
     semantic_duplicates_of_pairs(candidates, embeddings, dim, min_cosine, &pairs)
 }
 
@@ -425,7 +427,8 @@ mod tests {
             candidate("0:c", "3", 0, 10.0, 100),
             candidate("0:d", "4", 0, 10.0, 100),
         ];
-        let drops = semantic_duplicates(&c, &embeddings, 3, 0.96);
+        let drops =
+            semantic_duplicates(&c, &embeddings, 3, 0.96, &crate::decide::pairs::CpuProducts);
         assert!(
             drops[1].is_none() && drops[3].is_none(),
             "b is the sharpest; d is alone"

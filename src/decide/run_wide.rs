@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::measure::video::Signature;
 use crate::measure::{Embeddings, MediaKind};
 use crate::record::Record;
+use crate::vector::PairProducts;
 
 /// What dedup knows of a record. Audio has neither sharpness nor pixels: of two copies, the
 /// one with more samples per second (rate × channels) is kept, then the higher bit rate.
@@ -121,31 +122,30 @@ pub fn drop_duplicates(records: &mut [Record], config: &Config) {
     }
 }
 
-/// After embedding: semantic dedup over the embedded samples (all still kept), then the
-/// alignment thresholds over the CLIP scores of the samples still kept after it. Returns the
-/// thresholds as applied, when the config has alignment rules.
-pub fn drop_semantic_duplicates_and_misaligned(
-    records: &mut [Record],
-    embeddings: &Embeddings,
-    config: &Config,
-) -> Option<AlignmentSummary> {
-    drop_semantic_duplicates_and_misaligned_given(records, embeddings, config, None)
-}
-
 /// Whether `run`'s semantic dedup searches these embeddings for pairs at all (the decide
 /// phase's partition tasks have nothing to search otherwise).
 pub fn searches_semantic_pairs(embeddings: &Embeddings, config: &Config) -> bool {
     config.dedup.embedding_min_cosine > 0.0 && embeddings.rows.len() > 1
 }
 
-/// [`drop_semantic_duplicates_and_misaligned`], with the semantic pairs (rows of
-/// `embeddings`) already found when `found` is given: the merged pairs of the decide phase's
-/// partition tasks, which are the pairs a search here would find.
-pub fn drop_semantic_duplicates_and_misaligned_given(
+/// Where the semantic dedup's pairs (rows of the embeddings) come from.
+#[derive(Clone, Copy)]
+pub enum SemanticPairs<'a> {
+    /// A search here, its products on this device (the run's: the same pairs on any).
+    Search(&'a dyn PairProducts),
+    /// Found already: the merged pairs of the decide phase's partition tasks, which are the
+    /// pairs a search here would find.
+    Found(&'a [SimilarPair]),
+}
+
+/// After embedding: semantic dedup over the embedded samples (all still kept), its pairs from
+/// `pairs`, then the alignment thresholds over the CLIP scores of the samples still kept after
+/// it. Returns the thresholds as applied, when the config has alignment rules.
+pub fn drop_semantic_duplicates_and_misaligned(
     records: &mut [Record],
     embeddings: &Embeddings,
     config: &Config,
-    found: Option<&[SimilarPair]>,
+    pairs: SemanticPairs<'_>,
 ) -> Option<AlignmentSummary> {
     let min_cosine = config.dedup.embedding_min_cosine;
     if searches_semantic_pairs(embeddings, config) {
@@ -153,8 +153,8 @@ pub fn drop_semantic_duplicates_and_misaligned_given(
         let started = Instant::now();
         let candidates: Vec<Candidate> = rows.iter().map(|&i| candidate(&records[i])).collect();
         let (image, dim) = (&embeddings.image, embeddings.dim);
-        let drops = match found {
-            Some(pairs) => {
+        let drops = match pairs {
+            SemanticPairs::Found(pairs) => {
                 tracing::info!(
                     "semantic dedup: {} pairs found by the partition tasks among {} image embeddings (cosine >= {min_cosine})",
                     pairs.len(),
@@ -162,12 +162,13 @@ pub fn drop_semantic_duplicates_and_misaligned_given(
                 );
                 semantic_duplicates_of_pairs(&candidates, image, dim, min_cosine as f32, pairs)
             }
-            None => {
+            SemanticPairs::Search(products) => {
                 tracing::info!(
-                    "semantic dedup: searching {} image embeddings (cosine >= {min_cosine})",
-                    rows.len()
+                    "semantic dedup: searching {} image embeddings (cosine >= {min_cosine}) on {}",
+                    rows.len(),
+                    products.device()
                 );
-                semantic_duplicates(&candidates, image, dim, min_cosine as f32)
+                semantic_duplicates(&candidates, image, dim, min_cosine as f32, products)
             }
         };
         let dropped = drops.iter().flatten().count();

@@ -13,8 +13,10 @@
 use hnsw_rs::prelude::{Distance, Hnsw};
 use rayon::prelude::*;
 
-use super::pairs::{find_pairs, EmbeddingSource, PairSearch, PairsError, Shard, VectorsInMemory};
-use crate::vector::{dot_kernel, row, row_count};
+use super::pairs::{
+    find_pairs_on, EmbeddingSource, PairSearch, PairsError, Shard, VectorsInMemory,
+};
+use crate::vector::{dot_kernel, row, row_count, PairProducts};
 
 /// A pair of samples (indices into the input, a < b) whose embeddings have cosine similarity >= the threshold.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,25 +28,32 @@ pub struct SimilarPair {
 
 /// All pairs with cosine >= min_cosine among `n = vectors.len() / dim` unit vectors (row-major),
 /// sorted by (a, b), each once: the partitioned search of [`super::pairs`] over every partition
-/// ([`pairs_in_partitions`]), which `run` uses
+/// ([`pairs_in_partitions`]), its products on `products` (the run's device), which `run` uses
 /// (the HNSW index below is kept for its benchmark). A threshold outside (0, 1], which the
 /// config never passes, is searched by brute force.
-pub fn pairs_above(vectors: &[f32], dim: usize, min_cosine: f32) -> Vec<SimilarPair> {
+pub fn pairs_above(
+    vectors: &[f32],
+    dim: usize,
+    min_cosine: f32,
+    products: &dyn PairProducts,
+) -> Vec<SimilarPair> {
     let source = VectorsInMemory { vectors, dim };
-    match pairs_in_partitions(&source, min_cosine, Shard::WHOLE) {
+    match pairs_in_partitions(&source, min_cosine, Shard::WHOLE, products) {
         Ok(pairs) => pairs,
         Err(_) => pairs_above_exact(vectors, dim, min_cosine),
     }
 }
 
 /// The pairs of one share of the partitions (`shard`) of `run`'s semantic search over the
-/// unit vectors of `source`: what a partition task of the decide phase finds. The union of all
-/// shares' pairs, sorted, is what [`pairs_above`] finds in one process (each pair is reported
-/// by one partition only), so the groups and the kept samples are the same too.
+/// unit vectors of `source`, the products on `products`: what a partition task of the decide
+/// phase finds. The union of all shares' pairs, sorted, is what [`pairs_above`] finds in one
+/// process (each pair is reported by one partition only), so the groups and the kept samples
+/// are the same too; so are they on any device (every candidate is checked on the host).
 pub fn pairs_in_partitions(
     source: &dyn EmbeddingSource,
     min_cosine: f32,
     shard: Shard,
+    products: &dyn PairProducts,
 ) -> Result<Vec<SimilarPair>, PairsError> {
     let mut params = PairSearch::new(min_cosine);
     // `run`'s embeddings are unit length already.
@@ -53,7 +62,7 @@ pub fn pairs_in_partitions(
     // (the pairs do not depend on the budget, only the batches do).
     params.memory_budget = 2 << 30;
     params.shard = shard;
-    Ok(find_pairs(source, &params)?
+    Ok(find_pairs_on(source, &params, products)?
         .pairs
         .into_iter()
         .map(|p| SimilarPair {
@@ -337,6 +346,7 @@ fn dot_i8_body(a: &[i8], b: &[i8]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::pairs::CpuProducts;
     use crate::vector::normalise;
 
     use crate::vector::test_rng::Rng;
@@ -431,20 +441,23 @@ mod tests {
         }
         assert_eq!(keys(&pairs_above_exact(&vectors, 3, 0.99)), [(0, 3)]);
         // The graph finds the same on so small a set.
-        assert_eq!(pairs_above(&vectors, 3, 0.7), pairs);
-        assert_eq!(keys(&pairs_above(&vectors, 3, 0.99)), [(0, 3)]);
+        assert_eq!(pairs_above(&vectors, 3, 0.7, &CpuProducts), pairs);
+        assert_eq!(
+            keys(&pairs_above(&vectors, 3, 0.99, &CpuProducts)),
+            [(0, 3)]
+        );
     }
 
     #[test]
     fn small_inputs_give_no_pairs() {
-        assert!(pairs_above(&[], 4, 0.5).is_empty());
-        assert!(pairs_above(&[1.0, 0.0], 2, 0.5).is_empty());
-        assert!(pairs_above(&[1.0, 0.0, 1.0], 2, 0.5).is_empty());
-        assert!(pairs_above(&[1.0, 0.0, 1.0, 0.0], 0, 0.5).is_empty());
+        assert!(pairs_above(&[], 4, 0.5, &CpuProducts).is_empty());
+        assert!(pairs_above(&[1.0, 0.0], 2, 0.5, &CpuProducts).is_empty());
+        assert!(pairs_above(&[1.0, 0.0, 1.0], 2, 0.5, &CpuProducts).is_empty());
+        assert!(pairs_above(&[1.0, 0.0, 1.0, 0.0], 0, 0.5, &CpuProducts).is_empty());
         assert!(pairs_above_exact(&[1.0, 0.0], 2, 0.5).is_empty());
         assert!(pairs_above_exact(&[1.0, 0.0, 1.0, 0.0], 0, 0.5).is_empty());
         // Two rows: the smallest input that can pair.
-        let two = pairs_above(&[1.0, 0.0, 1.0, 0.0], 2, 0.5);
+        let two = pairs_above(&[1.0, 0.0, 1.0, 0.0], 2, 0.5, &CpuProducts);
         assert_eq!(
             two,
             [SimilarPair {
@@ -458,7 +471,7 @@ mod tests {
     #[test]
     fn rows_with_nan_are_never_paired() {
         let vectors = [1.0, 0.0, f32::NAN, 0.0, 1.0, 0.0, 0.0, 1.0];
-        assert_eq!(keys(&pairs_above(&vectors, 2, 0.5)), [(0, 2)]);
+        assert_eq!(keys(&pairs_above(&vectors, 2, 0.5, &CpuProducts)), [(0, 2)]);
         assert_eq!(keys(&pairs_above_exact(&vectors, 2, 0.5)), [(0, 2)]);
     }
 
@@ -498,7 +511,7 @@ mod tests {
         assert!(exact.len() > 1000, "{} exact pairs", exact.len());
         assert!(near_misses > 300, "{near_misses} pairs in [0.9, 0.95)");
 
-        let found = pairs_above(&vectors, DIM, THRESHOLD);
+        let found = pairs_above(&vectors, DIM, THRESHOLD, &CpuProducts);
         assert!(found
             .windows(2)
             .all(|w| (w[0].a, w[0].b) < (w[1].a, w[1].b)));
@@ -539,7 +552,10 @@ mod tests {
         }
         let exact = pairs_above_exact(&vectors, DIM, 0.95);
         assert_eq!(exact.len(), 780 + 435);
-        assert_eq!(keys(&pairs_above(&vectors, DIM, 0.95)), keys(&exact));
+        assert_eq!(
+            keys(&pairs_above(&vectors, DIM, 0.95, &CpuProducts)),
+            keys(&exact)
+        );
     }
 
     #[test]
@@ -557,7 +573,7 @@ mod tests {
             }
         }
         vectors.truncate(5000 * DIM);
-        let whole = pairs_above(&vectors, DIM, 0.95);
+        let whole = pairs_above(&vectors, DIM, 0.95, &CpuProducts);
         assert!(whole.len() > 1000, "{} pairs", whole.len());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("embeddings.npy");
@@ -574,7 +590,7 @@ mod tests {
             let mut merged = Vec::new();
             for index in 0..4 {
                 let shard = Shard { count: 4, index };
-                let part = pairs_in_partitions(source, 0.95, shard).unwrap();
+                let part = pairs_in_partitions(source, 0.95, shard, &CpuProducts).unwrap();
                 assert!(!part.is_empty() && part.len() < whole.len(), "task {index}");
                 merged.extend(part);
             }

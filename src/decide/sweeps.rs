@@ -9,11 +9,12 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::percentiles::{threshold_rules, Side};
-use super::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misaligned};
+use super::run_wide::{drop_duplicates, drop_semantic_duplicates_and_misaligned, SemanticPairs};
 use super::Reason;
 use crate::config::{AlignmentFilters, Config};
 use crate::measure::Embeddings;
 use crate::record::Record;
+use crate::vector::PairProducts;
 
 /// Points per filter sweep.
 const FILTER_POINTS: usize = 21;
@@ -224,11 +225,12 @@ pub fn dedup_sweeps(records: &[Record], config: &Config) -> Vec<DedupSweep> {
 }
 
 /// The semantic dedup's sweep over the embedded samples (records as they stand before semantic
-/// dedup), at cosine similarities from 0.80 to 0.99.
+/// dedup), at cosine similarities from 0.80 to 0.99, the searches' products on `products`.
 pub fn semantic_sweep(
     records: &[Record],
     embeddings: &Embeddings,
     config: &Config,
+    products: &dyn PairProducts,
 ) -> Option<DedupSweep> {
     if embeddings.rows.len() < 2 {
         return None;
@@ -245,7 +247,12 @@ pub fn semantic_sweep(
         Reason::SemanticDuplicate,
         |records, t| {
             c.dedup.embedding_min_cosine = t;
-            drop_semantic_duplicates_and_misaligned(records, embeddings, &c);
+            drop_semantic_duplicates_and_misaligned(
+                records,
+                embeddings,
+                &c,
+                SemanticPairs::Search(products),
+            );
         },
     ))
 }

@@ -1,18 +1,23 @@
 //! Setting a run up on its device, before any work: the device `run.device` asks for, the
 //! decode-and-measure backend for it (CPU, or CUDA with nvJPEG when `run.gpu_jpeg_decode`), the
-//! CLIP model on it, and NVDEC for videos. A device or model that cannot be used is a setup
+//! CLIP model on it, NVDEC for videos, and the semantic dedup's pair products (cuBLAS on the GPU,
+//! `decide::pairs::CpuProducts` otherwise). A device or model that cannot be used is a setup
 //! error, found before the first sample is fetched. This module picks implementations; what
 //! they compute lives in `measure`, `gpu` and `models`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::RunError;
 use crate::config::Config;
+use crate::decide::pairs::CpuProducts;
 use crate::gpu::backend::CudaBackend;
+use crate::gpu::pair_products::{GpuPairProducts, SharedProducts};
 use crate::gpu::{CudaKernels, DeviceRequest, GpuJpegDecoder, Selected};
 use crate::measure::backend::{CpuBackend, MeasureBackend};
 use crate::models::checkpoint::load_clip;
 use crate::models::clip::Clip;
+use crate::vector::PairProducts;
 
 /// The device a run works on and what runs there.
 pub struct Backends {
@@ -21,6 +26,8 @@ pub struct Backends {
     pub cuda: Option<CudaBackend>,
     /// The CLIP model, with `[models.clip]`.
     pub clip: Option<Clip>,
+    /// The within-partition products of the semantic dedup's pair search.
+    pairs: SharedProducts,
 }
 
 impl Backends {
@@ -36,7 +43,18 @@ impl Backends {
         };
         tracing::info!("measuring on {}", device.description());
         let clip = load_model(config, &device)?;
-        Ok(Backends { device, cuda, clip })
+        let pairs = pair_products(config, &device, clip.is_some())?;
+        Ok(Backends {
+            device,
+            cuda,
+            clip,
+            pairs,
+        })
+    }
+
+    /// The semantic dedup's pair products: the same pairs on any device.
+    pub fn pair_products(&self) -> &dyn PairProducts {
+        self.pairs.as_ref()
     }
 
     /// The decode-and-measure backend.
@@ -99,6 +117,34 @@ fn select_device(config: &Config) -> Result<Selected, RunError> {
         DeviceRequest::Cpu,
     );
     crate::gpu::select(request).map_err(RunError::Device)
+}
+
+/// The semantic dedup's products: on the run's GPU when it has one and embeds with CLIP (there
+/// is no semantic dedup without), else the CPU reference. cuBLAS that cannot be loaded is a
+/// setup error with `run.device = "cuda"`; with `auto` the search runs on the CPU, said once.
+fn pair_products(
+    config: &Config,
+    device: &Selected,
+    embeds: bool,
+) -> Result<SharedProducts, RunError> {
+    let cpu: SharedProducts = Arc::new(CpuProducts);
+    let Some(gpu) = device.cuda.as_ref().filter(|_| embeds) else {
+        return Ok(cpu);
+    };
+    match GpuPairProducts::new(gpu, cpu.clone()) {
+        Ok(products) => {
+            tracing::info!(
+                "semantic dedup: pair products on cuda:{} (cuBLAS)",
+                gpu.ordinal
+            );
+            Ok(Arc::new(products))
+        }
+        Err(e) if DeviceRequest::parse(&config.run.device) == Some(DeviceRequest::Auto) => {
+            tracing::warn!("semantic dedup: pair products on the CPU: {e}");
+            Ok(cpu)
+        }
+        Err(e) => Err(RunError::Device(e)),
+    }
 }
 
 /// nvJPEG, only when asked (`run.gpu_jpeg_decode`): its inverse DCT rounds differently from

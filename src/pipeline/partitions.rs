@@ -134,9 +134,12 @@ pub(super) fn shared_part(
         job.clock.add("embed", embedding);
         let deciding = Instant::now();
         if let Some(swept) = &mut swept {
-            swept
-                .dedups
-                .extend(semantic_sweep(&records, &embedded, job.config));
+            swept.dedups.extend(semantic_sweep(
+                &records,
+                &embedded,
+                job.config,
+                backends.pair_products(),
+            ));
         }
         if let Some(against) = &job.against {
             let dropped = drop_corpus_semantic_duplicates(
@@ -145,6 +148,7 @@ pub(super) fn shared_part(
                 &against.corpus,
                 &clip.info.weights_sha256,
                 job.config,
+                backends.pair_products(),
             );
             for (reason, n) in dropped {
                 *corpus_drops.entry(reason).or_default() += n;
@@ -309,7 +313,7 @@ pub(super) fn search_partitions(
         };
         let source = NpyFiles::open(&path).map_err(|e| corrupt(e.to_string()))?;
         let shard = Shard { count, index };
-        pairs = pairs_in_partitions(&source, min_cosine, shard)
+        pairs = pairs_in_partitions(&source, min_cosine, shard, backends.pair_products())
             .map_err(|e| corrupt(e.to_string()))?
             .into_iter()
             .map(|p| (p.a as u64, p.b as u64, p.cosine))

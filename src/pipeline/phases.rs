@@ -29,7 +29,7 @@ use super::partitions::{self, SharedPart};
 use super::progress::Progress;
 use super::{measuring, RunError};
 use crate::decide::against::corpus_keys;
-use crate::decide::run_wide::drop_semantic_duplicates_and_misaligned_given;
+use crate::decide::run_wide::{drop_semantic_duplicates_and_misaligned, SemanticPairs};
 use crate::decide::sweeps::filter_sweeps;
 use crate::plan::units::{in_slice, WorkUnit};
 use crate::state::{self, UnitRecords};
@@ -250,12 +250,12 @@ pub fn decide(
         } else {
             None
         };
-        alignment = drop_semantic_duplicates_and_misaligned_given(
-            &mut records,
-            &embeddings,
-            job.config,
-            found.as_deref(),
-        );
+        let pairs = match &found {
+            Some(found) => SemanticPairs::Found(found),
+            None => SemanticPairs::Search(backends.pair_products()),
+        };
+        alignment =
+            drop_semantic_duplicates_and_misaligned(&mut records, &embeddings, job.config, pairs);
         let embeddings = all_embeddings.unwrap_or(embeddings);
         if let Some(clip) = alignment
             .as_mut()

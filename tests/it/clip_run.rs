@@ -128,7 +128,22 @@ fn clip_stages_embed_dedup_and_score() {
     corpus(&corpus_dir);
     let output = tmp.path().join("out");
     let config = write_config(tmp.path(), &corpus_dir, &output, 2, &fixture_model());
-    ok(&mmcurate(&["run", config.to_str().unwrap()]));
+    let run = mmcurate(&["run", config.to_str().unwrap()]);
+    ok(&run);
+    // The semantic search ran on the run's device (`auto`: the GPU when one answers); its pairs
+    // are checked against brute force below, so on a GPU machine this is the GPU's parity.
+    let gpu = mmcurate::gpu::select(mmcurate::config::DeviceRequest::Auto)
+        .unwrap()
+        .cuda
+        .map(|gpu| gpu.ordinal);
+    let device = gpu.map_or("cpu".to_string(), |n| format!("cuda:{n}"));
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        log.contains(&format!(
+            "semantic dedup: searching 7 image embeddings (cosine >= 0.998) on {device}"
+        )),
+        "{log}"
+    );
 
     let ledger = by_id(&ledger_rows(&output));
     let row = |name: &str| &ledger[&format!("0:{name}")];
