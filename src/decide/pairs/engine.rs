@@ -344,22 +344,37 @@ pub fn find_pairs_on(
 
     let mut pairs = Vec::new();
     let mut row_scratch = vec![0f32; dim];
+    // One buffer for the gathered vectors of every batch, as large as the largest batch,
+    // allocated once. With one allocation per partition and batch (about 900 of 3–10 MB a
+    // batch at 10M rows) glibc's heap could not always reuse the last batch's memory: three
+    // identical 10M searches peaked at 6.5, 9.9 and 11.2 GiB for a 6 GiB budget; with this
+    // buffer, 6.5 GiB (docs/benchmarks.md). Allocated zeroed, so untouched pages cost nothing;
+    // each batch writes the rows it uses before reading them.
+    let largest_batch = batches
+        .iter()
+        .map(|b| sizes[b.clone()].iter().sum::<usize>())
+        .max()
+        .unwrap_or(0);
+    let mut gathered = vec![0f32; largest_batch * dim];
     let batch_count = batches.len();
     for (batch_index, batch) in batches.into_iter().enumerate() {
         let clock = Instant::now();
-        let mut parts: Vec<PartitionVectors> = batch
+        // Where each partition's rows start in `gathered`, in rows.
+        let mut starts = Vec::with_capacity(batch.len() + 1);
+        let mut at = 0;
+        for p in batch.clone() {
+            starts.push(at);
+            at += sizes[p];
+        }
+        starts.push(at);
+        let batch_rows = at;
+        let members: Vec<(Vec<u32>, usize)> = batch
             .clone()
             .map(|p| {
                 let mut rows = std::mem::take(&mut primaries[p]);
                 let primary_count = rows.len();
                 rows.append(&mut std::mem::take(&mut replicas[p]));
-                let vectors = vec![0f32; rows.len() * dim];
-                PartitionVectors {
-                    partition: range.start + p as u32,
-                    rows,
-                    primaries: primary_count,
-                    vectors,
-                }
+                (rows, primary_count)
             })
             .collect();
         let batch_first = range.start + batch.start as u32;
@@ -373,9 +388,15 @@ pub fn find_pairs_on(
             .iter()
             .map(|&i| memberships.rows[i as usize])
             .collect();
-        // Where the next row goes in each partition: primaries from 0, replicas after them.
-        let mut next_primary = vec![0usize; parts.len()];
-        let mut next_replica: Vec<usize> = parts.iter().map(|p| p.primaries).collect();
+        // Where the next row goes in each partition: primaries from its start, replicas
+        // after them.
+        let mut next_primary: Vec<usize> = starts[..members.len()].to_vec();
+        let mut next_replica: Vec<usize> = members
+            .iter()
+            .zip(&starts)
+            .map(|((_, primaries), start)| start + primaries)
+            .collect();
+        let buffer = &mut gathered[..batch_rows * dim];
         source.gather(&needed_rows, &mut |j, values| {
             row_scratch.copy_from_slice(values);
             if params.normalise {
@@ -392,12 +413,23 @@ pub fn find_pairs_on(
                         &mut next_replica[slot]
                     };
                     let at = *next;
-                    parts[slot].vectors[at * dim..(at + 1) * dim].copy_from_slice(&row_scratch);
+                    buffer[at * dim..(at + 1) * dim].copy_from_slice(&row_scratch);
                     *next += 1;
                 }
             }
             Ok(())
         })?;
+        let buffer = &gathered[..batch_rows * dim];
+        let parts: Vec<PartitionVectors> = members
+            .into_iter()
+            .enumerate()
+            .map(|(slot, (rows, primaries))| PartitionVectors {
+                partition: batch_first + slot as u32,
+                rows,
+                primaries,
+                vectors: &buffer[starts[slot] * dim..starts[slot + 1] * dim],
+            })
+            .collect();
         gathers += 1;
         stats.seconds_gather += clock.elapsed().as_secs_f64();
 

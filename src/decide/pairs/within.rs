@@ -19,19 +19,19 @@ pub(crate) const PAIR_BLOCK: usize = 256;
 
 /// One partition's vectors, gathered: `rows` (the first `primaries` of them the rows whose
 /// primary partition this is, ascending, then the replicas, ascending), `vectors` their unit
-/// rows, `dim` values each, row-major.
-pub(crate) struct PartitionVectors {
+/// rows, `dim` values each, row-major (a share of the batch's buffer).
+pub(crate) struct PartitionVectors<'a> {
     pub partition: u32,
     pub rows: Vec<u32>,
     pub primaries: usize,
-    pub vectors: Vec<f32>,
+    pub vectors: &'a [f32],
 }
 
-impl PartitionVectors {
+impl PartitionVectors<'_> {
     /// The block the products search.
     pub fn block(&self) -> PairBlock<'_> {
         PairBlock {
-            vectors: &self.vectors,
+            vectors: self.vectors,
             primaries: self.primaries,
         }
     }
