@@ -338,8 +338,22 @@ pub fn select_pair_products(
         return Ok(on_cpu(cpu, "asked for".to_string()));
     }
     let selected = super::select(request)?;
+    products_on(&selected, request, cpu)
+}
+
+/// [`select_pair_products`] on a device already selected for `request` (a run's, which also
+/// measures and embeds there): the same choice and the same reasons.
+pub fn products_on(
+    selected: &super::Selected,
+    request: DeviceRequest,
+    cpu: SharedProducts,
+) -> Result<SelectedProducts, GpuError> {
+    let on_cpu = |products: SharedProducts, why: String| SelectedProducts {
+        products,
+        description: format!("cpu ({why})"),
+    };
     let Some(gpu) = &selected.cuda else {
-        return Ok(on_cpu(cpu, selected.reason));
+        return Ok(on_cpu(cpu, selected.reason.clone()));
     };
     match GpuPairProducts::new(gpu, cpu.clone()) {
         Ok(products) => Ok(SelectedProducts {

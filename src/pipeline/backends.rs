@@ -12,7 +12,7 @@ use super::RunError;
 use crate::config::Config;
 use crate::decide::pairs::CpuProducts;
 use crate::gpu::backend::CudaBackend;
-use crate::gpu::pair_products::{GpuPairProducts, SharedProducts};
+use crate::gpu::pair_products::{products_on, SharedProducts};
 use crate::gpu::{CudaKernels, DeviceRequest, GpuJpegDecoder, Selected};
 use crate::measure::backend::{CpuBackend, MeasureBackend};
 use crate::models::checkpoint::load_clip;
@@ -120,31 +120,22 @@ fn select_device(config: &Config) -> Result<Selected, RunError> {
 }
 
 /// The semantic dedup's products: on the run's GPU when it has one and embeds with CLIP (there
-/// is no semantic dedup without), else the CPU reference. cuBLAS that cannot be loaded is a
-/// setup error with `run.device = "cuda"`; with `auto` the search runs on the CPU, said once.
+/// is no semantic dedup without), else the CPU reference, chosen as `dedup --device` chooses
+/// (`gpu::pair_products`): cuBLAS that cannot be loaded is a setup error with `run.device =
+/// "cuda"`; with `auto` the search runs on the CPU, saying why.
 fn pair_products(
     config: &Config,
     device: &Selected,
     embeds: bool,
 ) -> Result<SharedProducts, RunError> {
     let cpu: SharedProducts = Arc::new(CpuProducts);
-    let Some(gpu) = device.cuda.as_ref().filter(|_| embeds) else {
+    if device.cuda.is_none() || !embeds {
         return Ok(cpu);
-    };
-    match GpuPairProducts::new(gpu, cpu.clone()) {
-        Ok(products) => {
-            tracing::info!(
-                "semantic dedup: pair products on cuda:{} (cuBLAS)",
-                gpu.ordinal
-            );
-            Ok(Arc::new(products))
-        }
-        Err(e) if DeviceRequest::parse(&config.run.device) == Some(DeviceRequest::Auto) => {
-            tracing::warn!("semantic dedup: pair products on the CPU: {e}");
-            Ok(cpu)
-        }
-        Err(e) => Err(RunError::Device(e)),
     }
+    let request = DeviceRequest::parse(&config.run.device).unwrap_or(DeviceRequest::Auto);
+    let chosen = products_on(device, request, cpu).map_err(RunError::Device)?;
+    tracing::info!("semantic dedup: pair products on {}", chosen.description);
+    Ok(chosen.products)
 }
 
 /// nvJPEG, only when asked (`run.gpu_jpeg_decode`): its inverse DCT rounds differently from
