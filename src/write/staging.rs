@@ -30,12 +30,35 @@ pub struct Staging {
 impl Staging {
     /// Creates a private folder `dir/mmcurate-staging-XXXXXX` (mode 0700; `dir` is created if
     /// missing) holding the staging file.
+    ///
+    /// `dir` may vanish between creating it and creating the folder inside it: another task of
+    /// the same run (a Slurm array's slices share `<output>/.staging`) removes it when it finishes
+    /// and finds it empty. Then it is created again; once the private folder is inside, the
+    /// other task's `remove_dir` fails on a folder that is not empty.
     pub fn create(dir: &Path) -> std::io::Result<Staging> {
-        std::fs::create_dir_all(dir)?;
-        let folder = tempfile::Builder::new()
-            .prefix("mmcurate-staging-")
-            .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir_in(dir)?;
+        const ATTEMPTS: usize = 100;
+        let mut attempt = 1;
+        let folder = loop {
+            let created = std::fs::create_dir_all(dir).and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix("mmcurate-staging-")
+                    .permissions(std::fs::Permissions::from_mode(0o700))
+                    .tempdir_in(dir)
+            });
+            match created {
+                // NotFound: `dir` went before the folder inside it was made. AlreadyExists:
+                // `create_dir_all` found `dir` (EEXIST) but it was gone when it looked again.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::AlreadyExists
+                    ) && attempt < ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                created => break created?,
+            }
+        };
         let folder = LiveFolder::new(folder);
         let path = folder.path().join("staging.bin");
         let file = std::fs::OpenOptions::new()
@@ -258,6 +281,42 @@ mod tests {
         drop(staging);
         assert!(!path.exists());
         assert!(!folder.exists());
+    }
+
+    #[test]
+    fn slices_sharing_a_parent_that_each_remove_it_when_done_all_stage() {
+        // A Slurm array's slices share `<output>/.staging`, and each removes it when it is done
+        // and finds it empty (`remove_default_staging_dir`). Before the retry in `create`, a
+        // slice whose neighbour removed it in that gap failed with "No such file or directory".
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(".staging");
+        let failures: Vec<String> = std::thread::scope(|scope| {
+            let slices: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut failures = Vec::new();
+                        for _ in 0..500 {
+                            match Staging::create(&dir) {
+                                Ok(staging) => {
+                                    staging.put([("jpg", &b"x"[..])]).unwrap();
+                                    drop(staging);
+                                }
+                                Err(e) => failures.push(e.to_string()),
+                            }
+                            let _ = std::fs::remove_dir(&dir);
+                        }
+                        failures
+                    })
+                })
+                .collect();
+            slices.into_iter().flat_map(|s| s.join().unwrap()).collect()
+        });
+        assert!(
+            failures.is_empty(),
+            "{} of 2,000 failed, first: {:?}",
+            failures.len(),
+            failures.first()
+        );
     }
 
     #[test]
