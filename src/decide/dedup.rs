@@ -221,7 +221,7 @@ pub fn semantic_duplicates_of_pairs(
 /// Video copies: videos whose signatures (sampled frames' pHashes, aligned by time) are within
 /// `max_distance` bits on average. Only pairs with at least one frame pair within
 /// `max_distance` are compared (the best-aligned pair of a match always is), found by
-/// multi-index hashing over every frame of every video.
+/// [`pairs_within`] over every frame of every video.
 pub fn video_duplicates(
     candidates: &[Candidate],
     signatures: &[Signature],
