@@ -13,15 +13,17 @@
 //!   buckets by those chunks once (the one pass through memory), then each combination sorts
 //!   and searches bucket by bucket in the L2 cache. Only distinct hash values go through the
 //!   sorts; pairs of values are expanded to pairs of ids at the end.
-//! - **Probing** (large `d`): multi-index hashing (Norouzi, Punjani & Fleet, CVPR 2012): `m`
-//!   chunk tables, each probed with the values within `d / m` bits of the query's chunk.
+//! - **Probing** (where the estimate favours it: far radii over many hashes): multi-index
+//!   hashing (Norouzi, Punjani & Fleet, CVPR 2012): `m` chunk tables, each probed with the
+//!   values within `d / m` bits of the query's chunk.
 //!
 //! Memory of the sorted method: the hashes; the distinct values with the ids of each (16 bytes
 //! per hash while they are sorted, 8 per distinct value and 4 per id after); for each thread the
 //! bucketed values of one group (8 bytes each) and one bucket's records. A group is done in
 //! passes over ranges of its buckets when the threads together would exceed
-//! [`SORT_BUDGET_BYTES`]; the pairs found come on top. Results are sorted, so the same on any thread count. Written here
-//! rather than taken from a crate because none on crates.io offers an all-pairs Hamming join.
+//! [`SORT_BUDGET_BYTES`]; the pairs found come on top. Results are sorted, so the same on any
+//! thread count. Written here rather than taken from a crate because none on crates.io offers
+//! an all-pairs Hamming join.
 
 use std::sync::Mutex;
 
