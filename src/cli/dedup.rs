@@ -1,8 +1,9 @@
 //! `mmcurate dedup`: all pairs of embeddings at or above a cosine threshold in .npy or Parquet
 //! files a user already has, their groups and a JSON summary; or one shard of that search
-//! (`--num-shards N --shard-index I`), or the merge of all shards' pairs (`--merge`). The
-//! search is `decide::pairs`'; this file reads arguments, picks the reader and writes the
-//! output folder.
+//! (`--num-shards N --shard-index I`), or the merge of all shards' pairs (`--merge`); or one
+//! step of a search split into tasks (`--step partitions|assign|search`, see
+//! `decide::pairs::plan`). The search is `decide::pairs`'; this file reads arguments, picks the
+//! reader and writes the output folder.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,7 +12,8 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::decide::pairs::engine::{
-    DEFAULT_MARGIN, DEFAULT_MAX_REPLICAS, DEFAULT_MEMORY_BUDGET, DEFAULT_PROBES,
+    assign_rows, learn_partitions, search_partitions, DEFAULT_MARGIN, DEFAULT_MAX_REPLICAS,
+    DEFAULT_MEMORY_BUDGET, DEFAULT_PROBES,
 };
 use crate::decide::pairs::files::{
     groups_of, merge_shards, rows_in_pairs, shard_pairs_path, write_groups_with_ids, write_pairs,
@@ -19,9 +21,12 @@ use crate::decide::pairs::files::{
 };
 use crate::decide::pairs::npy::NpyFiles;
 use crate::decide::pairs::parquet_input::ParquetEmbeddings;
+use crate::decide::pairs::plan::{
+    plan_dir, read_memberships, read_plan, row_range, write_memberships, write_plan,
+};
 use crate::decide::pairs::recall::{estimate_recall, RecallEstimate};
 use crate::decide::pairs::{
-    find_pairs_on, CpuProducts, EmbeddingSource, PairSearch, PairStats, Shard,
+    find_pairs_on, CpuProducts, EmbeddingSource, PairSearch, PairSearchReport, PairStats, Shard,
 };
 use crate::gpu::pair_products::{select_pair_products, SelectedProducts};
 use crate::gpu::{DeviceRequest, GpuError};
@@ -90,11 +95,29 @@ pub struct DedupArgs {
     /// groups.parquet.
     #[arg(long)]
     merge: bool,
+    /// Which part of the search this process runs: `all` (default; with --num-shards, every
+    /// shard repeats the sample, k-means and assignment), or a search split into tasks:
+    /// `partitions` once (sample and k-means, written under OUTPUT/state/partitions/), then
+    /// `assign` on each row range I of N, then `search` on each partition range I of N (the
+    /// same N), then --merge.
+    #[arg(long, value_enum, default_value_t = Step::All)]
+    step: Step,
+}
+
+/// A part of the search (`--step`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Step {
+    All,
+    Partitions,
+    Assign,
+    Search,
 }
 
 #[derive(Serialize)]
 struct Summary {
     command: &'static str,
+    step: Step,
     input: Option<String>,
     min_cosine: Option<f32>,
     id_column: Option<String>,
@@ -147,7 +170,7 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
         }
     }
     // The device is chosen before anything is written: a GPU asked for and missing stops here.
-    let selected = if args.merge {
+    let selected = if args.merge || matches!(args.step, Step::Partitions | Step::Assign) {
         None
     } else {
         Some(products_for(&args.device, device_request)?)
@@ -165,14 +188,9 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
     let Some(min_cosine) = args.min_cosine else {
         bail!("--min-cosine is required (unless --merge)");
     };
-    let Some(SelectedProducts {
-        products,
-        description: device,
-    }) = selected
-    else {
-        bail!("no device was chosen for the search");
-    };
-    tracing::info!("pairs: products on {device}");
+    if args.step != Step::All && args.estimate_recall > 0 {
+        bail!("--estimate-recall {} with --step {:?}: estimate recall with the whole search (--step all)", args.estimate_recall, args.step);
+    }
     let source = input.source();
     let mut params = PairSearch::new(min_cosine);
     params.partitions = args.partitions;
@@ -190,7 +208,24 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
         .num_threads(threads)
         .build()
         .context("starting the worker threads")?;
-    let report = pool.install(|| find_pairs_on(source, &params, products.as_ref()))?;
+    if matches!(args.step, Step::Partitions | Step::Assign) {
+        return pool.install(|| run_step(args, threads, started, path, source, &params));
+    }
+    let Some(SelectedProducts {
+        products,
+        description: device,
+    }) = selected
+    else {
+        bail!("no device was chosen for the search");
+    };
+    tracing::info!("pairs: products on {device}");
+    let report = pool.install(|| {
+        if args.step == Step::Search {
+            search_step(source, &params, &args.output, products.as_ref())
+        } else {
+            Ok(find_pairs_on(source, &params, products.as_ref())?)
+        }
+    })?;
     let recall = if args.estimate_recall > 0 {
         Some(pool.install(|| {
             estimate_recall(
@@ -222,6 +257,107 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
         ids,
         Some(device),
     )
+}
+
+/// `--step search`: the memberships of this shard's partitions from every row range's file,
+/// then the search of its partitions.
+fn search_step(
+    source: &dyn EmbeddingSource,
+    params: &PairSearch,
+    output: &Path,
+    products: &dyn crate::vector::PairProducts,
+) -> anyhow::Result<PairSearchReport> {
+    let (rows, dim) = (source.rows(), source.dim());
+    let dir = plan_dir(output);
+    let plan = read_plan(&dir, params, rows, dim)?;
+    let range = plan.partitions.range_of(params.shard);
+    let memberships = read_memberships(&dir, &plan, params.shard, rows)?;
+    let mut stats = PairStats {
+        rows,
+        dim,
+        device: products.device(),
+        partitions: plan.partitions.len(),
+        groups: plan.partitions.groups.as_ref().map_or(1, |g| g.top.len()),
+        sample_rows: plan.sample_rows,
+        replication: memberships.assigned_memberships as f64
+            / memberships.assigned_rows.max(1) as f64,
+        ..PairStats::default()
+    };
+    drop(plan);
+    let pairs = search_partitions(source, params, &memberships, range, products, &mut stats)?;
+    Ok(PairSearchReport { pairs, stats })
+}
+
+/// `--step partitions` and `--step assign`: their files under OUTPUT/state/partitions/ and a
+/// summary beside them.
+fn run_step(
+    args: &DedupArgs,
+    threads: usize,
+    started: Instant,
+    input: &Path,
+    source: &dyn EmbeddingSource,
+    params: &PairSearch,
+) -> anyhow::Result<()> {
+    let (rows, dim) = (source.rows(), source.dim());
+    let dir = plan_dir(&args.output);
+    let mut stats = PairStats {
+        rows,
+        dim,
+        ..PairStats::default()
+    };
+    let (file, summary_path) = if args.step == Step::Partitions {
+        if rows < 2 || dim == 0 {
+            bail!(
+                "{}: {rows} rows of {dim} values: nothing to partition",
+                input.display()
+            );
+        }
+        let partitions = learn_partitions(source, params, &mut stats)?;
+        write_plan(&dir, params, rows, dim, &partitions, stats.sample_rows)?;
+        (dir.join("plan.json"), dir.join("plan-summary.json"))
+    } else {
+        let plan = read_plan(&dir, params, rows, dim)?;
+        stats.partitions = plan.partitions.len();
+        stats.groups = plan.partitions.groups.as_ref().map_or(1, |g| g.top.len());
+        stats.sample_rows = plan.sample_rows;
+        let range = row_range(rows, params.shard);
+        let all = 0..plan.partitions.len() as u32;
+        let memberships = assign_rows(
+            source,
+            params,
+            &plan.partitions,
+            range.clone(),
+            all,
+            &mut stats,
+        )?;
+        let path = write_memberships(&dir, &plan, params.shard, range, &memberships)?;
+        let summary = path.with_extension("json");
+        (path, summary)
+    };
+    let summary = Summary {
+        command: "dedup",
+        step: args.step,
+        input: Some(input.display().to_string()),
+        min_cosine: Some(params.min_cosine),
+        id_column: None,
+        threads,
+        device: None,
+        parameters: Some(*params),
+        search: Some(stats),
+        recall_estimate: None,
+        pairs: 0,
+        groups: 0,
+        rows_in_groups: 0,
+        rows_dropped: 0,
+        files: vec![file.display().to_string()],
+        seconds_write: 0.0,
+        seconds_total: started.elapsed().as_secs_f64(),
+    };
+    let json = serde_json::to_string_pretty(&summary)?;
+    std::fs::write(&summary_path, format!("{json}\n"))
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    println!("{json}");
+    Ok(())
 }
 
 /// The products `--device` asks for; a GPU that cannot be used is an error saying what to do
@@ -288,6 +424,7 @@ fn finish(
     let group_count = groups.iter().filter(|g| g.kept).count();
     let summary = Summary {
         command: if args.merge { "dedup --merge" } else { "dedup" },
+        step: args.step,
         input: input.map(|(p, _)| p.display().to_string()),
         min_cosine: input.map(|(_, p)| p.min_cosine),
         id_column: ids.as_ref().and(args.id_column.clone()),

@@ -190,6 +190,43 @@ fn dedup_finds_numpys_pairs_in_every_input_format_and_thread_count() {
             "merged {file} differs"
         );
     }
+
+    // The same search split into steps: partitions once, then three row ranges assigned, then
+    // three partition ranges searched, then the merge: again the one-machine files.
+    let staged = d.join("staged");
+    dedup(
+        &d.join("emb.npy"),
+        &staged,
+        &[&["--step", "partitions"][..], &strict].concat(),
+    );
+    let plan: Value =
+        serde_json::from_slice(&read(staged.join("state/partitions/plan.json"))).unwrap();
+    assert_eq!(plan["partitions"], 12);
+    for step in ["assign", "search"] {
+        for index in ["0", "1", "2"] {
+            let args = ["--step", step, "--num-shards", "3", "--shard-index", index];
+            dedup(&d.join("emb.npy"), &staged, &[&args[..], &strict].concat());
+        }
+    }
+    let summary: Value = serde_json::from_slice(&read(
+        staged.join("state/partitions/memberships-00002-of-00003.json"),
+    ))
+    .unwrap();
+    assert_eq!(summary["step"], "assign");
+    ok(&mmcurate(&[
+        "dedup",
+        "--merge",
+        "--num-shards",
+        "3",
+        "--output",
+        staged.to_str().unwrap(),
+    ]));
+    for file in ["pairs.parquet", "groups.parquet"] {
+        assert!(
+            read(d.join("out1").join(file)) == read(staged.join(file)),
+            "{file} from the steps differs"
+        );
+    }
 }
 
 #[test]
@@ -217,4 +254,27 @@ fn dedup_explains_bad_input() {
         dir.path().join("o").to_str().unwrap(),
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("shard 0 of 2 has not been written"));
+    // A step that needs the plan before it was made says which step to run.
+    let vectors = mmcurate::decide::pairs::npy::encode_f32(&[1.0, 0.0, 0.0, 1.0, 0.6, 0.8], 2);
+    let input = dir.path().join("small.npy");
+    std::fs::write(&input, vectors).unwrap();
+    for step in ["assign", "search"] {
+        let out = mmcurate(&[
+            "dedup",
+            "--embeddings",
+            input.to_str().unwrap(),
+            "--min-cosine",
+            "0.9",
+            "--step",
+            step,
+            "--output",
+            dir.path().join("o").to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{step}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no plan: run this command with --step partitions first"),
+            "{step}: {stderr}"
+        );
+    }
 }

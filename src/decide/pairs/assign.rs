@@ -517,7 +517,9 @@ mod tests {
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
             row.iter_mut().for_each(|v| *v /= norm);
         }
-        let (centroids, groups) = super::super::kmeans::two_level_kmeans(&rows, dim, 60, 7, 3, 1);
+        let sample = super::super::kmeans::SampleInMemory { values: &rows, dim };
+        let (centroids, groups) =
+            super::super::kmeans::two_level_kmeans(&sample, dim, 60, 7, 3, 1).unwrap();
         let replication = Replication::new(0.8, 1.0, 8);
         let stored = Assigner::with_groups(&centroids, &groups, 3, replication);
         assert!(matches!(

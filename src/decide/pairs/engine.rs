@@ -4,13 +4,16 @@
 //! blocks in parallel. With a shard, only a range of partitions is searched (the pairs of
 //! the whole input are the union of all shards'). Writing files is the caller's job.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::assign::{Assigner, Memberships, Replication};
-use super::kmeans::{spherical_kmeans, two_level_kmeans};
+use super::kmeans::{
+    spherical_kmeans, two_level_kmeans, Centroids, PartitionGroups, SampleInMemory, SampleRows,
+};
 use super::products::{CpuProducts, PRODUCT_SLACK};
 use super::source::EmbeddingSource;
 use super::within::{pairs_of_candidates, PartitionVectors};
@@ -21,6 +24,9 @@ use crate::vector::{normalise, PairBlock, PairProducts};
 /// iterations, and the partitions only have to be balanced, not optimal).
 const SAMPLE_PER_PARTITION: usize = 32;
 const KMEANS_ITERATIONS: usize = 8;
+/// At most this many sample rows (8 per partition at 2M partitions, 10⁹ rows): k-means on more
+/// costs more than it gains, since partitions only have to be balanced.
+const MAX_SAMPLE_ROWS: usize = 16_000_000;
 /// Below this many rows a single partition (one exhaustive product) is fastest.
 const SINGLE_PARTITION_ROWS: u64 = 4096;
 
@@ -134,6 +140,9 @@ pub struct PairStats {
     /// The partitions this process searched: `[first, end)`.
     pub partition_range: (u32, u32),
     pub sample_rows: usize,
+    /// Whether the sample was held in memory (at most half the budget) or read back from the
+    /// input in batches of groups.
+    pub sample_held: bool,
     /// Partitions per assigned row, primary included (1 = no replication).
     pub replication: f64,
     pub largest_partition: usize,
@@ -178,70 +187,149 @@ pub fn find_pairs_on(
     products: &dyn PairProducts,
 ) -> Result<PairSearchReport, PairsError> {
     validate(source, params)?;
-    let (rows, dim) = (source.rows(), source.dim());
     let mut stats = PairStats {
-        rows,
-        dim,
+        rows: source.rows(),
+        dim: source.dim(),
         device: products.device(),
         ..PairStats::default()
     };
-    if rows < 2 || dim == 0 {
+    if stats.rows < 2 || stats.dim == 0 {
         return Ok(PairSearchReport {
             pairs: Vec::new(),
             stats,
         });
     }
-    let mut scratch = Vec::new();
-    let mut scans = 0;
-    let mut gathers = 0;
+    let partitions = learn_partitions(source, params, &mut stats)?;
+    let range = partitions.range_of(params.shard);
+    let memberships = assign_rows(
+        source,
+        params,
+        &partitions,
+        0..source.rows(),
+        range.clone(),
+        &mut stats,
+    )?;
+    drop(partitions);
+    let pairs = search_partitions(source, params, &memberships, range, products, &mut stats)?;
+    Ok(PairSearchReport { pairs, stats })
+}
 
-    // 1. A seeded sample of valid rows.
+/// The partitions learnt on the sample: their centroids and, with two levels, their groups.
+/// Steps 1 and 2 of the search; what the assignment needs.
+pub(crate) struct Partitions {
+    pub centroids: Centroids,
+    pub groups: Option<PartitionGroups>,
+}
+
+impl Partitions {
+    pub fn len(&self) -> usize {
+        self.centroids.len()
+    }
+
+    /// The partitions `shard` searches: `[k·index/count, k·(index+1)/count)`.
+    pub fn range_of(&self, shard: Shard) -> Range<u32> {
+        let k = self.len() as u64;
+        (k * u64::from(shard.index) / u64::from(shard.count)) as u32
+            ..(k * u64::from(shard.index + 1) / u64::from(shard.count)) as u32
+    }
+}
+
+/// Steps 1 and 2: a seeded sample of valid rows, and spherical k-means on it (two levels above
+/// [`ONE_LEVEL_PARTITIONS`]). The sample is held in memory while it fits half the memory
+/// budget; beyond, only its row numbers are kept and its rows are read again from the input in
+/// batches (the same centroids either way).
+pub(crate) fn learn_partitions(
+    source: &dyn EmbeddingSource,
+    params: &PairSearch,
+    stats: &mut PairStats,
+) -> Result<Partitions, PairsError> {
+    let (rows, dim) = (source.rows(), source.dim());
+    let mut scratch = Vec::new();
     let clock = Instant::now();
     let k_wanted = params.partitions_for(rows);
-    let sample_size = (SAMPLE_PER_PARTITION * k_wanted) as u64;
-    let chance = (sample_size as f64 / rows as f64).min(1.0);
+    let sample_size = (SAMPLE_PER_PARTITION * k_wanted).min(MAX_SAMPLE_ROWS) as u64;
+    let chance = (sample_size as f64 / rows.max(1) as f64).min(1.0);
     let limit = (chance * u64::MAX as f64) as u64;
+    let held_values = (params.memory_budget / 2 / 4) as usize;
     let mut sample = Vec::new();
-    scans += 1;
+    let mut sample_rows: Vec<u32> = Vec::new();
+    stats.input_scans += 1;
     source.scan(&mut |first, values| {
         let values = prepared(values, dim, params.normalise, &mut scratch);
         for (i, row) in values.chunks_exact(dim).enumerate() {
             let chosen = chance >= 1.0 || mix(params.seed ^ (first + i as u64)) <= limit;
             if chosen && row.iter().all(|v| v.is_finite()) && row.iter().any(|&v| v != 0.0) {
-                sample.extend_from_slice(row);
+                sample_rows.push((first + i as u64) as u32);
+                if sample_rows.len() * dim <= held_values {
+                    sample.extend_from_slice(row);
+                } else if !sample.is_empty() {
+                    sample = Vec::new();
+                }
             }
         }
         Ok(())
     })?;
-    stats.sample_rows = sample.len() / dim;
+    let in_memory = sample_rows.len() * dim <= held_values;
+    stats.sample_rows = sample_rows.len();
+    stats.sample_held = in_memory;
     stats.seconds_sample = clock.elapsed().as_secs_f64();
     tracing::info!(
-        "pairs: {} sample rows of {rows} in {:.1} s",
+        "pairs: {} sample rows of {rows} in {:.1} s{}",
         stats.sample_rows,
-        stats.seconds_sample
+        stats.seconds_sample,
+        if in_memory {
+            ""
+        } else {
+            " (more than half the memory budget: read again in batches)"
+        }
     );
 
-    // 2. Partitions.
     let clock = Instant::now();
     let k = k_wanted.min(stats.sample_rows).max(1);
     let groups_wanted = params.groups_for(k);
+    let from_input = SampleFromInput {
+        source,
+        rows: &sample_rows,
+        normalise: params.normalise,
+        batch_values: held_values,
+    };
     let (centroids, groups) = if groups_wanted > 1 {
-        let (centroids, groups) = two_level_kmeans(
-            &sample,
-            dim,
-            k,
-            groups_wanted,
-            KMEANS_ITERATIONS,
-            params.seed,
-        );
+        let (centroids, groups) = if in_memory {
+            let sample = SampleInMemory {
+                values: &sample,
+                dim,
+            };
+            two_level_kmeans(
+                &sample,
+                dim,
+                k,
+                groups_wanted,
+                KMEANS_ITERATIONS,
+                params.seed,
+            )?
+        } else {
+            two_level_kmeans(
+                &from_input,
+                dim,
+                k,
+                groups_wanted,
+                KMEANS_ITERATIONS,
+                params.seed,
+            )?
+        };
         (centroids, Some(groups))
     } else {
+        // One level has at most 32 sample rows per partition of at most
+        // ONE_LEVEL_PARTITIONS by default: read back whole when it was not held.
+        if !in_memory {
+            let all: Vec<u32> = (0..sample_rows.len() as u32).collect();
+            from_input.fetch(&all, &mut sample)?;
+        }
         let centroids = spherical_kmeans(&sample, dim, k, KMEANS_ITERATIONS, params.seed);
         (centroids, None)
     };
     drop(sample);
-    let k = centroids.len();
-    stats.partitions = k;
+    stats.partitions = centroids.len();
     stats.groups = groups.as_ref().map_or(1, |g| g.top.len());
     stats.probes = if groups.is_some() {
         params.probes.max(1)
@@ -250,30 +338,76 @@ pub fn find_pairs_on(
     };
     stats.seconds_kmeans = clock.elapsed().as_secs_f64();
     tracing::info!(
-        "pairs: {k} partitions in {} groups by k-means in {:.1} s",
+        "pairs: {} partitions in {} groups by k-means in {:.1} s",
+        stats.partitions,
         stats.groups,
         stats.seconds_kmeans
     );
-    let shard = params.shard;
-    let range = (k as u64 * u64::from(shard.index) / u64::from(shard.count)) as u32
-        ..(k as u64 * u64::from(shard.index + 1) / u64::from(shard.count)) as u32;
-    stats.partition_range = (range.start, range.end);
+    Ok(Partitions { centroids, groups })
+}
 
-    // 3. Every row's partitions; only rows touching this shard's range are kept.
+/// Sample rows read again from the input by row number (normalised as the scan does).
+struct SampleFromInput<'a> {
+    source: &'a dyn EmbeddingSource,
+    rows: &'a [u32],
+    normalise: bool,
+    batch_values: usize,
+}
+
+impl SampleRows for SampleFromInput<'_> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn fetch(&self, indices: &[u32], out: &mut Vec<f32>) -> Result<(), PairsError> {
+        let rows: Vec<u32> = indices.iter().map(|&i| self.rows[i as usize]).collect();
+        let dim = self.source.dim();
+        out.reserve(rows.len() * dim);
+        self.source.gather(&rows, &mut |_, values| {
+            let at = out.len();
+            out.extend_from_slice(values);
+            if self.normalise {
+                normalise(&mut out[at..], dim);
+            }
+            Ok(())
+        })
+    }
+
+    fn batch_values(&self) -> usize {
+        self.batch_values
+    }
+}
+
+/// Step 3: the partitions of the rows `rows` (a range starting at a multiple of
+/// [`CHUNK_ROWS`](super::source::CHUNK_ROWS), so that every row is assigned in the same blocks as in a whole scan), keeping
+/// those with a partition in `keep`.
+pub(crate) fn assign_rows(
+    source: &dyn EmbeddingSource,
+    params: &PairSearch,
+    partitions: &Partitions,
+    rows: Range<u64>,
+    keep: Range<u32>,
+    stats: &mut PairStats,
+) -> Result<Memberships, PairsError> {
+    let dim = source.dim();
     let clock = Instant::now();
     let replication = Replication::new(params.min_cosine, params.margin, params.max_replicas);
-    let assigner = match &groups {
-        Some(groups) => Assigner::with_groups(&centroids, groups, params.probes, replication),
-        None => Assigner::new(&centroids, replication),
+    let assigner = match &partitions.groups {
+        Some(groups) => {
+            Assigner::with_groups(&partitions.centroids, groups, params.probes, replication)
+        }
+        None => Assigner::new(&partitions.centroids, replication),
     };
     let mut memberships = Memberships::new();
-    scans += 1;
+    let mut scratch = Vec::new();
+    stats.input_scans += 1;
     // Progress every tenth of the rows (the assignment is a long pass at 10M rows).
-    let (total, mut next_report) = (source.rows(), source.rows() / 10);
-    source.scan(&mut |first, values| {
+    let total = rows.end - rows.start;
+    let mut next_report = total / 10;
+    source.scan_rows(rows.clone(), &mut |first, values| {
         let values = prepared(values, dim, params.normalise, &mut scratch);
-        assigner.assign(first as u32, values, range.clone(), &mut memberships);
-        let done = first + (values.len() / dim.max(1)) as u64;
+        assigner.assign(first as u32, values, keep.clone(), &mut memberships);
+        let done = first + (values.len() / dim.max(1)) as u64 - rows.start;
         if done >= next_report.max(1) && done < total {
             tracing::info!(
                 "pairs: {done} of {total} rows assigned in {:.1} s",
@@ -283,7 +417,6 @@ pub fn find_pairs_on(
         }
         Ok(())
     })?;
-    drop(assigner);
     stats.replication =
         memberships.assigned_memberships as f64 / memberships.assigned_rows.max(1) as f64;
     stats.seconds_assign = clock.elapsed().as_secs_f64();
@@ -292,6 +425,21 @@ pub fn find_pairs_on(
         stats.seconds_assign,
         stats.replication
     );
+    Ok(memberships)
+}
+
+/// Steps 4 and 5: every pair within the partitions `range`, from the memberships of the rows
+/// that touch them, sorted by (a, b).
+pub(crate) fn search_partitions(
+    source: &dyn EmbeddingSource,
+    params: &PairSearch,
+    memberships: &Memberships,
+    range: Range<u32>,
+    products: &dyn PairProducts,
+    stats: &mut PairStats,
+) -> Result<Vec<CosinePair>, PairsError> {
+    let dim = source.dim();
+    stats.partition_range = (range.start, range.end);
 
     // 4. Members of each partition in range: its primary rows, then its replicas, each
     // ascending by row.
@@ -343,6 +491,7 @@ pub fn find_pairs_on(
     stats.batches = batches.len();
 
     let mut pairs = Vec::new();
+    let mut gathers = 0;
     let mut row_scratch = vec![0f32; dim];
     // One buffer for the gathered vectors of every batch, as large as the largest batch,
     // allocated once. With one allocation per partition and batch (about 900 of 3–10 MB a
@@ -467,11 +616,10 @@ pub fn find_pairs_on(
     }
     pairs.sort_unstable_by_key(|p| (p.a, p.b));
     stats.pairs = pairs.len();
-    stats.input_scans = scans;
     stats.gathers = gathers;
     // Again at the end: a GPU backend says here if a batch fell back to the CPU.
     stats.device = products.device();
-    Ok(PairSearchReport { pairs, stats })
+    Ok(pairs)
 }
 
 /// The chunk as the search uses it: normalised into `scratch` when asked.

@@ -327,3 +327,139 @@ fn two_levels_keep_the_recall_and_the_same_pairs_on_any_thread_count_and_from_sh
     merged.sort_unstable_by_key(|p| (p.a, p.b));
     assert_eq!(bits(&merged), bits(&one));
 }
+
+#[test]
+fn a_search_split_into_steps_gives_the_pairs_of_one_process() {
+    use super::engine::{assign_rows, learn_partitions, search_partitions, PairStats};
+    use super::plan::{
+        memberships_path, plan_dir, read_memberships, read_plan, row_range, write_memberships,
+        write_plan,
+    };
+    use super::CpuProducts;
+
+    let vectors = corpus();
+    let mut params = PairSearch::new(THRESHOLD);
+    params.partitions = Some(120);
+    params.groups = Some(11);
+    let bits = |p: &[CosinePair]| -> Vec<(u64, u64, u32)> {
+        p.iter().map(|p| (p.a, p.b, p.cosine.to_bits())).collect()
+    };
+    let source = VectorsInMemory {
+        vectors: &vectors,
+        dim: DIM,
+    };
+    let whole = find_pairs(&source, &params).unwrap();
+    assert!(whole.stats.sample_held);
+    // A budget under twice the sample's bytes: the sample is read back in batches of groups,
+    // and the partitions, hence the pairs, are the same.
+    let mut small = params;
+    small.memory_budget = 2 << 20;
+    let batched = find_pairs(&source, &small).unwrap();
+    assert!(!batched.stats.sample_held);
+    assert_eq!(batched.stats.sample_rows, whole.stats.sample_rows);
+    assert_eq!(bits(&batched.pairs), bits(&whole.pairs));
+
+    // Partitions once, three row ranges assigned, three partition ranges searched, from
+    // .npy files read through small windows.
+    let files = npy_folder(&vectors, "<f4");
+    let source = NpyFiles::open(files.path())
+        .unwrap()
+        .with_window_bytes(64 << 10);
+    let rows = (vectors.len() / DIM) as u64;
+    let out = tempfile::tempdir().unwrap();
+    let dir = plan_dir(out.path());
+    let mut stats = PairStats::default();
+    let partitions = learn_partitions(&source, &small, &mut stats).unwrap();
+    write_plan(&dir, &small, rows, DIM, &partitions, stats.sample_rows).unwrap();
+    let shard = |index| Shard { count: 3, index };
+    for index in 0..3 {
+        let plan = read_plan(&dir, &small, rows, DIM).unwrap();
+        let range = row_range(rows, shard(index));
+        assert!(!range.is_empty() && range.start % 8192 == 0, "{range:?}");
+        let all = 0..plan.partitions.len() as u32;
+        let memberships = assign_rows(
+            &source,
+            &small,
+            &plan.partitions,
+            range.clone(),
+            all,
+            &mut stats,
+        )
+        .unwrap();
+        assert_eq!(memberships.assigned_rows, range.end - range.start);
+        write_memberships(&dir, &plan, shard(index), range, &memberships).unwrap();
+    }
+    let mut merged = Vec::new();
+    for index in 0..3 {
+        let plan = read_plan(&dir, &small, rows, DIM).unwrap();
+        let memberships = read_memberships(&dir, &plan, shard(index), rows).unwrap();
+        assert_eq!(memberships.assigned_rows, rows);
+        let range = plan.partitions.range_of(shard(index));
+        let part = search_partitions(
+            &source,
+            &small,
+            &memberships,
+            range,
+            &CpuProducts,
+            &mut stats,
+        )
+        .unwrap();
+        assert!(!part.is_empty() && part.len() < whole.pairs.len());
+        merged.extend(part);
+    }
+    merged.sort_unstable_by_key(|p| (p.a, p.b));
+    assert_eq!(bits(&merged), bits(&whole.pairs));
+
+    // What a step refuses, and what it says to do.
+    let message = |e: super::PairsError| e.to_string();
+    let mut other = small;
+    other.min_cosine = 0.9;
+    let e = message(read_plan(&dir, &other, rows, DIM).err().unwrap());
+    assert!(
+        e.contains("made with --min-cosine 0.95, this step has 0.9"),
+        "{e}"
+    );
+    let e = message(read_plan(&dir, &small, rows + 1, DIM).err().unwrap());
+    assert!(e.contains("rows of the input"), "{e}");
+    let plan = read_plan(&dir, &small, rows, DIM).unwrap();
+    let first = memberships_path(&dir, shard(0));
+    let bytes = std::fs::read(&first).unwrap();
+    std::fs::write(&first, &bytes[..bytes.len() - 5]).unwrap();
+    let e = message(read_memberships(&dir, &plan, shard(1), rows).err().unwrap());
+    assert!(
+        e.contains("run --step assign --num-shards 3 --shard-index 0 again"),
+        "{e}"
+    );
+    std::fs::write(&first, &bytes).unwrap();
+    std::fs::remove_file(memberships_path(&dir, shard(2))).unwrap();
+    let e = message(read_memberships(&dir, &plan, shard(0), rows).err().unwrap());
+    assert!(
+        e.contains("row range 2 of 3 has not been assigned: run --step assign --num-shards 3 --shard-index 2 first"),
+        "{e}"
+    );
+    // A plan made again with another seed: the old memberships are refused.
+    let mut reseeded = small;
+    reseeded.seed ^= 1;
+    let partitions = learn_partitions(&source, &reseeded, &mut stats).unwrap();
+    write_plan(&dir, &reseeded, rows, DIM, &partitions, stats.sample_rows).unwrap();
+    let plan = read_plan(&dir, &reseeded, rows, DIM).unwrap();
+    let e = message(read_memberships(&dir, &plan, shard(0), rows).err().unwrap());
+    assert!(e.contains("written for another plan"), "{e}");
+    // Centroids changed after the plan was written.
+    let centroids = dir.join("centroids.npy");
+    let mut bytes = std::fs::read(&centroids).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&centroids, bytes).unwrap();
+    let e = message(read_plan(&dir, &reseeded, rows, DIM).err().unwrap());
+    assert!(
+        e.contains("is not the one this plan was written with"),
+        "{e}"
+    );
+    std::fs::remove_file(dir.join("plan.json")).unwrap();
+    let e = message(read_plan(&dir, &reseeded, rows, DIM).err().unwrap());
+    assert!(
+        e.contains("no plan: run this command with --step partitions first"),
+        "{e}"
+    );
+}

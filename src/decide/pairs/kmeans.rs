@@ -5,8 +5,8 @@
 
 use rayon::prelude::*;
 
-use super::mix;
 use super::tile::dot_products;
+use super::{mix, PairsError};
 
 /// Rows per block when scoring against the centroids.
 pub(crate) const BLOCK_ROWS: usize = 256;
@@ -140,69 +140,131 @@ pub(crate) struct PartitionGroups {
 /// Rows per top-level centroid the top level is trained on (a stride over the sample).
 const TOP_SAMPLE_PER_GROUP: usize = 64;
 
+/// Where two-level k-means reads its sample rows from: memory, or the input (rows gathered
+/// again by number, when the sample would not fit the memory budget).
+pub(crate) trait SampleRows {
+    fn len(&self) -> usize;
+    /// Appends the sample rows `indices` (ascending positions in the sample) to `out`.
+    fn fetch(&self, indices: &[u32], out: &mut Vec<f32>) -> Result<(), PairsError>;
+    /// Sample values held at once while splitting the groups: the groups are trained in
+    /// batches of at most this many values (at least one group each).
+    fn batch_values(&self) -> usize;
+}
+
+/// A sample in memory, row-major: groups are copied out one at a time.
+pub(crate) struct SampleInMemory<'a> {
+    pub values: &'a [f32],
+    pub dim: usize,
+}
+
+impl SampleRows for SampleInMemory<'_> {
+    fn len(&self) -> usize {
+        self.values.len() / self.dim.max(1)
+    }
+
+    fn fetch(&self, indices: &[u32], out: &mut Vec<f32>) -> Result<(), PairsError> {
+        let dim = self.dim;
+        for &i in indices {
+            out.extend_from_slice(&self.values[i as usize * dim..(i as usize + 1) * dim]);
+        }
+        Ok(())
+    }
+
+    fn batch_values(&self) -> usize {
+        0
+    }
+}
+
 /// About `k` partition centroids in `groups` groups: `groups` top centroids learnt on a share
 /// of the sample, then, in each group, spherical k-means on the sample rows nearest to it with
 /// a number of partitions proportional to them (so partitions stay about the same size). Costs
 /// sample × (groups + k / groups) products per iteration instead of sample × k, and assigning a
 /// row needs only the top centroids and the partitions of a few groups. Deterministic as
-/// [`spherical_kmeans`] is.
+/// [`spherical_kmeans`] is, and the same centroids whether the sample is in memory or read
+/// back in batches (every row's nearest group is found in the same 256-row blocks).
 pub(crate) fn two_level_kmeans(
-    sample: &[f32],
+    sample: &dyn SampleRows,
     dim: usize,
     k: usize,
     groups: usize,
     iterations: usize,
     seed: u64,
-) -> (Centroids, PartitionGroups) {
-    let n = sample.len() / dim;
+) -> Result<(Centroids, PartitionGroups), PairsError> {
+    let n = sample.len();
     let groups = groups.clamp(1, n.max(1));
     let stride = (n / (TOP_SAMPLE_PER_GROUP * groups)).max(1);
-    let top_sample: Vec<f32> = sample
-        .chunks_exact(dim)
-        .step_by(stride)
-        .flatten()
-        .copied()
-        .collect();
+    let top_indices: Vec<u32> = (0..n as u32).step_by(stride).collect();
+    let mut top_sample = Vec::with_capacity(top_indices.len() * dim);
+    sample.fetch(&top_indices, &mut top_sample)?;
     let top = spherical_kmeans(&top_sample, dim, groups, iterations, seed);
     drop(top_sample);
-    let nearest = top.nearest(sample);
+    // Each sample row's group, read in whole blocks of `nearest`.
     let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); top.len()];
-    for (i, &g) in nearest.iter().enumerate() {
-        rows_of[g as usize].push(i as u32);
+    let step = (BLOCK_ROWS * 64) as u32;
+    let mut values = Vec::new();
+    for start in (0..n as u32).step_by(step as usize) {
+        let indices: Vec<u32> = (start..(start + step).min(n as u32)).collect();
+        values.clear();
+        sample.fetch(&indices, &mut values)?;
+        for (i, g) in indices.into_iter().zip(top.nearest(&values)) {
+            rows_of[g as usize].push(i);
+        }
     }
+    drop(values);
+    // The groups in batches of consecutive groups whose rows fit `batch_values`.
     let mut vectors = Vec::new();
     let mut members = Vec::with_capacity(top.len());
-    for (g, rows) in rows_of.iter().enumerate() {
-        let first = (vectors.len() / dim) as u32;
-        if rows.is_empty() {
-            // No sample row is nearest to it: one partition at the group's centre.
-            vectors.extend_from_slice(top.row(g));
-        } else {
-            let share = (rows.len() as f64 * k as f64 / n.max(1) as f64).round() as usize;
-            let mut group_sample = Vec::with_capacity(rows.len() * dim);
-            for &i in rows {
-                group_sample.extend_from_slice(&sample[i as usize * dim..(i as usize + 1) * dim]);
-            }
-            let fine = spherical_kmeans(
-                &group_sample,
-                dim,
-                share.max(1),
-                iterations,
-                mix(seed ^ (g as u64 + 1)),
-            );
-            vectors.extend_from_slice(&fine.vectors);
+    let mut g = 0;
+    while g < rows_of.len() {
+        let mut end = g + 1;
+        let mut held = rows_of[g].len() * dim;
+        while end < rows_of.len() && held + rows_of[end].len() * dim <= sample.batch_values() {
+            held += rows_of[end].len() * dim;
+            end += 1;
         }
-        members.push(first..(vectors.len() / dim) as u32);
+        // The batch's rows in ascending order (one pass over the input), then each group's.
+        let mut batch: Vec<u32> = rows_of[g..end].iter().flatten().copied().collect();
+        batch.sort_unstable();
+        let mut batch_values = Vec::with_capacity(batch.len() * dim);
+        sample.fetch(&batch, &mut batch_values)?;
+        for (group, rows) in rows_of.iter().enumerate().take(end).skip(g) {
+            let first = (vectors.len() / dim) as u32;
+            if rows.is_empty() {
+                // No sample row is nearest to it: one partition at the group's centre.
+                vectors.extend_from_slice(top.row(group));
+            } else {
+                let share = (rows.len() as f64 * k as f64 / n.max(1) as f64).round() as usize;
+                let mut group_sample = Vec::with_capacity(rows.len() * dim);
+                for i in rows {
+                    let at = batch.binary_search(i).expect("a row of the batch");
+                    group_sample.extend_from_slice(&batch_values[at * dim..(at + 1) * dim]);
+                }
+                let fine = spherical_kmeans(
+                    &group_sample,
+                    dim,
+                    share.max(1),
+                    iterations,
+                    mix(seed ^ (group as u64 + 1)),
+                );
+                vectors.extend_from_slice(&fine.vectors);
+            }
+            members.push(first..(vectors.len() / dim) as u32);
+        }
+        g = end;
     }
-    (
+    Ok((
         Centroids::from_vectors(vectors, dim),
         PartitionGroups { top, members },
-    )
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    pub(crate) fn in_memory(values: &[f32], dim: usize) -> SampleInMemory<'_> {
+        SampleInMemory { values, dim }
+    }
 
     #[test]
     fn two_obvious_clusters_are_found_and_are_unit() {
@@ -246,7 +308,7 @@ mod tests {
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
             sample.extend(row.map(|v| v / norm));
         }
-        let (fine, groups) = two_level_kmeans(&sample, 3, 8, 2, 5, 3);
+        let (fine, groups) = two_level_kmeans(&in_memory(&sample, 3), 3, 8, 2, 5, 3).unwrap();
         assert_eq!(groups.top.len(), 2);
         let sizes: Vec<usize> = groups.members.iter().map(|r| r.len()).collect();
         let mut sorted = sizes.clone();
@@ -265,7 +327,9 @@ mod tests {
                 assert_eq!(groups.top.nearest_of(&dots) as usize, g);
             }
         }
-        let again = two_level_kmeans(&sample, 3, 8, 2, 5, 3).0;
+        let again = two_level_kmeans(&in_memory(&sample, 3), 3, 8, 2, 5, 3)
+            .unwrap()
+            .0;
         assert_eq!(again.vectors, fine.vectors);
     }
 }

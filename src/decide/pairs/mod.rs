@@ -15,6 +15,7 @@ pub mod files;
 mod kmeans;
 pub mod npy;
 pub mod parquet_input;
+pub mod plan;
 pub mod products;
 pub mod recall;
 pub mod source;

@@ -253,19 +253,26 @@ fn shape(header: &str) -> Option<Vec<u64>> {
 /// phase leaves the run's embeddings for its partition tasks.
 pub fn encode_f32(values: &[f32], dim: usize) -> Vec<u8> {
     let rows = values.len().checked_div(dim).unwrap_or(0);
+    let mut bytes = npy_header(rows, dim);
+    bytes.reserve(rows * dim * 4);
+    for v in &values[..rows * dim] {
+        bytes.extend(v.to_le_bytes());
+    }
+    bytes
+}
+
+/// The bytes before the values of [`encode_f32`]'s file: magic, version and header.
+pub fn npy_header(rows: usize, dim: usize) -> Vec<u8> {
     let mut header =
         format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
     header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + rows * dim * 4);
+    let mut bytes = Vec::with_capacity(10 + header.len());
     bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
     bytes.extend((header.len() as u16).to_le_bytes());
     bytes.extend(header.as_bytes());
-    for v in &values[..rows * dim] {
-        bytes.extend(v.to_le_bytes());
-    }
     bytes
 }
 

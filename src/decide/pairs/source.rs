@@ -26,6 +26,38 @@ pub trait EmbeddingSource: Sync {
     /// one shorter), in order, `values` row-major.
     fn scan(&self, visit: ChunkVisit<'_>) -> Result<(), PairsError>;
 
+    /// [`EmbeddingSource::scan`] over the rows `rows` only (`rows.start` a multiple of
+    /// [`CHUNK_ROWS`], so the chunks are those of a whole scan). Reads the range by a gather: a
+    /// source that reads rows where they lie reads only these.
+    fn scan_rows(
+        &self,
+        rows: std::ops::Range<u64>,
+        visit: ChunkVisit<'_>,
+    ) -> Result<(), PairsError> {
+        let dim = self.dim();
+        let end = rows.end.min(self.rows());
+        if rows.start >= end || dim == 0 {
+            return Ok(());
+        }
+        debug_assert_eq!(rows.start % CHUNK_ROWS as u64, 0);
+        let numbers: Vec<u32> = (rows.start as u32..end as u32).collect();
+        let mut chunk = Vec::with_capacity(CHUNK_ROWS * dim);
+        let mut first = rows.start;
+        self.gather(&numbers, &mut |_, values| {
+            chunk.extend_from_slice(values);
+            if chunk.len() == CHUNK_ROWS * dim {
+                visit(first, &chunk)?;
+                first += CHUNK_ROWS as u64;
+                chunk.clear();
+            }
+            Ok(())
+        })?;
+        if !chunk.is_empty() {
+            visit(first, &chunk)?;
+        }
+        Ok(())
+    }
+
     /// Calls `visit(i, values)` for each `rows[i]` (ascending row numbers), in order. The
     /// default reads the whole input once and picks the rows; sources that can read a row
     /// where it lies (memory, .npy) read only those.
