@@ -279,6 +279,7 @@ fn search_step(
         partitions: plan.partitions.len(),
         groups: plan.partitions.groups.as_ref().map_or(1, |g| g.top.len()),
         sample_rows: plan.sample_rows,
+        sample_held: plan.sample_held,
         replication: memberships.assigned_memberships as f64
             / memberships.assigned_rows.max(1) as f64,
         ..PairStats::default()
@@ -313,13 +314,14 @@ fn run_step(
             );
         }
         let partitions = learn_partitions(source, params, &mut stats)?;
-        write_plan(&dir, params, rows, dim, &partitions, stats.sample_rows)?;
+        write_plan(&dir, params, rows, dim, &partitions, &stats)?;
         (dir.join("plan.json"), dir.join("plan-summary.json"))
     } else {
         let plan = read_plan(&dir, params, rows, dim)?;
         stats.partitions = plan.partitions.len();
         stats.groups = plan.partitions.groups.as_ref().map_or(1, |g| g.top.len());
         stats.sample_rows = plan.sample_rows;
+        stats.sample_held = plan.sample_held;
         let range = row_range(rows, params.shard);
         let all = 0..plan.partitions.len() as u32;
         let memberships = assign_rows(

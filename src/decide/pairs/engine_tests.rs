@@ -370,7 +370,7 @@ fn a_search_split_into_steps_gives_the_pairs_of_one_process() {
     let dir = plan_dir(out.path());
     let mut stats = PairStats::default();
     let partitions = learn_partitions(&source, &small, &mut stats).unwrap();
-    write_plan(&dir, &small, rows, DIM, &partitions, stats.sample_rows).unwrap();
+    write_plan(&dir, &small, rows, DIM, &partitions, &stats).unwrap();
     let shard = |index| Shard { count: 3, index };
     for index in 0..3 {
         let plan = read_plan(&dir, &small, rows, DIM).unwrap();
@@ -441,7 +441,7 @@ fn a_search_split_into_steps_gives_the_pairs_of_one_process() {
     let mut reseeded = small;
     reseeded.seed ^= 1;
     let partitions = learn_partitions(&source, &reseeded, &mut stats).unwrap();
-    write_plan(&dir, &reseeded, rows, DIM, &partitions, stats.sample_rows).unwrap();
+    write_plan(&dir, &reseeded, rows, DIM, &partitions, &stats).unwrap();
     let plan = read_plan(&dir, &reseeded, rows, DIM).unwrap();
     let e = message(read_memberships(&dir, &plan, shard(0), rows).err().unwrap());
     assert!(e.contains("written for another plan"), "{e}");

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::assign::Memberships;
-use super::engine::{PairSearch, Partitions, Shard};
+use super::engine::{PairSearch, PairStats, Partitions, Shard};
 use super::kmeans::{Centroids, PartitionGroups};
 use super::npy::{decode_f32, npy_header};
 use super::source::CHUNK_ROWS;
@@ -73,6 +73,7 @@ struct PlanRecord {
     /// With two levels, the first partition of each group and, last, the partition count.
     group_starts: Option<Vec<u32>>,
     sample_rows: usize,
+    sample_held: bool,
     /// Of the centroids and the group centres, in hex.
     checksum: String,
 }
@@ -82,6 +83,7 @@ pub(crate) struct Plan {
     pub partitions: Partitions,
     pub checksum: u64,
     pub sample_rows: usize,
+    pub sample_held: bool,
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> PairsError {
@@ -133,14 +135,14 @@ fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), PairsError> {
 }
 
 /// Writes the plan of a search over `rows × dim` rows into `dir`: the matrices, then
-/// `plan.json`.
+/// `plan.json` (with the sample's size from `stats`).
 pub(crate) fn write_plan(
     dir: &Path,
     params: &PairSearch,
     rows: u64,
     dim: usize,
     partitions: &Partitions,
-    sample_rows: usize,
+    stats: &PairStats,
 ) -> Result<(), PairsError> {
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     write_matrix(
@@ -166,7 +168,8 @@ pub(crate) fn write_plan(
         seed: params.seed,
         partitions: partitions.len(),
         group_starts: group_starts.transpose()?,
-        sample_rows,
+        sample_rows: stats.sample_rows,
+        sample_held: stats.sample_held,
         checksum: format!("{:016x}", checksum(partitions)),
     };
     let json = serde_json::to_string_pretty(&record).expect("a plan serialises");
@@ -294,6 +297,7 @@ pub(crate) fn read_plan(
         partitions,
         checksum: sum,
         sample_rows: record.sample_rows,
+        sample_held: record.sample_held,
     })
 }
 
