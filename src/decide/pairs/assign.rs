@@ -109,21 +109,31 @@ pub(crate) struct Assigner<'a> {
 
 /// Above this many partitions the centroid distances are not all stored.
 const MAX_STORED_DISTANCES: usize = 8192;
+/// At most this many bytes of blocks of distances by groups.
+const MAX_BLOCK_BYTES: u64 = 1 << 30;
 
 /// The distances between centroids. Every pair, row-major, when k is small enough to hold them
 /// (k ≤ 8192: 256 MiB at most). Above that, with groups, one block per pair of groups, made
-/// by one matrix product the first time a row needs it: a row's primary and candidates lie in
-/// the groups it probes, which are near each other, so only a few blocks per group are ever
-/// made (at 10M rows, 20,002 partitions in 142 groups, the whole matrix would be 1.6 GB and
-/// computing each distance as it is needed, one 512-d dot product at a time, cost most of the
-/// assignment). Otherwise each distance is computed when it is needed.
+/// the first time a row needs it: a row's primary and candidates lie in the groups it probes,
+/// which are near each other, so only a few blocks per group are ever made (at 10M rows,
+/// 20,002 partitions in 142 groups, the whole matrix would be 1.6 GB and computing each
+/// distance as it is needed cost most of the assignment). Blocks are kept up to
+/// [`MAX_BLOCK_BYTES`] in all (at 10⁹ rows, 1,415 partitions per group, a block is 8 MB and a
+/// task could meet thousands); a block beyond is never made and its distances are computed as
+/// they are needed. Both compute each distance with the same dot product
+/// ([`crate::vector::cosine`]), so which blocks were kept, which depends on the order threads
+/// meet them, never changes a distance. Otherwise each distance is computed when it is needed.
 enum CentroidDistances {
     Stored(Vec<f32>),
     ByGroups {
         group_of: Vec<u32>,
         members: Vec<std::ops::Range<u32>>,
-        /// Block (a, b), a ≤ b, at `a * groups + b`: `|members[a]| × |members[b]|` distances.
-        blocks: Vec<std::sync::OnceLock<Vec<f32>>>,
+        /// Block (a, b), a ≤ b, at `a * groups + b`: `|members[a]| × |members[b]|` distances,
+        /// or `None` when it would have passed [`MAX_BLOCK_BYTES`].
+        blocks: Vec<std::sync::OnceLock<Option<Vec<f32>>>>,
+        /// Bytes of the blocks made, and the most there may be.
+        held: std::sync::atomic::AtomicU64,
+        max_bytes: u64,
     },
     OnDemand,
 }
@@ -134,12 +144,16 @@ impl CentroidDistances {
             return CentroidDistances::Stored(stored);
         }
         match groups {
-            Some(groups) => CentroidDistances::by_groups(centroids, groups),
+            Some(groups) => CentroidDistances::by_groups(centroids, groups, MAX_BLOCK_BYTES),
             None => CentroidDistances::OnDemand,
         }
     }
 
-    fn by_groups(centroids: &Centroids, groups: &PartitionGroups) -> CentroidDistances {
+    fn by_groups(
+        centroids: &Centroids,
+        groups: &PartitionGroups,
+        max_bytes: u64,
+    ) -> CentroidDistances {
         let mut group_of = vec![0u32; centroids.len()];
         for (g, range) in groups.members.iter().enumerate() {
             for p in range.clone() {
@@ -153,6 +167,8 @@ impl CentroidDistances {
             blocks: (0..count * count)
                 .map(|_| std::sync::OnceLock::new())
                 .collect(),
+            held: std::sync::atomic::AtomicU64::new(0),
+            max_bytes,
         }
     }
 
@@ -163,6 +179,8 @@ impl CentroidDistances {
                 group_of,
                 members,
                 blocks,
+                held,
+                max_bytes,
             } => {
                 // The lower group's block, read either way round: distances are symmetric.
                 let (i, j) = if group_of[i] <= group_of[j] {
@@ -172,36 +190,45 @@ impl CentroidDistances {
                 };
                 let (a, b) = (group_of[i] as usize, group_of[j] as usize);
                 let (rows, cols) = (members[a].clone(), members[b].clone());
-                let block = blocks[a * members.len() + b]
-                    .get_or_init(|| block_distances(centroids, rows.clone(), cols.clone()));
-                block[(i - rows.start as usize) * cols.len() + (j - cols.start as usize)]
+                let block = blocks[a * members.len() + b].get_or_init(|| {
+                    let bytes = (rows.len() * cols.len() * 4) as u64;
+                    let before = held.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                    (before + bytes <= *max_bytes)
+                        .then(|| block_distances(centroids, rows.clone(), cols.clone()))
+                });
+                match block {
+                    Some(block) => {
+                        block[(i - rows.start as usize) * cols.len() + (j - cols.start as usize)]
+                    }
+                    None => distance_between(centroids, i, j),
+                }
             }
-            CentroidDistances::OnDemand => {
-                let dot = crate::vector::cosine(centroids.row(i), centroids.row(j));
-                distance_from_dot(centroids, i, j, dot)
-            }
+            CentroidDistances::OnDemand => distance_between(centroids, i, j),
         }
     }
 }
 
-/// `|c_i − c_j|` for the partitions `i` of `rows` and `j` of `cols`, row-major.
+/// `|c_i − c_j|` for the partitions `i` of `rows` and `j` of `cols`, row-major, each as
+/// [`distance_between`] computes it.
 fn block_distances(
     centroids: &Centroids,
     rows: std::ops::Range<u32>,
     cols: std::ops::Range<u32>,
 ) -> Vec<f32> {
-    let dim = centroids.dim;
-    let vectors =
-        |r: &std::ops::Range<u32>| &centroids.vectors[r.start as usize * dim..r.end as usize * dim];
-    let mut out = vec![0f32; rows.len() * cols.len()];
-    dot_products(vectors(&rows), vectors(&cols), dim, &mut out);
-    for (r, i) in rows.enumerate() {
-        for (c, j) in cols.clone().enumerate() {
-            let d = &mut out[r * cols.len() + c];
-            *d = distance_from_dot(centroids, i as usize, j as usize, *d);
-        }
+    let mut out = Vec::with_capacity(rows.len() * cols.len());
+    for i in rows {
+        out.extend(
+            cols.clone()
+                .map(|j| distance_between(centroids, i as usize, j as usize)),
+        );
     }
     out
+}
+
+/// `|c_i − c_j|` from one dot product.
+fn distance_between(centroids: &Centroids, i: usize, j: usize) -> f32 {
+    let dot = crate::vector::cosine(centroids.row(i), centroids.row(j));
+    distance_from_dot(centroids, i, j, dot)
 }
 
 impl<'a> Assigner<'a> {
@@ -527,7 +554,10 @@ mod tests {
             CentroidDistances::Stored(_)
         ));
         let mut blocks = Assigner::with_groups(&centroids, &groups, 3, replication);
-        blocks.centroid_distances = CentroidDistances::by_groups(&centroids, &groups);
+        blocks.centroid_distances = CentroidDistances::by_groups(&centroids, &groups, 1 << 30);
+        // No room for any block: every distance computed as it is needed, the same bits.
+        let mut none_kept = Assigner::with_groups(&centroids, &groups, 3, replication);
+        none_kept.centroid_distances = CentroidDistances::by_groups(&centroids, &groups, 0);
         let k = centroids.len();
         for i in 0..k {
             for j in 0..k {
@@ -537,11 +567,22 @@ mod tests {
                     blocks.centroid_distance(i, j),
                 );
                 assert!((a * a - b * b).abs() < 1e-5, "({i}, {j}): {a} against {b}");
+                assert_eq!(b.to_bits(), none_kept.centroid_distance(i, j).to_bits());
             }
         }
+        let CentroidDistances::ByGroups { blocks: made, .. } = &none_kept.centroid_distances else {
+            unreachable!()
+        };
+        assert!(made.iter().all(|b| b.get().is_none_or(|b| b.is_none())));
         let (mut one, mut other) = (Memberships::new(), Memberships::new());
         stored.assign(0, &rows, 0..k as u32, &mut one);
         blocks.assign(0, &rows, 0..k as u32, &mut other);
+        let mut third = Memberships::new();
+        none_kept.assign(0, &rows, 0..k as u32, &mut third);
+        assert_eq!(
+            (&other.rows, &other.partitions),
+            (&third.rows, &third.partitions)
+        );
         assert_eq!((one.rows, one.partitions), (other.rows, other.partitions));
         assert!(
             one.assigned_memberships > one.assigned_rows,
