@@ -198,12 +198,14 @@ pub(crate) fn two_level_kmeans(
     sample.fetch(&top_indices, &mut top_sample)?;
     let top = spherical_kmeans(&top_sample, dim, groups, iterations, seed);
     drop(top_sample);
-    // Each sample row's group, read in whole blocks of `nearest`.
+    // Each sample row's group, read in whole blocks of `nearest`, as many rows at once as a
+    // batch may hold (each read of a Parquet input reads its row groups again).
     let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); top.len()];
-    let step = (BLOCK_ROWS * 64) as u32;
+    let step = ((sample.batch_values() / dim.max(1)) / BLOCK_ROWS).max(64) * BLOCK_ROWS;
+    let step = step.min(u32::MAX as usize) as u32;
     let mut values = Vec::new();
     for start in (0..n as u32).step_by(step as usize) {
-        let indices: Vec<u32> = (start..(start + step).min(n as u32)).collect();
+        let indices: Vec<u32> = (start..start.saturating_add(step).min(n as u32)).collect();
         values.clear();
         sample.fetch(&indices, &mut values)?;
         for (i, g) in indices.into_iter().zip(top.nearest(&values)) {

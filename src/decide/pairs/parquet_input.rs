@@ -2,7 +2,8 @@
 //! or a folder of `*.parquet` in name order. The column may be a list, large list or
 //! fixed-size list of float32, float64 or float16; every row must have the same length. A null
 //! row, or a null inside one, becomes a row of NaN, which pairs with nothing. Read in record
-//! batches, never whole. An id column (strings or integers) is read apart, for the rows in
+//! batches, never whole; a gather reads only the row groups that hold a row it wants, and
+//! decodes only those rows. An id column (strings or integers) is read apart, for the rows in
 //! pairs only, so the output files can name rows by id.
 
 use std::fs::File;
@@ -15,12 +16,12 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::arrow::ProjectionMask;
 
 use super::files::{IdValues, RowIds};
 use super::npy::list_files;
-use super::source::{ChunkVisit, EmbeddingSource, Rechunker};
+use super::source::{ChunkVisit, EmbeddingSource, Rechunker, RowVisit};
 use super::PairsError;
 
 pub struct ParquetEmbeddings {
@@ -364,5 +365,163 @@ impl EmbeddingSource for ParquetEmbeddings {
             }
         }
         chunker.finish(visit)
+    }
+
+    fn gather(&self, rows: &[u32], visit: RowVisit<'_>) -> Result<(), PairsError> {
+        let dim = self.dim;
+        let (mut next, mut file_first) = (0usize, 0u64);
+        let mut values = Vec::new();
+        for file in &self.files {
+            let builder = builder(file, &self.column)?;
+            let metadata = builder.metadata().clone();
+            let file_end = file_first + metadata.file_metadata().num_rows() as u64;
+            let end = next + rows[next..].partition_point(|&r| u64::from(r) < file_end);
+            if end == next {
+                file_first = file_end;
+                continue;
+            }
+            // The row groups holding a wanted row, and the wanted rows' positions among the
+            // rows of those groups.
+            let (mut groups, mut ranges, mut selected) = (Vec::new(), Vec::new(), 0usize);
+            let (mut group_first, mut i) = (file_first, next);
+            for (g, group) in metadata.row_groups().iter().enumerate() {
+                let group_end = group_first + group.num_rows() as u64;
+                let j = i + rows[i..end].partition_point(|&r| u64::from(r) < group_end);
+                if j > i {
+                    groups.push(g);
+                    for &r in &rows[i..j] {
+                        let at = selected + (u64::from(r) - group_first) as usize;
+                        ranges.push(at..at + 1);
+                    }
+                    selected += group.num_rows() as usize;
+                }
+                (i, group_first) = (j, group_end);
+            }
+            let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), selected);
+            let reader = builder
+                .with_row_groups(groups)
+                .with_row_selection(selection)
+                .with_batch_size(4096)
+                .build()
+                .map_err(|e| parquet_error(file, e))?;
+            let mut k = next;
+            for batch in reader {
+                let batch = batch.map_err(|e| format_error(file, e.to_string()))?;
+                values.clear();
+                let first = rows.get(k).map_or(0, |&r| u64::from(r));
+                append_rows(file, batch.column(0), Some(dim), first, &mut values)?;
+                for row in values.chunks_exact(dim.max(1)) {
+                    if k < end {
+                        visit(k, row)?;
+                    }
+                    k += 1;
+                }
+            }
+            if k != end {
+                return Err(format_error(
+                    file,
+                    format!(
+                        "{} rows read of the {} asked for: the file changed while it was read",
+                        k - next,
+                        end - next
+                    ),
+                ));
+            }
+            (next, file_first) = (end, file_end);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{FixedSizeListArray, Float32Array, RecordBatch};
+    use arrow_schema::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+    use crate::decide::pairs::source::{VectorsInMemory, CHUNK_ROWS};
+
+    /// `values` (rows × dim) as Parquet files of `per_file` rows, in row groups of 1,000.
+    fn write_files(dir: &Path, values: &[f32], dim: usize, per_file: usize) {
+        let field = Arc::new(Field::new("item", DataType::Float32, true));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "embedding",
+            DataType::FixedSizeList(field.clone(), dim as i32),
+            true,
+        )]));
+        for (f, part) in values.chunks(per_file * dim).enumerate() {
+            let list = FixedSizeListArray::new(
+                field.clone(),
+                dim as i32,
+                Arc::new(Float32Array::from(part.to_vec())),
+                None,
+            );
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(list)]).unwrap();
+            let props = WriterProperties::builder()
+                .set_max_row_group_size(1000)
+                .build();
+            let file = File::create(dir.join(format!("part-{f}.parquet"))).unwrap();
+            let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+        }
+    }
+
+    #[test]
+    fn gathers_and_row_ranges_read_the_rows_asked_for() {
+        let (dim, rows) = (3, 2 * CHUNK_ROWS + 700);
+        let values: Vec<f32> = (0..rows * dim).map(|i| i as f32 * 0.5).collect();
+        let dir = tempfile::tempdir().unwrap();
+        write_files(dir.path(), &values, dim, 7000);
+        let parquet = ParquetEmbeddings::open(dir.path(), "embedding").unwrap();
+        let memory = VectorsInMemory {
+            vectors: &values,
+            dim,
+        };
+        assert_eq!((parquet.rows(), parquet.dim()), (rows as u64, dim));
+        // Rows in some row groups of some files only, the first and last rows included.
+        let wanted: Vec<u32> = (0..rows as u32)
+            .filter(|r| r % 997 == 0 || (2500..2510).contains(r) || *r == rows as u32 - 1)
+            .collect();
+        let collect = |source: &dyn EmbeddingSource| {
+            let mut out = Vec::new();
+            source
+                .gather(&wanted, &mut |i, row| {
+                    out.push((i, row.to_vec()));
+                    Ok(())
+                })
+                .unwrap();
+            out
+        };
+        let from_parquet = collect(&parquet);
+        assert_eq!(from_parquet.len(), wanted.len());
+        assert_eq!(from_parquet, collect(&memory));
+        // A row range: the chunks of a whole scan.
+        let chunks = |source: &dyn EmbeddingSource| {
+            let mut out = Vec::new();
+            source
+                .scan_rows(CHUNK_ROWS as u64..rows as u64, &mut |first, values| {
+                    out.push((first, values.to_vec()));
+                    Ok(())
+                })
+                .unwrap();
+            out
+        };
+        let range = chunks(&parquet);
+        assert_eq!(
+            range
+                .iter()
+                .map(|(first, v)| (*first, v.len() / dim))
+                .collect::<Vec<_>>(),
+            [
+                (CHUNK_ROWS as u64, CHUNK_ROWS),
+                (2 * CHUNK_ROWS as u64, 700)
+            ]
+        );
+        assert_eq!(range, chunks(&memory));
     }
 }
