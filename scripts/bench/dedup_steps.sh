@@ -27,8 +27,8 @@ EMB=$WORK/emb-$ROWS.npy
 measure() {
   local name=$1
   shift
-  /usr/bin/time -v "$@" >"$WORK/steps-$name.json" 2>"$WORK/steps-$name.time" || {
-    tail -5 "$WORK/steps-$name.time" >&2
+  /usr/bin/time -v "$@" >"$WORK/steps-$ROWS-$name.json" 2>"$WORK/steps-$ROWS-$name.time" || {
+    tail -5 "$WORK/steps-$ROWS-$name.time" >&2
     exit 1
   }
   awk -v name="$name" '
@@ -36,7 +36,7 @@ measure() {
     /User time/ { cpu += $NF } /System time/ { cpu += $NF }
     /Maximum resident/ { peak = $NF / 1024 }
     END { printf "%-12s wall %7.1f s  cpu %7.1f s  peak %6.0f MiB\n", name, wall, cpu, peak }' \
-    "$WORK/steps-$name.time"
+    "$WORK/steps-$ROWS-$name.time"
 }
 
 # shellcheck disable=SC2206 # MMCURATE_ARGS is split into words on purpose.
