@@ -114,6 +114,17 @@ enum Step {
     Search,
 }
 
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::All => "all",
+            Step::Partitions => "partitions",
+            Step::Assign => "assign",
+            Step::Search => "search",
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Summary {
     command: &'static str,
@@ -169,6 +180,12 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
             None => bail!("--id-column {column} with --merge: give --embeddings too, to read the ids from"),
         }
     }
+    if args.merge && args.step != Step::All {
+        bail!(
+            "--merge with --step {}: the merge is a step of its own; run it without --step after every search task",
+            args.step.name()
+        );
+    }
     // The device is chosen before anything is written: a GPU asked for and missing stops here.
     let selected = if args.merge || matches!(args.step, Step::Partitions | Step::Assign) {
         None
@@ -189,7 +206,11 @@ pub fn run(args: &DedupArgs) -> anyhow::Result<()> {
         bail!("--min-cosine is required (unless --merge)");
     };
     if args.step != Step::All && args.estimate_recall > 0 {
-        bail!("--estimate-recall {} with --step {:?}: estimate recall with the whole search (--step all)", args.estimate_recall, args.step);
+        bail!(
+            "--estimate-recall {} with --step {}: estimate recall with the whole search (--step all)",
+            args.estimate_recall,
+            args.step.name()
+        );
     }
     let source = input.source();
     let mut params = PairSearch::new(min_cosine);

@@ -219,29 +219,16 @@ pub fn semantic_duplicates_of_pairs(
 }
 
 /// Video copies: videos whose signatures (sampled frames' pHashes, aligned by time) are within
-/// `max_distance` bits on average. Only pairs with at least one frame pair within
-/// `max_distance` are compared (the best-aligned pair of a match always is), found by
-/// [`pairs_within`] over every frame of every video.
+/// `max_distance` bits on average. Only pairs [`video_candidates`] nominates are compared (the
+/// best-aligned frame pair of a match is within `max_distance`, so a match always shares a
+/// frame value within it).
 pub fn video_duplicates(
     candidates: &[Candidate],
     signatures: &[Signature],
     max_distance: f64,
     tolerance_seconds: f64,
 ) -> Vec<Option<Drop>> {
-    let mut owners = Vec::new();
-    let mut hashes = Vec::new();
-    for (video, signature) in signatures.iter().enumerate() {
-        owners.extend(std::iter::repeat_n(video as u32, signature.hashes.len()));
-        hashes.extend_from_slice(signature.hashes);
-    }
-    let mut pairs: Vec<(u32, u32)> = pairs_within(&hashes, max_distance.floor() as u32)
-        .into_iter()
-        .map(|(i, j, _)| (owners[i as usize], owners[j as usize]))
-        .filter(|(a, b)| a != b)
-        .map(|(a, b)| (a.min(b), a.max(b)))
-        .collect();
-    pairs.sort_unstable();
-    pairs.dedup();
+    let pairs = video_candidates(signatures, max_distance.floor() as u32);
     let mut sets = UnionFind::new(candidates.len());
     for (a, b) in pairs {
         let found = compare_signatures(
@@ -287,6 +274,83 @@ pub fn video_duplicates(
             duplicate_similarity: None,
         }
     })
+}
+
+/// A frame value carried by more videos than this is common (a black or flat frame, whose
+/// pHash is the same in every video, or a logo card): it nominates each of its videos against
+/// [`ANCHOR_VIDEOS`] of them only, not every pair of them.
+const COMMON_FRAME_VIDEOS: usize = 64;
+/// The carriers of a common frame value every other carrier is compared with: those with the
+/// most frames of that value, then the first in the run.
+const ANCHOR_VIDEOS: usize = 8;
+
+/// The pairs of videos (a < b, ascending) worth comparing: videos that share a frame value, or
+/// carry two values within `max_distance` bits ([`pairs_within`] over the distinct values).
+///
+/// Frame values carried by more than [`COMMON_FRAME_VIDEOS`] videos would make this quadratic
+/// (a million videos with a black frame are 5·10¹¹ pairs), so such a value nominates each of its
+/// videos against its [`ANCHOR_VIDEOS`] anchors only (its carriers with the most frames of that
+/// value, then the first), and only the anchors against the videos of nearby values: the
+/// candidates grow with the number of such frames, not its square. Copies are still found
+/// through them: copies of one video all carry its values, so a common one's anchors are
+/// mostly copies too (all-black videos, say, are the carriers of the black frame with the most
+/// black frames), and union-find joins the rest to them; copies of unrelated videos share their
+/// other frames too.
+pub fn video_candidates(signatures: &[Signature], max_distance: u32) -> Vec<(u32, u32)> {
+    // Distinct frame values, each with the videos carrying it and how many of their frames:
+    // (value, video, frames), by value, then by frames (most first), then by video.
+    let mut frames: Vec<(u64, u32)> = signatures
+        .iter()
+        .enumerate()
+        .flat_map(|(video, s)| s.hashes.iter().map(move |&h| (h, video as u32)))
+        .collect();
+    frames.sort_unstable();
+    let mut carried: Vec<(u64, u32, u32)> = Vec::with_capacity(frames.len());
+    for (value, video) in frames {
+        match carried.last_mut() {
+            Some(last) if (last.0, last.1) == (value, video) => last.2 += 1,
+            _ => carried.push((value, video, 1)),
+        }
+    }
+    carried.sort_unstable_by_key(|&(value, video, count)| (value, std::cmp::Reverse(count), video));
+    let mut values = Vec::new();
+    let mut starts = Vec::new();
+    for (i, &(value, _, _)) in carried.iter().enumerate() {
+        if values.last() != Some(&value) {
+            values.push(value);
+            starts.push(i);
+        }
+    }
+    starts.push(carried.len());
+    let carriers: Vec<u32> = carried.into_iter().map(|(_, video, _)| video).collect();
+    let videos_of = |i: usize| &carriers[starts[i]..starts[i + 1]];
+    let nominees = |videos: &'_ [u32]| -> usize {
+        if videos.len() > COMMON_FRAME_VIDEOS {
+            ANCHOR_VIDEOS
+        } else {
+            videos.len()
+        }
+    };
+    let mut pairs = Vec::new();
+    for i in 0..values.len() {
+        let videos = videos_of(i);
+        for (at, &a) in videos[..nominees(videos)].iter().enumerate() {
+            pairs.extend(videos[at + 1..].iter().map(|&b| (a.min(b), a.max(b))));
+        }
+    }
+    for (i, j, _) in pairs_within(&values, max_distance) {
+        let (u, w) = (videos_of(i as usize), videos_of(j as usize));
+        for &a in &u[..nominees(u)] {
+            for &b in &w[..nominees(w)] {
+                if a != b {
+                    pairs.push((a.min(b), a.max(b)));
+                }
+            }
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
 }
 
 /// Audio copies must overlap for at least this many sub-fingerprints (5 s), or all of the
@@ -535,6 +599,58 @@ mod tests {
         // Nothing links the unrelated video, and a limit below the re-encode's distance keeps
         // the re-encode apart.
         assert_eq!(video_duplicates(&c, &signatures, 1.5, 0.5)[1], None);
+    }
+
+    #[test]
+    fn common_frames_nominate_linearly_and_copies_are_still_found() {
+        // 3,000 unrelated videos of 8 frames, each with one black frame (pHash 0); 150 copies
+        // of one more video; 100 all-black videos.
+        let times: Vec<f64> = (0..8).map(f64::from).collect();
+        let mut hashes: Vec<Vec<u64>> = (0..3000)
+            .map(|v| {
+                let mut h = words(1000 + v, 8);
+                h[(v % 8) as usize] = 0;
+                h
+            })
+            .collect();
+        // 100 re-uploads of one video (the same hashes), 50 re-encodes of it (1 bit off).
+        let viral = words(7, 8);
+        hashes.extend((0..150u64).map(|c| {
+            let flip = if c < 100 { 0 } else { 1 << (c % 64) };
+            viral.iter().map(|h| h ^ flip).collect()
+        }));
+        hashes.extend((0..100).map(|_| vec![0u64; 8]));
+        let signatures: Vec<Signature> = hashes
+            .iter()
+            .map(|h| Signature {
+                times: &times,
+                hashes: h,
+            })
+            .collect();
+        let pairs = video_candidates(&signatures, 8);
+        // Every pair of the 3,100 videos with a black frame would be 4.8M; each is nominated
+        // against 8 anchors instead (the all-black videos). The re-uploads' values, each
+        // carried by 100 videos, likewise.
+        assert!(pairs.len() < 60_000, "{} pairs", pairs.len());
+        assert!(pairs.windows(2).all(|w| w[0] < w[1]));
+        let ids: Vec<String> = (0..signatures.len()).map(|i| format!("0:{i:05}")).collect();
+        let c: Vec<Candidate> = ids
+            .iter()
+            .map(|id| candidate(id, "v", 0, 10.0, 100))
+            .collect();
+        let drops = video_duplicates(&c, &signatures, 8.0, 0.5);
+        let dropped = |range: std::ops::Range<usize>| drops[range].iter().flatten().count();
+        assert_eq!(dropped(0..3000), 0, "one black frame makes no copy");
+        assert_eq!(dropped(3000..3150), 149, "the copies, all but one");
+        assert_eq!(
+            dropped(3150..3250),
+            99,
+            "all-black videos are copies of each other"
+        );
+        let kept_copy = c[3000].id.to_string();
+        assert!(drops[3001..3150]
+            .iter()
+            .all(|d| d.as_ref().unwrap().duplicate_of.as_deref() == Some(kept_copy.as_str())));
     }
 
     #[test]
