@@ -596,7 +596,7 @@ pub(crate) fn search_partitions(
                     candidates,
                     dim,
                     params.min_cosine,
-                    &memberships,
+                    memberships,
                     &mut out,
                 );
                 out
