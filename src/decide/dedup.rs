@@ -297,33 +297,53 @@ const ANCHOR_VIDEOS: usize = 8;
 /// black frames), and union-find joins the rest to them; copies of unrelated videos share their
 /// other frames too.
 pub fn video_candidates(signatures: &[Signature], max_distance: u32) -> Vec<(u32, u32)> {
-    // Distinct frame values, each with the videos carrying it and how many of their frames:
-    // (value, video, frames), by value, then by frames (most first), then by video.
+    // Every (value, video) once, by value then video, with the video's frames of that value.
     let mut frames: Vec<(u64, u32)> = signatures
         .iter()
         .enumerate()
         .flat_map(|(video, s)| s.hashes.iter().map(move |&h| (h, video as u32)))
         .collect();
     frames.sort_unstable();
-    let mut carried: Vec<(u64, u32, u32)> = Vec::with_capacity(frames.len());
-    for (value, video) in frames {
-        match carried.last_mut() {
-            Some(last) if (last.0, last.1) == (value, video) => last.2 += 1,
-            _ => carried.push((value, video, 1)),
+    let mut counts: Vec<u32> = Vec::new();
+    let mut kept = 0;
+    for i in 0..frames.len() {
+        if kept > 0 && frames[kept - 1] == frames[i] {
+            counts[kept - 1] += 1;
+        } else {
+            frames[kept] = frames[i];
+            counts.push(1);
+            kept += 1;
         }
     }
-    carried.sort_unstable_by_key(|&(value, video, count)| (value, std::cmp::Reverse(count), video));
+    frames.truncate(kept);
+    // The distinct values, where each one's videos start, and the videos (u32 offsets: at most
+    // 2³² frames, as `pairs_within` takes).
     let mut values = Vec::new();
-    let mut starts = Vec::new();
-    for (i, &(value, _, _)) in carried.iter().enumerate() {
+    let mut starts: Vec<u32> = Vec::new();
+    for (i, &(value, _)) in frames.iter().enumerate() {
         if values.last() != Some(&value) {
             values.push(value);
-            starts.push(i);
+            starts.push(i as u32);
         }
     }
-    starts.push(carried.len());
-    let carriers: Vec<u32> = carried.into_iter().map(|(_, video, _)| video).collect();
-    let videos_of = |i: usize| &carriers[starts[i]..starts[i + 1]];
+    starts.push(frames.len() as u32);
+    let mut carriers: Vec<u32> = frames.iter().map(|&(_, video)| video).collect();
+    drop(frames);
+    // A common value's anchors first: its videos with the most frames of it, then the first.
+    for w in starts.windows(2) {
+        let (start, end) = (w[0] as usize, w[1] as usize);
+        if end - start > COMMON_FRAME_VIDEOS {
+            let mut order: Vec<(std::cmp::Reverse<u32>, u32)> = (start..end)
+                .map(|i| (std::cmp::Reverse(counts[i]), carriers[i]))
+                .collect();
+            order.sort_unstable();
+            for (slot, (_, video)) in carriers[start..end].iter_mut().zip(order) {
+                *slot = video;
+            }
+        }
+    }
+    drop(counts);
+    let videos_of = |i: usize| &carriers[starts[i] as usize..starts[i + 1] as usize];
     let nominees = |videos: &'_ [u32]| -> usize {
         if videos.len() > COMMON_FRAME_VIDEOS {
             ANCHOR_VIDEOS
