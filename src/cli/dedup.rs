@@ -376,11 +376,7 @@ fn run_step(
         seconds_write: 0.0,
         seconds_total: started.elapsed().as_secs_f64(),
     };
-    let json = serde_json::to_string_pretty(&summary)?;
-    std::fs::write(&summary_path, format!("{json}\n"))
-        .with_context(|| format!("writing {}", summary_path.display()))?;
-    println!("{json}");
-    Ok(())
+    write_summary(&summary_path, &summary)
 }
 
 /// The products `--device` asks for; a GPU that cannot be used is an error saying what to do
@@ -464,9 +460,14 @@ fn finish(
         seconds_write: clock.elapsed().as_secs_f64(),
         seconds_total: started.elapsed().as_secs_f64(),
     };
-    let json = serde_json::to_string_pretty(&summary)?;
-    std::fs::write(&summary_path, format!("{json}\n"))
-        .with_context(|| format!("writing {}", summary_path.display()))?;
+    write_summary(&summary_path, &summary)
+}
+
+/// Writes `summary` to `path` and prints it.
+fn write_summary(path: &Path, summary: &Summary) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(summary)?;
+    std::fs::write(path, format!("{json}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
     println!("{json}");
     Ok(())
 }

@@ -22,6 +22,25 @@ fn dedup(input: &Path, output: &Path, extra: &[&str]) {
     ok(&mmcurate(&args));
 }
 
+/// Merges the 3 shards under `output` and checks the files are `one_machine`'s, byte for byte.
+fn merge_is_one_machine(output: &Path, one_machine: &Path) {
+    ok(&mmcurate(&[
+        "dedup",
+        "--merge",
+        "--num-shards",
+        "3",
+        "--output",
+        output.to_str().unwrap(),
+    ]));
+    for file in ["pairs.parquet", "groups.parquet"] {
+        assert!(
+            read(one_machine.join(file)) == read(output.join(file)),
+            "merged {file} under {} differs",
+            output.display()
+        );
+    }
+}
+
 fn pairs_of(read: &Value) -> Vec<(u64, u64)> {
     read["pairs"]
         .as_array()
@@ -176,20 +195,7 @@ fn dedup_finds_numpys_pairs_in_every_input_format_and_thread_count() {
             &[&["--num-shards", "3", "--shard-index", index][..], &strict].concat(),
         );
     }
-    ok(&mmcurate(&[
-        "dedup",
-        "--merge",
-        "--num-shards",
-        "3",
-        "--output",
-        sharded.to_str().unwrap(),
-    ]));
-    for file in ["pairs.parquet", "groups.parquet"] {
-        assert!(
-            read(d.join("out1").join(file)) == read(sharded.join(file)),
-            "merged {file} differs"
-        );
-    }
+    merge_is_one_machine(&sharded, &d.join("out1"));
 
     // The same search split into steps: partitions once, then three row ranges assigned, then
     // three partition ranges searched, then the merge: again the one-machine files.
@@ -213,20 +219,7 @@ fn dedup_finds_numpys_pairs_in_every_input_format_and_thread_count() {
     ))
     .unwrap();
     assert_eq!(summary["step"], "assign");
-    ok(&mmcurate(&[
-        "dedup",
-        "--merge",
-        "--num-shards",
-        "3",
-        "--output",
-        staged.to_str().unwrap(),
-    ]));
-    for file in ["pairs.parquet", "groups.parquet"] {
-        assert!(
-            read(d.join("out1").join(file)) == read(staged.join(file)),
-            "{file} from the steps differs"
-        );
-    }
+    merge_is_one_machine(&staged, &d.join("out1"));
 }
 
 #[test]

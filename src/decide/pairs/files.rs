@@ -20,7 +20,7 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 
-use super::{CosinePair, PairsError};
+use super::{io_error, parquet_error, CosinePair, PairsError};
 
 /// Rows per written record batch (and row group).
 const WRITE_BATCH: usize = 1 << 20;
@@ -117,20 +117,6 @@ pub fn rows_in_pairs(pairs: &[CosinePair]) -> Vec<u64> {
     rows.sort_unstable();
     rows.dedup();
     rows
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> PairsError {
-    PairsError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-fn parquet_error(path: &Path, source: parquet::errors::ParquetError) -> PairsError {
-    PairsError::Parquet {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 fn write_batches(

@@ -58,6 +58,30 @@ pub enum PairsError {
     },
 }
 
+pub(crate) fn io_error(path: &std::path::Path, source: std::io::Error) -> PairsError {
+    PairsError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+pub(crate) fn format_error(path: &std::path::Path, message: String) -> PairsError {
+    PairsError::Format {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+pub(crate) fn parquet_error(
+    path: &std::path::Path,
+    source: parquet::errors::ParquetError,
+) -> PairsError {
+    PairsError::Parquet {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 /// splitmix64: a well-mixed hash, for seeded choices that depend on nothing but the seed and
 /// the row number.
 pub(crate) fn mix(mut x: u64) -> u64 {

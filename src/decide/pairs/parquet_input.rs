@@ -22,7 +22,7 @@ use parquet::arrow::ProjectionMask;
 use super::files::{IdValues, RowIds};
 use super::npy::list_files;
 use super::source::{ChunkVisit, EmbeddingSource, Rechunker, RowVisit};
-use super::PairsError;
+use super::{format_error, parquet_error, PairsError};
 
 pub struct ParquetEmbeddings {
     files: Vec<PathBuf>,
@@ -200,20 +200,6 @@ fn unsigned_at(values: &ArrayRef, i: usize) -> u64 {
         u64::from(v.value(i))
     } else {
         0
-    }
-}
-
-fn parquet_error(path: &Path, source: parquet::errors::ParquetError) -> PairsError {
-    PairsError::Parquet {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-fn format_error(path: &Path, message: String) -> PairsError {
-    PairsError::Format {
-        path: path.display().to_string(),
-        message,
     }
 }
 

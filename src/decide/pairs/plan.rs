@@ -35,7 +35,7 @@ use super::engine::{PairSearch, PairStats, Partitions, Shard};
 use super::kmeans::{Centroids, PartitionGroups};
 use super::npy::{decode_f32, npy_header};
 use super::source::CHUNK_ROWS;
-use super::{mix, PairsError};
+use super::{format_error, io_error, mix, PairsError};
 
 const MAGIC: &[u8; 8] = b"MMCMEMB1";
 const FORMAT: u32 = 1;
@@ -84,20 +84,6 @@ pub(crate) struct Plan {
     pub checksum: u64,
     pub sample_rows: usize,
     pub sample_held: bool,
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> PairsError {
-    PairsError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-fn format_error(path: &Path, message: String) -> PairsError {
-    PairsError::Format {
-        path: path.display().to_string(),
-        message,
-    }
 }
 
 /// A checksum of the centroids' and group centres' bits.
