@@ -22,7 +22,7 @@ use crate::decide::pairs::files::{
 use crate::decide::pairs::npy::NpyFiles;
 use crate::decide::pairs::parquet_input::ParquetEmbeddings;
 use crate::decide::pairs::plan::{
-    plan_dir, read_memberships, read_plan, row_range, write_memberships, write_plan,
+    plan_dir, read_memberships, read_plan, read_plan_info, row_range, write_memberships, write_plan,
 };
 use crate::decide::pairs::recall::{estimate_recall, RecallEstimate};
 use crate::decide::pairs::{
@@ -115,13 +115,11 @@ enum Step {
 }
 
 impl Step {
-    fn name(self) -> &'static str {
-        match self {
-            Step::All => "all",
-            Step::Partitions => "partitions",
-            Step::Assign => "assign",
-            Step::Search => "search",
-        }
+    /// The name `--step` takes (clap's).
+    fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -290,22 +288,21 @@ fn search_step(
 ) -> anyhow::Result<PairSearchReport> {
     let (rows, dim) = (source.rows(), source.dim());
     let dir = plan_dir(output);
-    let plan = read_plan(&dir, params, rows, dim)?;
-    let range = plan.partitions.range_of(params.shard);
+    let plan = read_plan_info(&dir, params, rows, dim)?;
+    let range = plan.range_of(params.shard);
     let memberships = read_memberships(&dir, &plan, params.shard, rows)?;
     let mut stats = PairStats {
         rows,
         dim,
         device: products.device(),
-        partitions: plan.partitions.len(),
-        groups: plan.partitions.groups.as_ref().map_or(1, |g| g.top.len()),
+        partitions: plan.partitions,
+        groups: plan.groups,
         sample_rows: plan.sample_rows,
         sample_held: plan.sample_held,
         replication: memberships.assigned_memberships as f64
             / memberships.assigned_rows.max(1) as f64,
         ..PairStats::default()
     };
-    drop(plan);
     let pairs = search_partitions(source, params, &memberships, range, products, &mut stats)?;
     Ok(PairSearchReport { pairs, stats })
 }
@@ -339,10 +336,10 @@ fn run_step(
         (dir.join("plan.json"), dir.join("plan-summary.json"))
     } else {
         let plan = read_plan(&dir, params, rows, dim)?;
-        stats.partitions = plan.partitions.len();
-        stats.groups = plan.partitions.groups.as_ref().map_or(1, |g| g.top.len());
-        stats.sample_rows = plan.sample_rows;
-        stats.sample_held = plan.sample_held;
+        stats.partitions = plan.info.partitions;
+        stats.groups = plan.info.groups;
+        stats.sample_rows = plan.info.sample_rows;
+        stats.sample_held = plan.info.sample_held;
         let range = row_range(rows, params.shard);
         let all = 0..plan.partitions.len() as u32;
         let memberships = assign_rows(
@@ -353,7 +350,7 @@ fn run_step(
             all,
             &mut stats,
         )?;
-        let path = write_memberships(&dir, &plan, params.shard, range, &memberships)?;
+        let path = write_memberships(&dir, &plan.info, params.shard, range, &memberships)?;
         let summary = path.with_extension("json");
         (path, summary)
     };

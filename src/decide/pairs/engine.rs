@@ -226,12 +226,17 @@ impl Partitions {
         self.centroids.len()
     }
 
-    /// The partitions `shard` searches: `[k·index/count, k·(index+1)/count)`.
+    /// The partitions `shard` searches.
     pub fn range_of(&self, shard: Shard) -> Range<u32> {
-        let k = self.len() as u64;
-        (k * u64::from(shard.index) / u64::from(shard.count)) as u32
-            ..(k * u64::from(shard.index + 1) / u64::from(shard.count)) as u32
+        partition_range(self.len(), shard)
     }
+}
+
+/// The partitions of `k` that `shard` searches: `[k·index/count, k·(index+1)/count)`.
+pub(crate) fn partition_range(k: usize, shard: Shard) -> Range<u32> {
+    let k = k as u64;
+    (k * u64::from(shard.index) / u64::from(shard.count)) as u32
+        ..(k * u64::from(shard.index + 1) / u64::from(shard.count)) as u32
 }
 
 /// Steps 1 and 2: a seeded sample of valid rows, and spherical k-means on it (two levels above

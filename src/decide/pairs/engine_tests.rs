@@ -332,8 +332,8 @@ fn two_levels_keep_the_recall_and_the_same_pairs_on_any_thread_count_and_from_sh
 fn a_search_split_into_steps_gives_the_pairs_of_one_process() {
     use super::engine::{assign_rows, learn_partitions, search_partitions, PairStats};
     use super::plan::{
-        memberships_path, plan_dir, read_memberships, read_plan, row_range, write_memberships,
-        write_plan,
+        memberships_path, plan_dir, read_memberships, read_plan, read_plan_info, row_range,
+        write_memberships, write_plan,
     };
     use super::CpuProducts;
 
@@ -387,14 +387,15 @@ fn a_search_split_into_steps_gives_the_pairs_of_one_process() {
         )
         .unwrap();
         assert_eq!(memberships.assigned_rows, range.end - range.start);
-        write_memberships(&dir, &plan, shard(index), range, &memberships).unwrap();
+        write_memberships(&dir, &plan.info, shard(index), range, &memberships).unwrap();
     }
     let mut merged = Vec::new();
     for index in 0..3 {
-        let plan = read_plan(&dir, &small, rows, DIM).unwrap();
+        let plan = read_plan_info(&dir, &small, rows, DIM).unwrap();
+        assert_eq!(plan.groups, 11);
         let memberships = read_memberships(&dir, &plan, shard(index), rows).unwrap();
         assert_eq!(memberships.assigned_rows, rows);
-        let range = plan.partitions.range_of(shard(index));
+        let range = plan.range_of(shard(index));
         let part = search_partitions(
             &source,
             &small,
@@ -421,7 +422,7 @@ fn a_search_split_into_steps_gives_the_pairs_of_one_process() {
     );
     let e = message(read_plan(&dir, &small, rows + 1, DIM).err().unwrap());
     assert!(e.contains("rows of the input"), "{e}");
-    let plan = read_plan(&dir, &small, rows, DIM).unwrap();
+    let plan = read_plan_info(&dir, &small, rows, DIM).unwrap();
     let first = memberships_path(&dir, shard(0));
     let bytes = std::fs::read(&first).unwrap();
     std::fs::write(&first, &bytes[..bytes.len() - 5]).unwrap();
@@ -442,7 +443,7 @@ fn a_search_split_into_steps_gives_the_pairs_of_one_process() {
     reseeded.seed ^= 1;
     let partitions = learn_partitions(&source, &reseeded, &mut stats).unwrap();
     write_plan(&dir, &reseeded, rows, DIM, &partitions, &stats).unwrap();
-    let plan = read_plan(&dir, &reseeded, rows, DIM).unwrap();
+    let plan = read_plan_info(&dir, &reseeded, rows, DIM).unwrap();
     let e = message(read_memberships(&dir, &plan, shard(0), rows).err().unwrap());
     assert!(e.contains("written for another plan"), "{e}");
     // Centroids changed after the plan was written.

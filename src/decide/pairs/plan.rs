@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::assign::Memberships;
-use super::engine::{PairSearch, PairStats, Partitions, Shard};
+use super::engine::{partition_range, PairSearch, PairStats, Partitions, Shard};
 use super::kmeans::{Centroids, PartitionGroups};
 use super::npy::{decode_f32, npy_header};
 use super::source::CHUNK_ROWS;
@@ -78,12 +78,29 @@ struct PlanRecord {
     checksum: String,
 }
 
-/// A plan read back: the partitions and the checksum its memberships files carry.
-pub(crate) struct Plan {
-    pub partitions: Partitions,
+/// What `plan.json` says of the partitions, without reading the matrices: all a search task
+/// needs (at 10⁹ rows the centroids are 4 GB).
+pub(crate) struct PlanInfo {
+    pub partitions: usize,
+    /// Groups of partitions (1: one level).
+    pub groups: usize,
+    /// Of the matrices: what the memberships files carry.
     pub checksum: u64,
     pub sample_rows: usize,
     pub sample_held: bool,
+}
+
+impl PlanInfo {
+    /// The partitions search task `shard` searches.
+    pub fn range_of(&self, shard: Shard) -> Range<u32> {
+        partition_range(self.partitions, shard)
+    }
+}
+
+/// A plan read back whole: what it says, and the partitions.
+pub(crate) struct Plan {
+    pub info: PlanInfo,
+    pub partitions: Partitions,
 }
 
 /// A checksum of the centroids' and group centres' bits.
@@ -162,14 +179,14 @@ pub(crate) fn write_plan(
     write_file_atomically(&dir.join("plan.json"), format!("{json}\n").as_bytes())
 }
 
-/// Reads the plan in `dir` for a search over `rows × dim` rows with `params`; an error says
-/// what differs and what to run.
-pub(crate) fn read_plan(
+/// Reads and checks `plan.json` in `dir` for a search over `rows × dim` rows with `params`; an
+/// error says what differs and what to run.
+fn read_record(
     dir: &Path,
     params: &PairSearch,
     rows: u64,
     dim: usize,
-) -> Result<Plan, PairsError> {
+) -> Result<(PlanRecord, u64), PairsError> {
     let path = dir.join("plan.json");
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -243,6 +260,51 @@ pub(crate) fn read_plan(
             ));
         }
     }
+    let checksum = u64::from_str_radix(&record.checksum, 16).map_err(|_| {
+        format_error(
+            &path,
+            format!(
+                "checksum {:?} is not hexadecimal: run --step partitions again",
+                record.checksum
+            ),
+        )
+    })?;
+    Ok((record, checksum))
+}
+
+/// What the plan in `dir` says ([`read_record`]'s checks), without its matrices.
+pub(crate) fn read_plan_info(
+    dir: &Path,
+    params: &PairSearch,
+    rows: u64,
+    dim: usize,
+) -> Result<PlanInfo, PairsError> {
+    let (record, checksum) = read_record(dir, params, rows, dim)?;
+    Ok(info_of(&record, checksum))
+}
+
+fn info_of(record: &PlanRecord, checksum: u64) -> PlanInfo {
+    PlanInfo {
+        partitions: record.partitions,
+        groups: record
+            .group_starts
+            .as_ref()
+            .map_or(1, |s| s.len().saturating_sub(1)),
+        checksum,
+        sample_rows: record.sample_rows,
+        sample_held: record.sample_held,
+    }
+}
+
+/// The plan in `dir` with its matrices, checked against the checksum `plan.json` records.
+pub(crate) fn read_plan(
+    dir: &Path,
+    params: &PairSearch,
+    rows: u64,
+    dim: usize,
+) -> Result<Plan, PairsError> {
+    let (record, recorded) = read_record(dir, params, rows, dim)?;
+    let path = dir.join("plan.json");
     let matrix = |name: &str, count: usize| -> Result<Vec<f32>, PairsError> {
         let path = dir.join(name);
         let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
@@ -272,18 +334,15 @@ pub(crate) fn read_plan(
         }
     };
     let partitions = Partitions { centroids, groups };
-    let sum = checksum(&partitions);
-    if format!("{sum:016x}") != record.checksum {
+    if checksum(&partitions) != recorded {
         return Err(format_error(
             &path,
             "centroids.npy or top.npy is not the one this plan was written with: run --step partitions again".into(),
         ));
     }
     Ok(Plan {
+        info: info_of(&record, recorded),
         partitions,
-        checksum: sum,
-        sample_rows: record.sample_rows,
-        sample_held: record.sample_held,
     })
 }
 
@@ -299,7 +358,7 @@ pub fn memberships_path(dir: &Path, shard: Shard) -> PathBuf {
 /// one section per search shard of the same count.
 pub(crate) fn write_memberships(
     dir: &Path,
-    plan: &Plan,
+    plan: &PlanInfo,
     shard: Shard,
     rows: Range<u64>,
     memberships: &Memberships,
@@ -308,7 +367,7 @@ pub(crate) fn write_memberships(
     let partial = path.with_extension("bin.partial");
     let sections: Vec<Vec<usize>> = (0..shard.count)
         .map(|index| {
-            let range = plan.partitions.range_of(Shard {
+            let range = plan.range_of(Shard {
                 count: shard.count,
                 index,
             });
@@ -375,7 +434,7 @@ fn put_u32s(out: &mut impl Write, values: impl Iterator<Item = u32>) -> std::io:
 /// order, and the counts of all rows assigned (for the statistics).
 pub(crate) fn read_memberships(
     dir: &Path,
-    plan: &Plan,
+    plan: &PlanInfo,
     shard: Shard,
     rows: u64,
 ) -> Result<Memberships, PairsError> {
@@ -407,7 +466,7 @@ pub(crate) fn read_memberships(
 fn read_section(
     path: &Path,
     file: File,
-    plan: &Plan,
+    plan: &PlanInfo,
     range_shard: Shard,
     rows: u64,
     section: u32,
@@ -478,7 +537,7 @@ fn read_section(
     let lengths = u32s(&mut reader, n)?;
     let m = u64s(&mut reader, 1)?[0];
     let partitions = u32s(&mut reader, m)?;
-    let k = plan.partitions.len() as u32;
+    let k = plan.partitions as u32;
     let total: u64 = lengths.iter().map(|&l| u64::from(l)).sum();
     let in_range = row_numbers
         .iter()
