@@ -133,6 +133,14 @@ pub fn parse(
         .collect())
 }
 
+/// The most bytes of rows (as JSON) a Parquet manifest may decode to, per byte of the file; and
+/// at least `MIN_ROW_BYTES` in all. URLs and captions compress a few times at most, but
+/// dictionary encoding lets one long value stand for every row: a 4 KB file of 30,000 rows
+/// naming one 80 KB string decoded to 2.4 GB
+/// (`tests/fixtures/fuzz/manifest_parquet-dictionary-2gb.parquet`).
+const MAX_ROW_BYTES_PER_BYTE: usize = 64;
+const MIN_ROW_BYTES: usize = 64 << 20;
+
 /// The rows of a Parquet manifest, up to the first error (returned beside them).
 #[allow(clippy::type_complexity)]
 fn parquet_rows(
@@ -163,6 +171,8 @@ fn parquet_rows(
         Ok(reader) => reader,
         Err(e) => return (rows, Some(e.into())),
     };
+    let most = (bytes.len().saturating_mul(MAX_ROW_BYTES_PER_BYTE)).max(MIN_ROW_BYTES);
+    let mut decoded = 0usize;
     for batch in reader {
         let values = batch
             .map_err(Box::<dyn std::error::Error>::from)
@@ -173,6 +183,17 @@ fn parquet_rows(
                 let json = writer.into_inner();
                 if json.is_empty() {
                     return Ok(Vec::new());
+                }
+                decoded = decoded.saturating_add(json.len());
+                if decoded > most {
+                    return Err(format!(
+                        "its rows decode to more than {most} bytes, the most a file of {} bytes \
+                         may ({MAX_ROW_BYTES_PER_BYTE} a byte, at least {} MiB): a long value its \
+                         dictionary repeats, or a manifest to split into smaller files",
+                        bytes.len(),
+                        MIN_ROW_BYTES >> 20
+                    )
+                    .into());
                 }
                 Ok(serde_json::from_slice::<Vec<Map<String, Value>>>(&json)?)
             });

@@ -47,6 +47,15 @@ pub(super) enum Wrong {
     Value { what: &'static str, value: i64 },
     #[error("its required field {0} is missing")]
     Missing(&'static str),
+    #[error(
+        "{compressed} compressed bytes declare {uncompressed} uncompressed, more than the {most} \
+         they can hold"
+    )]
+    Expands {
+        compressed: i64,
+        uncompressed: i64,
+        most: i64,
+    },
 }
 
 /// Checks the footer of the Parquet file `bytes`: `Err` says what is wrong. A file too short to

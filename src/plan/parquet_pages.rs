@@ -18,6 +18,7 @@
 //! field of another type, any length or count past the chunk's end and any list of booleans:
 //! what the walk accepts, the crate reads the same way, within the chunk.
 
+use parquet::basic::Compression;
 use parquet::file::metadata::ParquetMetaData;
 
 use super::parquet_footer::{Walk, Wrong};
@@ -26,6 +27,13 @@ use super::parquet_footer::{Walk, Wrong};
 /// fewer than one bit a row cannot name distinct objects, while a few bytes of run-length
 /// encoding can declare 2^31 null rows, each a row of the plan in memory.
 const MAX_ROWS_PER_BYTE: i64 = 8;
+
+/// The most a Snappy page can expand, as a ratio (64 to 3): the format's longest output per
+/// input byte is a 3-byte copy of 64 bytes (literals and the length preamble expand nothing).
+/// The crate allocates and zeroes the `uncompressed_page_size` a page header declares before it
+/// decompresses (`decode_page`, `SnappyCodec::decompress`): a 1 KB file declaring 2^31 bytes
+/// cost 2 GB a page (`tests/fixtures/fuzz/manifest_parquet-page-size-2gb.parquet`).
+const SNAPPY_EXPANSION: (i64, i64) = (64, 3);
 
 /// A column chunk the `parquet` crate must not read: which one, and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +111,18 @@ pub fn check_pages(bytes: &[u8], metadata: &ParquetMetaData) -> Result<(), Malfo
                 .into());
             }
             let (start, end) = (start as usize, end as usize);
-            let values = pages(&bytes[start..end]).map_err(|(at, what)| {
+            let expansion = match chunk.compression() {
+                Compression::UNCOMPRESSED => None,
+                Compression::SNAPPY => Some(SNAPPY_EXPANSION),
+                other => {
+                    return Err(wrong(format!(
+                        "its compression {other} is not one this build reads (none or Snappy); \
+                         rewrite the manifest with Snappy"
+                    ))
+                    .into());
+                }
+            };
+            let values = pages(&bytes[start..end], expansion).map_err(|(at, what)| {
                 wrong(format!("the page header at byte {}: {what}", start + at))
             })?;
             if values > cap || chunk.num_values() > cap {
@@ -135,9 +154,11 @@ pub fn check_pages(bytes: &[u8], metadata: &ParquetMetaData) -> Result<(), Malfo
     Ok(())
 }
 
-/// Walks the pages of one column chunk: each a page header, then the page's bytes. Returns the
-/// values its data pages declare, or where (from the chunk's start) and what is wrong.
-fn pages(chunk: &[u8]) -> Result<i64, (usize, Wrong)> {
+/// Walks the pages of one column chunk: each a page header, then the page's bytes. A page may
+/// declare at most `expansion` (a ratio) uncompressed bytes a compressed byte; `None` for pages
+/// that are not decompressed. Returns the values its data pages declare, or where (from the
+/// chunk's start) and what is wrong.
+fn pages(chunk: &[u8], expansion: Option<(i64, i64)>) -> Result<i64, (usize, Wrong)> {
     let mut at = 0;
     let mut values = 0i64;
     while at < chunk.len() {
@@ -151,8 +172,9 @@ fn pages(chunk: &[u8]) -> Result<i64, (usize, Wrong)> {
         let compressed = header
             .compressed
             .ok_or_else(|| missing("compressed_page_size"))?;
-        at += walk.at;
-        let remain = chunk.len() - at;
+        // Errors from here on name the header's first byte, as those above do.
+        let data = at + walk.at;
+        let remain = chunk.len() - data;
         if compressed < 0 || uncompressed < 0 {
             let (what, value) = if compressed < 0 {
                 ("compressed_page_size", compressed)
@@ -170,6 +192,20 @@ fn pages(chunk: &[u8]) -> Result<i64, (usize, Wrong)> {
                 },
             ));
         }
+        if let Some((times, per)) = expansion {
+            // Rounded up: the most the format lets `compressed` bytes expand to.
+            let most = compressed.saturating_mul(times).saturating_add(per - 1) / per;
+            if uncompressed > most {
+                return Err((
+                    at,
+                    Wrong::Expands {
+                        compressed,
+                        uncompressed,
+                        most,
+                    },
+                ));
+            }
+        }
         if let Some(n) = header.num_values {
             if n < 0 {
                 return Err((
@@ -182,7 +218,7 @@ fn pages(chunk: &[u8]) -> Result<i64, (usize, Wrong)> {
             }
             values = values.saturating_add(n);
         }
-        at += compressed as usize;
+        at = data + compressed as usize;
     }
     Ok(values)
 }
@@ -341,8 +377,8 @@ mod tests {
     use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
     /// A manifest of 300 rows in 2 row groups and pages of 50 rows, as the arrow writer makes it
-    /// with data pages v1 or v2, with page statistics.
-    fn manifest(v2: bool) -> Vec<u8> {
+    /// with data pages v1 or v2, with page statistics, compressed with Snappy or not.
+    fn manifest(v2: bool, compression: Compression) -> Vec<u8> {
         use arrow_array::{RecordBatch, StringArray};
         use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
         let urls: Vec<String> = (0..300).map(|i| format!("http://h/{i}.jpg")).collect();
@@ -368,6 +404,7 @@ mod tests {
             .set_data_page_row_count_limit(50)
             .set_write_batch_size(10)
             .set_statistics_enabled(EnabledStatistics::Page)
+            .set_compression(compression)
             .build();
         let mut bytes = Vec::new();
         let mut writer =
@@ -385,14 +422,17 @@ mod tests {
 
     #[test]
     fn real_manifests_pass_and_are_read_whole() {
-        for v2 in [false, true] {
-            let bytes = manifest(v2);
+        for (v2, compression) in [false, true]
+            .into_iter()
+            .flat_map(|v2| [(v2, Compression::UNCOMPRESSED), (v2, Compression::SNAPPY)])
+        {
+            let bytes = manifest(v2, compression);
             let metadata = metadata(&bytes);
             assert_eq!(metadata.num_row_groups(), 2);
             check_pages(&bytes, &metadata).unwrap();
             let rows =
                 crate::plan::manifest::parse("m.parquet", bytes.into(), "url", "caption").unwrap();
-            assert_eq!(rows.len(), 300, "v2 {v2}");
+            assert_eq!(rows.len(), 300, "v2 {v2} {compression}");
             assert!(rows.iter().all(|row| row.error.is_none()));
             assert_eq!(rows[299].url.as_deref(), Some("http://h/299.jpg"));
         }
@@ -427,7 +467,7 @@ mod tests {
 
     #[test]
     fn chunks_outside_the_data_over_another_or_declaring_too_many_rows_are_refused() {
-        let bytes = manifest(false);
+        let bytes = manifest(false, Compression::UNCOMPRESSED);
         let metadata = metadata(&bytes);
         let first = metadata.row_group(0).column(0).clone();
         let cases = [
@@ -449,6 +489,14 @@ mod tests {
             (
                 with_chunk(&metadata, 0, 0, |c| c.set_total_compressed_size(-1)),
                 "its -1 bytes at byte 4 are not within the file's data",
+            ),
+            (
+                with_chunk(&metadata, 0, 1, |c| {
+                    c.set_compression(Compression::GZIP(Default::default()))
+                }),
+                "column chunk 1 (`caption`) of row group 0 is malformed: its compression \
+                 GZIP(GzipLevel(6)) is not one this build reads (none or Snappy); rewrite the \
+                 manifest with Snappy",
             ),
         ];
         for (changed, expected) in cases {
@@ -495,10 +543,10 @@ mod tests {
             bytes.extend_from_slice(&[1, 2, 3, 4]);
             bytes
         };
-        assert_eq!(pages(&page(&[])).unwrap(), 2);
+        assert_eq!(pages(&page(&[]), None).unwrap(), 2);
         let two = [page(&[]), page(&[])].concat();
-        assert_eq!(pages(&two).unwrap(), 4);
-        let refused = |bytes: &[u8]| pages(bytes).unwrap_err().1.to_string();
+        assert_eq!(pages(&two, None).unwrap(), 4);
+        let refused = |bytes: &[u8]| pages(bytes, None).unwrap_err().1.to_string();
         // An unknown field 9 holding a list of 3 booleans, and one of 2^31 (the fixture's kind).
         assert_eq!(
             refused(&page(&[0x49, 0x31, 1, 1, 1])),
@@ -526,6 +574,27 @@ mod tests {
         assert_eq!(
             refused(&statistics),
             "1099511627776 elements declared, 0 bytes remain"
+        );
+        // A Snappy page of 4 bytes declaring 2^31 - 1 uncompressed (the crate would zero 2 GB
+        // for it), refused; 86 bytes (4 × 64 / 3, rounded up) are what 4 bytes can hold.
+        let sized = |uncompressed: &[u8]| {
+            let mut bytes = vec![0x15, 0x00, 0x15];
+            bytes.extend_from_slice(uncompressed);
+            bytes.extend_from_slice(&page(&[])[4..]);
+            bytes
+        };
+        let big = sized(&[0xfe, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(pages(&big, None).unwrap(), 2);
+        assert_eq!(
+            pages(&big, Some(SNAPPY_EXPANSION))
+                .unwrap_err()
+                .1
+                .to_string(),
+            "4 compressed bytes declare 2147483647 uncompressed, more than the 86 they can hold"
+        );
+        assert_eq!(
+            pages(&sized(&[0xac, 0x01]), Some(SNAPPY_EXPANSION)).unwrap(),
+            2
         );
         // A header without its compressed size, and a negative one.
         assert_eq!(

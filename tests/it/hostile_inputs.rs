@@ -447,6 +447,41 @@ fn a_parquet_page_header_that_hung_the_parquet_crate_is_a_ledger_row_and_an_inpu
     assert!(errors[0].contains("h.parquet: cannot read the Parquet manifest past row 0"));
 }
 
+#[test]
+fn parquet_manifests_that_declare_gigabytes_in_kilobytes_are_refused_before_they_are_decoded() {
+    // After CI's fuzz run of 2 December 2026 stopped at a crash in manifest_parquet (its input
+    // was not kept), two 4 KB manifests that made the parquet crate (57.3) hold over 2 GB, the
+    // fuzz target's limit. The first is the seed manifest with its first data page declaring
+    // 2^31 - 1 uncompressed bytes: the crate allocates and zeroes that much before it
+    // decompresses a Snappy page. The second, written by pyarrow, is 30,000 rows of one
+    // dictionary value of 80 KB, 2.4 GB of rows once decoded.
+    let page = read(root().join("tests/fixtures/fuzz/manifest_parquet-page-size-2gb.parquet"));
+    let rows = mmcurate::plan::manifest::parse("p.parquet", page.into(), "url", "caption").unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].error.as_deref().unwrap(),
+        "p.parquet: cannot read the Parquet manifest past row 0: the Parquet column chunk 0 \
+         (`url`) of row group 0 is malformed: the page header at byte 38: 11 compressed bytes \
+         declare 2147483647 uncompressed, more than the 235 they can hold"
+    );
+
+    let dictionary =
+        read(root().join("tests/fixtures/fuzz/manifest_parquet-dictionary-2gb.parquet"));
+    let size = dictionary.len();
+    let rows =
+        mmcurate::plan::manifest::parse("d.parquet", dictionary.into(), "url", "caption").unwrap();
+    // Its first batch of 1,024 rows is 82 MB as JSON, past the 64 MiB a 4 KB file may decode to.
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].error.as_deref().unwrap(),
+        format!(
+            "d.parquet: cannot read the Parquet manifest past row 0: its rows decode to more \
+             than 67108864 bytes, the most a file of {size} bytes may (64 a byte, at least 64 \
+             MiB): a long value its dictionary repeats, or a manifest to split into smaller files"
+        )
+    );
+}
+
 /// The names of the members of every shard of the current version, by shard file name.
 fn shard_members(out: &Path) -> Vec<String> {
     let mut names = Vec::new();
