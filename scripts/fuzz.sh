@@ -41,13 +41,14 @@ echo "building ${#targets[@]} fuzz target(s)" >&2
 RUSTC_WRAPPER="$PWD/scripts/fuzz_rustc.sh" "${build[@]}"
 
 failed=()
+logs="$(mktemp -d)"
 for target in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
   echo "fuzzing $target for ${seconds}s" >&2
   # -rss_limit_mb: a parser that allocates what a header claims is a crash, not a slow run.
   if ! "target/debug/examples/fuzz_$target" "fuzz/corpus/$target" "fuzz/seeds/$target" \
       -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
-      -artifact_prefix="fuzz/artifacts/$target/"; then
+      -artifact_prefix="fuzz/artifacts/$target/" 2> >(tee "$logs/$target" >&2); then
     failed+=("$target")
     echo "CRASH in $target: the input is in fuzz/artifacts/$target/;" \
          "replay it with: target/debug/examples/fuzz_$target fuzz/artifacts/$target/<file>" >&2
@@ -55,6 +56,19 @@ for target in "${targets[@]}"; do
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then
+  # Last, so that a log that keeps only its end (CI's) still holds what crashed and the input
+  # itself, to be saved with `base64 -d` and replayed.
+  for target in "${failed[@]}"; do
+    echo "== $target: what libFuzzer said" >&2
+    grep -E "ERROR|panicked|SUMMARY|Test unit written|Base64|deadly signal|out-of-memory|timeout" \
+      "$logs/$target" | head -n 20 >&2 || true
+    for input in "fuzz/artifacts/$target"/*; do
+      [ -f "$input" ] || continue
+      echo "== $input ($(stat -c %s "$input") bytes), base64:" >&2
+      head -c 16384 "$input" | base64 -w 0 >&2
+      echo >&2
+    done
+  done
   echo "fuzzing found crashes in: ${failed[*]}" >&2
   exit 1
 fi
