@@ -21,7 +21,7 @@
 use parquet::basic::Compression;
 use parquet::file::metadata::ParquetMetaData;
 
-use super::parquet_footer::{Walk, Wrong};
+use super::parquet_footer::{Field, Walk, Wrong, STATISTICS};
 
 /// The most rows a row group, and values a column chunk, may declare per byte of the file:
 /// fewer than one bit a row cannot name distinct objects, while a few bytes of run-length
@@ -223,28 +223,8 @@ fn pages(chunk: &[u8], expansion: Option<(i64, i64)>) -> Result<i64, (usize, Wro
     Ok(values)
 }
 
-/// What a field of a page header struct is, as the crate's schema reads it.
-#[derive(Clone, Copy)]
-enum Field {
-    I32,
-    I64,
-    Binary,
-    Bool,
-    Struct(&'static [(i16, Field)]),
-}
-
-/// `PageStatistics`, `DataPageHeader`, `IndexPageHeader`, `DictionaryPageHeader`,
-/// `DataPageHeaderV2` and `PageHeader` (the crate's `file/metadata/thrift/mod.rs`).
-const STATISTICS: &[(i16, Field)] = &[
-    (1, Field::Binary),
-    (2, Field::Binary),
-    (3, Field::I64),
-    (4, Field::I64),
-    (5, Field::Binary),
-    (6, Field::Binary),
-    (7, Field::Bool),
-    (8, Field::Bool),
-];
+/// `DataPageHeader`, `IndexPageHeader`, `DictionaryPageHeader`, `DataPageHeaderV2` and
+/// `PageHeader` (the crate's `file/metadata/thrift/mod.rs`).
 const DATA_PAGE: &[(i16, Field)] = &[
     (1, Field::I32),
     (2, Field::I32),
@@ -285,89 +265,23 @@ struct PageFacts {
 }
 
 fn page_header(walk: &mut Walk) -> Result<PageFacts, Wrong> {
-    let mut found = [None; 9];
-    let mut num_values = None;
-    known_struct(walk, PAGE_HEADER, 0, &mut found, &mut num_values)?;
-    Ok(PageFacts {
-        kind: found[1],
-        uncompressed: found[2],
-        compressed: found[3],
-        num_values,
-    })
-}
-
-/// A struct of the schema `fields`, read as the crate reads it: `found` gets its integer fields
-/// by id; `num_values` the first field of a data page header under it (at `depth` 0, a
-/// `PageHeader`).
-fn known_struct(
-    walk: &mut Walk,
-    fields: &'static [(i16, Field)],
-    depth: usize,
-    found: &mut [Option<i64>; 9],
-    num_values: &mut Option<i64>,
-) -> Result<(), Wrong> {
-    if depth > 8 {
-        return Err(Wrong::TooDeep);
-    }
-    let mut last = 0i16;
-    loop {
-        let header = walk.byte()?;
-        let kind = header & 0x0f;
-        if kind == 0 {
-            return Ok(());
+    let mut facts = PageFacts {
+        kind: None,
+        uncompressed: None,
+        compressed: None,
+        num_values: None,
+    };
+    walk.known_struct(PAGE_HEADER, 0, 0, &mut |depth, parent, id, value| {
+        match (depth, parent, id) {
+            (0, _, 1) => facts.kind = Some(value),
+            (0, _, 2) => facts.uncompressed = Some(value),
+            (0, _, 3) => facts.compressed = Some(value),
+            // `num_values` of `PageHeader`'s fields 5 and 8: the data page headers, v1 and v2.
+            (1, 5 | 8, 1) => facts.num_values = Some(value),
+            _ => {}
         }
-        let delta = header >> 4;
-        let id = if delta != 0 {
-            last.checked_add(i16::from(delta))
-                .ok_or(Wrong::FieldId(delta, last))?
-        } else {
-            walk.zigzag()? as i16
-        };
-        last = id;
-        let Some(&(_, field)) = fields.iter().find(|(known, _)| *known == id) else {
-            match kind {
-                1 | 2 => {}
-                kind => walk.value(kind, depth + 1)?,
-            }
-            continue;
-        };
-        let expected = match field {
-            Field::I32 => 5,
-            Field::I64 => 6,
-            Field::Binary => 8,
-            Field::Bool => 1,
-            Field::Struct(_) => 12,
-        };
-        if kind != expected && !(expected == 1 && kind == 2) {
-            return Err(Wrong::FieldType {
-                id,
-                declared: kind,
-                expected,
-            });
-        }
-        match field {
-            Field::I32 | Field::I64 => {
-                let value = walk.zigzag()?;
-                if let Some(slot) = found.get_mut(id as usize).filter(|_| id >= 0) {
-                    *slot = Some(if matches!(field, Field::I32) {
-                        i64::from(value as i32)
-                    } else {
-                        value
-                    });
-                }
-            }
-            Field::Binary => walk.value(8, depth + 1)?,
-            Field::Bool => {}
-            Field::Struct(schema) => {
-                let mut inner = [None; 9];
-                known_struct(walk, schema, depth + 1, &mut inner, num_values)?;
-                // `PageHeader`'s fields 5 and 8: the data page headers, v1 and v2.
-                if depth == 0 && (id == 5 || id == 8) {
-                    *num_values = inner[1];
-                }
-            }
-        }
-    }
+    })?;
+    Ok(facts)
 }
 
 #[cfg(test)]
